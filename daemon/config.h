@@ -1,0 +1,87 @@
+/*
+ * seedd.conf(5): an INI file in systemd style, read with inih.
+ *
+ * An unknown section or key, or a bad value, is an error naming file:line.
+ * Secrets (client secret, account key, SAS token, return carrier account
+ * number) are read from the files the config names, or from
+ * $CREDENTIALS_DIRECTORY, into struct secret, which the log and JSON code
+ * refuse to print.
+ */
+#ifndef SEEDD_CONFIG_H
+#define SEEDD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A secret value. Never logged, never sent over the socket. */
+struct secret {
+	char *value; /* NULL if not set */
+	size_t len;
+};
+
+enum azure_cloud {
+	CLOUD_AZURE_PUBLIC,
+	CLOUD_AZURE_CHINA,
+	CLOUD_AZURE_US_GOVERNMENT,
+	CLOUD_CUSTOM,
+};
+
+enum job_api {
+	JOB_API_DATABOX,
+	JOB_API_IMPORTEXPORT,
+};
+
+struct config {
+	char *path; /* the file read, NULL for built-in defaults */
+
+	/* [Daemon] */
+	char *admin_group; /* NULL: root only */
+	gid_t admin_gid;   /* resolved at load; valid if admin_group != NULL */
+	unsigned poll_interval_sec;
+	char *metrics_file;
+
+	/* [Azure] */
+	enum azure_cloud cloud;
+	enum job_api job_api;
+	char *tenant_id, *client_id, *client_secret_file;
+	char *subscription_id, *resource_group, *location;
+	char *authority_host, *resource_manager_endpoint, *ca_file;
+	struct secret client_secret;
+
+	/* [Storage] */
+	char *account_id, *account_name, *account_key_file, *sas_token_file, *blob_endpoint;
+	char *import_container;
+	struct secret account_key, sas_token;
+
+	/* [Vault] */
+	char *vault_container;
+	char *access_tier;
+
+	/* [Shipping] */
+	char *contact_name, *phone, *email, *company_name;
+	char *street_address1, *street_address2, *city, *state_or_province, *postal_code, *country;
+	char *return_carrier, *return_carrier_account_number_file;
+	struct secret return_carrier_account_number;
+
+	/* [Drives] */
+	bool require_ntfs;
+	bool verify;
+	unsigned ship_deadline_days;
+};
+
+/*
+ * Load path into a new config. If path is NULL, read the default path and
+ * accept its absence (built-in defaults). On error returns -EINVAL (or
+ * -errno) and *ret_err holds "file:line: message".
+ */
+int config_load(const char *path, struct config **ret, char **ret_err);
+struct config *config_free(struct config *c);
+
+/* True if Azure is configured enough to create jobs. */
+bool config_azure_ready(const struct config *c);
+
+/* True if url is https://, or http:// to a loopback host. */
+bool config_url_allowed(const char *url);
+
+#endif
