@@ -1,0 +1,305 @@
+/*
+ * A control connection: reads bytes from a bufferevent into a varlink
+ * reader, dispatches each complete call, writes replies. A malformed message
+ * gets an error reply; an oversized one an error and a close; a peer that
+ * stops reading or stays idle is dropped. Loop thread only.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "daemon.h"
+#include "log.h"
+#include "methods.h"
+#include "names.h"
+#include "server.h"
+#include "util.h"
+
+#define GROUPS_MAX 256
+
+static const char *const conn_state_table[_CONN_STATE_MAX] = {
+	[CONN_IDLE] = "idle",
+	[CONN_WATCHING] = "watching",
+	[CONN_CLOSING] = "closing",
+};
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_close_after_flush(struct conn *c);
+
+/* Every state change goes through here, so the log shows old -> new. */
+static void
+conn_set_state(struct conn *c, enum conn_state state)
+{
+	if (c->state == state)
+		return;
+	log_debug("connection %u: %s -> %s", c->id, conn_state_table[c->state],
+		  conn_state_table[state]);
+	c->state = state;
+}
+
+static void
+conn_set_idle_timeout(struct conn *c, bool on)
+{
+	struct timeval tv = {CONN_IDLE_TIMEOUT_SEC, 0};
+
+	bufferevent_set_timeouts(c->bev, on ? &tv : NULL, NULL);
+}
+
+struct conn *
+conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid)
+{
+	struct daemon *d = server_daemon(s);
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->server = s;
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	vl_reader_init(&c->reader);
+	c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	conn_set_idle_timeout(c, true);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return c;
+}
+
+void
+conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	server_conn_gone(c->server, c);
+	bufferevent_free(c->bev);
+	vl_reader_done(&c->reader);
+	free(c->watch_name);
+	free(c);
+}
+
+bool
+conn_in_group(const struct conn *c, gid_t gid)
+{
+	gid_t groups[GROUPS_MAX];
+	socklen_t len = sizeof(groups);
+	int fd = bufferevent_getfd(c->bev);
+
+	if (c->uid == 0 || c->gid == gid)
+		return true;
+	/* SO_PEERGROUPS gives the groups at connect time, without a race. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+		for (size_t i = 0; i < len / sizeof(gid_t); i++)
+			if (groups[i] == gid)
+				return true;
+		return false;
+	}
+	/* Fallback: the user's groups now, which may differ from the peer's. */
+	struct passwd pw, *pwp = NULL;
+	char buf[4096];
+	int n = GROUPS_MAX;
+	if (getpwuid_r(c->uid, &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL)
+		return false;
+	if (getgrouplist(pw.pw_name, c->gid, groups, &n) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+static void
+conn_send(struct conn *c, json_t *msg)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+
+	if (c->state == CONN_CLOSING) {
+		json_decref(msg);
+		return;
+	}
+	if (vl_encode(msg, &buf, &len) < 0) {
+		json_decref(msg);
+		log_error("connection %u: reply larger than %d bytes", c->id, VL_MESSAGE_MAX);
+		msg = vl_error_new(SEEDD_ERR_INTERNAL,
+				   json_pack("{s:s}", "message", "reply too large"));
+		if (vl_encode(msg, &buf, &len) < 0)
+			fatalx("cannot encode an error reply");
+	}
+	json_decref(msg);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) + len > CONN_OUTPUT_MAX) {
+		log_warning("connection %u (pid %d) does not read its replies; dropping it", c->id,
+			    (int)c->pid);
+		conn_set_state(c, CONN_CLOSING);
+		bufferevent_disable(c->bev, EV_READ);
+		evbuffer_drain(bufferevent_get_output(c->bev),
+			       evbuffer_get_length(bufferevent_get_output(c->bev)));
+		return;
+	}
+	bufferevent_write(c->bev, buf, len);
+}
+
+void
+conn_reply(struct conn *c, json_t *params, bool continues)
+{
+	if (c->oneway) {
+		json_decref(params);
+		return;
+	}
+	conn_send(c, vl_reply_new(params, continues));
+}
+
+void
+conn_error(struct conn *c, const char *error, json_t *params)
+{
+	if (c->oneway) {
+		json_decref(params);
+		return;
+	}
+	conn_send(c, vl_error_new(error, params));
+}
+
+void
+conn_watch(struct conn *c, const char *name)
+{
+	free(c->watch_name);
+	c->watch_name = name ? xstrdup(name) : NULL;
+	conn_set_state(c, CONN_WATCHING);
+	conn_set_idle_timeout(c, false);
+}
+
+void
+conn_send_watch(struct conn *c, const char *name, json_t *job, bool last)
+{
+	if (c->state != CONN_WATCHING)
+		return;
+	if (c->watch_name != NULL && strcmp(c->watch_name, name) != 0)
+		return;
+	json_incref(job);
+	if (last && c->watch_name != NULL) {
+		conn_reply(c, json_pack("{s:o}", "job", job), false);
+		conn_set_state(c, CONN_IDLE);
+		conn_set_idle_timeout(c, true);
+	} else
+		conn_reply(c, json_pack("{s:o}", "job", job), true);
+	if (c->state == CONN_CLOSING)
+		conn_close_after_flush(c);
+}
+
+/* Close once the output is flushed. */
+static void
+conn_close_after_flush(struct conn *c)
+{
+	conn_set_state(c, CONN_CLOSING);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_free(c);
+}
+
+static void
+conn_bad_message(struct conn *c, const char *what)
+{
+	log_debug("connection %u: %s", c->id, what);
+	c->oneway = false;
+	conn_error(c, VL_ERR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", what));
+}
+
+/* Check the envelope of a call and dispatch it. */
+static void
+conn_handle(struct conn *c, json_t *msg)
+{
+	struct daemon *d = server_daemon(c->server);
+	json_t *method = json_object_get(msg, "method");
+	json_t *params = json_object_get(msg, "parameters");
+	json_t *more = json_object_get(msg, "more");
+	json_t *oneway = json_object_get(msg, "oneway");
+
+	c->oneway = false;
+	if (!json_is_string(method))
+		return conn_bad_message(c, "method");
+	if (params != NULL && !json_is_object(params))
+		return conn_bad_message(c, "parameters");
+	if ((more != NULL && !json_is_boolean(more)) || (oneway != NULL && !json_is_boolean(oneway)))
+		return conn_bad_message(c, more && !json_is_boolean(more) ? "more" : "oneway");
+	c->oneway = json_is_true(oneway);
+
+	json_t *empty = params ? NULL : json_object();
+	struct call call = {
+		.d = d,
+		.conn = c,
+		.method = json_string_value(method),
+		.params = params ? params : empty,
+		.more = json_is_true(more),
+	};
+	methods_dispatch(&call);
+	json_decref(empty);
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char buf[65536];
+	int n, r;
+
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
+		if ((r = vl_reader_feed(&c->reader, buf, (size_t)n)) < 0)
+			goto too_long;
+		for (;;) {
+			json_t *msg = NULL;
+			r = vl_reader_next(&c->reader, &msg);
+			if (r == 0)
+				break;
+			if (r == -EMSGSIZE)
+				goto too_long;
+			if (r < 0) {
+				conn_bad_message(c, "message is not a JSON object");
+				continue;
+			}
+			conn_handle(c, msg);
+			json_decref(msg);
+			if (c->state == CONN_CLOSING) {
+				conn_close_after_flush(c);
+				return;
+			}
+		}
+	}
+	return;
+
+too_long:
+	log_warning("connection %u (pid %d): message longer than %d bytes; closing", c->id,
+		    (int)c->pid, VL_MESSAGE_MAX);
+	c->oneway = false;
+	conn_error(c, VL_ERR_INVALID_PARAMETER,
+		   json_pack("{s:s}", "parameter", "message too long"));
+	conn_close_after_flush(c);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_CLOSING)
+		conn_free(c);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT)
+		log_debug("connection %u idle for %d s; closing", c->id, CONN_IDLE_TIMEOUT_SEC);
+	else if (what & BEV_EVENT_ERROR)
+		log_debug("connection %u: %s", c->id, strerror(EVUTIL_SOCKET_ERROR()));
+	conn_free(c);
+}

@@ -1,0 +1,148 @@
+/*
+ * The loop's housekeeping: signals (SIGTERM/SIGINT stop, SIGHUP reloads),
+ * the systemd watchdog and status line, and config reload. Loop thread.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "catalog-ids.h"
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+int64_t
+daemon_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int64_t
+monotonic_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+int64_t
+daemon_uptime(const struct daemon *d)
+{
+	return monotonic_sec() - d->started;
+}
+
+void
+daemon_status(struct daemon *d, const char *fmt, ...)
+{
+	_cleanup_free_ char *line = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&line, fmt, ap) < 0)
+		fatalx("vasprintf failed");
+	va_end(ap);
+	(void)sd_notifyf(0, "STATUS=%s", line);
+}
+
+void
+daemon_stop(struct daemon *d, const char *why)
+{
+	struct log_ctx ctx = {.message_id = SEEDD_MESSAGE_STOPPED};
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_ctx(LOG_INFO, &ctx, "stopping: %s", why);
+	(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+	if (d->server != NULL)
+		server_stop_accepting(d->server);
+	event_base_loopexit(d->base, NULL);
+}
+
+void
+daemon_reload(struct daemon *d)
+{
+	struct config *c = NULL;
+	_cleanup_free_ char *err = NULL;
+	struct log_ctx ctx = {.message_id = SEEDD_MESSAGE_CONFIG_RELOADED};
+	int r;
+
+	(void)sd_notify(0, "RELOADING=1");
+	r = config_load(d->config_path, &c, &err);
+	if (r < 0)
+		log_error("reloading configuration failed, keeping the old one: %s", err);
+	else {
+		config_free(d->config);
+		d->config = c;
+		log_ctx(LOG_INFO, &ctx, "configuration reloaded from %s",
+			c->path ? c->path : "built-in defaults");
+	}
+	(void)sd_notify(0, "READY=1");
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (sig == SIGHUP)
+		daemon_reload(d);
+	else
+		daemon_stop(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* Ping only from a live loop; workers will add their heartbeats here. */
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)sd_notify(0, "WATCHDOG=1");
+}
+
+int
+daemon_start(struct daemon *d)
+{
+	uint64_t usec = 0;
+
+	d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d);
+	d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d);
+	d->ev_hup = evsignal_new(d->base, SIGHUP, signal_cb, d);
+	event_add(d->ev_term, NULL);
+	event_add(d->ev_int, NULL);
+	event_add(d->ev_hup, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		struct timeval half = {
+			.tv_sec = (time_t)(usec / 2 / 1000000),
+			.tv_usec = (suseconds_t)(usec / 2 % 1000000),
+		};
+		d->watchdog_usec = usec;
+		d->ev_watchdog = event_new(d->base, -1, EV_PERSIST, watchdog_cb, d);
+		event_add(d->ev_watchdog, &half);
+		(void)sd_notify(0, "WATCHDOG=1");
+	}
+	d->started = monotonic_sec();
+	(void)sd_notify(0, "READY=1");
+	daemon_status(d, "Listening on %s", server_path(d->server));
+	return 0;
+}
+
+void
+daemon_free_events(struct daemon *d)
+{
+	struct event **evs[] = {&d->ev_term, &d->ev_int, &d->ev_hup, &d->ev_watchdog};
+
+	for (size_t i = 0; i < ELEMENTSOF(evs); i++)
+		if (*evs[i] != NULL) {
+			event_free(*evs[i]);
+			*evs[i] = NULL;
+		}
+}

@@ -1,0 +1,184 @@
+/*
+ * Schema migrations of the job store, run by db_open() on the loop thread.
+ *
+ * Migrations are data: migrations[] lists {version, sql} steps, one per
+ * schema version, in order, with no gaps. PRAGMA user_version holds the
+ * version of the file (0: fresh). Each step runs in its own BEGIN IMMEDIATE
+ * transaction that also writes the new user_version, so a crash leaves the
+ * file at a consistent intermediate version and the next open resumes.
+ * Policy: an older file is migrated; a newer one is refused by db_open()
+ * (the schema is not promised to be forward compatible).
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "db-internal.h"
+#include "util.h"
+
+struct migration {
+	int version;
+	const char *sql;
+};
+
+#define JOB_STATES                                                                                 \
+	"'staging','drive_prep','shipped','imported','vault_copy','cleanup','done','failed',"      \
+	"'cancelled'"
+#define ACTIVE_STATES "'staging','drive_prep','shipped','imported','vault_copy','cleanup'"
+
+/* Version 1: the whole store sketched in DESIGN.md §5. Times are UNIX seconds. */
+/* clang-format off */
+static const char schema_v1[] =
+	/* One row per job; state changes only through db.c's transition functions. */
+	"CREATE TABLE jobs ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" state TEXT NOT NULL CHECK (state IN (" JOB_STATES ")),"
+	" failed_state TEXT CHECK (failed_state IS NULL OR failed_state IN (" ACTIVE_STATES ")),"
+	" phase TEXT NOT NULL DEFAULT '',"             /* free-text detail of the state */
+	" staging_path TEXT NOT NULL,"
+	" container TEXT,"                             /* destination (vault) container */
+	" files INTEGER NOT NULL DEFAULT 0,"           /* indexed in staging */
+	" bytes INTEGER NOT NULL DEFAULT 0,"
+	" copied_files INTEGER NOT NULL DEFAULT 0,"
+	" copied_bytes INTEGER NOT NULL DEFAULT 0,"
+	" verified_files INTEGER NOT NULL DEFAULT 0,"
+	" azure_job_name TEXT,"
+	" azure_state TEXT,"                           /* as Azure last reported it */
+	" carrier TEXT,"
+	" tracking_number TEXT UNIQUE,"
+	" ship_deadline INTEGER NOT NULL DEFAULT 0,"   /* 0: none */
+	" error TEXT,"                                 /* NULL unless failed */
+	" attempts INTEGER NOT NULL DEFAULT 0,"        /* retries so far */
+	" next_attempt_at INTEGER NOT NULL DEFAULT 0," /* backoff: not before, 0: now */
+	" created INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE INDEX jobs_state ON jobs (state);"
+
+	/* One row per indexed staging file. */
+	"CREATE TABLE files ("
+	" id INTEGER PRIMARY KEY,"
+	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+	" rel_path TEXT NOT NULL,"                     /* relative to the staging path */
+	" size INTEGER NOT NULL,"
+	" mtime_ns INTEGER NOT NULL,"
+	" blob_name TEXT NOT NULL,"
+	" drive_id INTEGER REFERENCES drives (id) ON DELETE SET NULL," /* planned drive */
+	" state TEXT NOT NULL DEFAULT 'pending',"
+	" md5 BLOB CHECK (md5 IS NULL OR length(md5) = 16),"
+	" checkpoint INTEGER NOT NULL DEFAULT 0,"      /* bytes durably copied */
+	" UNIQUE (job_id, rel_path)"
+	") STRICT;"
+	"CREATE INDEX files_drive ON files (drive_id);"
+	"CREATE INDEX files_job_state ON files (job_id, state);"
+
+	/* Per-block MD5s of a file (Azure block blobs). */
+	"CREATE TABLE blocks ("
+	" file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,"
+	" idx INTEGER NOT NULL,"
+	" \"offset\" INTEGER NOT NULL,"
+	" length INTEGER NOT NULL,"
+	" md5 BLOB NOT NULL CHECK (length(md5) = 16),"
+	" PRIMARY KEY (file_id, idx)"
+	") STRICT, WITHOUT ROWID;"
+
+	/* Drives attached to a job. */
+	"CREATE TABLE drives ("
+	" id INTEGER PRIMARY KEY,"
+	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+	" serial TEXT NOT NULL,"
+	" path TEXT NOT NULL,"                         /* mount point */
+	" capacity INTEGER NOT NULL,"
+	" used_bytes INTEGER NOT NULL DEFAULT 0,"
+	" files INTEGER NOT NULL DEFAULT 0,"
+	" state TEXT NOT NULL DEFAULT 'attached',"
+	" manifest_hash TEXT,"                         /* NULL until the manifest is written */
+	" UNIQUE (job_id, serial)"
+	") STRICT;"
+
+	/*
+	 * BitLocker keys and the like. Kept apart so that no listing statement
+	 * can select a secret by accident; the file is mode 0600.
+	 */
+	"CREATE TABLE secrets ("
+	" id INTEGER PRIMARY KEY,"
+	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+	" drive_id INTEGER REFERENCES drives (id) ON DELETE CASCADE,"
+	" kind TEXT NOT NULL,"
+	" value BLOB NOT NULL"
+	") STRICT;"
+	"CREATE INDEX secrets_job ON secrets (job_id);"
+	"CREATE INDEX secrets_drive ON secrets (drive_id);"
+
+	/* The job's history: one row per transition, phase change or note. */
+	"CREATE TABLE events ("
+	" id INTEGER PRIMARY KEY,"
+	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+	" time INTEGER NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" state TEXT CHECK (state IS NULL OR state IN (" JOB_STATES "))," /* the job's state after */
+	" text TEXT NOT NULL DEFAULT ''"
+	") STRICT;"
+	"CREATE INDEX events_job ON events (job_id, id);";
+/* clang-format on */
+
+static const struct migration migrations[] = {
+    {1, schema_v1},
+};
+
+_Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+/*
+ * Run one step in its own transaction unless the file is already at or past
+ * it. On failure *ret_err gets a message and the step is rolled back.
+ */
+static int
+migrate_step(struct db *db, const struct migration *m, char **ret_err)
+{
+	char set_version[64];
+	int64_t v;
+	int r, rc;
+
+	if ((r = db_tx_begin(db)) < 0)
+		goto fail;
+	if ((r = db_pragma_int(db, "user_version", &v)) < 0)
+		goto rollback;
+	if (v >= m->version) {
+		db_tx_rollback(db);
+		return 0;
+	}
+	if ((rc = sqlite3_exec(db->sqlite, m->sql, NULL, NULL, NULL)) != SQLITE_OK) {
+		r = db_error(db, rc);
+		goto rollback;
+	}
+	(void)snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", m->version);
+	if ((rc = sqlite3_exec(db->sqlite, set_version, NULL, NULL, NULL)) != SQLITE_OK) {
+		r = db_error(db, rc);
+		goto rollback;
+	}
+	if ((r = db_tx_commit(db)) < 0)
+		goto fail;
+	return 0;
+
+rollback:
+	db_tx_rollback(db);
+fail:
+	xasprintf(ret_err, "migrating the database to schema version %d: %s", m->version,
+	          db_errmsg(db));
+	return r;
+}
+
+int
+db_migrate(struct db *db, char **ret_err)
+{
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(migrations); i++) {
+		if (migrations[i].version != (int)i + 1)
+			fatalx("db: migration %zu has version %d", i, migrations[i].version);
+		if ((r = migrate_step(db, &migrations[i], ret_err)) < 0)
+			return r;
+	}
+	return 0;
+}

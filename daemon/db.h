@@ -7,13 +7,17 @@
  *
  * Return values: 0 or a positive count on success, negative errno on failure:
  * -ENOENT no such job, -EEXIST name (or tracking number) taken, -ESTALE the job
- * was no longer in the expected state, -EIO a database error (logged by the
- * caller with db_errmsg()), -EPROTO the database schema is newer than this binary.
+ * was no longer in the expected state, -EINVAL the transition table (job_next())
+ * forbids the move or an argument is invalid, -EIO a database error (logged by
+ * the caller with db_errmsg()), -EBUSY the database stayed locked past the busy
+ * timeout, -ENOSPC the disk is full, -EPROTO the database schema is newer than
+ * this binary.
  */
 #ifndef SEEDD_DB_H
 #define SEEDD_DB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "names.h"
@@ -58,6 +62,15 @@ struct drive_row {
 /* Schema version this binary writes (PRAGMA user_version). */
 #define DB_SCHEMA_VERSION 1
 
+/* Event kinds (events.kind). */
+#define DB_EVENT_CREATED "created"
+#define DB_EVENT_TRANSITION "transition"
+#define DB_EVENT_FAILED "failed"
+#define DB_EVENT_RETRY "retry"
+#define DB_EVENT_CANCELLED "cancelled"
+#define DB_EVENT_PHASE "phase"
+#define DB_EVENT_NOTE "note"
+
 /*
  * Open (creating if needed, mode 0600) and migrate the database at path.
  * On failure *ret_err gets an allocated message naming the problem.
@@ -68,6 +81,13 @@ const char *db_errmsg(struct db *db);
 
 /* Schema version found in the file at open (before migrating). */
 int db_schema_version_found(struct db *db);
+
+/*
+ * Check that the connection really runs with journal_mode=wal, synchronous=FULL,
+ * foreign_keys=ON and busy_timeout=5000 (db_open() does, and fails otherwise).
+ * -EIO and an allocated message in *ret_err naming the first one that is off.
+ */
+int db_pragma_check(struct db *db, char **ret_err);
 
 /* Jobs. */
 int db_job_create(struct db *db, const char *name, const char *staging_path,
@@ -91,12 +111,21 @@ int db_job_fail(struct db *db, int64_t id, enum job_state from, const char *erro
 int db_job_retry(struct db *db, int64_t id, int64_t now, enum job_state *ret_state);
 /* from -> cancelled. */
 int db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, int64_t now);
-/* Change only the phase (and log an event of kind "phase") while in `state`. */
+/* Change only the phase (and log an event of kind "phase") while in active `state`. */
 int db_job_set_phase(struct db *db, int64_t id, enum job_state state, const char *phase,
 		     int64_t now);
+/*
+ * Record carrier and tracking number (and a "note" event), in any state.
+ * -EEXIST if another job already has this tracking number.
+ */
+int db_job_set_tracking(struct db *db, int64_t id, const char *carrier, const char *tracking,
+			int64_t now);
 /* Append an event row without changing the job. */
 int db_event_add(struct db *db, int64_t job_id, const char *kind, const char *text, int64_t now);
-/* The job's events, oldest first, at most `limit` (0: all). Free with event_rows_free(). */
+/*
+ * The job's events, oldest first: the newest `limit` of them (0: all). Free
+ * with event_rows_free(). No such job gives 0 rows, not -ENOENT.
+ */
 int db_event_list(struct db *db, int64_t job_id, size_t limit, struct event_row **ret,
 		  size_t *ret_n);
 

@@ -1,1 +1,176 @@
-int main(void) { return 1; }
+/*
+ * seedd: parse arguments, load the configuration, open the job store, get
+ * the control socket, run the loop, and shut down cleanly. Exit status:
+ * 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "catalog-ids.h"
+#include "config.h"
+#include "daemon.h"
+#include "db.h"
+#include "log.h"
+#include "seedd-build.h"
+#include "server.h"
+#include "util.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+static const char *arg_config;
+static const char *arg_state_dir;
+static const char *arg_socket;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH] [--version]\n");
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"state-dir", required_argument, NULL, 's'},
+		{"socket", required_argument, NULL, 'S'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			arg_config = optarg;
+			break;
+		case 's':
+			arg_state_dir = optarg;
+			break;
+		case 'S':
+			arg_socket = optarg;
+			break;
+		case 'V':
+			printf("seedd %s\n", SEEDD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "seedd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 1;
+}
+
+/* --state-dir, else the first of $STATE_DIRECTORY, else the built-in default. */
+static char *
+state_dir_resolve(void)
+{
+	const char *env = getenv("STATE_DIRECTORY");
+
+	if (arg_state_dir != NULL)
+		return xstrdup(arg_state_dir);
+	if (env != NULL && *env != '\0')
+		return xstrndup(env, strcspn(env, ":"));
+	return xstrdup(SEEDD_STATE_DIR);
+}
+
+/* $RUNTIME_DIRECTORY/seedd.sock, else the built-in default. */
+static char *
+default_socket_path(void)
+{
+	const char *env = getenv("RUNTIME_DIRECTORY");
+
+	if (env != NULL && *env != '\0')
+		return xprintf("%.*s/seedd.sock", (int)strcspn(env, ":"), env);
+	return xstrdup(SEEDD_RUNTIME_DIR "/seedd.sock");
+}
+
+static int
+open_store(struct daemon *d)
+{
+	_cleanup_free_ char *path = NULL, *err = NULL;
+	int r;
+
+	if (mkdir(d->state_dir, 0700) < 0 && errno != EEXIST) {
+		log_error("cannot create state directory %s: %s", d->state_dir, strerror(errno));
+		return -errno;
+	}
+	path = xprintf("%s/seedd.db", d->state_dir);
+	if ((r = db_open(path, &d->db, &err)) < 0) {
+		log_error("cannot open job store %s: %s", path, err ? err : strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static int
+run(struct daemon *d)
+{
+	_cleanup_free_ char *def = default_socket_path(), *err = NULL;
+	struct log_ctx ctx = {.message_id = SEEDD_MESSAGE_STARTED};
+	int r;
+
+	if ((r = open_store(d)) < 0)
+		return EXIT_RUNTIME;
+	if ((r = server_new(d, arg_socket, def, &d->server, &err)) < 0) {
+		log_error("%s", err);
+		return EXIT_RUNTIME;
+	}
+	daemon_start(d);
+	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
+		server_path(d->server), d->state_dir);
+	if (event_base_dispatch(d->base) < 0) {
+		log_error("event loop failed");
+		return EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = {0};
+	_cleanup_free_ char *err = NULL;
+	int r, status;
+
+	log_init(LOG_TARGET_AUTO, LOG_INFO);
+	if ((r = parse_args(argc, argv)) <= 0)
+		return r == 0 ? 0 : EXIT_USAGE;
+	if (config_load(arg_config, &d.config, &err) < 0) {
+		log_error("%s", err);
+		fprintf(stderr, "seedd: %s\n", err);
+		return EXIT_USAGE;
+	}
+	d.config_path = arg_config ? xstrdup(arg_config) : NULL;
+	d.state_dir = state_dir_resolve();
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+
+	status = run(&d);
+
+	d.server = server_free(d.server);
+	daemon_free_events(&d);
+	d.db = db_close(d.db);
+	event_base_free(d.base);
+	config_free(d.config);
+	free(d.config_path);
+	free(d.state_dir);
+	if (status == 0)
+		log_info("stopped");
+	return status;
+}

@@ -1,0 +1,512 @@
+/*
+ * Handlers of the io.seedd job and drive methods, and the Job object of
+ * CONTRACT §4. Each handler reads or changes the store through one db_*
+ * call per transition and tells watchers. Loop thread only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "catalog-ids.h"
+#include "config.h"
+#include "conn.h"
+#include "daemon.h"
+#include "db.h"
+#include "job.h"
+#include "log.h"
+#include "methods.h"
+#include "names.h"
+#include "server.h"
+#include "seedd-build.h"
+#include "util.h"
+
+#define EVENTS_MAX 10000 /* events in one GetJobLog reply */
+
+static json_t *
+json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *
+json_time(int64_t t)
+{
+	char buf[32];
+
+	if (t <= 0)
+		return json_null();
+	format_iso8601(t, buf);
+	return json_string(buf);
+}
+
+static json_t *
+drive_json(const struct drive_row *dr)
+{
+	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:s}", "serial", dr->serial, "path", dr->path,
+			 "capacity", (json_int_t)dr->capacity, "usedBytes",
+			 (json_int_t)dr->used_bytes, "files", (json_int_t)dr->files, "state",
+			 dr->state);
+}
+
+static json_t *
+drives_json(struct daemon *d, int64_t job_id)
+{
+	struct drive_row *rows = NULL;
+	size_t n = 0;
+	json_t *a = json_array();
+
+	if (db_drive_list(d->db, job_id, &rows, &n) < 0)
+		return a;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, drive_json(&rows[i]));
+	drive_rows_free(rows, n);
+	return a;
+}
+
+static json_t *
+job_json(struct daemon *d, const struct job_row *j)
+{
+	json_t *azure = json_pack("{s:o,s:o,s:o,s:o,s:o}", "jobName",
+				  json_str_or_null(j->azure_job_name), "state",
+				  json_str_or_null(j->azure_state), "carrier",
+				  json_str_or_null(j->carrier), "trackingNumber",
+				  json_str_or_null(j->tracking_number), "shipDeadline",
+				  json_time(j->ship_deadline));
+
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "name",
+			 j->name, "state", job_state_to_string(j->state), "phase",
+			 j->phase ? j->phase : "", "stagingPath", j->staging_path, "container",
+			 j->container, "files", (json_int_t)j->files, "bytes", (json_int_t)j->bytes,
+			 "copiedFiles", (json_int_t)j->copied_files, "copiedBytes",
+			 (json_int_t)j->copied_bytes, "verifiedFiles", (json_int_t)j->verified_files,
+			 "drives", drives_json(d, j->id), "azure", azure, "error",
+			 json_str_or_null(j->error), "created", json_time(j->created), "updated",
+			 json_time(j->updated));
+}
+
+json_t *
+job_json_by_id(struct daemon *d, int64_t id)
+{
+	struct job_row *j = NULL;
+	json_t *o;
+
+	if (db_job_get_by_id(d->db, id, &j) < 0)
+		return NULL;
+	o = job_json(d, j);
+	job_row_free(j);
+	return o;
+}
+
+/* Load the job named in the call, or answer JobNotFound / InternalError. */
+static struct job_row *
+call_job(struct call *call)
+{
+	const char *name = param_str(call, "name");
+	struct job_row *j = NULL;
+	int r = db_job_get(call->d->db, name, &j);
+
+	if (r == -ENOENT)
+		reply_job_not_found(call, name);
+	else if (r < 0) {
+		log_error("reading job %s: %s", name, db_errmsg(call->d->db));
+		reply_internal(call, "database error; see the journal");
+	}
+	return r < 0 ? NULL : j;
+}
+
+static void
+reply_job(struct call *call, int64_t id)
+{
+	json_t *o = job_json_by_id(call->d, id);
+
+	if (o == NULL) {
+		reply_internal(call, "job vanished");
+		return;
+	}
+	conn_reply(call->conn, json_pack("{s:o}", "job", o), false);
+}
+
+void
+method_get_status(struct call *call)
+{
+	int64_t counts[_JOB_STATE_MAX] = {0};
+	json_t *jobs = json_object();
+
+	if (db_job_count_by_state(call->d->db, counts) < 0) {
+		json_decref(jobs);
+		reply_internal(call, "database error; see the journal");
+		return;
+	}
+	for (int s = 0; s < _JOB_STATE_MAX; s++)
+		json_object_set_new(jobs, job_state_to_string(s), json_integer(counts[s]));
+	conn_reply(call->conn,
+		   json_pack("{s:s,s:I,s:o}", "version", SEEDD_VERSION, "uptime",
+			     (json_int_t)daemon_uptime(call->d), "jobs", jobs),
+		   false);
+}
+
+/* Check the staging path: absolute, a directory we can open, no symlink at its end. */
+static int
+staging_check(struct call *call, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (path[0] != '/') {
+		reply_invalid_argument(call, "stagingPath", "%s is not an absolute path", path);
+		return -EINVAL;
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		reply_invalid_argument(call, "stagingPath", "cannot open directory %s: %s", path,
+				       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Azure container rule: 3-63 of [a-z0-9-], starting and ending alphanumeric, no "--". */
+static bool
+container_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 3 || n > 63 || s[0] == '-' || s[n - 1] == '-' || strstr(s, "--") != NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static void
+log_job(int priority, const char *msgid, const struct job_row *j, enum job_state state,
+	const char *fmt, const char *arg)
+{
+	struct log_ctx ctx = {
+		.job = j->name,
+		.state = job_state_to_string(state),
+		.message_id = msgid,
+	};
+
+	log_ctx(priority, &ctx, fmt, j->name, arg);
+}
+
+void
+method_create_job(struct call *call)
+{
+	const char *name = param_str(call, "name");
+	const char *staging = param_str(call, "stagingPath");
+	const char *container = param_has(call, "container") ? param_str(call, "container")
+							      : call->d->config->import_container;
+	int64_t id;
+	int r;
+
+	if (!job_name_valid(name)) {
+		reply_invalid_argument(call, "name",
+				       "job name '%s' must be 3-24 letters, digits, '-', '_' or '.'",
+				       name);
+		return;
+	}
+	if (!container_valid(container)) {
+		reply_invalid_argument(call, "container",
+				       "container '%s' must be 3-63 lower-case letters, digits and "
+				       "single hyphens, starting and ending with a letter or digit",
+				       container);
+		return;
+	}
+	if (staging_check(call, staging) < 0)
+		return;
+	r = db_job_create(call->d->db, name, staging, container, daemon_now(), &id);
+	if (r == -EEXIST) {
+		conn_error(call->conn, SEEDD_ERR_JOB_EXISTS, json_pack("{s:s}", "name", name));
+		return;
+	}
+	if (r < 0) {
+		log_error("creating job %s: %s", name, db_errmsg(call->d->db));
+		reply_internal(call, "database error; see the journal");
+		return;
+	}
+	struct job_row j = {.name = (char *)name};
+	log_job(LOG_INFO, SEEDD_MESSAGE_JOB_CREATED, &j, JOB_STAGING,
+		"job %s created for staging tree %s", staging);
+	reply_job(call, id);
+	daemon_job_changed(call->d, id);
+}
+
+void
+method_list_jobs(struct call *call)
+{
+	struct job_row **rows = NULL;
+	size_t n = 0;
+	json_t *a;
+
+	if (db_job_list(call->d->db, &rows, &n) < 0) {
+		reply_internal(call, "database error; see the journal");
+		return;
+	}
+	a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, job_json(call->d, rows[i]));
+	job_rows_free(rows, n);
+	conn_reply(call->conn, json_pack("{s:o}", "jobs", a), false);
+}
+
+void
+method_get_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	conn_reply(call->conn, json_pack("{s:o}", "job", job_json(call->d, j)), false);
+	job_row_free(j);
+}
+
+static void
+reply_not_built(struct call *call, const char *what)
+{
+	conn_error(call->conn, SEEDD_ERR_NOT_IMPLEMENTED,
+		   json_pack("{s:s,s:s}", "method", call->method, "message", what));
+}
+
+void
+method_plan_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	job_row_free(j);
+	reply_not_built(call, "drive planning is not built yet in this seedd");
+}
+
+void
+method_prepare_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	job_row_free(j);
+	reply_not_built(call, "drive prep (copy, verify, manifests) is not built yet in this seedd");
+}
+
+void
+method_ship_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	job_row_free(j);
+	reply_not_built(call, "shipping to Azure is not built yet in this seedd");
+}
+
+void
+method_add_drive(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	job_row_free(j);
+	reply_not_built(call, "attaching drives is not built yet in this seedd");
+}
+
+void
+method_list_drives(struct call *call)
+{
+	struct job_row *j = call_job(call);
+
+	if (j == NULL)
+		return;
+	conn_reply(call->conn, json_pack("{s:o}", "drives", drives_json(call->d, j->id)), false);
+	job_row_free(j);
+}
+
+void
+method_cancel_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+	int r;
+
+	if (j == NULL)
+		return;
+	if (job_next(j->state, JOB_EV_CANCEL) == _JOB_STATE_INVALID) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "the job can no longer be cancelled");
+		job_row_free(j);
+		return;
+	}
+	r = db_job_cancel(call->d->db, j->id, j->state, "cancelled by the operator",
+			  daemon_now());
+	if (r == -ESTALE)
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "the job changed state meanwhile; try again");
+	else if (r < 0)
+		reply_internal(call, "database error; see the journal");
+	else {
+		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_CANCELLED, j, JOB_CANCELLED,
+			"job %s cancelled%s", "");
+		reply_job(call, j->id);
+		daemon_job_changed(call->d, j->id);
+	}
+	job_row_free(j);
+}
+
+void
+method_retry_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+	enum job_state to;
+	int r;
+
+	if (j == NULL)
+		return;
+	if (j->state != JOB_FAILED) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "only a failed job can be retried");
+		job_row_free(j);
+		return;
+	}
+	r = db_job_retry(call->d->db, j->id, daemon_now(), &to);
+	if (r == -ESTALE)
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "the job changed state meanwhile; try again");
+	else if (r < 0)
+		reply_internal(call, "database error; see the journal");
+	else {
+		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_STATE, j, to, "job %s retried: back to %s",
+			job_state_to_string(to));
+		reply_job(call, j->id);
+		daemon_job_changed(call->d, j->id);
+	}
+	job_row_free(j);
+}
+
+static json_t *
+events_json(struct daemon *d, int64_t job_id, size_t limit)
+{
+	struct event_row *ev = NULL;
+	size_t n = 0;
+	json_t *a;
+
+	if (db_event_list(d->db, job_id, limit, &ev, &n) < 0)
+		return NULL;
+	a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:o,s:s,s:s,s:s}", "time",
+						   json_time(ev[i].time), "kind", ev[i].kind,
+						   "state", job_state_to_string(ev[i].state),
+						   "text", ev[i].text ? ev[i].text : ""));
+	event_rows_free(ev, n);
+	return a;
+}
+
+void
+method_get_job_log(struct call *call)
+{
+	struct job_row *j = call_job(call);
+	json_t *a;
+
+	if (j == NULL)
+		return;
+	if ((a = events_json(call->d, j->id, EVENTS_MAX)) == NULL)
+		reply_internal(call, "database error; see the journal");
+	else
+		conn_reply(call->conn, json_pack("{s:o}", "events", a), false);
+	job_row_free(j);
+}
+
+/*
+ * The audit report of what seedd knows so far: the job, its drives and
+ * every transition. Per-file hashes and outcomes join it with drive prep.
+ */
+void
+method_get_job_report(struct call *call)
+{
+	struct job_row *j = call_job(call);
+	json_t *events, *report;
+	char now[32];
+
+	if (j == NULL)
+		return;
+	if ((events = events_json(call->d, j->id, 0)) == NULL) {
+		reply_internal(call, "database error; see the journal");
+		job_row_free(j);
+		return;
+	}
+	format_iso8601(daemon_now(), now);
+	report = json_pack("{s:s,s:s,s:o,s:o}", "generated", now, "seeddVersion", SEEDD_VERSION,
+			   "job", job_json(call->d, j), "events", events);
+	conn_reply(call->conn, json_pack("{s:o}", "report", report), false);
+	job_row_free(j);
+}
+
+static bool
+state_ends_watch(enum job_state s)
+{
+	return s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+/* A new watcher of every job first gets the current state of each. */
+static void
+watch_send_all(struct call *call)
+{
+	struct job_row **rows = NULL;
+	size_t n = 0;
+
+	if (db_job_list(call->d->db, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		conn_reply(call->conn, json_pack("{s:o}", "job", job_json(call->d, rows[i])), true);
+	job_rows_free(rows, n);
+}
+
+void
+method_watch(struct call *call)
+{
+	struct job_row *j = NULL;
+	json_t *o;
+
+	if (!param_has(call, "name")) {
+		if (!call->more) {
+			conn_error(call->conn, VL_ERR_INVALID_PARAMETER,
+				   json_pack("{s:s}", "parameter", "more"));
+			return;
+		}
+		conn_watch(call->conn, NULL);
+		watch_send_all(call);
+		return;
+	}
+	if ((j = call_job(call)) == NULL)
+		return;
+	o = job_json(call->d, j);
+	if (!call->more || state_ends_watch(j->state)) {
+		conn_reply(call->conn, json_pack("{s:o}", "job", o), false);
+	} else {
+		conn_reply(call->conn, json_pack("{s:o}", "job", o), true);
+		conn_watch(call->conn, j->name);
+	}
+	job_row_free(j);
+}
+
+/* Tell watchers about a job change; a named watch ends with the job. */
+void
+daemon_job_changed(struct daemon *d, int64_t job_id)
+{
+	struct job_row *j = NULL;
+	json_t *o;
+
+	if (d->server == NULL || db_job_get_by_id(d->db, job_id, &j) < 0)
+		return;
+	o = job_json(d, j);
+	server_broadcast_job(d->server, j->name, o, state_ends_watch(j->state));
+	json_decref(o);
+	job_row_free(j);
+}

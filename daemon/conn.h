@@ -1,0 +1,60 @@
+/*
+ * One client connection of the control socket: a state machine reading
+ * NUL-framed varlink calls, dispatching them through methods.c and writing
+ * replies. Loop thread only.
+ */
+#ifndef SEEDD_CONN_H
+#define SEEDD_CONN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "varlink.h"
+
+struct server;
+struct bufferevent;
+
+#define CONN_IDLE_TIMEOUT_SEC 60
+#define CONN_OUTPUT_MAX (8 * 1024 * 1024) /* a peer that stops reading is dropped */
+
+enum conn_state {
+	CONN_IDLE,     /* waiting for a call */
+	CONN_WATCHING, /* streaming Watch replies */
+	CONN_CLOSING,  /* flushing a last reply, then closing */
+	_CONN_STATE_MAX,
+};
+
+struct conn {
+	LIST_ENTRY(conn) link;
+	struct server *server;
+	struct bufferevent *bev;
+	struct vl_reader reader;
+	enum conn_state state;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	bool oneway;      /* the current call wants no reply */
+	char *watch_name; /* watched job, NULL for all (when CONN_WATCHING) */
+	unsigned id;      /* for log lines */
+};
+
+LIST_HEAD(conn_list, conn);
+
+struct conn *conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid);
+void conn_free(struct conn *c);
+
+/* uid 0, or a member of the group gid (from SO_PEERGROUPS, else getgrouplist). */
+bool conn_in_group(const struct conn *c, gid_t gid);
+
+/* Reply to the current call; both steal params (may be NULL). */
+void conn_reply(struct conn *c, json_t *params, bool continues);
+void conn_error(struct conn *c, const char *error, json_t *params);
+
+/* Turn the connection into a watcher of job `name` (NULL: all jobs). */
+void conn_watch(struct conn *c, const char *name);
+/* A watch update for job `name`; last ends a named watch. */
+void conn_send_watch(struct conn *c, const char *name, json_t *job, bool last);
+
+#endif

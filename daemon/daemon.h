@@ -1,0 +1,51 @@
+/*
+ * The daemon's one shared object. Owned and touched only by the loop thread;
+ * every loop callback gets it (or an object pointing to it) as userdata.
+ */
+#ifndef SEEDD_DAEMON_H
+#define SEEDD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct config;
+struct db;
+struct server;
+
+struct daemon {
+	struct event_base *base;
+	struct config *config;
+	char *config_path; /* --config, or NULL for the default path */
+	char *state_dir;
+	char *socket_path; /* --socket, or NULL */
+	struct db *db;
+	struct server *server;
+
+	struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
+	uint64_t watchdog_usec;
+	int64_t started; /* CLOCK_MONOTONIC seconds */
+	bool stopping;
+};
+
+/* Wall clock, UNIX seconds. */
+int64_t daemon_now(void);
+/* Seconds since start. */
+int64_t daemon_uptime(const struct daemon *d);
+
+/* Set up signals, the watchdog timer and tell systemd we are ready. */
+int daemon_start(struct daemon *d);
+/* Stop accepting, tell systemd, leave the loop. */
+void daemon_stop(struct daemon *d, const char *why);
+/* Re-read the configuration; keep the old one on error. */
+void daemon_reload(struct daemon *d);
+void daemon_free_events(struct daemon *d);
+
+/* One line of what the daemon is doing, for `systemctl status` (STATUS=). */
+void daemon_status(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A job changed (state, phase, counters): tell watchers. */
+void daemon_job_changed(struct daemon *d, int64_t job_id);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * Private to db.c and db-migrate.c (and the white-box test-db.c): the
+ * connection struct, the statement table and the transaction helper. Nothing
+ * else may include this header, because it pulls in sqlite3.h.
+ */
+#ifndef SEEDD_DB_INTERNAL_H
+#define SEEDD_DB_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "db.h"
+
+/* Every statement seedd runs after open; SQL in db_statements[] (db.c). */
+enum db_stmt {
+	STMT_JOB_INSERT,
+	STMT_JOB_BY_NAME,
+	STMT_JOB_BY_ID,
+	STMT_JOB_LIST,
+	STMT_JOB_STATE,
+	STMT_JOB_COUNT,
+	STMT_JOB_ADVANCE,
+	STMT_JOB_FAIL,
+	STMT_JOB_RETRY,
+	STMT_JOB_CANCEL,
+	STMT_JOB_SET_PHASE,
+	STMT_JOB_SET_TRACKING,
+	STMT_EVENT_INSERT,
+	STMT_EVENT_LIST,
+	STMT_DRIVE_LIST,
+	_STMT_MAX,
+};
+
+extern const char *const db_statements[_STMT_MAX];
+
+struct db {
+	sqlite3 *sqlite;
+	sqlite3_stmt *stmts[_STMT_MAX];
+	int version_found; /* user_version at open, before migrating */
+	bool in_tx;        /* between db_tx_begin() and commit/rollback */
+	bool committing;   /* set only inside db_tx_commit(); checked by the commit hook */
+	char errmsg[256];  /* the last database error, for db_errmsg() */
+};
+
+/*
+ * The only way to write: BEGIN IMMEDIATE, then db_tx_commit() or
+ * db_tx_rollback(). Transactions do not nest. A commit issued any other way
+ * aborts the process through the commit hook. Return 0 or negative errno.
+ */
+int db_tx_begin(struct db *db);
+int db_tx_commit(struct db *db);
+void db_tx_rollback(struct db *db);
+
+/* Map a SQLite result code to a negative errno, remembering the message. */
+int db_error(struct db *db, int rc);
+
+/* Read an integer PRAGMA (no arguments) into *ret. */
+int db_pragma_int(struct db *db, const char *name, int64_t *ret);
+
+/* Apply every migration step above the file's user_version (db-migrate.c). */
+int db_migrate(struct db *db, char **ret_err);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * The varlink method table: name, whether it mutates (then the caller must
+ * be uid 0 or in AdminGroup=), the typed parameter list checked before the
+ * handler runs, and the handler. Loop thread only.
+ */
+#ifndef SEEDD_METHODS_H
+#define SEEDD_METHODS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct daemon;
+struct conn;
+
+enum param_type {
+	PARAM_STRING,
+	PARAM_INT,
+	PARAM_BOOL,
+};
+
+struct param_spec {
+	const char *name;
+	enum param_type type;
+	bool required;
+	size_t max_len;     /* strings: bytes; ints: unused */
+	long long min, max; /* ints */
+};
+
+#define METHOD_MUTATES 0x1
+
+struct call {
+	struct daemon *d;
+	struct conn *conn;
+	const char *method;
+	json_t *params; /* checked against the spec; borrowed */
+	bool more;
+};
+
+typedef void (*method_fn)(struct call *call);
+
+struct method {
+	const char *name;
+	unsigned flags;
+	const struct param_spec *params; /* terminated by {NULL} */
+	method_fn fn;
+};
+
+/* Look up, check rights and parameters, run. Every path sends a reply. */
+void methods_dispatch(struct call *call);
+
+/* Parameter accessors for handlers (the spec guarantees the type). */
+const char *param_str(const struct call *call, const char *name);
+bool param_has(const struct call *call, const char *name);
+long long param_int(const struct call *call, const char *name);
+
+/* Handlers (method-*.c). */
+void method_get_status(struct call *call);
+void method_create_job(struct call *call);
+void method_list_jobs(struct call *call);
+void method_get_job(struct call *call);
+void method_plan_job(struct call *call);
+void method_prepare_job(struct call *call);
+void method_ship_job(struct call *call);
+void method_cancel_job(struct call *call);
+void method_retry_job(struct call *call);
+void method_get_job_log(struct call *call);
+void method_get_job_report(struct call *call);
+void method_add_drive(struct call *call);
+void method_list_drives(struct call *call);
+void method_watch(struct call *call);
+
+/* Errors with their parameters. */
+void reply_job_not_found(struct call *call, const char *name);
+void reply_invalid_state(struct call *call, const char *name, const char *state, const char *msg);
+void reply_invalid_argument(struct call *call, const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void reply_internal(struct call *call, const char *what);
+
+/* The Job object of CONTRACT §4 for the job with this id (NULL if gone). */
+json_t *job_json_by_id(struct daemon *d, int64_t id);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * The control socket: obtaining it (systemd socket activation first, else a
+ * safe bind), accepting connections with per-uid caps and a free-fd reserve,
+ * and the set of live connections (for Watch broadcasts). Loop thread only.
+ */
+#ifndef SEEDD_SERVER_H
+#define SEEDD_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct daemon;
+struct server;
+struct conn;
+
+#define SERVER_CONN_MAX 256     /* connections in all */
+#define SERVER_CONN_PER_UID 32  /* connections of one uid */
+#define SERVER_FD_RESERVE 16    /* pause accept() when fewer fds than this are free */
+
+/*
+ * Listen on path, or on the systemd-passed socket if path is NULL and one was
+ * passed, or on default_path. On error *ret_err names the problem.
+ */
+int server_new(struct daemon *d, const char *path, const char *default_path,
+	       struct server **ret, char **ret_err);
+struct server *server_free(struct server *s);
+void server_stop_accepting(struct server *s);
+const char *server_path(const struct server *s);
+/* Whether the socket came from systemd. */
+bool server_activated(const struct server *s);
+
+/* Connection bookkeeping, called by conn.c. */
+void server_conn_gone(struct server *s, struct conn *c);
+struct daemon *server_daemon(const struct server *s);
+
+/* Send job (a Job object) to every connection watching it. */
+void server_broadcast_job(struct server *s, const char *name, json_t *job, bool last);
+
+#endif
