@@ -1,0 +1,212 @@
+/*
+ * seedctl's side of the socket (see call.h): one blocking connection, one
+ * call, and its reply or stream of replies turned into output and an exit
+ * status. Single-threaded; no event loop.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "call.h"
+#include "output.h"
+#include "util.h"
+
+int
+call_open(struct call_conn *c, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	*c = (struct call_conn){.fd = -1};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	c->fd = fd;
+	vl_reader_init(&c->reader);
+	return 0;
+}
+
+void
+call_close(struct call_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	vl_reader_done(&c->reader);
+	c->fd = -1;
+}
+
+int
+call_send(struct call_conn *c, const char *method, json_t *params, bool more)
+{
+	json_t *msg = vl_call_new(method, json_incref(params), more);
+	int r;
+
+	r = vl_send(c->fd, msg);
+	json_decref(msg);
+	return r;
+}
+
+int
+call_recv(struct call_conn *c, int timeout_ms, json_t **ret)
+{
+	json_t *m = NULL, *params, *error;
+	int r;
+
+	if ((r = vl_recv(c->fd, &c->reader, &m, timeout_ms)) < 0)
+		return r == -EBADMSG || r == -EMSGSIZE ? -EPROTO : r;
+	params = json_object_get(m, "parameters");
+	error = json_object_get(m, "error");
+	if (error != NULL ? !json_is_string(error) || (params && !json_is_object(params))
+			  : !json_is_object(params)) {
+		json_decref(m);
+		return -EPROTO;
+	}
+	*ret = m;
+	return 0;
+}
+
+/*
+ * Print an error reply, if m is one; returns true if it was. A reply that
+ * lacks the value the command prints counts as malformed.
+ */
+static bool
+reply_failed(const struct invocation *inv, json_t *m, json_t **ret_value, FILE *err)
+{
+	const char *error = json_string_value(json_object_get(m, "error"));
+	json_t *params = json_object_get(m, "parameters");
+	const char *key = inv->command->reply_key;
+
+	if (error != NULL) {
+		output_error(err, error, params);
+		return true;
+	}
+	*ret_value = key ? json_object_get(params, key) : params;
+	if (*ret_value == NULL) {
+		fprintf(err, "seedctl: malformed reply from seedd: no '%s' in it\n", key);
+		return true;
+	}
+	return false;
+}
+
+static int watch_tty_fd = -1;
+
+/* ^C during a watch on a terminal: end the progress lines, then die of the signal. */
+static void
+watch_signal(int sig)
+{
+	if (watch_tty_fd >= 0)
+		(void)!write(watch_tty_fd, "\n", 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* The stream of a watch: one reply a change, until one without "continues". */
+static int
+call_watch(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *err)
+{
+	bool tty = isatty(fileno(out));
+	struct output_watch *w = output_watch_new(out, inv->json, tty);
+	int r, status = SEEDCTL_EXIT_OK, seen = 0;
+	json_t *m, *job;
+
+	if (tty && !inv->json) {
+		watch_tty_fd = fileno(out);
+		signal(SIGINT, watch_signal);
+		signal(SIGTERM, watch_signal);
+	}
+	for (;;) {
+		if ((r = call_recv(c, -1, &m)) < 0) {
+			/* A close after the first reply ends the stream normally. */
+			if (r == -ECONNRESET && seen > 0)
+				break;
+			w = output_watch_free(w);
+			fprintf(err, "seedctl: %s\n",
+				r == -EPROTO ? "malformed reply from seedd"
+					     : "connection to seedd lost before a reply");
+			return r == -EPROTO ? SEEDCTL_EXIT_REFUSED : SEEDCTL_EXIT_UNREACHABLE;
+		}
+		seen++;
+		if (json_object_get(m, "error") != NULL)
+			w = output_watch_free(w); /* end the progress lines before the error */
+		if (reply_failed(inv, m, &job, err)) {
+			json_decref(m);
+			status = SEEDCTL_EXIT_REFUSED;
+			break;
+		}
+		output_watch_update(w, job);
+		r = json_is_true(json_object_get(m, "continues"));
+		json_decref(m);
+		if (!r)
+			break;
+	}
+	output_watch_free(w);
+	return status;
+}
+
+static int
+call_once(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *err)
+{
+	json_t *m = NULL, *value;
+	int r;
+
+	if ((r = call_recv(c, CALL_TIMEOUT_MS, &m)) < 0) {
+		if (r == -EPROTO) {
+			fputs("seedctl: malformed reply from seedd\n", err);
+			return SEEDCTL_EXIT_REFUSED;
+		}
+		if (r == -ETIMEDOUT)
+			fprintf(err, "seedctl: no reply from seedd at %s within %d s\n", inv->socket,
+				CALL_TIMEOUT_MS / 1000);
+		else
+			fprintf(err, "seedctl: connection to seedd at %s lost before a reply: %s\n",
+				inv->socket, strerror(-r));
+		return SEEDCTL_EXIT_UNREACHABLE;
+	}
+	if (reply_failed(inv, m, &value, err)) {
+		json_decref(m);
+		return SEEDCTL_EXIT_REFUSED;
+	}
+	if (inv->json)
+		output_json(out, value, false);
+	else
+		inv->command->print(out, value);
+	json_decref(m);
+	return SEEDCTL_EXIT_OK;
+}
+
+int
+call_run(const struct invocation *inv, FILE *out, FILE *err)
+{
+	struct call_conn c;
+	int r;
+
+	if ((r = call_open(&c, inv->socket)) < 0) {
+		fprintf(err, "seedctl: cannot reach seedd at %s: %s\n", inv->socket, strerror(-r));
+		return SEEDCTL_EXIT_UNREACHABLE;
+	}
+	if ((r = call_send(&c, inv->method, inv->params, inv->command->stream)) < 0) {
+		call_close(&c);
+		if (r == -EMSGSIZE) {
+			fputs("seedctl: the call is too large to send\n", err);
+			return SEEDCTL_EXIT_USAGE;
+		}
+		fprintf(err, "seedctl: cannot reach seedd at %s: %s\n", inv->socket, strerror(-r));
+		return SEEDCTL_EXIT_UNREACHABLE;
+	}
+	if (inv->command->stream)
+		r = call_watch(inv, &c, out, err);
+	else
+		r = call_once(inv, &c, out, err);
+	call_close(&c);
+	fflush(out);
+	return r;
+}

@@ -1,1 +1,46 @@
-int main(void) { return 1; }
+/*
+ * seedctl: the command-line client of seedd. main() only: parse the command
+ * line with the command table (commands.c), then make the call (call.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "call.h"
+#include "commands.h"
+#include "seedd-build.h"
+
+int
+main(int argc, char **argv)
+{
+	struct invocation inv;
+	char *err = NULL;
+	int r;
+
+	if ((r = commands_build(argc, argv, &inv, &err)) != SEEDCTL_EXIT_OK) {
+		fprintf(stderr, "seedctl: %s\n", err);
+		free(err);
+		return r;
+	}
+	switch (inv.action) {
+	case INVOCATION_HELP:
+		if (inv.command != NULL)
+			commands_usage(stdout, inv.command);
+		else
+			commands_help(stdout);
+		r = SEEDCTL_EXIT_OK;
+		break;
+	case INVOCATION_VERSION:
+		printf("seedctl %s\n", SEEDD_VERSION);
+		r = SEEDCTL_EXIT_OK;
+		break;
+	case INVOCATION_CALL:
+		r = call_run(&inv, stdout, stderr);
+		break;
+	}
+	invocation_done(&inv);
+	if (fflush(stdout) != 0 && r == SEEDCTL_EXIT_OK) {
+		perror("seedctl: stdout");
+		r = SEEDCTL_EXIT_REFUSED;
+	}
+	return r;
+}

@@ -74,14 +74,30 @@ struct config {
  * Load path into a new config. If path is NULL, read the default path and
  * accept its absence (built-in defaults). On error returns -EINVAL (or
  * -errno) and *ret_err holds "file:line: message".
+ * ret_err may be NULL; it is set to NULL on success and is the caller's to free.
+ * A missing explicit path gives -ENOENT with "path: No such file or directory".
+ * Secret files (and $CREDENTIALS_DIRECTORY) are read here, so a config load
+ * error can name a secret file, never its content.
  */
 int config_load(const char *path, struct config **ret, char **ret_err);
 struct config *config_free(struct config *c);
 
-/* True if Azure is configured enough to create jobs. */
+/*
+ * True if Azure is configured enough to create jobs: TenantId, ClientId,
+ * SubscriptionId, ResourceGroup, Location, AccountId and a client secret.
+ */
 bool config_azure_ready(const struct config *c);
+/* The first key config_azure_ready() misses ("ClientSecretFile" for the secret), or NULL. */
+const char *config_azure_missing(const struct config *c);
 
 /* True if url is https://, or http:// to a loopback host. */
 bool config_url_allowed(const char *url);
+
+/* True if name is a valid container name: 3-63 of [a-z0-9-], no leading, trailing or double '-'. */
+bool config_container_valid(const char *name);
+
+/* "AzurePublic", ..., "Custom" / "DataBox", "ImportExport"; NULL if out of range. */
+const char *config_cloud_name(enum azure_cloud cloud);
+const char *config_job_api_name(enum job_api api);
 
 #endif

@@ -1,0 +1,1382 @@
+/*
+ * The per-file copy engine of drive prep (copy.h). Runs on a drive worker
+ * thread, plus the reader and verifier threads of its struct copier.
+ *
+ * A file of more than one block goes through a three-stage pipeline:
+ *   reader thread: pread block i into a ring of RING_SLOTS buffers, MD5 it;
+ *   caller thread: feed it to the whole-file MD5, pwrite it, start its write-back;
+ *   verifier thread: wait for the write-back of block j < i, drop it from the
+ *     page cache, read it back from the device (O_DIRECT where possible), compare.
+ * The three MD5 streams run on separate cores and overlap the drive's writes,
+ * so a copy with verification takes about as long as the writes themselves.
+ * If the verifier cannot vouch for every block (a mismatch, or a filesystem
+ * that refuses O_DIRECT or sync_file_range), the file is verified again whole
+ * after fdatasync (copier_verify), and that result counts: the streaming
+ * check is a fast path, never the only judge. copier_verify reads through the
+ * ring too and splits the block hashes between reader and caller.
+ *
+ * A file of at most one block is done inline on the calling thread (its block
+ * MD5 is its whole-file MD5) and verified after fdatasync: no thread hand-off.
+ *
+ * Only paths relative to the staging and drive directory fds are opened, never
+ * following a symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, else one
+ * openat(O_NOFOLLOW) per component). Memory comes from the aborting x*
+ * allocators (see util.h); the ring buffers are allocated once per copier.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "util.h"
+
+#define RING_SLOTS 4
+#define DIO_ALIGN 4096
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
+
+/* One ring buffer and what the reader put in it. */
+struct slot {
+	unsigned char *buf;     /* DIO_ALIGN-aligned, c->buf_size bytes */
+	size_t len;             /* bytes read */
+	int err;                /* 0 or -errno of the read */
+	bool hashed;            /* md5 holds the MD5 of buf[0, len) */
+	unsigned char md5[16];
+};
+
+/* The verifier stage; its fields but buf are under the copier's lock. */
+struct verifier {
+	pthread_t thread;
+	bool started;
+	bool active;
+	bool busy;                      /* checking a block, unlocked */
+	int wfd;                        /* the file being written (for sync_file_range) */
+	int rfd;                        /* the same file, opened for reading */
+	bool direct;                    /* rfd is O_DIRECT */
+	const struct copy_block *blocks; /* entries below the caller's n_done are final */
+	uint64_t done;                  /* blocks [0, done) matched */
+	int err;                        /* a block did not match or could not be read */
+	unsigned char *buf;             /* verifier thread only */
+};
+
+/* The last destination directory, kept open: files of one directory come in a row. */
+struct dir_cache {
+	dev_t dev;                      /* of the root directory it is below */
+	ino_t ino;
+	char *path;                     /* its path below the root ("" for the root itself) */
+	size_t len;
+	int fd;                         /* -1: empty */
+};
+
+struct copier {
+	pthread_mutex_t lock;
+	pthread_cond_t reader_cv;       /* the reader waits for work or a free slot */
+	pthread_cond_t verifier_cv;     /* the verifier waits for a written block */
+	pthread_cond_t caller_cv;       /* the caller waits for the reader or the verifier */
+	pthread_t thread;
+	bool thread_started;
+	bool quit;
+	struct verifier verifier;
+
+	struct slot slots[RING_SLOTS];
+	size_t buf_size;
+	uint64_t n_read;                /* chunks the reader has filled */
+	uint64_t n_done;                /* chunks the caller is done with */
+	bool busy;                      /* the reader is reading into a slot, unlocked */
+
+	/* The current read job; set by the caller while the reader is idle. */
+	bool active;
+	int fd;
+	bool direct;                    /* O_DIRECT: read lengths rounded up to DIO_ALIGN */
+	uint64_t pos;                   /* offset of the next chunk to read */
+	uint64_t end;
+	size_t chunk;
+	unsigned stride;                /* the reader hashes chunk i if i % stride == 0; 0: none */
+
+	EVP_MD *md5;
+	EVP_MD_CTX *reader_ctx;         /* reader thread only */
+	EVP_MD_CTX *whole_ctx;          /* caller only */
+	EVP_MD_CTX *block_ctx;          /* caller only */
+	struct dir_cache dst_dir;       /* caller only */
+};
+
+/* The state of one copier_copy() call. */
+struct job {
+	struct copier *c;
+	const struct copy_request *req;
+	struct copy_result *res;
+	uint32_t bs;                    /* block size */
+	int src;                        /* the staging file */
+	int dir;                        /* the destination's directory (the copier's dst_dir) */
+	const char *name;               /* the destination's name in dir */
+	int tmp;                        /* the temporary file in dir */
+	int vfd;                        /* the temporary file for the verifier, or -1 */
+	bool stream_verified;           /* the verifier matched every block */
+	size_t n_blocks;
+	size_t resumed;                 /* blocks [0, resumed) come from a checkpoint, unchecked */
+	size_t written;                 /* blocks [0, written) are in the temporary file */
+	size_t committed;               /* blocks [0, committed) are durable and checkpointed */
+};
+
+_printf_(2, 3) static void
+set_detail(char *detail, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (detail == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(detail, COPY_DETAIL_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static bool
+flag_set(const atomic_bool *flag)
+{
+	return flag != NULL && atomic_load_explicit(flag, memory_order_relaxed);
+}
+
+static int
+md5_buf(EVP_MD_CTX *ctx, const EVP_MD *md, const void *buf, size_t len, unsigned char out[16])
+{
+	if (!EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, buf, len) ||
+	    !EVP_DigestFinal_ex(ctx, out, NULL))
+		return -EIO;
+	return 0;
+}
+
+/*
+ * Read up to want bytes at off; fewer only at end of file. With O_DIRECT the
+ * length asked is rounded up (buf must have room) and a short read is the end.
+ */
+static ssize_t
+read_full(int fd, unsigned char *buf, size_t want, uint64_t off, bool direct)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		size_t ask = direct ? ROUND_UP(want - got, DIO_ALIGN) : want - got;
+		ssize_t n = pread(fd, buf + got, ask, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (direct && (size_t)n < ask)
+			break;
+	}
+	return (ssize_t)MIN(got, want);
+}
+
+static int
+write_full(int fd, const unsigned char *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENOSPC;
+		buf += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* ---- Paths ----------------------------------------------------------------- */
+
+/* A relative path: non-empty components of at most NAME_MAX bytes, none "." or "..". */
+static bool
+rel_path_valid(const char *p)
+{
+	if (p == NULL || *p == '\0' || strlen(p) >= PATH_MAX)
+		return false;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash != NULL ? (size_t)(slash - p) : strlen(p);
+
+		if (len == 0 || len > NAME_MAX)
+			return false;
+		if (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.')))
+			return false;
+		if (slash == NULL)
+			return true;
+		p = slash + 1;
+	}
+}
+
+static bool
+name_valid(const char *name)
+{
+	return rel_path_valid(name) && strchr(name, '/') == NULL;
+}
+
+int
+copy_tmp_name(const char *dst_path, char buf[static NAME_MAX + 1])
+{
+	const size_t suffix = strlen(COPY_TMP_SUFFIX);
+	const char *base;
+	size_t len;
+
+	if (!rel_path_valid(dst_path))
+		return -EINVAL;
+	base = strrchr(dst_path, '/');
+	base = base != NULL ? base + 1 : dst_path;
+	len = strlen(base);
+	if (len > NAME_MAX - suffix) {
+		/* Cut at a character boundary: the drive may insist on valid UTF-8. */
+		len = NAME_MAX - suffix;
+		while (len > 0 && ((unsigned char)base[len] & 0xc0) == 0x80)
+			len--;
+	}
+	memcpy(buf, base, len);
+	memcpy(buf + len, COPY_TMP_SUFFIX, suffix + 1);
+	return 0;
+}
+
+/* The error for a path component that is not a directory: -ELOOP for a symlink, as openat2 says. */
+static int
+not_dir_error(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -ENOTDIR;
+}
+
+/* Open (or with create, make) directory name in dirfd, never following a symlink. */
+static int
+open_subdir(int dirfd, const char *name, bool create, bool sync_new)
+{
+	const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd;
+
+	fd = openat(dirfd, name, flags);
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOTDIR)
+		return not_dir_error(dirfd, name);
+	if (errno != ENOENT || !create)
+		return -errno;
+	if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	if (sync_new && fsync(dirfd) < 0)
+		return -errno;
+	fd = openat(dirfd, name, flags);
+	if (fd < 0 && errno == ENOTDIR)
+		return not_dir_error(dirfd, name);
+	return fd >= 0 ? fd : -errno;
+}
+
+/*
+ * Walk the directories of a valid relative path from rootfd, one component at
+ * a time without following symlinks; with create, make missing ones (and
+ * fsync each parent of a new one if sync_new). Returns an fd of the last
+ * directory and the last component's name inside path.
+ */
+static int
+open_parent(int rootfd, const char *path, bool create, bool sync_new, int *ret_fd,
+    const char **ret_name)
+{
+	_cleanup_close_ int fd = -1;
+	char comp[NAME_MAX + 1];
+	const char *slash;
+
+	if ((fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3)) < 0)
+		return -errno;
+	while ((slash = strchr(path, '/')) != NULL) {
+		size_t len = (size_t)(slash - path);
+		int next;
+
+		memcpy(comp, path, len);
+		comp[len] = '\0';
+		if ((next = open_subdir(fd, comp, create, sync_new)) < 0)
+			return next;
+		close(fd);
+		fd = next;
+		path = slash + 1;
+	}
+	*ret_fd = TAKE_FD(fd);
+	*ret_name = path;
+	return 0;
+}
+
+/*
+ * Open a staging file for reading: nothing outside dirfd's tree, no symlink
+ * anywhere. O_NONBLOCK keeps a fifo that replaced the file from blocking us
+ * (the caller then refuses anything but a regular file).
+ */
+static int
+open_source(int dirfd, const char *path, int *ret_fd)
+{
+	static atomic_bool no_openat2;
+	const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	_cleanup_close_ int pfd = -1;
+	const char *name;
+	int fd, r;
+
+	if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+		struct open_how how = {
+			.flags = (uint64_t)flags,
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		};
+
+		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd >= 0) {
+			*ret_fd = fd;
+			return 0;
+		}
+		/* EPERM: a seccomp filter that does not know openat2. */
+		if (errno != ENOSYS && errno != EPERM && errno != E2BIG)
+			return -errno;
+		atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+	}
+	if ((r = open_parent(dirfd, path, false, false, &pfd, &name)) < 0)
+		return r;
+	if ((fd = openat(pfd, name, flags)) < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+/* ---- The copier and its threads -------------------------------------------- */
+
+struct copier *
+copier_new(void)
+{
+	struct copier *c = xcalloc(1, sizeof(*c));
+
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->reader_cv, NULL);
+	pthread_cond_init(&c->verifier_cv, NULL);
+	pthread_cond_init(&c->caller_cv, NULL);
+	c->dst_dir.fd = -1;
+	c->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+	c->reader_ctx = EVP_MD_CTX_new();
+	c->whole_ctx = EVP_MD_CTX_new();
+	c->block_ctx = EVP_MD_CTX_new();
+	if (c->md5 == NULL || c->reader_ctx == NULL || c->whole_ctx == NULL || c->block_ctx == NULL)
+		return copier_free(c);
+	return c;
+}
+
+struct copier *
+copier_free(struct copier *c)
+{
+	if (c == NULL)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	c->quit = true;
+	pthread_cond_signal(&c->reader_cv);
+	pthread_cond_signal(&c->verifier_cv);
+	pthread_mutex_unlock(&c->lock);
+	if (c->thread_started)
+		pthread_join(c->thread, NULL);
+	if (c->verifier.started)
+		pthread_join(c->verifier.thread, NULL);
+	for (size_t i = 0; i < RING_SLOTS; i++)
+		free(c->slots[i].buf);
+	free(c->verifier.buf);
+	if (c->dst_dir.fd >= 0)
+		close(c->dst_dir.fd);
+	free(c->dst_dir.path);
+	EVP_MD_CTX_free(c->reader_ctx);
+	EVP_MD_CTX_free(c->whole_ctx);
+	EVP_MD_CTX_free(c->block_ctx);
+	EVP_MD_free(c->md5);
+	pthread_cond_destroy(&c->reader_cv);
+	pthread_cond_destroy(&c->verifier_cv);
+	pthread_cond_destroy(&c->caller_cv);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	return NULL;
+}
+
+/*
+ * The directory of path below rootfd (an fd the copier keeps; do not close it)
+ * and the name of path's last component, walked as open_parent() does unless
+ * the last call was for the same directory. The drive's directories must not
+ * be renamed or removed behind the copier's back.
+ */
+static int
+copier_dst_dir(struct copier *c, int rootfd, const char *path, bool create, bool sync_new,
+    int *ret_fd, const char **ret_name)
+{
+	struct dir_cache *dc = &c->dst_dir;
+	const char *slash = strrchr(path, '/');
+	size_t len = slash != NULL ? (size_t)(slash - path) : 0;
+	struct stat st;
+	int fd, r;
+
+	if (fstat(rootfd, &st) < 0)
+		return -errno;
+	if (dc->fd >= 0 && dc->dev == st.st_dev && dc->ino == st.st_ino && dc->len == len &&
+	    memcmp(dc->path, path, len) == 0) {
+		*ret_fd = dc->fd;
+		*ret_name = slash != NULL ? slash + 1 : path;
+		return 0;
+	}
+	if ((r = open_parent(rootfd, path, create, sync_new, &fd, ret_name)) < 0)
+		return r;
+	if (dc->fd >= 0)
+		close(dc->fd);
+	free(dc->path);
+	*dc = (struct dir_cache){
+		.dev = st.st_dev, .ino = st.st_ino, .path = xstrndup(path, len), .len = len, .fd = fd,
+	};
+	*ret_fd = fd;
+	return 0;
+}
+
+static unsigned char *
+aligned_buffer(unsigned char *old, size_t size)
+{
+	void *p;
+
+	free(old);
+	if (posix_memalign(&p, DIO_ALIGN, size) != 0)
+		fatalx("copier: allocating %zu bytes", size);
+	return p;
+}
+
+/* Make every buffer hold at least size bytes (rounded for O_DIRECT). Threads idle. */
+static void
+copier_buffers(struct copier *c, size_t size)
+{
+	size = ROUND_UP(size, DIO_ALIGN);
+	if (c->buf_size >= size)
+		return;
+	for (size_t i = 0; i < RING_SLOTS; i++)
+		c->slots[i].buf = aligned_buffer(c->slots[i].buf, size);
+	c->verifier.buf = aligned_buffer(c->verifier.buf, size);
+	c->buf_size = size;
+}
+
+/* Start a thread of the copier once, with every signal blocked in it. */
+static int
+copier_thread(struct copier *c, pthread_t *thread, bool *started, void *(*fn)(void *))
+{
+	sigset_t all, old;
+	int r;
+
+	if (*started)
+		return 0;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(thread, NULL, fn, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return -r;
+	*started = true;
+	return 0;
+}
+
+/*
+ * The ring: chunk k of the current job lives in slot k % RING_SLOTS. The reader
+ * fills chunks [0, n_read), the caller is done with [0, n_done) and, while the
+ * verifier runs, the verifier with [0, verifier.done). A slot is free again
+ * when the last stage that needs it is done with it.
+ */
+static uint64_t
+ring_freed(const struct copier *c)
+{
+	const struct verifier *v = &c->verifier;
+
+	return v->active && v->err == 0 ? v->done : c->n_done;
+}
+
+/* Read the next chunk into its slot. Called and returns with the lock held. */
+static void
+reader_fill(struct copier *c)
+{
+	struct slot *s = &c->slots[c->n_read % RING_SLOTS];
+	size_t want = (size_t)MIN((uint64_t)c->chunk, c->end - c->pos);
+	bool hash = c->stride != 0 && c->n_read % c->stride == 0;
+	int fd = c->fd;
+	bool direct = c->direct;
+	uint64_t off = c->pos;
+	ssize_t n;
+	int err = 0;
+
+	c->busy = true;
+	pthread_mutex_unlock(&c->lock);
+	n = read_full(fd, s->buf, want, off, direct);
+	if (n < 0)
+		err = (int)n;
+	else if (hash)
+		err = md5_buf(c->reader_ctx, c->md5, s->buf, (size_t)n, s->md5);
+	pthread_mutex_lock(&c->lock);
+	c->busy = false;
+	if (c->active) {
+		s->len = n < 0 ? 0 : (size_t)n;
+		s->err = err;
+		s->hashed = hash && err == 0;
+		c->n_read++;
+		c->pos += want;
+		/* After an error or a short read the caller stops: read no further. */
+		if (err < 0 || (size_t)n < want)
+			c->pos = c->end;
+	}
+	pthread_cond_signal(&c->caller_cv);
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct copier *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->quit &&
+		    !(c->active && c->pos < c->end && c->n_read - ring_freed(c) < RING_SLOTS))
+			pthread_cond_wait(&c->reader_cv, &c->lock);
+		if (c->quit)
+			break;
+		reader_fill(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Have the reader read [0, end) of fd in chunks, hashing every stride-th. */
+static int
+ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, unsigned stride)
+{
+	int r;
+
+	if ((r = copier_thread(c, &c->thread, &c->thread_started, reader_main)) < 0)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	c->fd = fd;
+	c->direct = direct;
+	c->pos = 0;
+	c->end = end;
+	c->chunk = chunk;
+	c->stride = stride;
+	c->n_read = 0;
+	c->n_done = 0;
+	c->active = true;
+	pthread_cond_signal(&c->reader_cv);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/*
+ * The next chunk, in order. The caller takes no more chunks than it asked for
+ * and stops at the first one with an error or a short length, so this never
+ * waits for a chunk that will not come.
+ */
+static struct slot *
+ring_take(struct copier *c)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->n_read == c->n_done)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	s = &c->slots[c->n_done % RING_SLOTS];
+	pthread_mutex_unlock(&c->lock);
+	return s;
+}
+
+/* The caller is done with its chunk: on to the verifier, or free. */
+static void
+ring_release(struct copier *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->n_done++;
+	pthread_cond_signal(&c->verifier_cv);
+	pthread_cond_signal(&c->reader_cv);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* End the read job, early or not; on return the reader no longer uses the fd. */
+static void
+ring_stop(struct copier *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->active = false;
+	while (c->busy)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	c->n_read = 0;
+	c->n_done = 0;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- The verifier stage ------------------------------------------------------ */
+
+/*
+ * Wait for the write-back of block b, drop it from the page cache, read it from
+ * the device and compare it with the bytes in the slot it was written from
+ * (whose MD5 is the recorded one: a byte compare is as good and far cheaper
+ * than hashing again). Verifier thread, unlocked.
+ */
+static int
+verifier_reread(struct verifier *v, const struct copy_block *b, const unsigned char *written)
+{
+	const unsigned flags =
+	    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+	ssize_t n;
+
+	if (sync_file_range(v->wfd, (off_t)b->offset, b->length, flags) < 0)
+		return -errno;
+	if (!v->direct)
+		(void)posix_fadvise(v->rfd, (off_t)b->offset, b->length, POSIX_FADV_DONTNEED);
+	if ((n = read_full(v->rfd, v->buf, b->length, b->offset, v->direct)) < 0)
+		return (int)n;
+	if ((size_t)n != b->length || memcmp(v->buf, written, b->length) != 0)
+		return -EIO;
+	return 0;
+}
+
+static void *
+verifier_main(void *arg)
+{
+	struct copier *c = arg;
+	struct verifier *v = &c->verifier;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		const struct copy_block *b;
+		const unsigned char *written;
+		int r;
+
+		while (!c->quit && !(v->active && v->err == 0 && v->done < c->n_done))
+			pthread_cond_wait(&c->verifier_cv, &c->lock);
+		if (c->quit)
+			break;
+		b = &v->blocks[v->done];
+		written = c->slots[v->done % RING_SLOTS].buf;
+		v->busy = true;
+		pthread_mutex_unlock(&c->lock);
+		r = verifier_reread(v, b, written);
+		pthread_mutex_lock(&c->lock);
+		v->busy = false;
+		if (r < 0)
+			v->err = r;
+		else
+			v->done++;
+		pthread_cond_signal(&c->reader_cv);
+		pthread_cond_signal(&c->caller_cv);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/*
+ * Have the verifier check each block of wfd (read back through rfd) once the
+ * caller is done with its chunk. Before ring_start(): the ring's slots then
+ * wait for the verifier from the first chunk on.
+ */
+static int
+verifier_start(struct copier *c, int wfd, int rfd, bool direct, const struct copy_block *blocks)
+{
+	struct verifier *v = &c->verifier;
+	int r;
+
+	if ((r = copier_thread(c, &v->thread, &v->started, verifier_main)) < 0)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	v->wfd = wfd;
+	v->rfd = rfd;
+	v->direct = direct;
+	v->blocks = blocks;
+	v->done = 0;
+	v->err = 0;
+	v->active = true;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/*
+ * Stop the verifier, with wait once it has checked all n chunks (or failed).
+ * True if all n matched. Before ring_stop(); on return it uses no fd or slot.
+ */
+static bool
+verifier_stop(struct copier *c, uint64_t n, bool wait)
+{
+	struct verifier *v = &c->verifier;
+	bool ok;
+
+	pthread_mutex_lock(&c->lock);
+	while (wait && v->err == 0 && v->done < n)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	v->active = false;
+	while (v->busy)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	ok = v->err == 0 && v->done == n;
+	pthread_cond_signal(&c->reader_cv);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+/* ---- Verification ---------------------------------------------------------- */
+
+static int
+verify_block(const struct copy_block *b, size_t i, const struct slot *s, EVP_MD_CTX *ctx,
+    const EVP_MD *md, char *detail)
+{
+	unsigned char md5[16];
+	int r;
+
+	if (s->err < 0) {
+		set_detail(detail, "re-reading block %zu at offset %llu", i,
+		    (unsigned long long)b->offset);
+		return s->err;
+	}
+	if (s->len != b->length) {
+		set_detail(detail, "block %zu at offset %llu is short", i,
+		    (unsigned long long)b->offset);
+		return -EIO;
+	}
+	if (!s->hashed && (r = md5_buf(ctx, md, s->buf, s->len, md5)) < 0)
+		return r;
+	if (memcmp(s->hashed ? s->md5 : md5, b->md5, 16) != 0) {
+		set_detail(detail, "block %zu at offset %llu differs on the drive", i,
+		    (unsigned long long)b->offset);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Blocks must tile [0, total) with equal lengths but the last. Returns the chunk length. */
+static int
+verify_geometry(const struct copy_block *blocks, size_t n, uint64_t *ret_total, size_t *ret_chunk)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (blocks[i].offset != total || blocks[i].length == 0 ||
+		    blocks[i].length > COPY_BLOCK_SIZE_MAX ||
+		    (i > 0 && blocks[i].length > blocks[0].length) ||
+		    (i > 0 && i < n - 1 && blocks[i].length != blocks[0].length))
+			return -EINVAL;
+		total += blocks[i].length;
+	}
+	*ret_total = total;
+	*ret_chunk = n > 0 ? blocks[0].length : 0;
+	return 0;
+}
+
+/* Read fd and compare every block; a file of more than one block goes through the ring. */
+static int
+verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *blocks, size_t n,
+    size_t chunk, const atomic_bool *cancel, char *detail)
+{
+	struct slot *s;
+	ssize_t len;
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	if (n == 1) {
+		s = &c->slots[0];
+		len = read_full(fd, s->buf, blocks[0].length, 0, direct);
+		*s = (struct slot){ .buf = s->buf, .len = len < 0 ? 0 : (size_t)len,
+			.err = len < 0 ? (int)len : 0 };
+		return verify_block(&blocks[0], 0, s, c->block_ctx, c->md5, detail);
+	}
+	/* The reader hashes the even blocks, this thread the odd ones. */
+	if ((r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk, 2)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (flag_set(cancel)) {
+			set_detail(detail, "cancelled while verifying");
+			r = -ECANCELED;
+			break;
+		}
+		s = ring_take(c);
+		r = verify_block(&blocks[i], i, s, c->block_ctx, c->md5, detail);
+		ring_release(c);
+		if (r < 0)
+			break;
+	}
+	ring_stop(c);
+	return r;
+}
+
+/* Open name in dir for verification: O_DIRECT where the filesystem allows it. */
+static int
+verify_open(int dir, const char *name, bool try_direct, int *ret_fd, bool *ret_direct)
+{
+	const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	int fd;
+
+	if (try_direct && (fd = openat(dir, name, flags | O_DIRECT)) >= 0) {
+		*ret_fd = fd;
+		*ret_direct = true;
+		return 0;
+	}
+	if (try_direct && errno != EINVAL && errno != EOPNOTSUPP)
+		return -errno;
+	if ((fd = openat(dir, name, flags)) < 0)
+		return -errno;
+	/* Clean pages only: the data must already be durable. */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	*ret_fd = fd;
+	*ret_direct = false;
+	return 0;
+}
+
+/* copier_verify() of name in directory dir. */
+static int
+verify_file(struct copier *c, int dir, const char *name, const struct copy_block *blocks,
+    size_t n_blocks, const atomic_bool *cancel, char *detail)
+{
+	_cleanup_close_ int fd = -1;
+	uint64_t total;
+	size_t chunk;
+	bool direct;
+	struct stat st;
+	int r;
+
+	if (verify_geometry(blocks, n_blocks, &total, &chunk) < 0) {
+		set_detail(detail, "bad verify request");
+		return -EINVAL;
+	}
+	copier_buffers(c, chunk);
+	/* Offsets are multiples of chunk; a lone block starts at 0. */
+	r = verify_open(dir, name, n_blocks <= 1 || chunk % DIO_ALIGN == 0, &fd, &direct);
+	if (r < 0) {
+		set_detail(detail, "opening the drive file to verify");
+		return r;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
+		set_detail(detail, "drive file is %lld bytes, expected %llu", (long long)st.st_size,
+		    (unsigned long long)total);
+		return -EIO;
+	}
+	r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
+	if (r == -EINVAL && direct) {
+		/* The device refused our alignment: verify through the (dropped) cache. */
+		close(fd);
+		fd = -1;
+		if ((r = verify_open(dir, name, false, &fd, &direct)) < 0)
+			return r;
+		r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
+	}
+	if (!direct)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	return r;
+}
+
+int
+copier_verify(struct copier *c, int dirfd, const char *path, const struct copy_block *blocks,
+    size_t n_blocks, const atomic_bool *cancel, char *detail)
+{
+	const char *name;
+	int dir, r;
+
+	set_detail(detail, "%s", "");
+	if (!rel_path_valid(path)) {
+		set_detail(detail, "bad verify request");
+		return -EINVAL;
+	}
+	if ((r = copier_dst_dir(c, dirfd, path, false, false, &dir, &name)) < 0) {
+		set_detail(detail, "opening the drive file to verify");
+		return r;
+	}
+	return verify_file(c, dir, name, blocks, n_blocks, cancel, detail);
+}
+
+int
+copy_verify(int dirfd, const char *path, const struct copy_block *blocks, size_t n_blocks,
+    char *detail)
+{
+	struct copier *c = copier_new();
+	int r;
+
+	if (c == NULL)
+		return -ENOMEM;
+	r = copier_verify(c, dirfd, path, blocks, n_blocks, NULL, detail);
+	copier_free(c);
+	return r;
+}
+
+/* ---- Copying ----------------------------------------------------------------- */
+
+static uint32_t
+job_block_len(const struct job *j, size_t i)
+{
+	return (uint32_t)MIN((uint64_t)j->bs, j->req->expected_size - (uint64_t)i * j->bs);
+}
+
+/* The source is still the indexed file: a regular file of the indexed size and mtime. */
+static int
+job_source_matches(struct job *j, const char *when)
+{
+	struct stat st;
+	int64_t mtime_ns;
+
+	if (fstat(j->src, &st) < 0)
+		return -errno;
+	mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != j->req->expected_size ||
+	    mtime_ns != j->req->expected_mtime_ns) {
+		set_detail(j->res->detail, "source changed %s", when);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+static int
+job_check_request(struct job *j)
+{
+	const struct copy_request *req = j->req;
+	const char *tmp = req->tmp_name, *base;
+	int r;
+
+	j->bs = req->block_size != 0 ? req->block_size : COPY_BLOCK_SIZE;
+	if (j->bs < COPY_BLOCK_SIZE_MIN || j->bs > COPY_BLOCK_SIZE_MAX || j->bs % DIO_ALIGN != 0 ||
+	    !rel_path_valid(req->src_path) || !rel_path_valid(req->dst_path))
+		return -EINVAL;
+	base = strrchr(req->dst_path, '/');
+	base = base != NULL ? base + 1 : req->dst_path;
+	if (req->defer_sync)
+		tmp = base;     /* batch mode writes the final name */
+	else if (tmp == NULL && req->resume != NULL)
+		tmp = req->resume->tmp_name;
+	if (tmp == NULL) {
+		if ((r = copy_tmp_name(req->dst_path, j->res->tmp_name)) < 0)
+			return r;
+	} else {
+		if (!name_valid(tmp))
+			return -EINVAL;
+		strcpy(j->res->tmp_name, tmp);
+	}
+	if (!req->defer_sync && strcmp(j->res->tmp_name, base) == 0)
+		return -EINVAL;
+	j->n_blocks = (size_t)((req->expected_size + j->bs - 1) / j->bs);
+	return 0;
+}
+
+/* How many blocks of the resume checkpoint fit this file; 0 if it is unusable. */
+static size_t
+job_resume_blocks(const struct job *j)
+{
+	const struct copy_checkpoint *cp = j->req->resume;
+
+	if (cp == NULL || cp->n_blocks == 0 || cp->n_blocks > j->n_blocks || cp->blocks == NULL)
+		return 0;
+	for (size_t i = 0; i < cp->n_blocks; i++)
+		if (cp->blocks[i].offset != (uint64_t)i * j->bs ||
+		    cp->blocks[i].length != job_block_len(j, i))
+			return 0;
+	return cp->n_blocks;
+}
+
+/* Reopen a checkpointed temporary file, cut to its committed blocks. */
+static int
+job_reopen_tmp(struct job *j, size_t keep)
+{
+	uint64_t bytes = (uint64_t)keep * j->bs;
+	struct stat st;
+
+	if (bytes > j->req->expected_size)
+		bytes = j->req->expected_size;
+	j->tmp = openat(j->dir, j->res->tmp_name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->tmp < 0)
+		return -errno;
+	if (fstat(j->tmp, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < bytes ||
+	    ftruncate(j->tmp, (off_t)bytes) < 0) {
+		close(j->tmp);
+		j->tmp = -1;
+		return -ENOENT;
+	}
+	memcpy(j->res->blocks, j->req->resume->blocks, keep * sizeof(struct copy_block));
+	j->resumed = j->written = j->committed = keep;
+	return 0;
+}
+
+static int
+job_open_tmp(struct job *j)
+{
+	size_t keep = job_resume_blocks(j);
+	int r;
+
+	if (j->n_blocks > 0)
+		j->res->blocks = xcalloc(j->n_blocks, sizeof(struct copy_block));
+	if (keep == 0 || job_reopen_tmp(j, keep) < 0) {
+		j->tmp = openat(j->dir, j->res->tmp_name,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (j->tmp < 0) {
+			set_detail(j->res->detail, "creating the temporary file");
+			return -errno;
+		}
+	}
+	/* Reserve the space now: a file that does not fit fails before we copy it. */
+	if (j->n_blocks > 1 &&
+	    fallocate(j->tmp, FALLOC_FL_KEEP_SIZE, 0, (off_t)j->req->expected_size) < 0 &&
+	    (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
+		r = -errno;
+		set_detail(j->res->detail, "reserving %llu bytes on the drive",
+		    (unsigned long long)j->req->expected_size);
+		return r;
+	}
+	return 0;
+}
+
+static int
+job_open(struct job *j)
+{
+	int r;
+
+	if ((r = open_source(j->req->src_dirfd, j->req->src_path, &j->src)) < 0) {
+		set_detail(j->res->detail, "opening the source");
+		return r;
+	}
+	if ((r = job_source_matches(j, "since indexing")) < 0)
+		return r;
+	if (j->n_blocks > 1)
+		(void)posix_fadvise(j->src, 0, 0, POSIX_FADV_SEQUENTIAL);
+	r = copier_dst_dir(j->c, j->req->dst_dirfd, j->req->dst_path, true, !j->req->defer_sync,
+	    &j->dir, &j->name);
+	if (r < 0) {
+		set_detail(j->res->detail, "opening the destination directory");
+		return r;
+	}
+	return job_open_tmp(j);
+}
+
+/* Make the written blocks durable and hand them to the checkpoint callback. */
+static int
+job_checkpoint(struct job *j)
+{
+	struct copy_checkpoint cp;
+
+	if (j->req->checkpoint == NULL || j->written <= j->committed)
+		return 0;
+	/* A closed temporary file (stopped while verifying) was synced before. */
+	if (j->tmp >= 0 && fdatasync(j->tmp) < 0) {
+		set_detail(j->res->detail, "fdatasync of the temporary file");
+		return -errno;
+	}
+	j->committed = j->written;
+	cp = (struct copy_checkpoint){
+		.tmp_name = j->res->tmp_name,
+		.n_blocks = j->committed,
+		.blocks = j->res->blocks,
+	};
+	j->req->checkpoint(&cp, j->req->userdata);
+	return 0;
+}
+
+/* The cancel or pause flag: checkpoint what is written and stop. */
+static int
+job_stop(struct job *j)
+{
+	int r;
+
+	set_detail(j->res->detail, "%s", flag_set(j->req->cancel) ? "cancelled" : "paused");
+	if ((r = job_checkpoint(j)) < 0)
+		return r;
+	return -ECANCELED;
+}
+
+static bool
+job_stopping(const struct job *j)
+{
+	return flag_set(j->req->cancel) || flag_set(j->req->pause);
+}
+
+/*
+ * Block i (len bytes, MD5 md5) was read from the source: add it to the whole-file
+ * MD5 and write it, unless a resumed temporary file already holds it.
+ */
+static int
+job_block(struct job *j, size_t i, const unsigned char *buf, size_t len,
+    const unsigned char md5[16])
+{
+	struct copy_block *b = &j->res->blocks[i];
+	uint64_t off = (uint64_t)i * j->bs;
+	int r;
+
+	if (len != job_block_len(j, i)) {
+		set_detail(j->res->detail, "source shrank during the copy");
+		return -ESTALE;
+	}
+	if (j->n_blocks > 1 && !EVP_DigestUpdate(j->c->whole_ctx, buf, len))
+		return -EIO;
+	if (i < j->resumed && memcmp(b->md5, md5, 16) == 0)
+		goto done;
+	if (i < j->resumed) {
+		/* The checkpoint does not match the source here: rewrite from this block on. */
+		j->resumed = i;
+		j->committed = MIN(j->committed, i);
+	}
+	*b = (struct copy_block){ .offset = off, .length = (uint32_t)len };
+	memcpy(b->md5, md5, 16);
+	if ((r = write_full(j->tmp, buf, len, off)) < 0) {
+		set_detail(j->res->detail, "writing block %zu at offset %llu", i,
+		    (unsigned long long)off);
+		return r;
+	}
+	/* Start write-back now, so the final fdatasync has little left to do. */
+	if (j->n_blocks > 1)
+		(void)sync_file_range(j->tmp, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+done:
+	j->written = i + 1;
+	if (j->req->progress != NULL)
+		j->req->progress(off + len, j->req->userdata);
+	if ((i + 1) % (j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY) ==
+	    0 && i + 1 < j->n_blocks)
+		return job_checkpoint(j);
+	return 0;
+}
+
+/* A file of at most one block: no thread, and its block MD5 is its whole MD5. */
+static int
+job_copy_inline(struct job *j)
+{
+	struct slot *s = &j->c->slots[0];
+	size_t size = (size_t)j->req->expected_size;
+	ssize_t n;
+	int r;
+
+	if (job_stopping(j))
+		return job_stop(j);
+	if (size == 0)
+		return md5_buf(j->c->block_ctx, j->c->md5, "", 0, j->res->md5);
+	if ((n = read_full(j->src, s->buf, size, 0, false)) < 0) {
+		set_detail(j->res->detail, "reading the source");
+		return (int)n;
+	}
+	if ((r = md5_buf(j->c->block_ctx, j->c->md5, s->buf, (size_t)n, s->md5)) < 0)
+		return r;
+	if ((r = job_block(j, 0, s->buf, (size_t)n, s->md5)) < 0)
+		return r;
+	memcpy(j->res->md5, s->md5, 16);
+	return 0;
+}
+
+/* Start the verifier on the temporary file; without it, copier_verify() checks later. */
+static void
+job_start_verifier(struct job *j)
+{
+	bool direct;
+
+	if (!j->req->verify || j->req->defer_sync ||
+	    verify_open(j->dir, j->res->tmp_name, true, &j->vfd, &direct) < 0)
+		return;
+	if (verifier_start(j->c, j->tmp, j->vfd, direct, j->res->blocks) < 0) {
+		close(j->vfd);
+		j->vfd = -1;
+	}
+}
+
+/* Stop the verifier; true if it matched all blocks of a copy that went through. */
+static bool
+job_stop_verifier(struct job *j, bool completed)
+{
+	bool ok;
+
+	if (j->vfd < 0)
+		return false;
+	ok = verifier_stop(j->c, j->n_blocks, completed);
+	close(j->vfd);
+	j->vfd = -1;
+	return ok && completed;
+}
+
+static int
+job_copy_pipelined(struct job *j)
+{
+	struct copier *c = j->c;
+	unsigned int md_len;
+	int r;
+
+	if (!EVP_DigestInit_ex2(c->whole_ctx, c->md5, NULL))
+		return -EIO;
+	job_start_verifier(j);
+	if ((r = ring_start(c, j->src, false, j->req->expected_size, j->bs, 1)) < 0) {
+		job_stop_verifier(j, false);
+		return r;
+	}
+	for (size_t i = 0; i < j->n_blocks; i++) {
+		struct slot *s;
+
+		if (job_stopping(j)) {
+			r = -ECANCELED;
+			break;
+		}
+		s = ring_take(c);
+		if (s->err < 0) {
+			set_detail(j->res->detail, "reading the source at block %zu", i);
+			r = s->err;
+		} else
+			r = job_block(j, i, s->buf, s->len, s->md5);
+		if (r < 0)
+			break;
+		/* Only now is blocks[i] final: the verifier may look at it. */
+		ring_release(c);
+	}
+	j->stream_verified = job_stop_verifier(j, r == 0);
+	ring_stop(c);
+	if (r == -ECANCELED)
+		return job_stop(j);
+	if (r < 0)
+		return r;
+	if (!EVP_DigestFinal_ex(c->whole_ctx, j->res->md5, &md_len))
+		return -EIO;
+	return 0;
+}
+
+/* The bytes are written: check the source, sync, verify, put the file in place. */
+static int
+job_finish(struct job *j)
+{
+	const struct copy_request *req = j->req;
+	int r;
+
+	if ((r = job_source_matches(j, "during the copy")) < 0)
+		return r;
+	if (!req->defer_sync && fdatasync(j->tmp) < 0) {
+		set_detail(j->res->detail, "fdatasync of the temporary file");
+		return -errno;
+	}
+	j->written = j->n_blocks;
+	/* Some filesystems (FUSE, NFS) report write errors only here. */
+	r = close(TAKE_FD(j->tmp));
+	if (r < 0 && errno != EINTR) {
+		set_detail(j->res->detail, "closing the temporary file");
+		return -errno;
+	}
+	if (req->verify && !req->defer_sync && !j->stream_verified) {
+		r = verify_file(j->c, j->dir, j->res->tmp_name, j->res->blocks, j->n_blocks,
+		    req->cancel, j->res->detail);
+		if (r == -ECANCELED)
+			return job_stop(j);
+		if (r < 0)
+			return r;
+	}
+	j->res->verified = req->verify && !req->defer_sync;
+	if (!req->defer_sync && renameat(j->dir, j->res->tmp_name, j->dir, j->name) < 0) {
+		set_detail(j->res->detail, "renaming the temporary file into place");
+		return -errno;
+	}
+	if (!req->defer_sync && fsync(j->dir) < 0) {
+		set_detail(j->res->detail, "fsync of the destination directory");
+		return -errno;
+	}
+	return 0;
+}
+
+static int
+job_run(struct job *j)
+{
+	int r;
+
+	if ((r = job_check_request(j)) < 0) {
+		set_detail(j->res->detail, "bad copy request");
+		return r;
+	}
+	if ((r = job_open(j)) < 0)
+		return r;
+	copier_buffers(j->c, j->bs);
+	if (j->n_blocks <= 1)
+		r = job_copy_inline(j);
+	else
+		r = job_copy_pipelined(j);
+	if (r < 0)
+		return r;
+	j->res->bytes = j->req->expected_size;
+	j->res->n_blocks = j->n_blocks;
+	return job_finish(j);
+}
+
+int
+copier_copy(struct copier *c, const struct copy_request *req, struct copy_result *res)
+{
+	struct job j = {
+		.c = c, .req = req, .res = res, .src = -1, .dir = -1, .tmp = -1, .vfd = -1,
+	};
+	int r;
+
+	*res = (struct copy_result){ .blocks = NULL };
+	r = job_run(&j);
+	if (j.tmp >= 0)
+		close(j.tmp);
+	if (r < 0 && r != -ECANCELED) {
+		/* The temporary file and any checkpoint of it are void now. */
+		if (j.dir >= 0)
+			(void)unlinkat(j.dir, res->tmp_name, 0);
+		else if (req->resume != NULL && res->tmp_name[0] != '\0')
+			(void)copy_file_remove_partial(req->dst_dirfd, req->dst_path, res->tmp_name);
+	}
+	if (j.src >= 0)
+		close(j.src);
+	if (r < 0) {
+		free(res->blocks);
+		res->blocks = NULL;
+		res->n_blocks = 0;
+		res->bytes = 0;
+		res->verified = false;
+	}
+	return r == -EDQUOT ? -ENOSPC : r;
+}
+
+int
+copy_file(const struct copy_request *req, struct copy_result *res)
+{
+	struct copier *c = copier_new();
+	int r;
+
+	if (c == NULL) {
+		*res = (struct copy_result){ .blocks = NULL };
+		return -ENOMEM;
+	}
+	r = copier_copy(c, req, res);
+	copier_free(c);
+	return r;
+}
+
+int
+copy_file_remove_partial(int dst_dirfd, const char *dst_path, const char *tmp_name)
+{
+	_cleanup_close_ int dir = -1;
+	char buf[NAME_MAX + 1];
+	const char *name;
+	int r;
+
+	if (tmp_name == NULL) {
+		if ((r = copy_tmp_name(dst_path, buf)) < 0)
+			return r;
+		tmp_name = buf;
+	}
+	if (!rel_path_valid(dst_path) || !name_valid(tmp_name))
+		return -EINVAL;
+	if ((r = open_parent(dst_dirfd, dst_path, false, false, &dir, &name)) < 0)
+		return r == -ENOENT ? 0 : r;
+	if (unlinkat(dir, tmp_name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+void
+copy_result_done(struct copy_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->blocks);
+	res->blocks = NULL;
+	res->n_blocks = 0;
+}

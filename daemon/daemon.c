@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "server.h"
+#include "stage.h"
 #include "util.h"
 
 int64_t
@@ -99,11 +100,20 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		daemon_stop(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Ping only from a live loop; workers will add their heartbeats here. */
+/*
+ * Ping only from a live loop whose busy workers all beat recently: a worker
+ * hung on a dead disk becomes a missed ping, and systemd restarts us.
+ */
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
-	(void)sd_notify(0, "WATCHDOG=1");
+	struct daemon *d = arg;
+
+	if (stage_healthy(d))
+		(void)sd_notify(0, "WATCHDOG=1");
+	else
+		log_warning("a drive worker has not made progress for minutes; "
+			    "withholding the watchdog ping");
 }
 
 int

@@ -7,12 +7,16 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct event_base;
 struct event;
 struct config;
 struct db;
 struct server;
+struct worker_queue;
+struct indexer;
+struct prep;
 
 struct daemon {
 	struct event_base *base;
@@ -22,6 +26,9 @@ struct daemon {
 	char *socket_path; /* --socket, or NULL */
 	struct db *db;
 	struct server *server;
+	struct worker_queue *queue;              /* results from worker threads */
+	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
+	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */
 
 	struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
 	uint64_t watchdog_usec;

@@ -28,6 +28,45 @@ enum db_stmt {
 	STMT_EVENT_INSERT,
 	STMT_EVENT_LIST,
 	STMT_DRIVE_LIST,
+	STMT_JOB_SET_TOTALS,
+	STMT_JOB_ADD_COPIED,
+	STMT_JOB_ADD_BYTES,
+	STMT_FILE_UPSERT,
+	STMT_FILE_JOB_PLACED,
+	STMT_FILE_BY_PATH,
+	STMT_FILE_INFO,
+	STMT_FILE_COUNT,
+	STMT_FILE_COUNT_STATE,
+	STMT_FILE_PAGE,
+	STMT_FILE_PAGE_STATE,
+	STMT_FILE_PAGE_DRIVE,
+	STMT_FILE_PAGE_STATE_DRIVE,
+	STMT_FILE_PLANNABLE,
+	STMT_FILE_WAITING,
+	STMT_FILE_CLEAR,
+	STMT_JOB_CLEAR_COUNTS,
+	STMT_DRIVE_CLEAR_COUNTS,
+	STMT_DRIVE_COUNT,
+	STMT_DRIVE_COUNT_VERIFIED,
+	STMT_FILE_PLACE,
+	STMT_FILE_UNPLAN,
+	STMT_FILE_RESET,
+	STMT_FILE_CHECKPOINT,
+	STMT_FILE_VERIFIED,
+	STMT_BLOCK_PUT,
+	STMT_BLOCK_TRIM,
+	STMT_BLOCK_TRIM_CHECKPOINT,
+	STMT_BLOCK_LIST,
+	STMT_DRIVE_INSERT,
+	STMT_DRIVE_GET,
+	STMT_DRIVE_JOB,
+	STMT_DRIVE_SET_STATE,
+	STMT_DRIVE_SET_MANIFEST,
+	STMT_DRIVE_ADD_USED,
+	STMT_DRIVE_VERIFIED,
+	STMT_SECRET_DELETE, /* the only statements that touch secrets */
+	STMT_SECRET_INSERT,
+	STMT_SECRET_GET,
 	_STMT_MAX,
 };
 
@@ -37,6 +76,7 @@ struct db {
 	sqlite3 *sqlite;
 	sqlite3_stmt *stmts[_STMT_MAX];
 	int version_found; /* user_version at open, before migrating */
+	bool readonly;     /* opened by db_open_readonly(): db_tx_begin() refuses */
 	bool in_tx;        /* between db_tx_begin() and commit/rollback */
 	bool committing;   /* set only inside db_tx_commit(); checked by the commit hook */
 	char errmsg[256];  /* the last database error, for db_errmsg() */

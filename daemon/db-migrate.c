@@ -24,6 +24,8 @@ struct migration {
 	"'staging','drive_prep','shipped','imported','vault_copy','cleanup','done','failed',"      \
 	"'cancelled'"
 #define ACTIVE_STATES "'staging','drive_prep','shipped','imported','vault_copy','cleanup'"
+#define FILE_STATES "'indexed','invalid','skipped','planned','verified'"
+#define DRIVE_STATES "'attached','copying','copied','manifest-written','full'"
 
 /* Version 1: the whole store sketched in DESIGN.md §5. Times are UNIX seconds. */
 /* clang-format off */
@@ -55,22 +57,31 @@ static const char schema_v1[] =
 	") STRICT;"
 	"CREATE INDEX jobs_state ON jobs (state);"
 
-	/* One row per indexed staging file. */
+	/*
+	 * One row per staging entry the scanner saw. Blocks exist only for a
+	 * planned file (blocks 0 .. checkpoint-1) or a verified one (all of them).
+	 */
 	"CREATE TABLE files ("
 	" id INTEGER PRIMARY KEY,"
 	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
-	" rel_path TEXT NOT NULL,"                     /* relative to the staging path */
+	" rel_path TEXT NOT NULL,"                     /* '/'-separated, relative to the staging path */
 	" size INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL,"
-	" blob_name TEXT NOT NULL,"
-	" drive_id INTEGER REFERENCES drives (id) ON DELETE SET NULL," /* planned drive */
-	" state TEXT NOT NULL DEFAULT 'pending',"
-	" md5 BLOB CHECK (md5 IS NULL OR length(md5) = 16),"
-	" checkpoint INTEGER NOT NULL DEFAULT 0,"      /* bytes durably copied */
-	" UNIQUE (job_id, rel_path)"
+	" blob_name TEXT NOT NULL,"                    /* <container>/<job>/<rel_path> */
+	" drive_id INTEGER REFERENCES drives (id) ON DELETE SET NULL," /* planned or copied onto */
+	" state TEXT NOT NULL DEFAULT 'indexed' CHECK (state IN (" FILE_STATES ")),"
+	" reason TEXT,"                                /* why invalid or skipped, else NULL */
+	" md5 BLOB CHECK (md5 IS NULL OR length(md5) = 16)," /* of the whole file, once verified */
+	/* Blocks durably copied: the resume point. */
+	" checkpoint INTEGER NOT NULL DEFAULT 0 CHECK (checkpoint >= 0),"
+	" reread INTEGER NOT NULL DEFAULT 0,"          /* 1 if verified by re-reading the drive copy */
+	" UNIQUE (job_id, rel_path),"
+	" CHECK (reason IS NULL OR state IN ('invalid','skipped')),"
+	" CHECK (drive_id IS NULL OR state IN ('planned','verified'))"
 	") STRICT;"
-	"CREATE INDEX files_drive ON files (drive_id);"
-	"CREATE INDEX files_job_state ON files (job_id, state);"
+	"CREATE INDEX files_job_state ON files (job_id, state, id);"
+	/* Partial: the scan inserts rows without a drive, which need no entry. */
+	"CREATE INDEX files_drive_state ON files (drive_id, state, id) WHERE drive_id IS NOT NULL;"
 
 	/* Per-block MD5s of a file (Azure block blobs). */
 	"CREATE TABLE blocks ("
@@ -88,10 +99,12 @@ static const char schema_v1[] =
 	" job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
 	" serial TEXT NOT NULL,"
 	" path TEXT NOT NULL,"                         /* mount point */
+	" uuid TEXT NOT NULL,"                         /* random id in seedd's marker file on it */
 	" capacity INTEGER NOT NULL,"
-	" used_bytes INTEGER NOT NULL DEFAULT 0,"
-	" files INTEGER NOT NULL DEFAULT 0,"
-	" state TEXT NOT NULL DEFAULT 'attached',"
+	" free_bytes INTEGER NOT NULL DEFAULT 0,"      /* free when attached */
+	" used_bytes INTEGER NOT NULL DEFAULT 0,"      /* sum of the sizes of its verified files */
+	" files INTEGER NOT NULL DEFAULT 0,"           /* number of its verified files */
+	" state TEXT NOT NULL DEFAULT 'attached' CHECK (state IN (" DRIVE_STATES ")),"
 	" manifest_hash TEXT,"                         /* NULL until the manifest is written */
 	" UNIQUE (job_id, serial)"
 	") STRICT;"

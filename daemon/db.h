@@ -11,7 +11,15 @@
  * forbids the move or an argument is invalid, -EIO a database error (logged by
  * the caller with db_errmsg()), -EBUSY the database stayed locked past the busy
  * timeout, -ENOSPC the disk is full, -EPROTO the database schema is newer than
- * this binary.
+ * this binary, -EROFS a write on a read-only connection (db_open_readonly()).
+ *
+ * Files: a file row is 'indexed' (valid, not placed), 'invalid' (a name Azure
+ * would refuse; reason), 'skipped' (not a regular file or on another file
+ * system; reason; never copied), 'planned' (on a drive, blocks 0..checkpoint-1
+ * recorded) or 'verified' (copied and checked, all its blocks recorded).
+ * Counters kept in step: jobs.files/bytes count indexed, planned and verified
+ * files; jobs.copied_files/copied_bytes and drives.files/used_bytes count
+ * verified ones; jobs.verified_files those whose copy was re-read.
  */
 #ifndef SEEDD_DB_H
 #define SEEDD_DB_H
@@ -55,8 +63,41 @@ struct drive_row {
 	char *serial;
 	char *path;
 	int64_t capacity, used_bytes, files;
-	char *state;
+	char *state;         /* attached, copying, copied, manifest-written, full */
 	char *manifest_hash; /* NULL until the manifest is written */
+	char *uuid;          /* the id in seedd's marker file on the drive */
+	int64_t free_bytes;  /* free when attached */
+};
+
+/* One staging entry from the scanner; nothing is owned. */
+struct file_entry {
+	const char *rel_path;  /* '/'-separated, relative to the staging root */
+	int64_t size, mtime_ns;
+	const char *blob_name; /* "<container>/<job>/<rel_path>" */
+	const char *state;     /* "indexed", "invalid" or "skipped" */
+	const char *reason;    /* NULL unless invalid/skipped (ignored for indexed) */
+};
+
+struct file_count {
+	int64_t files, bytes;
+};
+
+/* A file row. Strings are owned by the row; free arrays with file_rows_free(). */
+struct file_row {
+	int64_t id, job_id, size, mtime_ns, drive_id /* 0 if none */, checkpoint;
+	char *rel_path, *blob_name, *state, *reason; /* reason NULL unless set */
+	unsigned char md5[16];
+	bool has_md5;
+};
+
+struct placement {
+	int64_t file_id, drive_id; /* drive_id 0: back to 'indexed' */
+};
+
+/* One block of a file: Azure block blob block and DriveManifest <Block>. */
+struct block_row {
+	int64_t offset, length;
+	unsigned char md5[16];
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
@@ -129,12 +170,142 @@ int db_event_add(struct db *db, int64_t job_id, const char *kind, const char *te
 int db_event_list(struct db *db, int64_t job_id, size_t limit, struct event_row **ret,
 		  size_t *ret_n);
 
+/*
+ * A separate connection for a worker thread that must read (the manifest
+ * writer): opened read-only with query_only=ON, no migrations (a file not at
+ * DB_SCHEMA_VERSION gives -EPROTO), the commit guard installed. Every write
+ * function gives -EROFS on it. Never share a connection between threads.
+ */
+int db_open_readonly(const char *path, struct db **ret, char **ret_err);
+
+/*
+ * Files. Each write is one transaction: all of it happens or none.
+ *
+ * Upsert n scanner entries on (job_id, rel_path). A new path is inserted; a
+ * known one gets the new size, mtime, blob name, state and reason, and loses
+ * its drive, MD5, checkpoint and blocks, except a 'verified' row whose size
+ * and mtime are unchanged, which is left as it is. A verified row that is
+ * reset leaves its drive's and job's copied counters. jobs.files/bytes are
+ * not touched: call db_job_set_totals() after the scan. -EINVAL for a bad
+ * entry (NULL path or blob name, a state other than the three above).
+ */
+int db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry *e, size_t n);
+/*
+ * Recount the job from its files: files/bytes = indexed, planned and verified
+ * ones; copied_files/copied_bytes = verified ones; verified_files = verified
+ * ones whose copy was re-read. Sets updated = now.
+ */
+int db_job_set_totals(struct db *db, int64_t job_id, int64_t now);
+/* Count and total size of the job's files in `state` (NULL: all). */
+int db_files_count(struct db *db, int64_t job_id, const char *state, struct file_count *ret);
+/*
+ * Page through a job's files in id order: rows with id > after_id, at most
+ * limit (> 0), only those in `state` (NULL: any) and on drive_id (0: any).
+ * Free with file_rows_free().
+ */
+int db_files_page(struct db *db, int64_t job_id, const char *state, int64_t drive_id,
+		  int64_t after_id, size_t limit, struct file_row **ret, size_t *ret_n);
+/*
+ * Stream the job's 'indexed' and 'planned' files, indexed ones first, each
+ * in id order, without holding rows: cb(id, size, userdata) per file. A
+ * negative return of cb stops the walk and is returned. cb must not write
+ * to the store through this connection.
+ */
+int db_files_foreach_plannable(struct db *db, int64_t job_id,
+			       int (*cb)(int64_t id, int64_t size, void *userdata), void *userdata);
+/* The same for the job's 'indexed' files only (waiting for a drive), in id order. */
+int db_files_foreach_waiting(struct db *db, int64_t job_id,
+			     int (*cb)(int64_t id, int64_t size, void *userdata), void *userdata);
+/*
+ * Forget every file of the job (and their blocks) before indexing again; the
+ * job's and its drives' file counters go back to 0.
+ */
+int db_files_clear(struct db *db, int64_t job_id);
+/*
+ * Place n files: each (file, drive) makes the file 'planned' on the drive,
+ * drive 0 makes it 'indexed' with no drive. A file moved to another drive (or
+ * back to indexed) loses its checkpoint and blocks; one planned again on the
+ * same drive keeps them. -ESTALE if a file is not indexed or planned, -ENOENT
+ * if a file or drive does not exist, -EINVAL if the drive belongs to another
+ * job; then nothing is placed.
+ */
+int db_files_place(struct db *db, const struct placement *p, size_t n);
+/*
+ * A checkpoint inside a big planned file: upsert blocks [first, first+n) and
+ * set checkpoint = first + n, dropping any block past it. -ESTALE if the file
+ * is not 'planned', -EINVAL if first > checkpoint (a gap).
+ */
+int db_file_checkpoint(struct db *db, int64_t file_id, size_t first, const struct block_row *b,
+		       size_t n);
+/* The file's blocks in order; free(*ret). -ENOENT if there is no such file. */
+int db_file_blocks(struct db *db, int64_t file_id, struct block_row **ret, size_t *ret_n);
+/*
+ * The file is on drive_id and checked: replace its blocks with b[0..n), set
+ * md5, state 'verified' and checkpoint n; add it to the drive's files and
+ * used_bytes and to the job's copied_files/copied_bytes (and verified_files
+ * if `verified`, i.e. the copy was re-read); set jobs.updated = now.
+ * -ESTALE if the file is not 'planned' on drive_id. -EINVAL unless the blocks
+ * are contiguous from offset 0 and cover exactly the file's size (n 0: no
+ * block list).
+ */
+int db_file_verified(struct db *db, int64_t file_id, int64_t drive_id, const unsigned char md5[16],
+		     const struct block_row *b, size_t n, bool verified, int64_t now);
+/*
+ * The file changed in staging since indexing: new size and mtime, state
+ * 'indexed', no drive, no MD5, checkpoint and blocks dropped; jobs.bytes
+ * adjusted (and the copied counters if it was verified), jobs.updated = now.
+ * -ESTALE if the file is 'invalid' or 'skipped'.
+ */
+int db_file_reindex(struct db *db, int64_t file_id, int64_t size, int64_t mtime_ns, int64_t now);
+/*
+ * Take a planned or verified file off its drive (ENOSPC, a lost drive):
+ * 'indexed', no drive, checkpoint and blocks dropped, counters adjusted.
+ * An indexed file is left as is; -ESTALE if it is 'invalid' or 'skipped'.
+ */
+int db_file_unplace(struct db *db, int64_t file_id);
+
 /* Drives. */
 int db_drive_list(struct db *db, int64_t job_id, struct drive_row **ret, size_t *ret_n);
+/* A new 'attached' drive. -EEXIST if the job already has this serial. */
+int db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path,
+		 const char *uuid, int64_t capacity, int64_t free_bytes, int64_t *ret_id);
+/* Fill *ret (free its strings with drive_row_done()). -ENOENT if there is no such drive. */
+int db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret);
+/* Count and size of the files planned or verified on the drive. */
+int db_drive_file_count(struct db *db, int64_t drive_id, struct file_count *ret);
+/* Count and size of the files verified on the drive (= its files/used_bytes). */
+int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *ret);
+/* state: attached, copying, copied, manifest-written or full (else -EINVAL). */
+int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
+/* The hash of the drive's written manifest (NULL clears it). */
+int db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash);
+/*
+ * Stream drive_id's verified files in id order with their blocks in order:
+ * cb(file, blocks, n_blocks, userdata), all pointing to memory valid only
+ * during the call. A negative return of cb stops the walk and is returned.
+ * Meant for a read-only connection; cb must not use this connection.
+ */
+int db_drive_foreach_verified(struct db *db, int64_t drive_id,
+			      int (*cb)(const struct file_row *f, const struct block_row *b,
+					size_t n, void *userdata),
+			      void *userdata);
+
+/*
+ * Secrets (BitLocker recovery keys): stored for a drive of the job, replacing
+ * any of the same kind; never listed. db_secret_get() gives a NUL-terminated
+ * copy for the Azure request only; the caller wipes and frees it. -ENOENT if
+ * the drive (of that job) or the secret does not exist.
+ */
+int db_secret_put(struct db *db, int64_t job_id, int64_t drive_id, const char *kind,
+		  const void *value, size_t len);
+int db_secret_get(struct db *db, int64_t drive_id, const char *kind, char **ret_value);
 
 struct job_row *job_row_free(struct job_row *j);
 void job_rows_free(struct job_row **rows, size_t n);
 void event_rows_free(struct event_row *rows, size_t n);
 void drive_rows_free(struct drive_row *rows, size_t n);
+/* Free the strings of one row filled by db_drive_get() and zero it. */
+void drive_row_done(struct drive_row *d);
+void file_rows_free(struct file_row *rows, size_t n);
 
 #endif

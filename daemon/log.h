@@ -29,6 +29,10 @@ struct log_ctx {
 };
 
 void log_init(enum log_target target, int max_priority);
+/* Switch target (AUTO is resolved now); for tests and --log-target style options. */
+void log_set_target(enum log_target target);
+/* The resolved target: LOG_TARGET_JOURNAL or LOG_TARGET_STDERR, never AUTO. */
+enum log_target log_get_target(void);
 void log_set_max_priority(int priority);
 int log_get_max_priority(void);
 bool log_to_journal(void);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <libxml/parser.h>
 #include <systemd/sd-daemon.h>
 
 #include "catalog-ids.h"
@@ -18,6 +19,8 @@
 #include "log.h"
 #include "seedd-build.h"
 #include "server.h"
+#include "stage.h"
+#include "worker.h"
 #include "util.h"
 
 #define EXIT_RUNTIME 1
@@ -131,9 +134,11 @@ run(struct daemon *d)
 		log_error("%s", err);
 		return EXIT_RUNTIME;
 	}
+	d->queue = worker_queue_new(d->base, stage_handle_msg, d);
 	daemon_start(d);
 	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
 		server_path(d->server), d->state_dir);
+	stage_resume_all(d);
 	if (event_base_dispatch(d->base) < 0) {
 		log_error("event loop failed");
 		return EXIT_RUNTIME;
@@ -153,16 +158,24 @@ main(int argc, char **argv)
 		return r == 0 ? 0 : EXIT_USAGE;
 	if (config_load(arg_config, &d.config, &err) < 0) {
 		log_error("%s", err);
-		fprintf(stderr, "seedd: %s\n", err);
+		if (log_get_target() == LOG_TARGET_JOURNAL)
+			fprintf(stderr, "seedd: %s\n", err);
 		return EXIT_USAGE;
 	}
 	d.config_path = arg_config ? xstrdup(arg_config) : NULL;
 	d.state_dir = state_dir_resolve();
+	LIST_INIT(&d.indexers);
+	LIST_INIT(&d.preps);
+	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 
 	status = run(&d);
 
+	/* Workers reach a safe point (between blocks), their results are committed. */
+	if (d.db != NULL)
+		stage_stop_all(&d);
+	d.queue = worker_queue_free(d.queue);
 	d.server = server_free(d.server);
 	daemon_free_events(&d);
 	d.db = db_close(d.db);

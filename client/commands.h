@@ -1,0 +1,102 @@
+/*
+ * seedctl's command table and argument parser. Commands are data: each entry
+ * names its words ("job create"), its positional arguments and options, the
+ * varlink method it calls and how its reply is printed. Help, usage lines and
+ * argument checks all come from the table.
+ */
+#ifndef SEEDCTL_COMMANDS_H
+#define SEEDCTL_COMMANDS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* seedctl's exit status (CONTRACT §4). */
+enum {
+	SEEDCTL_EXIT_OK = 0,
+	SEEDCTL_EXIT_REFUSED = 1,     /* the daemon answered an error */
+	SEEDCTL_EXIT_USAGE = 2,       /* bad command line */
+	SEEDCTL_EXIT_UNREACHABLE = 3, /* no connection, or it dropped before a reply */
+};
+
+/* How an argument's text becomes a parameter value. */
+enum arg_kind {
+	ARG_JOB,     /* a job name, checked with job_name_valid() */
+	ARG_PATH,    /* a path, made absolute on the client side */
+	ARG_TEXT,    /* non-empty text */
+	ARG_SIZE,    /* bytes, with an optional K/M/G/T suffix (1024-based) */
+	ARG_KEYFILE, /* a file whose trimmed content is sent (a secret) */
+};
+
+struct arg_spec {
+	const char *metavar; /* NAME, PATH */
+	const char *param;   /* parameter name in the call */
+	enum arg_kind kind;
+	bool optional;
+};
+
+/* Command options; a command lists the ones it allows and requires. */
+enum {
+	OPT_STAGING = 1u << 0,
+	OPT_CONTAINER = 1u << 1,
+	OPT_SERIAL = 1u << 2,
+	OPT_CAPACITY = 1u << 3,
+	OPT_KEYFILE = 1u << 4,
+	OPT_CARRIER = 1u << 5,
+	OPT_TRACKING = 1u << 6,
+};
+
+/* How the unwrapped reply value is printed in human mode (output.c). */
+typedef void (*command_print_fn)(FILE *f, json_t *value);
+
+struct command {
+	const char *name;  /* command words, "job create" */
+	const char *about; /* one sentence for --help */
+	struct arg_spec args[2];
+	int min_args, max_args;
+	unsigned options;  /* OPT_* allowed */
+	unsigned required; /* OPT_* that must be given */
+	const char *method;    /* "GetJob"; SEEDD_INTERFACE is prepended */
+	const char *reply_key; /* the reply parameter printed; NULL = all parameters */
+	bool stream;           /* sent with "more": true (watch) */
+	command_print_fn print;
+};
+
+extern const struct command commands_table[];
+extern const size_t commands_count;
+
+enum invocation_action {
+	INVOCATION_CALL,
+	INVOCATION_HELP,
+	INVOCATION_VERSION,
+};
+
+/* A parsed command line. */
+struct invocation {
+	enum invocation_action action;
+	const struct command *command; /* NULL for plain --help and --version */
+	char *method;                  /* "io.seedd.GetJob" */
+	json_t *params;                /* the call's parameters */
+	bool json;                     /* --json */
+	char *socket;                  /* --socket, $SEEDD_SOCKET or the default */
+};
+
+/*
+ * Parse argv (argv[0] is the program name) into *ret. Global options may
+ * appear anywhere; "--" ends options. Returns SEEDCTL_EXIT_OK, or
+ * SEEDCTL_EXIT_USAGE with *err set to an allocated message naming the bad
+ * input (and *ret left empty). Reads $SEEDD_SOCKET and key files.
+ */
+int commands_build(int argc, char **argv, struct invocation *ret, char **err);
+void invocation_done(struct invocation *inv);
+
+/* Print the full help, or one command's usage line. */
+void commands_help(FILE *f);
+void commands_usage(FILE *f, const struct command *c);
+
+/* Parse "4096", "500M", "2T" (1024-based) into bytes; -EINVAL if not a positive size. */
+int commands_parse_size(const char *s, int64_t *ret);
+
+#endif

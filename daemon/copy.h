@@ -1,0 +1,147 @@
+/*
+ * The per-file copy engine of drive prep: staging file -> drive file with an
+ * MD5 per block (the manifest's Block/@Hash) and of the whole file (the blob's
+ * Content-MD5), written under a temporary name, made durable, re-read from
+ * the drive and compared, then renamed into place.
+ *
+ * Blocking calls for a drive worker thread. A struct copier belongs to one
+ * worker; it keeps a reader thread and its buffers alive across files, so a
+ * small file costs no thread or allocation. Nothing here touches SQLite,
+ * libevent or curl; results go back to the caller, which reports to the loop.
+ */
+#ifndef SEEDD_COPY_H
+#define SEEDD_COPY_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define COPY_BLOCK_SIZE (4u << 20)        /* the manifest's block size: 4 MiB */
+#define COPY_BLOCK_SIZE_MIN 4096u
+#define COPY_BLOCK_SIZE_MAX (64u << 20)
+#define COPY_CHECKPOINT_EVERY 64u         /* blocks between checkpoints: 256 MiB */
+#define COPY_TMP_SUFFIX ".seedd-tmp"
+#define COPY_DETAIL_MAX 256
+
+/* One block of a copied file: [offset, offset + length) and its MD5. */
+struct copy_block {
+	uint64_t offset;
+	uint32_t length;
+	unsigned char md5[16];
+};
+
+/*
+ * Progress of a partly copied file: blocks [0, n_blocks) of the temporary file
+ * tmp_name (in the destination's directory) are on the drive and durable
+ * (fdatasync'd), with these hashes.
+ */
+struct copy_checkpoint {
+	const char *tmp_name;
+	size_t n_blocks;
+	const struct copy_block *blocks;
+};
+
+/* Called from the copying thread after each block with the bytes done so far; keep it cheap. */
+typedef void (*copy_progress_cb)(uint64_t bytes_done, void *userdata);
+
+/*
+ * Called from the copying thread after the temporary file was fdatasync'd: every
+ * checkpoint_every blocks, and once more when a cancel or pause stops the copy.
+ * cp and its arrays are valid only during the call: persist a copy.
+ */
+typedef void (*copy_checkpoint_cb)(const struct copy_checkpoint *cp, void *userdata);
+
+struct copy_request {
+	int src_dirfd;                   /* the staging root */
+	const char *src_path;            /* relative to it, '/'-separated, no "." or ".." */
+	uint64_t expected_size;          /* from the index */
+	int64_t expected_mtime_ns;       /* from the index */
+
+	int dst_dirfd;                   /* the drive root */
+	const char *dst_path;            /* relative to it; parent directories are created */
+	const char *tmp_name;            /* temporary file name in dst's directory; NULL: default */
+
+	uint32_t block_size;             /* 0: COPY_BLOCK_SIZE; else a multiple of 4096 up to 64 MiB */
+	const struct copy_checkpoint *resume; /* NULL: start from the beginning */
+	uint32_t checkpoint_every;       /* blocks; 0: COPY_CHECKPOINT_EVERY */
+
+	bool verify;                     /* re-read the drive file and compare block MD5s */
+	bool defer_sync;                 /* batch mode, see copier_copy() */
+
+	const atomic_bool *cancel;       /* may be NULL */
+	const atomic_bool *pause;        /* may be NULL */
+	copy_progress_cb progress;       /* may be NULL */
+	copy_checkpoint_cb checkpoint;   /* may be NULL */
+	void *userdata;
+};
+
+struct copy_result {
+	uint64_t bytes;                  /* file size */
+	unsigned char md5[16];           /* of the whole file */
+	size_t n_blocks;
+	struct copy_block *blocks;       /* n_blocks entries (NULL for an empty file); copy_result_done() */
+	bool verified;                   /* the drive copy was re-read and matched */
+	char tmp_name[NAME_MAX + 1];     /* the temporary name used (for a checkpoint) */
+	char detail[COPY_DETAIL_MAX];    /* what failed, for the log; "" on success */
+};
+
+struct copier;
+
+struct copier *copier_new(void);
+struct copier *copier_free(struct copier *c);
+
+/*
+ * Copy one staging file onto the drive: re-stat (size and mtime must match the
+ * index), read in blocks with hashing overlapping I/O, write <tmp>, fdatasync,
+ * verify (if asked) by re-reading from the device, stat the source again,
+ * rename into place and fsync the directory. The final name only ever holds
+ * verified bytes. res is always initialised; free it with copy_result_done().
+ *
+ * With defer_sync, nothing is fsync'd and nothing verified (checkpoints still
+ * sync): the caller copies a batch of small files, calls syncfs() on the drive,
+ * then copier_verify() on each before reporting any of them.
+ *
+ * Returns 0, or:
+ *   -ESTALE     the source is not the indexed file (size, mtime or type differ,
+ *               before or during the copy): re-index it
+ *   -ENOSPC     the drive is full (or over quota): plan the file for another drive
+ *   -ECANCELED  the cancel or pause flag was seen between blocks; the temporary
+ *               file and the last checkpoint stay valid for a resume
+ *   -EIO        the re-read did not match (detail names the block), or an I/O error
+ *   -ELOOP      a symlink in the source or destination path
+ *   -EINVAL     a bad request (path with "." or "..", bad block size)
+ *   other       -errno from the system
+ * On any error but -ECANCELED the temporary file is removed and any checkpoint
+ * of this file is void.
+ */
+int copier_copy(struct copier *c, const struct copy_request *req, struct copy_result *res);
+
+/* copier_copy() with a copier of its own (spawns a thread for a file over one block). */
+int copy_file(const struct copy_request *req, struct copy_result *res);
+
+/*
+ * Re-read path (relative to dirfd, no symlinks followed) from the device,
+ * bypassing the page cache (O_DIRECT, else POSIX_FADV_DONTNEED, so call it on
+ * data that is already durable), and compare its size and block MD5s with
+ * blocks. Returns 0, -EIO on a mismatch (detail names the block), -ECANCELED,
+ * or -errno. detail is NULL or COPY_DETAIL_MAX bytes.
+ */
+int copier_verify(struct copier *c, int dirfd, const char *path, const struct copy_block *blocks,
+    size_t n_blocks, const atomic_bool *cancel, char *detail);
+int copy_verify(int dirfd, const char *path, const struct copy_block *blocks, size_t n_blocks,
+    char *detail);
+
+/*
+ * Delete the temporary file of dst_path (tmp_name, or the default name) on the
+ * drive, e.g. when a checkpoint cannot be used. 0 if it is gone.
+ */
+int copy_file_remove_partial(int dst_dirfd, const char *dst_path, const char *tmp_name);
+
+/* The default temporary name for dst_path: its last component + COPY_TMP_SUFFIX, cut to fit. */
+int copy_tmp_name(const char *dst_path, char buf[static NAME_MAX + 1]);
+
+void copy_result_done(struct copy_result *res);
+
+#endif

@@ -1,0 +1,463 @@
+/*
+ * Handlers of the drive-prep methods: AddDrive (probe, checks, marker,
+ * record), PlanJob (the dry run) and PrepareJob (place files, enter
+ * drive_prep, start the workers). Loop thread. The planner runs here on up
+ * to a few million (id, size) pairs held in flat arrays.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitlocker.h"
+#include "catalog-ids.h"
+#include "config.h"
+#include "conn.h"
+#include "daemon.h"
+#include "db.h"
+#include "drive.h"
+#include "job.h"
+#include "log.h"
+#include "methods.h"
+#include "names.h"
+#include "plan.h"
+#include "stage.h"
+#include "util.h"
+
+#define PLAN_LIST_MAX 1000   /* files listed in a PlanJob reply */
+#define PLAN_INVALID_MAX 100 /* invalid names listed */
+#define PLACE_BATCH 10000    /* placements per transaction */
+
+static void
+reply_drive_rejected(struct call *call, const char *reason)
+{
+	conn_error(call->conn, SEEDD_ERR_DRIVE_REJECTED, json_pack("{s:s}", "reason", reason));
+}
+
+static struct job_row *
+call_job_in(struct call *call, bool (*ok)(const struct job_row *), const char *msg)
+{
+	const char *name = param_str(call, "name");
+	struct job_row *j = NULL;
+	int r = db_job_get(call->d->db, name, &j);
+
+	if (r == -ENOENT) {
+		reply_job_not_found(call, name);
+		return NULL;
+	}
+	if (r < 0) {
+		reply_internal(call, "database error; see the journal");
+		return NULL;
+	}
+	if (!ok(j)) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state), msg);
+		return job_row_free(j);
+	}
+	return j;
+}
+
+static bool
+takes_drives(const struct job_row *j)
+{
+	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
+}
+
+static int
+count_drives(struct daemon *d, int64_t job_id, size_t *ret)
+{
+	struct drive_row *rows = NULL;
+	int r = db_drive_list(d->db, job_id, &rows, ret);
+
+	drive_rows_free(rows, *ret);
+	return r;
+}
+
+/* Write the marker and record the drive; the key goes to the secrets table. */
+static int
+record_drive(struct call *call, const struct job_row *j, const struct drive_attach *at,
+	     int64_t *ret_id)
+{
+	const char *key = param_has(call, "bitlockerKey") ? param_str(call, "bitlockerKey") : NULL;
+	char uuid[DRIVE_UUID_LEN + 1];
+	int fd, r;
+
+	fd = open(at->probe.mount_point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = drive_marker_write(fd, j->name, at->serial, uuid);
+	close(fd);
+	if (r < 0)
+		return r;
+	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, uuid, at->capacity,
+			 at->probe.free_bytes, ret_id);
+	if (r == 0 && key != NULL)
+		r = db_secret_put(call->d->db, j->id, *ret_id, "bitlocker-key", key, strlen(key));
+	return r;
+}
+
+static void
+log_drive(const struct job_row *j, const char *serial, const char *path, int64_t capacity)
+{
+	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
+			      .drive = serial};
+
+	log_ctx(LOG_INFO, &ctx, "job %s: drive %s at %s attached, %" PRId64 " bytes usable",
+		j->name, serial, path, capacity);
+}
+
+void
+method_add_drive(struct call *call)
+{
+	const char *path = param_str(call, "path");
+	const char *key = param_has(call, "bitlockerKey") ? param_str(call, "bitlockerKey") : NULL;
+	struct drive_attach_args args = {
+		.serial = param_has(call, "serial") ? param_str(call, "serial") : NULL,
+		.capacity = param_has(call, "capacity") ? param_int(call, "capacity") : 0,
+		.require_ntfs = call->d->config->require_ntfs,
+	};
+	struct drive_attach at = {0};
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j;
+	size_t n = 0;
+	int64_t id;
+	int r;
+
+	if ((j = call_job_in(call, takes_drives, "drives can be added only before shipping")) ==
+	    NULL)
+		return;
+	args.job_name = j->name;
+	args.allow_directory = args.serial != NULL; /* directories (tests) name their serial */
+	if (count_drives(call->d, j->id, &n) < 0 || n >= DRIVES_PER_JOB_MAX) {
+		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
+		goto out;
+	}
+	if (path[0] != '/') {
+		reply_invalid_argument(call, "path", "%s is not an absolute path", path);
+		goto out;
+	}
+	if (key != NULL && !bitlocker_key_valid(key)) {
+		reply_drive_rejected(call, "the BitLocker recovery key is not 8 groups of 6 digits, "
+					   "each divisible by 11 and below 720896");
+		goto out;
+	}
+	if ((r = drive_attach_check(path, &args, &at, &err)) < 0) {
+		reply_drive_rejected(call, err ? err : strerror(-r));
+		goto out;
+	}
+	r = record_drive(call, j, &at, &id);
+	if (r == -EEXIST) {
+		_cleanup_free_ char *m = xprintf("drive %s is already attached to job %s",
+						 at.serial, j->name);
+		reply_drive_rejected(call, m);
+		goto out;
+	}
+	if (r < 0) {
+		_cleanup_free_ char *m = xprintf("recording drive %s failed: %s", at.serial,
+						 strerror(-r));
+		reply_drive_rejected(call, m);
+		goto out;
+	}
+	log_drive(j, at.serial, at.probe.mount_point, at.capacity);
+	{
+		_cleanup_free_ char *t = xprintf("drive %s attached at %s%s", at.serial,
+						 at.probe.mount_point,
+						 key ? " with its BitLocker key" : "");
+		(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
+	}
+	if (j->state == JOB_DRIVE_PREP)
+		prep_drive_added(call->d, j->id);
+	{
+		struct drive_row row = {0};
+		if (db_drive_get(call->d->db, id, &row) == 0)
+			conn_reply(call->conn, json_pack("{s:o}", "drive", drive_json(call->d, j->id, &row)),
+				   false);
+		else
+			reply_internal(call, "drive vanished");
+		drive_row_done(&row);
+	}
+	daemon_job_changed(call->d, j->id);
+out:
+	drive_attach_done(&at);
+	job_row_free(j);
+}
+
+/* ---- planning ----------------------------------------------------------- */
+
+struct plan_input {
+	struct plan_file *files;
+	size_t n, cap;
+	struct plan_drive drives[DRIVES_PER_JOB_MAX];
+	struct drive_row *rows;
+	size_t nd;
+};
+
+static int
+plan_gather_cb(int64_t id, int64_t size, void *userdata)
+{
+	struct plan_input *in = userdata;
+
+	if (in->n == in->cap) {
+		in->cap = in->cap ? in->cap * 2 : 4096;
+		in->files = xreallocarray(in->files, in->cap, sizeof(*in->files));
+	}
+	in->files[in->n++] = (struct plan_file){.id = id, .size = (uint64_t)size};
+	return 0;
+}
+
+static void
+plan_input_done(struct plan_input *in)
+{
+	free(in->files);
+	drive_rows_free(in->rows, in->nd);
+	*in = (struct plan_input){0};
+}
+
+/* Every plannable file and every drive's room (capacity less what is verified there). */
+static int
+plan_gather(struct daemon *d, int64_t job_id, struct plan_input *in)
+{
+	int r;
+
+	if ((r = db_files_foreach_plannable(d->db, job_id, plan_gather_cb, in)) < 0)
+		return r;
+	if ((r = db_drive_list(d->db, job_id, &in->rows, &in->nd)) < 0)
+		return r;
+	for (size_t i = 0; i < in->nd; i++) {
+		int64_t room = in->rows[i].capacity - in->rows[i].used_bytes;
+		in->drives[i] = (struct plan_drive){.id = in->rows[i].id,
+						    .free = room > 0 ? (uint64_t)room : 0};
+	}
+	return 0;
+}
+
+static int
+cmp_by_id(const void *a, const void *b, void *arg)
+{
+	const struct plan_file *f = arg;
+	int64_t x = f[*(const size_t *)a].id, y = f[*(const size_t *)b].id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Index of file id in in->files via order (indices sorted by id), or -1. */
+static ssize_t
+plan_index_of(const struct plan_input *in, const size_t *order, int64_t id)
+{
+	size_t lo = 0, hi = in->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int64_t v = in->files[order[mid]].id;
+		if (v == id)
+			return (ssize_t)order[mid];
+		if (v < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static const char *
+drive_serial_of(const struct plan_input *in, int32_t idx)
+{
+	return idx >= 0 ? in->rows[idx].serial : NULL;
+}
+
+/* The first PLAN_LIST_MAX plannable files in id order, with their drive. */
+static json_t *
+plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
+		const struct plan *plan)
+{
+	size_t *order = xcalloc(in->n + 1, sizeof(*order));
+	json_t *a = json_array();
+	int64_t after = 0;
+
+	for (size_t i = 0; i < in->n; i++)
+		order[i] = i;
+	qsort_r(order, in->n, sizeof(*order), cmp_by_id, in->files);
+	while (json_array_size(a) < PLAN_LIST_MAX) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+		if (db_files_page(d->db, job_id, NULL, 0, after, 256, &rows, &n) < 0 || n == 0) {
+			file_rows_free(rows, n);
+			break;
+		}
+		for (size_t i = 0; i < n && json_array_size(a) < PLAN_LIST_MAX; i++) {
+			ssize_t k = plan_index_of(in, order, rows[i].id);
+			after = rows[i].id;
+			if (k < 0)
+				continue;
+			const char *serial = drive_serial_of(in, plan->file_drive[k]);
+			json_array_append_new(a, json_pack("{s:o,s:I,s:o}", "path",
+							   json_text(rows[i].rel_path), "size",
+							   (json_int_t)rows[i].size, "drive",
+							   serial ? json_string(serial) : json_null()));
+		}
+		file_rows_free(rows, n);
+	}
+	free(order);
+	return a;
+}
+
+static json_t *
+plan_invalid_json(struct daemon *d, int64_t job_id)
+{
+	json_t *a = json_array();
+	const char *states[] = {"invalid", "skipped"};
+
+	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+		if (db_files_page(d->db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_free_ char *t = xprintf("%s: %s", rows[i].rel_path,
+							 rows[i].reason ? rows[i].reason : states[s]);
+			json_array_append_new(a, json_text(t));
+		}
+		file_rows_free(rows, n);
+	}
+	return a;
+}
+
+static json_t *
+plan_drives_json(const struct plan_input *in, const struct plan *plan)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < in->nd; i++)
+		json_array_append_new(a, json_pack("{s:s,s:I,s:I,s:I}", "serial", in->rows[i].serial,
+						   "room", (json_int_t)in->drives[i].free, "files",
+						   (json_int_t)plan->use[i].files, "bytes",
+						   (json_int_t)plan->use[i].bytes));
+	return a;
+}
+
+static int
+plan_run(struct daemon *d, int64_t job_id, struct plan_input *in, struct plan *plan)
+{
+	int r;
+
+	if ((r = plan_gather(d, job_id, in)) < 0)
+		return r;
+	/* With no drive attached, size the estimate for drives like the largest file. */
+	return plan_compute(in->files, in->n, in->drives, in->nd, NULL, in->nd ? 0 : UINT64_C(1) << 40,
+			    plan);
+}
+
+static bool
+plannable(const struct job_row *j)
+{
+	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
+}
+
+void
+method_plan_job(struct call *call)
+{
+	struct plan_input in = {0};
+	struct plan plan = {0};
+	struct job_row *j;
+	json_t *o;
+
+	if ((j = call_job_in(call, plannable, "only a job in staging or drive_prep has a plan")) ==
+	    NULL)
+		return;
+	if (plan_run(call->d, j->id, &in, &plan) < 0) {
+		reply_internal(call, "planning failed; see the journal");
+		goto out;
+	}
+	o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
+		      plan_files_json(call->d, j->id, &in, &plan), "unplacedFiles",
+		      (json_int_t)plan.unplaced_files, "unplacedBytes",
+		      (json_int_t)plan.unplaced_bytes, "drivesNeeded", (json_int_t)plan.drives_needed,
+		      "invalidNames", plan_invalid_json(call->d, j->id), "drives",
+		      plan_drives_json(&in, &plan), "totalFiles", (json_int_t)in.n, "truncated",
+		      in.n > PLAN_LIST_MAX);
+	conn_reply(call->conn, json_pack("{s:o}", "plan", o), false);
+	plan_done(&plan);
+out:
+	plan_input_done(&in);
+	job_row_free(j);
+}
+
+/* Record the plan in PLACE_BATCH-sized transactions (a crash leaves a re-plannable job). */
+static int
+plan_record(struct daemon *d, const struct plan_input *in, const struct plan *plan)
+{
+	struct placement *pl = xcalloc(PLACE_BATCH, sizeof(*pl));
+	size_t n = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < in->n && r >= 0; i++) {
+		int32_t k = plan->file_drive[i];
+		pl[n++] = (struct placement){.file_id = in->files[i].id,
+					     .drive_id = k >= 0 ? in->rows[k].id : 0};
+		if (n == PLACE_BATCH || i + 1 == in->n) {
+			r = db_files_place(d->db, pl, n);
+			n = 0;
+		}
+	}
+	free(pl);
+	return r;
+}
+
+static bool
+preparable(const struct job_row *j)
+{
+	return j->state == JOB_STAGING && j->phase != NULL && strcmp(j->phase, "indexed") == 0;
+}
+
+void
+method_prepare_job(struct call *call)
+{
+	struct plan_input in = {0};
+	struct plan plan = {0};
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j;
+	int64_t id;
+	int r;
+
+	if ((j = call_job_in(call, preparable,
+			     "drive prep starts from staging once indexing is done")) == NULL)
+		return;
+	if ((r = plan_run(call->d, j->id, &in, &plan)) < 0 || in.nd == 0) {
+		if (in.nd == 0)
+			reply_invalid_state(call, j->name, "staging",
+					    "attach a drive first (seedctl drive add)");
+		else
+			reply_internal(call, "planning failed; see the journal");
+		goto out;
+	}
+	if ((r = plan_record(call->d, &in, &plan)) < 0 ||
+	    (r = db_job_advance(call->d->db, j->id, JOB_STAGING, JOB_DRIVE_PREP, "copying", NULL,
+				daemon_now())) < 0) {
+		if (r == -ESTALE)
+			reply_invalid_state(call, j->name, job_state_to_string(j->state),
+					    "the job changed state meanwhile; try again");
+		else
+			reply_internal(call, "recording the plan failed; see the journal");
+		goto out;
+	}
+	{
+		struct log_ctx ctx = {.job = j->name, .state = "drive_prep",
+				      .message_id = SEEDD_MESSAGE_JOB_STATE};
+		log_ctx(LOG_INFO, &ctx, "job %s: drive prep started: %zu files on %zu drives, %" PRIu64
+			" files wait for a drive", j->name, in.n, in.nd, plan.unplaced_files);
+	}
+	id = j->id;
+	job_row_free(j);
+	j = NULL;
+	if (db_job_get_by_id(call->d->db, id, &j) == 0 && prep_start(call->d, j, &err) < 0) {
+		log_error("job %s: %s", j->name, err);
+		(void)db_job_fail(call->d->db, id, JOB_DRIVE_PREP, err, daemon_now());
+	}
+	reply_job_by_id(call, id);
+	daemon_job_changed(call->d, id);
+out:
+	plan_done(&plan);
+	plan_input_done(&in);
+	job_row_free(j);
+}

@@ -1,0 +1,376 @@
+/*
+ * Stage `staging`: index the staging tree on a worker thread. The thread
+ * walks the tree (scan.c, never following a symlink), lints every blob name
+ * (lint.c) and hands rows to the loop in batches; the loop writes each batch
+ * in one transaction. At most INDEX_INFLIGHT batches wait for the loop, so
+ * memory stays bounded however large the tree. A job with names Azure would
+ * refuse fails its staging step, naming them; the operator fixes them and
+ * retries, which indexes again.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "catalog-ids.h"
+#include "daemon.h"
+#include "db.h"
+#include "lint.h"
+#include "log.h"
+#include "scan.h"
+#include "stage.h"
+#include "util.h"
+
+#define INDEX_BATCH 2000
+#define INDEX_INFLIGHT 4
+#define INDEX_EXAMPLES 20 /* offenders named in the job's events */
+
+struct indexer {
+	LIST_ENTRY(indexer) link;
+	int64_t job_id;
+	uint64_t gen;
+	/* Read by the thread; set before it starts, never changed. */
+	char *job_name, *container, *staging_path;
+	struct worker_queue *queue;
+	struct worker_thread w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inflight;
+	/* Thread-side counts. */
+	int64_t files, bytes, invalid, skipped;
+};
+
+struct index_batch_msg {
+	struct worker_msg m;
+	int64_t job_id;
+	uint64_t gen;
+	size_t n;
+	struct file_entry e[];
+};
+
+struct index_done_msg {
+	struct worker_msg m;
+	int64_t job_id;
+	uint64_t gen;
+	int status;
+	int64_t files, bytes, invalid, skipped;
+	char *error; /* why the walk failed, if status < 0 */
+};
+
+static uint64_t index_gen;
+
+static void
+batch_msg_free(struct worker_msg *m)
+{
+	struct index_batch_msg *b = (struct index_batch_msg *)m;
+
+	for (size_t i = 0; i < b->n; i++) {
+		free((char *)b->e[i].rel_path);
+		free((char *)b->e[i].blob_name);
+		free((char *)b->e[i].reason);
+	}
+	free(b);
+}
+
+static void
+done_msg_free(struct worker_msg *m)
+{
+	struct index_done_msg *dm = (struct index_done_msg *)m;
+
+	free(dm->error);
+	free(dm);
+}
+
+static char *
+skip_reason(const struct scan_entry *se)
+{
+	if (se->kind == SCAN_UNREADABLE)
+		return xprintf("%s: %s", scan_kind_to_string(se->kind), strerror(se->error));
+	return xprintf("%s: not copied", scan_kind_to_string(se->kind));
+}
+
+/* Thread: fill one row from a scan entry, linting the blob name. */
+static void
+entry_fill(struct indexer *ix, const struct scan_entry *se, struct file_entry *fe)
+{
+	_cleanup_free_ char *rel = xstrndup(se->path, se->path_len);
+	const char *why = NULL;
+	char *blob_path = lint_blob_path(ix->container, ix->job_name, rel);
+	const char *blob_name = blob_path + strlen(ix->container) + 1;
+
+	*fe = (struct file_entry){.rel_path = TAKE_PTR(rel), .blob_name = blob_path};
+	if (se->kind != SCAN_FILE) {
+		fe->state = "skipped";
+		fe->reason = skip_reason(se);
+		ix->skipped++;
+	} else if (!lint_blob_name(blob_name, strlen(blob_name), &why)) {
+		fe->state = "invalid";
+		fe->reason = xstrdup(why ? why : "Azure would refuse the blob name");
+		fe->size = (int64_t)se->size;
+		fe->mtime_ns = se->mtime_ns;
+		ix->invalid++;
+	} else {
+		fe->state = "indexed";
+		fe->size = (int64_t)se->size;
+		fe->mtime_ns = se->mtime_ns;
+		ix->files++;
+		ix->bytes += (int64_t)se->size;
+	}
+}
+
+/* Thread: wait until the loop has room for another batch. */
+static int
+wait_for_room(struct indexer *ix)
+{
+	pthread_mutex_lock(&ix->lock);
+	while (ix->inflight >= INDEX_INFLIGHT && !atomic_load(&ix->w.cancel))
+		pthread_cond_wait(&ix->cond, &ix->lock);
+	ix->inflight++;
+	pthread_mutex_unlock(&ix->lock);
+	return atomic_load(&ix->w.cancel) ? -ECANCELED : 0;
+}
+
+static int
+index_batch_cb(const struct scan_entry *entries, size_t n, void *userdata)
+{
+	struct indexer *ix = userdata;
+	struct index_batch_msg *b;
+	int r;
+
+	worker_thread_beat(&ix->w);
+	if ((r = wait_for_room(ix)) < 0)
+		return r;
+	b = xcalloc(1, sizeof(*b) + n * sizeof(struct file_entry));
+	b->m.kind = MSG_INDEX_BATCH;
+	b->m.free_fn = batch_msg_free;
+	b->job_id = ix->job_id;
+	b->gen = ix->gen;
+	b->n = n;
+	for (size_t i = 0; i < n; i++)
+		entry_fill(ix, &entries[i], &b->e[i]);
+	worker_queue_push(ix->queue, &b->m);
+	return 0;
+}
+
+static void *
+index_thread(void *arg)
+{
+	struct indexer *ix = arg;
+	struct index_done_msg *dm = xcalloc(1, sizeof(*dm));
+	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel};
+	int fd;
+
+	atomic_store(&ix->w.busy, true);
+	fd = open(ix->staging_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		dm->status = -errno;
+		dm->error = xprintf("cannot open staging directory %s: %s", ix->staging_path,
+				    strerror(errno));
+	} else {
+		dm->status = scan_tree(fd, &opt, index_batch_cb, ix);
+		if (dm->status < 0 && dm->status != -ECANCELED)
+			dm->error = xprintf("walking %s: %s", ix->staging_path,
+					    strerror(-dm->status));
+		close(fd);
+	}
+	dm->m.kind = MSG_INDEX_DONE;
+	dm->m.free_fn = done_msg_free;
+	dm->job_id = ix->job_id;
+	dm->gen = ix->gen;
+	dm->files = ix->files;
+	dm->bytes = ix->bytes;
+	dm->invalid = ix->invalid;
+	dm->skipped = ix->skipped;
+	atomic_store(&ix->w.busy, false);
+	worker_queue_push(ix->queue, &dm->m);
+	return NULL;
+}
+
+static struct indexer *
+indexer_find(struct daemon *d, int64_t job_id)
+{
+	struct indexer *ix;
+
+	LIST_FOREACH(ix, &d->indexers, link)
+		if (ix->job_id == job_id)
+			return ix;
+	return NULL;
+}
+
+static void
+indexer_free(struct indexer *ix)
+{
+	LIST_REMOVE(ix, link);
+	pthread_mutex_destroy(&ix->lock);
+	pthread_cond_destroy(&ix->cond);
+	free(ix->job_name);
+	free(ix->container);
+	free(ix->staging_path);
+	free(ix);
+}
+
+bool
+index_running(struct daemon *d, int64_t job_id)
+{
+	return indexer_find(d, job_id) != NULL;
+}
+
+void
+index_stop(struct daemon *d, int64_t job_id)
+{
+	struct indexer *ix = indexer_find(d, job_id);
+
+	if (ix == NULL)
+		return;
+	pthread_mutex_lock(&ix->lock);
+	atomic_store(&ix->w.cancel, true);
+	pthread_cond_broadcast(&ix->cond);
+	pthread_mutex_unlock(&ix->lock);
+	worker_thread_stop(&ix->w);
+	indexer_free(ix);
+}
+
+int
+index_start(struct daemon *d, const struct job_row *j)
+{
+	struct indexer *ix;
+	int r;
+
+	index_stop(d, j->id);
+	if ((r = db_files_clear(d->db, j->id)) < 0 ||
+	    (r = db_job_set_phase(d->db, j->id, JOB_STAGING, "indexing", daemon_now())) < 0)
+		return r;
+	ix = xcalloc(1, sizeof(*ix));
+	ix->job_id = j->id;
+	ix->gen = ++index_gen;
+	ix->job_name = xstrdup(j->name);
+	ix->container = xstrdup(j->container);
+	ix->staging_path = xstrdup(j->staging_path);
+	ix->queue = d->queue;
+	pthread_mutex_init(&ix->lock, NULL);
+	pthread_cond_init(&ix->cond, NULL);
+	if ((r = worker_thread_start(&ix->w, index_thread, ix)) < 0) {
+		pthread_mutex_destroy(&ix->lock);
+		pthread_cond_destroy(&ix->cond);
+		free(ix->job_name);
+		free(ix->container);
+		free(ix->staging_path);
+		free(ix);
+		return r;
+	}
+	LIST_INSERT_HEAD(&d->indexers, ix, link);
+	return 0;
+}
+
+static void
+index_batch(struct daemon *d, struct indexer *ix, struct index_batch_msg *b)
+{
+	int r = db_files_insert_batch(d->db, b->job_id, b->e, b->n);
+
+	pthread_mutex_lock(&ix->lock);
+	ix->inflight--;
+	pthread_cond_signal(&ix->cond);
+	pthread_mutex_unlock(&ix->lock);
+	if (r < 0) {
+		log_error("indexing job %s: writing %zu rows: %s", ix->job_name, b->n,
+			  db_errmsg(d->db));
+		pthread_mutex_lock(&ix->lock);
+		atomic_store(&ix->w.cancel, true);
+		pthread_cond_broadcast(&ix->cond);
+		pthread_mutex_unlock(&ix->lock);
+	}
+}
+
+/* Name up to INDEX_EXAMPLES files of a state in the job's events. */
+static void
+note_examples(struct daemon *d, int64_t job_id, const char *state, const char *what)
+{
+	struct file_row *rows = NULL;
+	size_t n = 0;
+
+	if (db_files_page(d->db, job_id, state, 0, 0, INDEX_EXAMPLES, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *text = xprintf("%s %s: %s", what, rows[i].rel_path,
+						    rows[i].reason ? rows[i].reason : "");
+		(void)db_event_add(d->db, job_id, "note", text, daemon_now());
+	}
+	file_rows_free(rows, n);
+}
+
+static void
+fail_staging(struct daemon *d, const char *name, int64_t job_id, const char *error)
+{
+	struct log_ctx ctx = {.job = name, .state = "failed",
+			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
+
+	if (db_job_fail(d->db, job_id, JOB_STAGING, error, daemon_now()) == 0)
+		log_ctx(LOG_ERR, &ctx, "job %s failed in staging: %s", name, error);
+}
+
+static void
+index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
+{
+	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL;
+	struct log_ctx ctx = {.job = name, .state = "staging"};
+	int64_t id = ix->job_id;
+
+	worker_thread_stop(&ix->w);
+	indexer_free(ix);
+	if (dm->status == -ECANCELED)
+		return;
+	if (dm->status < 0) {
+		fail_staging(d, name, id, dm->error);
+		return;
+	}
+	(void)db_job_set_totals(d->db, id, daemon_now());
+	summary = xprintf("indexed %" PRId64 " files, %" PRId64 " bytes; %" PRId64
+			  " names Azure would refuse; %" PRId64 " entries skipped",
+			  dm->files, dm->bytes, dm->invalid, dm->skipped);
+	(void)db_event_add(d->db, id, "note", summary, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", name, summary);
+	if (dm->skipped > 0)
+		note_examples(d, id, "skipped", "skipped");
+	if (dm->invalid > 0) {
+		_cleanup_free_ char *err = NULL;
+		note_examples(d, id, "invalid", "invalid name");
+		err = xprintf("%" PRId64 " file names Azure would refuse (see job log); rename "
+			      "them in staging, then retry",
+			      dm->invalid);
+		fail_staging(d, name, id, err);
+		return;
+	}
+	(void)db_job_set_phase(d->db, id, JOB_STAGING, "indexed", daemon_now());
+}
+
+void
+index_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	int64_t job_id;
+	uint64_t gen;
+	struct indexer *ix;
+
+	if (m->kind == MSG_INDEX_BATCH) {
+		job_id = ((struct index_batch_msg *)m)->job_id;
+		gen = ((struct index_batch_msg *)m)->gen;
+	} else {
+		job_id = ((struct index_done_msg *)m)->job_id;
+		gen = ((struct index_done_msg *)m)->gen;
+	}
+	ix = indexer_find(d, job_id);
+	if (ix == NULL || ix->gen != gen)
+		return; /* a stopped scan's leftovers */
+	if (m->kind == MSG_INDEX_BATCH)
+		index_batch(d, ix, (struct index_batch_msg *)m);
+	else
+		index_done(d, ix, (struct index_done_msg *)m);
+	daemon_job_changed(d, job_id);
+}
+
+void
+index_stop_all(struct daemon *d)
+{
+	while (!LIST_EMPTY(&d->indexers))
+		index_stop(d, LIST_FIRST(&d->indexers)->job_id);
+}

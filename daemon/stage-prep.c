@@ -1,0 +1,1096 @@
+/*
+ * Stage `drive_prep`: one worker thread per drive copies its planned files
+ * (copy.c: hash, write, fdatasync, verify by re-reading), then writes the
+ * drive's DriveManifest.xml (manifest.c) from a read-only database
+ * connection. The loop half feeds each worker a bounded queue of tasks read
+ * from the store, commits every result in one transaction (a file counts as
+ * copied only once verified), moves files off a full drive, re-plans a file
+ * that changed in staging, and waits in phase `needs-drive` when no drive
+ * has room. Every step is idempotent, so a restart resumes where the store
+ * says: planned files are copied again, big files from their checkpoint.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog-ids.h"
+#include "config.h"
+#include "copy.h"
+#include "daemon.h"
+#include "db.h"
+#include "drive.h"
+#include "log.h"
+#include "manifest.h"
+#include "plan.h"
+#include "seedd-build.h"
+#include "stage.h"
+#include "util.h"
+
+#define FEED_MAX 512              /* tasks queued per drive */
+#define FEED_PAGE 256             /* rows read per feed query */
+#define SMALL_FILE (1u << 20)     /* files below this are copied in synced groups */
+#define SMALL_GROUP_FILES 256
+#define SMALL_GROUP_BYTES (64u << 20)
+#define MANIFEST_NAME DRIVE_MANIFEST_NAME
+#define MANIFEST_TMP DRIVE_MANIFEST_TMP
+#define PROGRESS_SEC 1
+
+enum task_kind {
+	TASK_COPY,
+	TASK_MANIFEST,
+};
+
+struct prep_task {
+	STAILQ_ENTRY(prep_task) link;
+	enum task_kind kind;
+	int64_t file_id;
+	char *rel_path, *dst_path;
+	int64_t size, mtime_ns;
+	struct copy_block *resume; /* committed blocks of a checkpoint, or NULL */
+	size_t n_resume;
+};
+
+struct prep_drive {
+	struct prep *p;
+	int64_t drive_id;
+	char *serial, *path;
+	int root_fd;
+	struct worker_thread w;
+	/* Loop -> worker task queue. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	STAILQ_HEAD(, prep_task) tasks;
+	/* Loop side. */
+	int64_t inflight[FEED_MAX]; /* file ids handed to the worker, not yet reported */
+	size_t n_inflight;
+	int64_t cursor;             /* feed: last file id read */
+	bool exhausted;             /* no planned file left past the cursor */
+	bool full;                  /* ENOSPC seen: place nothing more here */
+	bool manifest_pending;      /* a manifest task is queued or running */
+	int64_t capacity;           /* bytes seedd may use */
+	int64_t committed;          /* bytes verified on the drive */
+	int64_t planned;            /* bytes planned or verified on the drive */
+	int64_t last_done;
+	double rate;
+	/* Worker side, read by the loop for progress. */
+	atomic_llong current; /* bytes done of the file being copied */
+};
+
+struct prep {
+	LIST_ENTRY(prep) link;
+	struct daemon *d; /* loop side only */
+	int64_t job_id;
+	uint64_t gen;
+	char *job_name;
+	char *db_path;
+	int staging_fd;
+	bool verify;
+	struct prep_drive *drives[DRIVES_PER_JOB_MAX];
+	size_t n_drives;
+	struct worker_queue *queue;
+	struct event *progress;
+	bool manifests;
+	bool failed;
+};
+
+/* Worker -> loop: one file's outcome. */
+struct file_msg {
+	struct worker_msg m;
+	int64_t job_id, drive_id, file_id;
+	uint64_t gen;
+	int status;
+	struct copy_result res;
+	int64_t old_size;               /* as indexed */
+	int64_t new_size, new_mtime_ns; /* for -ESTALE */
+};
+
+struct checkpoint_msg {
+	struct worker_msg m;
+	int64_t job_id, file_id;
+	uint64_t gen;
+	size_t n;
+	struct block_row blocks[];
+};
+
+struct manifest_msg {
+	struct worker_msg m;
+	int64_t job_id, drive_id;
+	uint64_t gen;
+	int status;
+	char hash[33];
+	char *error;
+};
+
+static uint64_t prep_gen;
+
+static void prep_check_done(struct prep *p);
+static void prep_free(struct prep *p);
+
+/* ---- worker thread ------------------------------------------------------ */
+
+static void
+task_free(struct prep_task *t)
+{
+	if (t == NULL)
+		return;
+	free(t->rel_path);
+	free(t->dst_path);
+	free(t->resume);
+	free(t);
+}
+
+static void
+file_msg_free(struct worker_msg *m)
+{
+	struct file_msg *fm = (struct file_msg *)m;
+
+	copy_result_done(&fm->res);
+	free(fm);
+}
+
+static void
+plain_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void
+manifest_msg_free(struct worker_msg *m)
+{
+	free(((struct manifest_msg *)m)->error);
+	free(m);
+}
+
+struct copy_ctx {
+	struct prep_drive *dr;
+	struct prep_task *t;
+};
+
+static void
+progress_cb(uint64_t bytes_done, void *userdata)
+{
+	struct copy_ctx *cc = userdata;
+
+	atomic_store(&cc->dr->current, (long long)bytes_done);
+	worker_thread_beat(&cc->dr->w);
+}
+
+static void
+checkpoint_cb(const struct copy_checkpoint *cp, void *userdata)
+{
+	struct copy_ctx *cc = userdata;
+	struct checkpoint_msg *m = xcalloc(1, sizeof(*m) + (cp->n_blocks + 1) * sizeof(m->blocks[0]));
+
+	m->m.kind = MSG_PREP_CHECKPOINT;
+	m->m.free_fn = plain_msg_free;
+	m->job_id = cc->dr->p->job_id;
+	m->gen = cc->dr->p->gen;
+	m->file_id = cc->t->file_id;
+	m->n = cp->n_blocks;
+	for (size_t i = 0; i < cp->n_blocks; i++) {
+		m->blocks[i].offset = (int64_t)cp->blocks[i].offset;
+		m->blocks[i].length = cp->blocks[i].length;
+		memcpy(m->blocks[i].md5, cp->blocks[i].md5, 16);
+	}
+	worker_queue_push(cc->dr->p->queue, &m->m);
+}
+
+static struct file_msg *
+file_msg_new(struct prep_drive *dr, const struct prep_task *t)
+{
+	struct file_msg *fm = xcalloc(1, sizeof(*fm));
+
+	fm->m.kind = MSG_PREP_FILE;
+	fm->m.free_fn = file_msg_free;
+	fm->job_id = dr->p->job_id;
+	fm->gen = dr->p->gen;
+	fm->drive_id = dr->drive_id;
+	fm->file_id = t->file_id;
+	fm->old_size = t->size;
+	return fm;
+}
+
+/* After -ESTALE, tell the loop what the staging file looks like now. */
+static void
+restat(struct prep_drive *dr, const struct prep_task *t, struct file_msg *fm)
+{
+	struct stat st;
+
+	if (fstatat(dr->p->staging_fd, t->rel_path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode)) {
+		fm->new_size = st.st_size;
+		fm->new_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	} else
+		fm->new_size = -1; /* gone or no longer a file */
+}
+
+static int
+copy_one(struct prep_drive *dr, struct copier *cp, struct prep_task *t, bool defer,
+	 struct file_msg *fm)
+{
+	struct copy_ctx cc = {.dr = dr, .t = t};
+	struct copy_checkpoint resume = {.n_blocks = t->n_resume, .blocks = t->resume};
+	struct copy_request req = {
+		.src_dirfd = dr->p->staging_fd,
+		.src_path = t->rel_path,
+		.expected_size = (uint64_t)t->size,
+		.expected_mtime_ns = t->mtime_ns,
+		.dst_dirfd = dr->root_fd,
+		.dst_path = t->dst_path,
+		.resume = t->n_resume > 0 ? &resume : NULL,
+		.verify = dr->p->verify && !defer,
+		.defer_sync = defer,
+		.cancel = &dr->w.cancel,
+		.pause = &dr->w.pause,
+		.progress = progress_cb,
+		.checkpoint = checkpoint_cb,
+		.userdata = &cc,
+	};
+
+	atomic_store(&dr->current, 0);
+	fm->status = copier_copy(cp, &req, &fm->res);
+	if (fm->status == -ESTALE)
+		restat(dr, t, fm);
+	atomic_store(&dr->current, 0);
+	return fm->status;
+}
+
+/* Take the next task, waiting for one; NULL when cancelled. */
+static struct prep_task *
+next_task(struct prep_drive *dr, bool wait)
+{
+	struct prep_task *t;
+
+	pthread_mutex_lock(&dr->lock);
+	while (wait && STAILQ_EMPTY(&dr->tasks) && !atomic_load(&dr->w.cancel)) {
+		atomic_store(&dr->w.busy, false);
+		pthread_cond_wait(&dr->cond, &dr->lock);
+	}
+	t = atomic_load(&dr->w.cancel) ? NULL : STAILQ_FIRST(&dr->tasks);
+	if (t != NULL)
+		STAILQ_REMOVE_HEAD(&dr->tasks, link);
+	atomic_store(&dr->w.busy, t != NULL);
+	worker_thread_beat(&dr->w);
+	pthread_mutex_unlock(&dr->lock);
+	return t;
+}
+
+/* Is the next queued task a small copy (without waiting)? */
+static bool
+next_is_small(struct prep_drive *dr)
+{
+	struct prep_task *t;
+	bool small;
+
+	pthread_mutex_lock(&dr->lock);
+	t = STAILQ_FIRST(&dr->tasks);
+	small = t != NULL && t->kind == TASK_COPY && t->size < SMALL_FILE && t->n_resume == 0;
+	pthread_mutex_unlock(&dr->lock);
+	return small;
+}
+
+/*
+ * Small files: copy a group without syncing each, sync the drive once,
+ * then verify each by re-reading before any is reported.
+ */
+static void
+copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *first)
+{
+	struct prep_task *tasks[SMALL_GROUP_FILES];
+	struct file_msg *msgs[SMALL_GROUP_FILES];
+	size_t n = 0, bytes = 0;
+	int synced;
+
+	tasks[n++] = first;
+	while (n < SMALL_GROUP_FILES && bytes < SMALL_GROUP_BYTES && next_is_small(dr)) {
+		struct prep_task *t = next_task(dr, false);
+		if (t == NULL)
+			break;
+		tasks[n++] = t;
+		bytes += (size_t)t->size;
+	}
+	for (size_t i = 0; i < n; i++) {
+		msgs[i] = file_msg_new(dr, tasks[i]);
+		(void)copy_one(dr, cp, tasks[i], true, msgs[i]);
+	}
+	synced = syncfs(dr->root_fd) < 0 ? -errno : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct file_msg *fm = msgs[i];
+		if (fm->status == 0 && synced < 0)
+			fm->status = synced;
+		if (fm->status == 0 && dr->p->verify) {
+			fm->status = copier_verify(cp, dr->root_fd, tasks[i]->dst_path, fm->res.blocks,
+						   fm->res.n_blocks, &dr->w.cancel, fm->res.detail);
+			fm->res.verified = fm->status == 0;
+		}
+		worker_queue_push(dr->p->queue, &fm->m);
+		task_free(tasks[i]);
+		worker_thread_beat(&dr->w);
+	}
+}
+
+struct manifest_ctx {
+	struct manifest_writer *mw;
+	struct manifest_block *blocks;
+	size_t cap;
+	struct prep_drive *dr;
+};
+
+static int
+manifest_add_cb(const struct file_row *f, const struct block_row *b, size_t n, void *userdata)
+{
+	struct manifest_ctx *mc = userdata;
+	_cleanup_free_ char *file_path = drive_file_path(mc->dr->p->job_name, f->rel_path);
+
+	if (n > mc->cap) {
+		mc->blocks = xreallocarray(mc->blocks, n, sizeof(*mc->blocks));
+		mc->cap = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		mc->blocks[i].offset = (uint64_t)b[i].offset;
+		mc->blocks[i].length = (uint32_t)b[i].length;
+		memcpy(mc->blocks[i].md5, b[i].md5, 16);
+	}
+	struct manifest_blob blob = {
+		.blob_path = f->blob_name,
+		.file_path = file_path,
+		.length = (uint64_t)f->size,
+		.disposition = MANIFEST_RENAME,
+		.n_blocks = n,
+		.blocks = mc->blocks,
+	};
+	worker_thread_beat(&mc->dr->w);
+	return manifest_writer_add_blob(mc->mw, &blob);
+}
+
+/* Write DriveManifest.xml from the verified rows of this drive. */
+static void
+write_manifest(struct prep_drive *dr)
+{
+	struct manifest_msg *mm = xcalloc(1, sizeof(*mm));
+	struct manifest_ctx mc = {.dr = dr};
+	_cleanup_free_ char *err = NULL;
+	struct db *ro = NULL;
+	unsigned char md5[16];
+	int r = 0;
+
+	mm->m.kind = MSG_PREP_MANIFEST;
+	mm->m.free_fn = manifest_msg_free;
+	mm->job_id = dr->p->job_id;
+	mm->drive_id = dr->drive_id;
+	mm->gen = dr->p->gen;
+	if ((r = db_open_readonly(dr->p->db_path, &ro, &err)) < 0) {
+		mm->error = xprintf("opening the store: %s", err ? err : strerror(-r));
+		goto out;
+	}
+	mc.mw = manifest_writer_open(dr->root_fd, MANIFEST_TMP, dr->serial, "seedd " SEEDD_VERSION,
+				     &r);
+	if (mc.mw == NULL) {
+		mm->error = xprintf("creating %s on %s: %s", MANIFEST_TMP, dr->path, strerror(-r));
+		goto out;
+	}
+	r = db_drive_foreach_verified(ro, dr->drive_id, manifest_add_cb, &mc);
+	if (r < 0) {
+		manifest_writer_abort(mc.mw);
+		mm->error = xprintf("writing the manifest of %s: %s", dr->path, strerror(-r));
+		goto out;
+	}
+	if ((r = manifest_writer_close(mc.mw, MANIFEST_NAME, md5)) < 0) {
+		mm->error = xprintf("finishing the manifest of %s: %s", dr->path, strerror(-r));
+		goto out;
+	}
+	manifest_hash_hex(md5, mm->hash);
+out:
+	mm->status = r;
+	free(mc.blocks);
+	db_close(ro);
+	worker_queue_push(dr->p->queue, &mm->m);
+}
+
+static void *
+drive_thread(void *arg)
+{
+	struct prep_drive *dr = arg;
+	struct copier *cp = copier_new();
+	struct prep_task *t;
+
+	while ((t = next_task(dr, true)) != NULL) {
+		if (t->kind == TASK_MANIFEST) {
+			write_manifest(dr);
+			task_free(t);
+		} else if (t->size < SMALL_FILE && t->n_resume == 0) {
+			copy_small_group(dr, cp, t);
+		} else {
+			struct file_msg *fm = file_msg_new(dr, t);
+			(void)copy_one(dr, cp, t, false, fm);
+			worker_queue_push(dr->p->queue, &fm->m);
+			task_free(t);
+		}
+	}
+	atomic_store(&dr->w.busy, false);
+	copier_free(cp);
+	return NULL;
+}
+
+/* ---- loop side ---------------------------------------------------------- */
+
+static struct prep *
+prep_find(struct daemon *d, int64_t job_id)
+{
+	struct prep *p;
+
+	LIST_FOREACH(p, &d->preps, link)
+		if (p->job_id == job_id)
+			return p;
+	return NULL;
+}
+
+static struct prep_drive *
+drive_find(struct prep *p, int64_t drive_id)
+{
+	for (size_t i = 0; i < p->n_drives; i++)
+		if (p->drives[i]->drive_id == drive_id)
+			return p->drives[i];
+	return NULL;
+}
+
+static void
+push_task(struct prep_drive *dr, struct prep_task *t)
+{
+	pthread_mutex_lock(&dr->lock);
+	STAILQ_INSERT_TAIL(&dr->tasks, t, link);
+	pthread_cond_signal(&dr->cond);
+	pthread_mutex_unlock(&dr->lock);
+}
+
+static bool
+is_inflight(const struct prep_drive *dr, int64_t file_id)
+{
+	for (size_t i = 0; i < dr->n_inflight; i++)
+		if (dr->inflight[i] == file_id)
+			return true;
+	return false;
+}
+
+static void
+inflight_remove(struct prep_drive *dr, int64_t file_id)
+{
+	for (size_t i = 0; i < dr->n_inflight; i++)
+		if (dr->inflight[i] == file_id) {
+			dr->inflight[i] = dr->inflight[--dr->n_inflight];
+			return;
+		}
+}
+
+static struct prep_task *
+task_from_row(struct prep *p, const struct file_row *f)
+{
+	struct prep_task *t = xcalloc(1, sizeof(*t));
+	struct block_row *b = NULL;
+	size_t n = 0;
+
+	t->kind = TASK_COPY;
+	t->file_id = f->id;
+	t->rel_path = xstrdup(f->rel_path);
+	t->dst_path = drive_file_path(p->job_name, f->rel_path);
+	t->size = f->size;
+	t->mtime_ns = f->mtime_ns;
+	if (f->checkpoint > 0 && db_file_blocks(p->d->db, f->id, &b, &n) == 0 && n > 0) {
+		t->resume = xcalloc(n, sizeof(*t->resume));
+		for (size_t i = 0; i < n; i++) {
+			t->resume[i].offset = (uint64_t)b[i].offset;
+			t->resume[i].length = (uint32_t)b[i].length;
+			memcpy(t->resume[i].md5, b[i].md5, 16);
+		}
+		t->n_resume = n;
+	}
+	free(b);
+	return t;
+}
+
+/* Hand the worker planned files until its queue is full or none are left. */
+static void
+drive_feed(struct prep_drive *dr)
+{
+	struct prep *p = dr->p;
+
+	while (!dr->exhausted && dr->n_inflight + FEED_PAGE <= FEED_MAX) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+
+		if (db_files_page(p->d->db, p->job_id, "planned", dr->drive_id, dr->cursor, FEED_PAGE,
+				  &rows, &n) < 0) {
+			log_error("job %s: reading planned files: %s", p->job_name,
+				  db_errmsg(p->d->db));
+			return;
+		}
+		if (n == 0)
+			dr->exhausted = true;
+		for (size_t i = 0; i < n; i++) {
+			dr->cursor = rows[i].id;
+			if (is_inflight(dr, rows[i].id))
+				continue;
+			dr->inflight[dr->n_inflight++] = rows[i].id;
+			push_task(dr, task_from_row(p, &rows[i]));
+		}
+		file_rows_free(rows, n);
+	}
+}
+
+/* Files were placed on this drive again: read from the start next time. */
+static void
+drive_rewind(struct prep_drive *dr)
+{
+	dr->cursor = 0;
+	dr->exhausted = false;
+}
+
+struct gather {
+	struct plan_file *files;
+	size_t n, cap;
+};
+
+static int
+gather_cb(int64_t id, int64_t size, void *userdata)
+{
+	struct gather *g = userdata;
+
+	if (g->n == g->cap) {
+		g->cap = g->cap ? g->cap * 2 : 1024;
+		g->files = xreallocarray(g->files, g->cap, sizeof(*g->files));
+	}
+	g->files[g->n++] = (struct plan_file){.id = id, .size = (uint64_t)size};
+	return 0;
+}
+
+/*
+ * Place every file in state `indexed` (never placed, or moved off a full
+ * drive, or changed in staging) on a drive with room. Returns the number
+ * left without a drive, or -errno.
+ */
+static int64_t
+place_waiting(struct prep *p, int64_t *ret_bytes)
+{
+	struct plan_drive drives[DRIVES_PER_JOB_MAX];
+	struct placement *pl = NULL;
+	struct gather g = {0};
+	struct plan plan = {0};
+	size_t nd = 0, np = 0;
+	int64_t left = 0, left_bytes = 0;
+	int r;
+
+	if ((r = db_files_foreach_waiting(p->d->db, p->job_id, gather_cb, &g)) < 0)
+		goto out;
+	for (size_t i = 0; i < p->n_drives; i++) {
+		struct prep_drive *dr = p->drives[i];
+		int64_t room = dr->capacity - dr->planned;
+		if (dr->full)
+			continue;
+		drives[nd++] = (struct plan_drive){.id = (int64_t)i,
+						   .free = room > 0 ? (uint64_t)room : 0};
+	}
+	if (g.n == 0)
+		goto out;
+	if (nd == 0) {
+		left = (int64_t)g.n;
+		for (size_t i = 0; i < g.n; i++)
+			left_bytes += (int64_t)g.files[i].size;
+		goto out;
+	}
+	if ((r = plan_compute(g.files, g.n, drives, nd, NULL, 0, &plan)) < 0)
+		goto out;
+	pl = xcalloc(g.n, sizeof(*pl));
+	for (size_t i = 0; i < g.n; i++) {
+		if (plan.file_drive[i] < 0) {
+			left++;
+			left_bytes += (int64_t)g.files[i].size;
+			continue;
+		}
+		struct prep_drive *dr = p->drives[drives[plan.file_drive[i]].id];
+		pl[np++] = (struct placement){.file_id = g.files[i].id, .drive_id = dr->drive_id};
+		dr->planned += (int64_t)g.files[i].size;
+		drive_rewind(dr);
+	}
+	if (np > 0 && (r = db_files_place(p->d->db, pl, np)) < 0)
+		log_error("job %s: placing %zu files: %s", p->job_name, np, db_errmsg(p->d->db));
+	plan_done(&plan);
+out:
+	free(pl);
+	free(g.files);
+	*ret_bytes = left_bytes;
+	return r < 0 ? r : left;
+}
+
+static void
+job_fail(struct prep *p, const char *error)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "failed",
+			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	if (db_job_fail(p->d->db, p->job_id, JOB_DRIVE_PREP, error, daemon_now()) == 0)
+		log_ctx(LOG_ERR, &ctx, "job %s failed in drive prep: %s", p->job_name, error);
+}
+
+static void
+set_phase(struct prep *p, const char *phase)
+{
+	struct job_row *j = NULL;
+
+	if (db_job_get_by_id(p->d->db, p->job_id, &j) == 0 && j->state == JOB_DRIVE_PREP &&
+	    (j->phase == NULL || strcmp(j->phase, phase) != 0))
+		(void)db_job_set_phase(p->d->db, p->job_id, JOB_DRIVE_PREP, phase, daemon_now());
+	job_row_free(j);
+}
+
+/* One transaction: the file is on its drive, verified, with its block hashes. */
+static void
+commit_verified(struct daemon *d, struct file_msg *fm, struct prep_drive *dr)
+{
+	struct block_row *b = xcalloc(fm->res.n_blocks + 1, sizeof(*b));
+	int r;
+
+	for (size_t i = 0; i < fm->res.n_blocks; i++) {
+		b[i].offset = (int64_t)fm->res.blocks[i].offset;
+		b[i].length = fm->res.blocks[i].length;
+		memcpy(b[i].md5, fm->res.blocks[i].md5, 16);
+	}
+	r = db_file_verified(d->db, fm->file_id, fm->drive_id, fm->res.md5, b, fm->res.n_blocks,
+			     fm->res.verified, daemon_now());
+	free(b);
+	if (r < 0 && r != -ESTALE)
+		log_error("committing a copied file: %s", db_errmsg(d->db));
+	else if (r == 0 && dr != NULL)
+		dr->committed += (int64_t)fm->res.bytes;
+}
+
+static void
+file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
+{
+	int r;
+
+	inflight_remove(dr, fm->file_id);
+	if (fm->status == 0) {
+		commit_verified(p->d, fm, dr);
+		return;
+	}
+	switch (fm->status) {
+	case -ECANCELED:
+		return;
+	case -ESTALE:
+		dr->planned -= fm->old_size;
+		if (fm->new_size < 0)
+			r = db_file_unplace(p->d->db, fm->file_id);
+		else
+			r = db_file_reindex(p->d->db, fm->file_id, fm->new_size, fm->new_mtime_ns,
+					    daemon_now());
+		if (r < 0)
+			log_error("job %s: re-indexing a changed file: %s", p->job_name,
+				  db_errmsg(p->d->db));
+		(void)db_event_add(p->d->db, p->job_id, "note",
+				   fm->new_size < 0 ? "a staging file vanished while it was copied"
+						    : "a staging file changed while it was copied; "
+						      "indexed again and copied anew",
+				   daemon_now());
+		return;
+	case -ENOSPC:
+		dr->planned -= fm->old_size;
+		dr->full = true;
+		(void)db_file_unplace(p->d->db, fm->file_id);
+		(void)db_drive_set_state(p->d->db, dr->drive_id, "full");
+		{
+			_cleanup_free_ char *t = xprintf("drive %s is full; its remaining files "
+							 "move to another drive",
+							 dr->serial);
+			(void)db_event_add(p->d->db, p->job_id, "note", t, daemon_now());
+		}
+		return;
+	default: {
+		_cleanup_free_ char *e = xprintf("copying a file to drive %s (%s) failed: %s%s%s",
+						 dr->serial, dr->path, strerror(-fm->status),
+						 fm->res.detail[0] ? ": " : "", fm->res.detail);
+		job_fail(p, e);
+		return;
+	}
+	}
+}
+
+static void
+manifest_done(struct prep *p, struct prep_drive *dr, struct manifest_msg *mm)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "drive_prep", .drive = dr->serial,
+			      .message_id = SEEDD_MESSAGE_DRIVE_DONE};
+	_cleanup_free_ char *text = NULL;
+
+	if (mm->status < 0) {
+		job_fail(p, mm->error);
+		return;
+	}
+	if (db_drive_set_manifest(p->d->db, dr->drive_id, mm->hash) < 0 ||
+	    db_drive_set_state(p->d->db, dr->drive_id, "manifest-written") < 0) {
+		job_fail(p, "recording a manifest hash failed; see the journal");
+		return;
+	}
+	text = xprintf("drive %s: every file verified, %s written (MD5 %s)", dr->serial,
+		       MANIFEST_NAME, mm->hash);
+	(void)db_event_add(p->d->db, p->job_id, "drive", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->job_name, text);
+}
+
+static bool
+drive_idle(const struct prep_drive *dr)
+{
+	return dr->exhausted && dr->n_inflight == 0 && !dr->manifest_pending;
+}
+
+/* Write the manifests once every file of the job is verified. */
+static void
+queue_manifests(struct prep *p)
+{
+	p->manifests = true;
+	set_phase(p, "writing-manifests");
+	for (size_t i = 0; i < p->n_drives; i++) {
+		struct prep_drive *dr = p->drives[i];
+		struct prep_task *t;
+		if (dr->committed == 0 && dr->planned == 0) {
+			struct file_count fc = {0};
+			if (db_drive_file_count(p->d->db, dr->drive_id, &fc) < 0 || fc.files == 0)
+				continue;
+		}
+		t = xcalloc(1, sizeof(*t));
+		t->kind = TASK_MANIFEST;
+		dr->manifest_pending = true;
+		push_task(dr, t);
+	}
+}
+
+/*
+ * Called after every result: feed the workers; when all are idle, place
+ * what waits, and then either wait for a drive or write the manifests.
+ */
+static void
+prep_check_done(struct prep *p)
+{
+	struct file_count waiting = {0}, planned = {0};
+	int64_t left, left_bytes = 0;
+
+	if (p->failed)
+		return;
+	for (size_t i = 0; i < p->n_drives; i++)
+		drive_feed(p->drives[i]);
+	for (size_t i = 0; i < p->n_drives; i++)
+		if (!drive_idle(p->drives[i]))
+			return;
+	if (p->manifests) {
+		/* Drive prep is over: the Azure part takes the job from here. */
+		set_phase(p, "awaiting-azure");
+		(void)db_event_add(p->d->db, p->job_id, "note",
+				   config_azure_ready(p->d->config)
+					   ? "drives prepared; creating the Azure job is not built yet"
+					   : "drives prepared; Azure is not configured, so no Azure job "
+					     "is created",
+				   daemon_now());
+		prep_free(p);
+		return;
+	}
+	if (db_files_count(p->d->db, p->job_id, "indexed", &waiting) < 0 ||
+	    db_files_count(p->d->db, p->job_id, "planned", &planned) < 0)
+		return;
+	if (waiting.files > 0) {
+		left = place_waiting(p, &left_bytes);
+		if (left < 0)
+			return;
+		if (left < waiting.files) {
+			prep_check_done(p); /* something was placed: copy it */
+			return;
+		}
+		_cleanup_free_ char *phase = xprintf("needs-drive: %" PRId64 " files, %" PRId64
+						     " bytes have no drive with room",
+						     left, left_bytes);
+		set_phase(p, phase);
+		return;
+	}
+	if (planned.files == 0)
+		queue_manifests(p);
+}
+
+static void
+progress_cb_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct prep *p = arg;
+
+	for (size_t i = 0; i < p->n_drives; i++) {
+		struct prep_drive *dr = p->drives[i];
+		int64_t done = dr->committed + atomic_load(&dr->current);
+		double inst = (double)(done - dr->last_done) / PROGRESS_SEC;
+		dr->rate = dr->rate == 0 ? inst : 0.7 * dr->rate + 0.3 * inst;
+		dr->last_done = done;
+	}
+	daemon_job_changed(p->d, p->job_id);
+}
+
+bool
+prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
+		    struct drive_progress *ret)
+{
+	struct prep *p = prep_find(d, job_id);
+	struct prep_drive *dr = p ? drive_find(p, drive_id) : NULL;
+
+	if (dr == NULL)
+		return false;
+	ret->bytes_done = dr->committed + atomic_load(&dr->current);
+	ret->rate = dr->rate;
+	ret->eta = dr->rate > 1 ? (int64_t)((double)(dr->planned - ret->bytes_done) / dr->rate)
+				: -1;
+	if (ret->eta < 0 && dr->planned <= ret->bytes_done)
+		ret->eta = 0;
+	return true;
+}
+
+static void
+drive_free(struct prep_drive *dr)
+{
+	struct prep_task *t;
+
+	while ((t = STAILQ_FIRST(&dr->tasks)) != NULL) {
+		STAILQ_REMOVE_HEAD(&dr->tasks, link);
+		task_free(t);
+	}
+	if (dr->root_fd >= 0)
+		close(dr->root_fd);
+	pthread_mutex_destroy(&dr->lock);
+	pthread_cond_destroy(&dr->cond);
+	free(dr->serial);
+	free(dr->path);
+	free(dr);
+}
+
+static void
+drive_stop(struct prep_drive *dr)
+{
+	pthread_mutex_lock(&dr->lock);
+	atomic_store(&dr->w.cancel, true);
+	pthread_cond_broadcast(&dr->cond);
+	pthread_mutex_unlock(&dr->lock);
+	worker_thread_stop(&dr->w);
+}
+
+/* Attach a drive row to the running prep and start its worker. */
+static int
+drive_attach(struct prep *p, const struct drive_row *row, char **ret_err)
+{
+	struct prep_drive *dr;
+	struct file_count fc = {0}, vc = {0};
+	int r;
+
+	if (drive_find(p, row->id) != NULL)
+		return 0;
+	dr = xcalloc(1, sizeof(*dr));
+	dr->p = p;
+	dr->drive_id = row->id;
+	dr->serial = xstrdup(row->serial);
+	dr->path = xstrdup(row->path);
+	dr->capacity = row->capacity;
+	dr->full = strcmp(row->state, "full") == 0;
+	pthread_mutex_init(&dr->lock, NULL);
+	pthread_cond_init(&dr->cond, NULL);
+	STAILQ_INIT(&dr->tasks);
+	dr->root_fd = open(row->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dr->root_fd < 0) {
+		xasprintf(ret_err, "cannot open drive %s at %s: %s", row->serial, row->path,
+			  strerror(errno));
+		drive_free(dr);
+		return -errno;
+	}
+	if ((r = db_drive_file_count(p->d->db, row->id, &fc)) < 0 ||
+	    (r = db_drive_verified_count(p->d->db, row->id, &vc)) < 0) {
+		xasprintf(ret_err, "reading drive %s: %s", row->serial, db_errmsg(p->d->db));
+		drive_free(dr);
+		return r;
+	}
+	dr->planned = fc.bytes;
+	dr->committed = vc.bytes;
+	dr->last_done = vc.bytes;
+	if ((r = worker_thread_start(&dr->w, drive_thread, dr)) < 0) {
+		xasprintf(ret_err, "cannot start a worker for drive %s: %s", row->serial,
+			  strerror(-r));
+		drive_free(dr);
+		return r;
+	}
+	p->drives[p->n_drives++] = dr;
+	if (!dr->full)
+		(void)db_drive_set_state(p->d->db, row->id, "copying");
+	return 0;
+}
+
+static void
+prep_free(struct prep *p)
+{
+	for (size_t i = 0; i < p->n_drives; i++)
+		drive_stop(p->drives[i]);
+	for (size_t i = 0; i < p->n_drives; i++)
+		drive_free(p->drives[i]);
+	if (p->progress)
+		event_free(p->progress);
+	if (p->staging_fd >= 0)
+		close(p->staging_fd);
+	LIST_REMOVE(p, link);
+	free(p->job_name);
+	free(p->db_path);
+	free(p);
+}
+
+void
+prep_stop(struct daemon *d, int64_t job_id)
+{
+	struct prep *p = prep_find(d, job_id);
+
+	if (p != NULL)
+		prep_free(p);
+}
+
+static int
+attach_all(struct prep *p, char **ret_err)
+{
+	struct drive_row *rows = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = db_drive_list(p->d->db, p->job_id, &rows, &n)) < 0) {
+		xasprintf(ret_err, "reading drives: %s", db_errmsg(p->d->db));
+		return r;
+	}
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = drive_attach(p, &rows[i], ret_err);
+	drive_rows_free(rows, n);
+	return r;
+}
+
+/*
+ * Start (or resume) the drive workers of a job in drive_prep. Files already
+ * placed are copied; waiting ones are placed as drives have room.
+ */
+int
+prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
+{
+	struct timeval sec = {PROGRESS_SEC, 0};
+	struct prep *p;
+	int r;
+
+	if (prep_find(d, j->id) != NULL)
+		return 0;
+	p = xcalloc(1, sizeof(*p));
+	p->d = d;
+	p->job_id = j->id;
+	p->gen = ++prep_gen;
+	p->job_name = xstrdup(j->name);
+	p->db_path = xprintf("%s/seedd.db", d->state_dir);
+	p->verify = d->config->verify;
+	p->queue = d->queue;
+	LIST_INSERT_HEAD(&d->preps, p, link);
+	p->staging_fd = open(j->staging_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (p->staging_fd < 0) {
+		xasprintf(ret_err, "cannot open staging directory %s: %s", j->staging_path,
+			  strerror(errno));
+		r = -errno;
+		prep_free(p);
+		return r;
+	}
+	if ((r = attach_all(p, ret_err)) < 0) {
+		prep_free(p);
+		return r;
+	}
+	p->progress = event_new(d->base, -1, EV_PERSIST, progress_cb_timer, p);
+	event_add(p->progress, &sec);
+	set_phase(p, "copying");
+	prep_check_done(p);
+	return 0;
+}
+
+void
+prep_drive_added(struct daemon *d, int64_t job_id)
+{
+	struct prep *p = prep_find(d, job_id);
+	_cleanup_free_ char *err = NULL;
+
+	if (p == NULL || p->manifests)
+		return;
+	if (attach_all(p, &err) < 0) {
+		log_error("job %s: %s", p->job_name, err);
+		return;
+	}
+	set_phase(p, "copying");
+	prep_check_done(p);
+}
+
+void
+prep_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct file_msg *fm = (struct file_msg *)m;
+	struct checkpoint_msg *cm = (struct checkpoint_msg *)m;
+	struct manifest_msg *mm = (struct manifest_msg *)m;
+	int64_t job_id = m->kind == MSG_PREP_FILE ? fm->job_id
+			 : m->kind == MSG_PREP_CHECKPOINT ? cm->job_id : mm->job_id;
+	uint64_t gen = m->kind == MSG_PREP_FILE ? fm->gen
+		       : m->kind == MSG_PREP_CHECKPOINT ? cm->gen : mm->gen;
+	struct prep *p = prep_find(d, job_id);
+	struct prep_drive *dr;
+
+	/* A stopped prep's leftovers: verified files and checkpoints are worth keeping. */
+	if (p == NULL || p->gen != gen) {
+		if (m->kind == MSG_PREP_CHECKPOINT)
+			(void)db_file_checkpoint(d->db, cm->file_id, 0, cm->blocks, cm->n);
+		else if (m->kind == MSG_PREP_FILE && fm->status == 0)
+			commit_verified(d, fm, NULL);
+		return;
+	}
+	switch (m->kind) {
+	case MSG_PREP_CHECKPOINT:
+		if (db_file_checkpoint(d->db, cm->file_id, 0, cm->blocks, cm->n) < 0)
+			log_warning("job %s: recording a checkpoint failed, ignoring: %s",
+				    p->job_name, db_errmsg(d->db));
+		return;
+	case MSG_PREP_FILE:
+		if ((dr = drive_find(p, fm->drive_id)) != NULL)
+			file_done(p, dr, fm);
+		break;
+	case MSG_PREP_MANIFEST:
+		if ((dr = drive_find(p, mm->drive_id)) != NULL) {
+			dr->manifest_pending = false;
+			manifest_done(p, dr, mm);
+		}
+		break;
+	}
+	if (p->failed) {
+		prep_free(p);
+		daemon_job_changed(d, job_id);
+		return;
+	}
+	prep_check_done(p);
+}
+
+bool
+stage_healthy(struct daemon *d)
+{
+	struct prep *p;
+
+	LIST_FOREACH(p, &d->preps, link)
+		for (size_t i = 0; i < p->n_drives; i++)
+			if (!worker_thread_healthy(&p->drives[i]->w, 300))
+				return false;
+	return true;
+}
+
+void
+prep_stop_all(struct daemon *d)
+{
+	while (!LIST_EMPTY(&d->preps))
+		prep_free(LIST_FIRST(&d->preps));
+}

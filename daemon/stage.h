@@ -1,0 +1,64 @@
+/*
+ * The work of the job stages that run on threads: indexing the staging tree
+ * (stage-index.c) and drive prep (stage-prep.c). Their loop-side halves run
+ * on the loop thread; the rest on worker threads. See DESIGN.md §2-§3.
+ */
+#ifndef SEEDD_STAGE_H
+#define SEEDD_STAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+struct daemon;
+struct job_row;
+struct call;
+
+/* Kinds of worker messages, dispatched by stage_handle_msg(). */
+enum stage_msg_kind {
+	MSG_INDEX_BATCH,
+	MSG_INDEX_DONE,
+	MSG_PREP_FILE,
+	MSG_PREP_CHECKPOINT,
+	MSG_PREP_IDLE,
+	MSG_PREP_MANIFEST,
+};
+
+/* Loop thread: the one drain function of the daemon's worker queue. */
+void stage_handle_msg(struct worker_msg *m, void *userdata);
+
+/* Start (or restart) indexing the job's staging tree; phase "indexing". */
+int index_start(struct daemon *d, const struct job_row *j);
+/* Stop the job's indexer if one runs (cancel, shutdown). */
+void index_stop(struct daemon *d, int64_t job_id);
+bool index_running(struct daemon *d, int64_t job_id);
+void index_handle_msg(struct daemon *d, struct worker_msg *m);
+void index_stop_all(struct daemon *d);
+
+/* Drive prep. */
+int prep_start(struct daemon *d, const struct job_row *j, char **ret_err);
+void prep_stop(struct daemon *d, int64_t job_id);
+void prep_handle_msg(struct daemon *d, struct worker_msg *m);
+void prep_stop_all(struct daemon *d);
+/* A drive was added to a job in drive_prep: place waiting files, start its worker. */
+void prep_drive_added(struct daemon *d, int64_t job_id);
+/* Live progress of a job's drive (bytes in flight, rate, ETA); false if none. */
+struct drive_progress {
+	int64_t bytes_done;    /* committed + in flight */
+	double rate;           /* bytes per second, smoothed */
+	int64_t eta;           /* seconds, -1 if unknown */
+};
+bool prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
+			 struct drive_progress *ret);
+/* Are all workers alive (for the watchdog)? */
+bool stage_healthy(struct daemon *d);
+
+/* Resume the job's threaded stage if its state has one (after RetryJob). */
+void stage_resume_job(struct daemon *d, int64_t job_id);
+/* Resume every job whose stage runs on threads (at start). */
+void stage_resume_all(struct daemon *d);
+/* Stop every thread (shutdown); queued results are committed. */
+void stage_stop_all(struct daemon *d);
+
+#endif

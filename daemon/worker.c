@@ -1,0 +1,154 @@
+/*
+ * Threads and the worker -> loop queue: a mutex-protected list plus an
+ * eventfd the loop watches. The loop thread owns the queue's event; any
+ * thread may push. See worker.h.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "worker.h"
+
+struct worker_queue {
+	pthread_mutex_t lock;
+	STAILQ_HEAD(, worker_msg) msgs;
+	int efd;
+	struct event *ev;
+	worker_drain_fn handle;
+	void *userdata;
+};
+
+int64_t
+worker_monotonic_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static void
+queue_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_queue *q = arg;
+	uint64_t n;
+
+	if (read(q->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		fatalx("reading the worker eventfd: %s", strerror(errno));
+	worker_queue_drain(q);
+}
+
+struct worker_queue *
+worker_queue_new(struct event_base *base, worker_drain_fn handle, void *userdata)
+{
+	struct worker_queue *q = xcalloc(1, sizeof(*q));
+
+	pthread_mutex_init(&q->lock, NULL);
+	STAILQ_INIT(&q->msgs);
+	q->handle = handle;
+	q->userdata = userdata;
+	if ((q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		fatalx("eventfd: %s", strerror(errno));
+	q->ev = event_new(base, q->efd, EV_READ | EV_PERSIST, queue_event_cb, q);
+	event_add(q->ev, NULL);
+	return q;
+}
+
+struct worker_queue *
+worker_queue_free(struct worker_queue *q)
+{
+	struct worker_msg *m;
+
+	if (q == NULL)
+		return NULL;
+	event_free(q->ev);
+	close(q->efd);
+	while ((m = STAILQ_FIRST(&q->msgs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&q->msgs, link);
+		m->free_fn(m);
+	}
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+	return NULL;
+}
+
+void
+worker_queue_push(struct worker_queue *q, struct worker_msg *m)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&q->lock);
+	STAILQ_INSERT_TAIL(&q->msgs, m, link);
+	pthread_mutex_unlock(&q->lock);
+	/* EAGAIN means the counter is saturated: the loop is woken anyway. */
+	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fatalx("writing the worker eventfd: %s", strerror(errno));
+}
+
+void
+worker_queue_drain(struct worker_queue *q)
+{
+	STAILQ_HEAD(, worker_msg) batch = STAILQ_HEAD_INITIALIZER(batch);
+	struct worker_msg *m;
+
+	pthread_mutex_lock(&q->lock);
+	STAILQ_CONCAT(&batch, &q->msgs);
+	pthread_mutex_unlock(&q->lock);
+	while ((m = STAILQ_FIRST(&batch)) != NULL) {
+		STAILQ_REMOVE_HEAD(&batch, link);
+		q->handle(m, q->userdata);
+		m->free_fn(m);
+	}
+}
+
+int
+worker_thread_start(struct worker_thread *w, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int r;
+
+	atomic_store(&w->cancel, false);
+	atomic_store(&w->pause, false);
+	atomic_store(&w->busy, false);
+	atomic_store(&w->heartbeat, worker_monotonic_sec());
+	/* Signals belong to the loop thread: start the thread with all blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&w->thread, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return -r;
+	w->running = true;
+	return 0;
+}
+
+void
+worker_thread_stop(struct worker_thread *w)
+{
+	if (!w->running)
+		return;
+	atomic_store(&w->cancel, true);
+	pthread_join(w->thread, NULL);
+	w->running = false;
+}
+
+void
+worker_thread_beat(struct worker_thread *w)
+{
+	atomic_store(&w->heartbeat, worker_monotonic_sec());
+}
+
+bool
+worker_thread_healthy(struct worker_thread *w, int64_t max_age)
+{
+	if (!w->running || !atomic_load(&w->busy))
+		return true;
+	return worker_monotonic_sec() - atomic_load(&w->heartbeat) <= max_age;
+}
