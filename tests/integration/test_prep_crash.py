@@ -1,0 +1,93 @@
+"""kill -9 during drive prep, twice (once while the big file is being copied,
+once later in the copy or its verification), then restart: nothing is lost,
+nothing is copied twice into a manifest, the big file resumes from its
+checkpoint, and the job completes with every file byte-identical."""
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, check, fail  # noqa: E402
+import prepcheck  # noqa: E402
+
+MiB = 1 << 20
+CONF = "[Drives]\nRequireNTFS=no\n"
+
+
+def progress(d):
+    return d.ctl_json("job", "show", "crashy")
+
+
+def kill_when(d, pred, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = progress(d)
+        if job["phase"] != "copying":
+            fail("the copy ended before the planned kill: %r" % job["phase"])
+        if pred(job):
+            d.kill9()
+            return job
+        time.sleep(0.01)
+    fail("kill condition not reached")
+
+
+def checkpoint_of(d, rel):
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state, "seedd.db"), uri=True)
+    row = con.execute("SELECT checkpoint, state FROM files WHERE rel_path=?", (rel,)).fetchone()
+    con.close()
+    return row
+
+
+def main():
+    d = Daemon(CONF).start()
+    staging = os.path.join(d.tmp, "staging")
+    files = {"big.bak": os.urandom(400 * MiB)}
+    for i in range(1500):
+        files["small/%02d/f%04d" % (i % 20, i)] = os.urandom(1 + (i * 53) % 9000)
+    for rel, data in files.items():
+        p = os.path.join(staging, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+    try:
+        d.ctl_json("job", "create", "crashy", "--staging", staging)
+        prepcheck.wait_phase(d, "crashy", "indexed")
+        for serial in ("CRASH-A", "CRASH-B"):
+            path = os.path.join(d.tmp, serial)
+            os.mkdir(path)
+            d.ctl_json("drive", "add", "crashy", path, "--serial", serial,
+                       "--capacity", str(300 * MiB if serial == "CRASH-A" else 600 * MiB))
+        d.ctl_json("job", "prepare", "crashy")
+
+        # 1: past the first checkpoint of the big file (every 256 MiB).
+        kill_when(d, lambda j: any(dr.get("copiedBytes", 0) > 280 * MiB for dr in j["drives"]))
+        cp = checkpoint_of(d, "big.bak")
+        print("big.bak at the first kill: checkpoint %r" % (cp,))
+        check(cp is not None and (cp[0] > 0 or cp[1] == "verified"),
+              "the big file left a checkpoint (or finished) before the kill: %r" % (cp,))
+        d.start()
+        job = progress(d)
+        check(job["state"] == "drive_prep", "resumed in drive_prep: %r" % job["state"])
+
+        # 2: a little later: in the rest of the copy or a verification.
+        time.sleep(0.3)
+        if progress(d)["phase"] == "copying":
+            d.kill9()
+            d.start()
+        job = prepcheck.wait_phase(d, "crashy", "awaiting-azure", timeout=300)
+        check(job["copiedFiles"] == len(files), "all files committed once: %d of %d" % (
+            job["copiedFiles"], len(files)))
+        prepcheck.verify_drives(staging, "crashy", "seedd-import", files, job["drives"])
+        leftovers = [f for dr in job["drives"] for root, _, names in os.walk(dr["path"])
+                     for f in names if f.endswith(".seedd-tmp")]
+        check(not leftovers, "no temporary files left on the drives: %r" % leftovers[:3])
+        d.stop()
+    finally:
+        if d.alive():
+            d.proc.kill()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
