@@ -213,6 +213,12 @@ def main():
     try:
         r = d.call("io.seedd.CreateJob", {"name": "keep-me", "stagingPath": staging})
         check("parameters" in r, "setup job: %r" % r)
+        deadline = time.time() + 30
+        while time.time() < deadline:  # indexing runs on its own; wait until it is done
+            if d.call("io.seedd.GetJob", {"name": "keep-me"})["parameters"]["job"]["phase"] \
+                    == "indexed":
+                break
+            time.sleep(0.05)
         before = snapshot(d)
         case_garbage(d, before)
         case_no_nul_then_close(d, before)
