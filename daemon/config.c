@@ -53,7 +53,7 @@ struct key_def {
 
 static const struct key_def config_keys[] = {
 	KEY("Daemon", "AdminGroup", KEY_GROUP, admin_group, NULL),
-	KEY_RANGE("Daemon", "PollIntervalSec", poll_interval_sec, "900", 10, 86400),
+	KEY_RANGE("Daemon", "PollIntervalSec", poll_interval_sec, "900", 1, 86400),
 	KEY("Daemon", "MetricsFile", KEY_PATH, metrics_file, NULL),
 
 	KEY("Azure", "Cloud", KEY_CLOUD, cloud, "AzurePublic"),
@@ -67,6 +67,7 @@ static const struct key_def config_keys[] = {
 	KEY("Azure", "AuthorityHost", KEY_URL, authority_host, NULL),
 	KEY("Azure", "ResourceManagerEndpoint", KEY_URL, resource_manager_endpoint, NULL),
 	KEY("Azure", "CAFile", KEY_PATH, ca_file, NULL),
+	KEY_RANGE("Azure", "OperationPollSec", operation_poll_sec, "5", 1, 300),
 
 	KEY("Storage", "AccountId", KEY_STRING, account_id, NULL),
 	KEY("Storage", "AccountName", KEY_STRING, account_name, NULL),
@@ -95,6 +96,7 @@ static const struct key_def config_keys[] = {
 	KEY("Drives", "RequireNTFS", KEY_BOOL, require_ntfs, "yes"),
 	KEY("Drives", "Verify", KEY_BOOL, verify, "yes"),
 	KEY_RANGE("Drives", "ShipDeadlineDays", ship_deadline_days, "14", 1, 90),
+	KEY_RANGE("Drives", "ReceiveWarnDays", receive_warn_days, "10", 1, 90),
 };
 /* clang-format on */
 

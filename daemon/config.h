@@ -47,6 +47,7 @@ struct config {
 	char *tenant_id, *client_id, *client_secret_file;
 	char *subscription_id, *resource_group, *location;
 	char *authority_host, *resource_manager_endpoint, *ca_file;
+	unsigned operation_poll_sec; /* LRO poll interval when Azure sends no Retry-After */
 	struct secret client_secret;
 
 	/* [Storage] */
@@ -68,6 +69,7 @@ struct config {
 	bool require_ntfs;
 	bool verify;
 	unsigned ship_deadline_days;
+	unsigned receive_warn_days; /* warn when shipped drives are not received after this */
 };
 
 /*

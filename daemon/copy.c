@@ -3,17 +3,20 @@
  * thread, plus the reader and verifier threads of its struct copier.
  *
  * A file of more than one block goes through a three-stage pipeline:
- *   reader thread: pread block i into a ring of RING_SLOTS buffers, MD5 it;
+ *   reader thread: pread block i into a ring of RING_SLOTS buffers and MD5 it;
  *   caller thread: feed it to the whole-file MD5, pwrite it, start its write-back;
- *   verifier thread: wait for the write-back of block j < i, drop it from the
- *     page cache, read it back from the device (O_DIRECT where possible), compare.
- * The three MD5 streams run on separate cores and overlap the drive's writes,
- * so a copy with verification takes about as long as the writes themselves.
- * If the verifier cannot vouch for every block (a mismatch, or a filesystem
- * that refuses O_DIRECT or sync_file_range), the file is verified again whole
- * after fdatasync (copier_verify), and that result counts: the streaming
- * check is a fast path, never the only judge. copier_verify reads through the
- * ring too and splits the block hashes between reader and caller.
+ *   verifier thread: wait for the write-back of block j <= i, drop it from the
+ *     page cache, read it back from the device (O_DIRECT where possible) and
+ *     compare it with the ring buffer it was written from, which is then free.
+ * The two MD5 streams run on two cores and overlap the drive's I/O, and the
+ * check is a memcmp against bytes whose MD5 we record, not a third MD5, so a
+ * copy with verification takes about as long as the drive's writes. This is
+ * the design's check (the device holds the bytes we hashed), done per block
+ * after its write-back rather than once after the final fdatasync. If the
+ * verifier cannot vouch for every block (a mismatch, or a filesystem that
+ * refuses O_DIRECT or sync_file_range), the whole file is verified again
+ * after fdatasync (verify_file) and that result counts. verify_file reads
+ * through the ring as well and splits the block MD5s between reader and caller.
  *
  * A file of at most one block is done inline on the calling thread (its block
  * MD5 is its whole-file MD5) and verified after fdatasync: no thread hand-off.
@@ -40,16 +43,17 @@
 #include "util.h"
 
 #define RING_SLOTS 4
+#define VERIFY_GROUP 64 /* files whose reads copier_verify_batch() overlaps */
 #define DIO_ALIGN 4096
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
 
 /* One ring buffer and what the reader put in it. */
 struct slot {
-	unsigned char *buf;     /* DIO_ALIGN-aligned, c->buf_size bytes */
-	size_t len;             /* bytes read */
-	int err;                /* 0 or -errno of the read */
-	bool hashed;            /* md5 holds the MD5 of buf[0, len) */
+	unsigned char *buf; /* DIO_ALIGN-aligned, c->buf_size bytes */
+	size_t len;         /* bytes read */
+	int err;            /* 0 or -errno of the read */
+	bool hashed;        /* md5 holds the MD5 of buf[0, len) */
 	unsigned char md5[16];
 };
 
@@ -58,30 +62,30 @@ struct verifier {
 	pthread_t thread;
 	bool started;
 	bool active;
-	bool busy;                      /* checking a block, unlocked */
-	int wfd;                        /* the file being written (for sync_file_range) */
-	int rfd;                        /* the same file, opened for reading */
-	bool direct;                    /* rfd is O_DIRECT */
+	bool busy;                       /* checking a block, unlocked */
+	int wfd;                         /* the file being written (for sync_file_range) */
+	int rfd;                         /* the same file, opened for reading */
+	bool direct;                     /* rfd is O_DIRECT */
 	const struct copy_block *blocks; /* entries below the caller's n_done are final */
-	uint64_t done;                  /* blocks [0, done) matched */
-	int err;                        /* a block did not match or could not be read */
-	unsigned char *buf;             /* verifier thread only */
+	uint64_t done;                   /* blocks [0, done) matched */
+	int err;                         /* a block did not match or could not be read */
+	unsigned char *buf;              /* verifier thread only */
 };
 
 /* The last destination directory, kept open: files of one directory come in a row. */
 struct dir_cache {
-	dev_t dev;                      /* of the root directory it is below */
+	dev_t dev; /* of the root directory it is below */
 	ino_t ino;
-	char *path;                     /* its path below the root ("" for the root itself) */
+	char *path; /* its path below the root ("" for the root itself) */
 	size_t len;
-	int fd;                         /* -1: empty */
+	int fd; /* -1: empty */
 };
 
 struct copier {
 	pthread_mutex_t lock;
-	pthread_cond_t reader_cv;       /* the reader waits for work or a free slot */
-	pthread_cond_t verifier_cv;     /* the verifier waits for a written block */
-	pthread_cond_t caller_cv;       /* the caller waits for the reader or the verifier */
+	pthread_cond_t reader_cv;   /* the reader waits for work or a free slot */
+	pthread_cond_t verifier_cv; /* the verifier waits for a written block */
+	pthread_cond_t caller_cv;   /* the caller waits for the reader or the verifier */
 	pthread_t thread;
 	bool thread_started;
 	bool quit;
@@ -89,24 +93,24 @@ struct copier {
 
 	struct slot slots[RING_SLOTS];
 	size_t buf_size;
-	uint64_t n_read;                /* chunks the reader has filled */
-	uint64_t n_done;                /* chunks the caller is done with */
-	bool busy;                      /* the reader is reading into a slot, unlocked */
+	uint64_t n_read; /* chunks the reader has filled */
+	uint64_t n_done; /* chunks the caller is done with */
+	bool busy;       /* the reader is reading into a slot, unlocked */
 
 	/* The current read job; set by the caller while the reader is idle. */
 	bool active;
 	int fd;
-	bool direct;                    /* O_DIRECT: read lengths rounded up to DIO_ALIGN */
-	uint64_t pos;                   /* offset of the next chunk to read */
+	bool direct;  /* O_DIRECT: read lengths rounded up to DIO_ALIGN */
+	uint64_t pos; /* offset of the next chunk to read */
 	uint64_t end;
 	size_t chunk;
-	unsigned stride;                /* the reader hashes chunk i if i % stride == 0; 0: none */
+	unsigned stride; /* the reader hashes chunk i if i % stride == 0; 0: none */
 
 	EVP_MD *md5;
-	EVP_MD_CTX *reader_ctx;         /* reader thread only */
-	EVP_MD_CTX *whole_ctx;          /* caller only */
-	EVP_MD_CTX *block_ctx;          /* caller only */
-	struct dir_cache dst_dir;       /* caller only */
+	EVP_MD_CTX *reader_ctx;   /* reader thread only */
+	EVP_MD_CTX *whole_ctx;    /* caller only */
+	EVP_MD_CTX *block_ctx;    /* caller only */
+	struct dir_cache dst_dir; /* caller only */
 };
 
 /* The state of one copier_copy() call. */
@@ -114,21 +118,20 @@ struct job {
 	struct copier *c;
 	const struct copy_request *req;
 	struct copy_result *res;
-	uint32_t bs;                    /* block size */
-	int src;                        /* the staging file */
-	int dir;                        /* the destination's directory (the copier's dst_dir) */
-	const char *name;               /* the destination's name in dir */
-	int tmp;                        /* the temporary file in dir */
-	int vfd;                        /* the temporary file for the verifier, or -1 */
-	bool stream_verified;           /* the verifier matched every block */
+	uint32_t bs;          /* block size */
+	int src;              /* the staging file */
+	int dir;              /* the destination's directory (the copier's dst_dir) */
+	const char *name;     /* the destination's name in dir */
+	int tmp;              /* the temporary file in dir */
+	int vfd;              /* the temporary file for the verifier, or -1 */
+	bool stream_verified; /* the verifier matched every block */
 	size_t n_blocks;
-	size_t resumed;                 /* blocks [0, resumed) come from a checkpoint, unchecked */
-	size_t written;                 /* blocks [0, written) are in the temporary file */
-	size_t committed;               /* blocks [0, committed) are durable and checkpointed */
+	size_t resumed;   /* blocks [0, resumed) come from a checkpoint, unchecked */
+	size_t written;   /* blocks [0, written) are in the temporary file */
+	size_t committed; /* blocks [0, committed) are durable and checkpointed */
 };
 
-_printf_(2, 3) static void
-set_detail(char *detail, const char *fmt, ...)
+_printf_(2, 3) static void set_detail(char *detail, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -293,7 +296,7 @@ open_subdir(int dirfd, const char *name, bool create, bool sync_new)
  */
 static int
 open_parent(int rootfd, const char *path, bool create, bool sync_new, int *ret_fd,
-    const char **ret_name)
+            const char **ret_name)
 {
 	_cleanup_close_ int fd = -1;
 	char comp[NAME_MAX + 1];
@@ -334,8 +337,8 @@ open_source(int dirfd, const char *path, int *ret_fd)
 
 	if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
 		struct open_how how = {
-			.flags = (uint64_t)flags,
-			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		    .flags = (uint64_t)flags,
+		    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 		};
 
 		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
@@ -417,7 +420,7 @@ copier_free(struct copier *c)
  */
 static int
 copier_dst_dir(struct copier *c, int rootfd, const char *path, bool create, bool sync_new,
-    int *ret_fd, const char **ret_name)
+               int *ret_fd, const char **ret_name)
 {
 	struct dir_cache *dc = &c->dst_dir;
 	const char *slash = strrchr(path, '/');
@@ -439,7 +442,11 @@ copier_dst_dir(struct copier *c, int rootfd, const char *path, bool create, bool
 		close(dc->fd);
 	free(dc->path);
 	*dc = (struct dir_cache){
-		.dev = st.st_dev, .ino = st.st_ino, .path = xstrndup(path, len), .len = len, .fd = fd,
+	    .dev = st.st_dev,
+	    .ino = st.st_ino,
+	    .path = xstrndup(path, len),
+	    .len = len,
+	    .fd = fd,
 	};
 	*ret_fd = fd;
 	return 0;
@@ -499,7 +506,8 @@ ring_freed(const struct copier *c)
 {
 	const struct verifier *v = &c->verifier;
 
-	return v->active && v->err == 0 ? v->done : c->n_done;
+	/* A stopped verifier may still be comparing its last block. */
+	return (v->active || v->busy) && v->err == 0 ? v->done : c->n_done;
 }
 
 /* Read the next chunk into its slot. Called and returns with the lock held. */
@@ -545,7 +553,7 @@ reader_main(void *arg)
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->quit &&
-		    !(c->active && c->pos < c->end && c->n_read - ring_freed(c) < RING_SLOTS))
+		       !(c->active && c->pos < c->end && c->n_read - ring_freed(c) < RING_SLOTS))
 			pthread_cond_wait(&c->reader_cv, &c->lock);
 		if (c->quit)
 			break;
@@ -731,26 +739,26 @@ verifier_stop(struct copier *c, uint64_t n, bool wait)
 
 static int
 verify_block(const struct copy_block *b, size_t i, const struct slot *s, EVP_MD_CTX *ctx,
-    const EVP_MD *md, char *detail)
+             const EVP_MD *md, char *detail)
 {
 	unsigned char md5[16];
 	int r;
 
 	if (s->err < 0) {
 		set_detail(detail, "re-reading block %zu at offset %llu", i,
-		    (unsigned long long)b->offset);
+		           (unsigned long long)b->offset);
 		return s->err;
 	}
 	if (s->len != b->length) {
 		set_detail(detail, "block %zu at offset %llu is short", i,
-		    (unsigned long long)b->offset);
+		           (unsigned long long)b->offset);
 		return -EIO;
 	}
 	if (!s->hashed && (r = md5_buf(ctx, md, s->buf, s->len, md5)) < 0)
 		return r;
 	if (memcmp(s->hashed ? s->md5 : md5, b->md5, 16) != 0) {
 		set_detail(detail, "block %zu at offset %llu differs on the drive", i,
-		    (unsigned long long)b->offset);
+		           (unsigned long long)b->offset);
 		return -EIO;
 	}
 	return 0;
@@ -778,7 +786,7 @@ verify_geometry(const struct copy_block *blocks, size_t n, uint64_t *ret_total, 
 /* Read fd and compare every block; a file of more than one block goes through the ring. */
 static int
 verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *blocks, size_t n,
-    size_t chunk, const atomic_bool *cancel, char *detail)
+            size_t chunk, const atomic_bool *cancel, char *detail)
 {
 	struct slot *s;
 	ssize_t len;
@@ -789,12 +797,13 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 	if (n == 1) {
 		s = &c->slots[0];
 		len = read_full(fd, s->buf, blocks[0].length, 0, direct);
-		*s = (struct slot){ .buf = s->buf, .len = len < 0 ? 0 : (size_t)len,
-			.err = len < 0 ? (int)len : 0 };
+		*s = (struct slot){
+		    .buf = s->buf, .len = len < 0 ? 0 : (size_t)len, .err = len < 0 ? (int)len : 0};
 		return verify_block(&blocks[0], 0, s, c->block_ctx, c->md5, detail);
 	}
 	/* The reader hashes the even blocks, this thread the odd ones. */
-	if ((r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk, 2)) < 0)
+	if ((r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk, 2)) <
+	    0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		if (flag_set(cancel)) {
@@ -838,12 +847,12 @@ verify_open(int dir, const char *name, bool try_direct, int *ret_fd, bool *ret_d
 /* copier_verify() of name in directory dir. */
 static int
 verify_file(struct copier *c, int dir, const char *name, const struct copy_block *blocks,
-    size_t n_blocks, const atomic_bool *cancel, char *detail)
+            size_t n_blocks, const atomic_bool *cancel, char *detail)
 {
 	_cleanup_close_ int fd = -1;
 	uint64_t total;
 	size_t chunk;
-	bool direct;
+	bool direct = false;
 	struct stat st;
 	int r;
 
@@ -862,7 +871,7 @@ verify_file(struct copier *c, int dir, const char *name, const struct copy_block
 		return -errno;
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
 		set_detail(detail, "drive file is %lld bytes, expected %llu", (long long)st.st_size,
-		    (unsigned long long)total);
+		           (unsigned long long)total);
 		return -EIO;
 	}
 	r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
@@ -881,7 +890,7 @@ verify_file(struct copier *c, int dir, const char *name, const struct copy_block
 
 int
 copier_verify(struct copier *c, int dirfd, const char *path, const struct copy_block *blocks,
-    size_t n_blocks, const atomic_bool *cancel, char *detail)
+              size_t n_blocks, const atomic_bool *cancel, char *detail)
 {
 	const char *name;
 	int dir, r;
@@ -898,9 +907,92 @@ copier_verify(struct copier *c, int dirfd, const char *path, const struct copy_b
 	return verify_file(c, dir, name, blocks, n_blocks, cancel, detail);
 }
 
+/* Open a one-block item, check its size and start reading it from the device. */
+static int
+batch_open(struct copier *c, int dirfd, const struct copy_verify_item *it, int *ret_fd)
+{
+	const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	uint64_t total = it->n_blocks == 1 ? it->blocks[0].length : 0;
+	const char *name;
+	struct stat st;
+	int dir, fd, r;
+
+	if ((r = copier_dst_dir(c, dirfd, it->path, false, false, &dir, &name)) < 0)
+		return r;
+	if ((fd = openat(dir, name, flags)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
+		close(fd);
+		return -EIO;
+	}
+	/* Drop the (clean) cached pages, then have the kernel read them back, async. */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	*ret_fd = fd;
+	return 0;
+}
+
+/* Read back a one-block item opened by batch_open() and compare. */
+static int
+batch_check(struct copier *c, int fd, const struct copy_verify_item *it)
+{
+	struct slot *s = &c->slots[0];
+	ssize_t n;
+
+	if (it->n_blocks == 0)
+		return 0;
+	n = read_full(fd, s->buf, it->blocks[0].length, 0, false);
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	*s = (struct slot){.buf = s->buf, .len = n < 0 ? 0 : (size_t)n, .err = n < 0 ? (int)n : 0};
+	return verify_block(&it->blocks[0], 0, s, c->block_ctx, c->md5, NULL);
+}
+
+int
+copier_verify_batch(struct copier *c, int dirfd, struct copy_verify_item *items, size_t n,
+                    const atomic_bool *cancel)
+{
+	int fds[VERIFY_GROUP], first = 0;
+
+	for (size_t g = 0; g < n; g += VERIFY_GROUP) {
+		size_t m = MIN(n - g, (size_t)VERIFY_GROUP);
+
+		if (flag_set(cancel))
+			return -ECANCELED;
+		for (size_t i = 0; i < m; i++) {
+			struct copy_verify_item *it = &items[g + i];
+			uint64_t total;
+			size_t chunk;
+
+			fds[i] = -1;
+			it->result =
+			    !rel_path_valid(it->path) ||
+			            verify_geometry(it->blocks, it->n_blocks, &total, &chunk) < 0
+			        ? -EINVAL
+			        : 0;
+			if (it->result == 0 && it->n_blocks <= 1) {
+				copier_buffers(c, chunk);
+				it->result = batch_open(c, dirfd, it, &fds[i]);
+			}
+		}
+		for (size_t i = 0; i < m; i++) {
+			struct copy_verify_item *it = &items[g + i];
+
+			if (fds[i] >= 0) {
+				it->result = batch_check(c, fds[i], it);
+				close(fds[i]);
+			} else if (it->result == 0)
+				it->result = copier_verify(c, dirfd, it->path, it->blocks,
+				                           it->n_blocks, cancel, NULL);
+			if (it->result < 0 && first == 0)
+				first = it->result;
+		}
+	}
+	return first;
+}
+
 int
 copy_verify(int dirfd, const char *path, const struct copy_block *blocks, size_t n_blocks,
-    char *detail)
+            char *detail)
 {
 	struct copier *c = copier_new();
 	int r;
@@ -952,7 +1044,7 @@ job_check_request(struct job *j)
 	base = strrchr(req->dst_path, '/');
 	base = base != NULL ? base + 1 : req->dst_path;
 	if (req->defer_sync)
-		tmp = base;     /* batch mode writes the final name */
+		tmp = base; /* batch mode writes the final name */
 	else if (tmp == NULL && req->resume != NULL)
 		tmp = req->resume->tmp_name;
 	if (tmp == NULL) {
@@ -1017,7 +1109,7 @@ job_open_tmp(struct job *j)
 		j->res->blocks = xcalloc(j->n_blocks, sizeof(struct copy_block));
 	if (keep == 0 || job_reopen_tmp(j, keep) < 0) {
 		j->tmp = openat(j->dir, j->res->tmp_name,
-		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		                O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (j->tmp < 0) {
 			set_detail(j->res->detail, "creating the temporary file");
 			return -errno;
@@ -1029,7 +1121,7 @@ job_open_tmp(struct job *j)
 	    (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
 		r = -errno;
 		set_detail(j->res->detail, "reserving %llu bytes on the drive",
-		    (unsigned long long)j->req->expected_size);
+		           (unsigned long long)j->req->expected_size);
 		return r;
 	}
 	return 0;
@@ -1049,7 +1141,7 @@ job_open(struct job *j)
 	if (j->n_blocks > 1)
 		(void)posix_fadvise(j->src, 0, 0, POSIX_FADV_SEQUENTIAL);
 	r = copier_dst_dir(j->c, j->req->dst_dirfd, j->req->dst_path, true, !j->req->defer_sync,
-	    &j->dir, &j->name);
+	                   &j->dir, &j->name);
 	if (r < 0) {
 		set_detail(j->res->detail, "opening the destination directory");
 		return r;
@@ -1072,9 +1164,9 @@ job_checkpoint(struct job *j)
 	}
 	j->committed = j->written;
 	cp = (struct copy_checkpoint){
-		.tmp_name = j->res->tmp_name,
-		.n_blocks = j->committed,
-		.blocks = j->res->blocks,
+	    .tmp_name = j->res->tmp_name,
+	    .n_blocks = j->committed,
+	    .blocks = j->res->blocks,
 	};
 	j->req->checkpoint(&cp, j->req->userdata);
 	return 0;
@@ -1104,7 +1196,7 @@ job_stopping(const struct job *j)
  */
 static int
 job_block(struct job *j, size_t i, const unsigned char *buf, size_t len,
-    const unsigned char md5[16])
+          const unsigned char md5[16])
 {
 	struct copy_block *b = &j->res->blocks[i];
 	uint64_t off = (uint64_t)i * j->bs;
@@ -1123,11 +1215,11 @@ job_block(struct job *j, size_t i, const unsigned char *buf, size_t len,
 		j->resumed = i;
 		j->committed = MIN(j->committed, i);
 	}
-	*b = (struct copy_block){ .offset = off, .length = (uint32_t)len };
+	*b = (struct copy_block){.offset = off, .length = (uint32_t)len};
 	memcpy(b->md5, md5, 16);
 	if ((r = write_full(j->tmp, buf, len, off)) < 0) {
 		set_detail(j->res->detail, "writing block %zu at offset %llu", i,
-		    (unsigned long long)off);
+		           (unsigned long long)off);
 		return r;
 	}
 	/* Start write-back now, so the final fdatasync has little left to do. */
@@ -1137,8 +1229,10 @@ done:
 	j->written = i + 1;
 	if (j->req->progress != NULL)
 		j->req->progress(off + len, j->req->userdata);
-	if ((i + 1) % (j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY) ==
-	    0 && i + 1 < j->n_blocks)
+	if ((i + 1) %
+	            (j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY) ==
+	        0 &&
+	    i + 1 < j->n_blocks)
 		return job_checkpoint(j);
 	return 0;
 }
@@ -1172,7 +1266,7 @@ job_copy_inline(struct job *j)
 static void
 job_start_verifier(struct job *j)
 {
-	bool direct;
+	bool direct = false;
 
 	if (!j->req->verify || j->req->defer_sync ||
 	    verify_open(j->dir, j->res->tmp_name, true, &j->vfd, &direct) < 0)
@@ -1262,7 +1356,7 @@ job_finish(struct job *j)
 	}
 	if (req->verify && !req->defer_sync && !j->stream_verified) {
 		r = verify_file(j->c, j->dir, j->res->tmp_name, j->res->blocks, j->n_blocks,
-		    req->cancel, j->res->detail);
+		                req->cancel, j->res->detail);
 		if (r == -ECANCELED)
 			return job_stop(j);
 		if (r < 0)
@@ -1307,11 +1401,17 @@ int
 copier_copy(struct copier *c, const struct copy_request *req, struct copy_result *res)
 {
 	struct job j = {
-		.c = c, .req = req, .res = res, .src = -1, .dir = -1, .tmp = -1, .vfd = -1,
+	    .c = c,
+	    .req = req,
+	    .res = res,
+	    .src = -1,
+	    .dir = -1,
+	    .tmp = -1,
+	    .vfd = -1,
 	};
 	int r;
 
-	*res = (struct copy_result){ .blocks = NULL };
+	*res = (struct copy_result){.blocks = NULL};
 	r = job_run(&j);
 	if (j.tmp >= 0)
 		close(j.tmp);
@@ -1320,7 +1420,8 @@ copier_copy(struct copier *c, const struct copy_request *req, struct copy_result
 		if (j.dir >= 0)
 			(void)unlinkat(j.dir, res->tmp_name, 0);
 		else if (req->resume != NULL && res->tmp_name[0] != '\0')
-			(void)copy_file_remove_partial(req->dst_dirfd, req->dst_path, res->tmp_name);
+			(void)copy_file_remove_partial(req->dst_dirfd, req->dst_path,
+			                               res->tmp_name);
 	}
 	if (j.src >= 0)
 		close(j.src);
@@ -1341,7 +1442,7 @@ copy_file(const struct copy_request *req, struct copy_result *res)
 	int r;
 
 	if (c == NULL) {
-		*res = (struct copy_result){ .blocks = NULL };
+		*res = (struct copy_result){.blocks = NULL};
 		return -ENOMEM;
 	}
 	r = copier_copy(c, req, res);

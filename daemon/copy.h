@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COPY_BLOCK_SIZE (4u << 20)        /* the manifest's block size: 4 MiB */
+#define COPY_BLOCK_SIZE (4u << 20) /* the manifest's block size: 4 MiB */
 #define COPY_BLOCK_SIZE_MIN 4096u
 #define COPY_BLOCK_SIZE_MAX (64u << 20)
-#define COPY_CHECKPOINT_EVERY 64u         /* blocks between checkpoints: 256 MiB */
+#define COPY_CHECKPOINT_EVERY 64u /* blocks between checkpoints: 256 MiB */
 #define COPY_TMP_SUFFIX ".seedd-tmp"
 #define COPY_DETAIL_MAX 256
 
@@ -54,37 +54,40 @@ typedef void (*copy_progress_cb)(uint64_t bytes_done, void *userdata);
 typedef void (*copy_checkpoint_cb)(const struct copy_checkpoint *cp, void *userdata);
 
 struct copy_request {
-	int src_dirfd;                   /* the staging root */
-	const char *src_path;            /* relative to it, '/'-separated, no "." or ".." */
-	uint64_t expected_size;          /* from the index */
-	int64_t expected_mtime_ns;       /* from the index */
+	int src_dirfd;             /* the staging root */
+	const char *src_path;      /* relative to it, '/'-separated, no "." or ".." */
+	uint64_t expected_size;    /* from the index */
+	int64_t expected_mtime_ns; /* from the index */
 
-	int dst_dirfd;                   /* the drive root */
-	const char *dst_path;            /* relative to it; parent directories are created */
-	const char *tmp_name;            /* temporary file name in dst's directory; NULL: default */
+	int dst_dirfd;        /* the drive root */
+	const char *dst_path; /* relative to it; parent directories are created */
+	const char *tmp_name; /* temporary file name in dst's directory; NULL: the
+	                       * checkpoint's, else copy_tmp_name() */
 
-	uint32_t block_size;             /* 0: COPY_BLOCK_SIZE; else a multiple of 4096 up to 64 MiB */
+	uint32_t block_size; /* 0: COPY_BLOCK_SIZE; else a multiple of 4096 up to 64 MiB */
 	const struct copy_checkpoint *resume; /* NULL: start from the beginning */
-	uint32_t checkpoint_every;       /* blocks; 0: COPY_CHECKPOINT_EVERY */
+	uint32_t checkpoint_every;            /* blocks; 0: COPY_CHECKPOINT_EVERY */
 
-	bool verify;                     /* re-read the drive file and compare block MD5s */
-	bool defer_sync;                 /* batch mode, see copier_copy() */
+	bool verify;     /* re-read the drive file and compare block MD5s */
+	bool defer_sync; /* batch mode for small files, see copier_copy() */
 
-	const atomic_bool *cancel;       /* may be NULL */
-	const atomic_bool *pause;        /* may be NULL */
-	copy_progress_cb progress;       /* may be NULL */
-	copy_checkpoint_cb checkpoint;   /* may be NULL */
+	const atomic_bool *cancel;     /* may be NULL */
+	const atomic_bool *pause;      /* may be NULL */
+	copy_progress_cb progress;     /* may be NULL */
+	copy_checkpoint_cb checkpoint; /* may be NULL */
 	void *userdata;
 };
 
 struct copy_result {
-	uint64_t bytes;                  /* file size */
-	unsigned char md5[16];           /* of the whole file */
+	uint64_t bytes;        /* file size */
+	unsigned char md5[16]; /* of the whole file */
 	size_t n_blocks;
-	struct copy_block *blocks;       /* n_blocks entries (NULL for an empty file); copy_result_done() */
-	bool verified;                   /* the drive copy was re-read and matched */
-	char tmp_name[NAME_MAX + 1];     /* the temporary name used (for a checkpoint) */
-	char detail[COPY_DETAIL_MAX];    /* what failed, for the log; "" on success */
+	/* n_blocks entries (NULL for an empty file); free with copy_result_done() */
+	struct copy_block *blocks;
+	bool verified;                /* the drive copy was re-read and matched */
+	char tmp_name[NAME_MAX + 1];  /* the temporary name used (for a checkpoint) */
+	char detail[COPY_DETAIL_MAX]; /* what failed, for the log (the caller adds the errno
+	                               * text); "" on success */
 };
 
 struct copier;
@@ -94,14 +97,21 @@ struct copier *copier_free(struct copier *c);
 
 /*
  * Copy one staging file onto the drive: re-stat (size and mtime must match the
- * index), read in blocks with hashing overlapping I/O, write <tmp>, fdatasync,
- * verify (if asked) by re-reading from the device, stat the source again,
- * rename into place and fsync the directory. The final name only ever holds
- * verified bytes. res is always initialised; free it with copy_result_done().
+ * index), read in blocks with hashing overlapping I/O, write the temporary
+ * file, stat the source again, fdatasync, rename into place, fsync the
+ * directory. With verify, every block is read back from the device (cache
+ * dropped) and compared before the rename, so the final name only ever holds
+ * verified bytes; a file of over one block is checked block by block as its
+ * write-back completes, overlapping the copy (see copy.c). Missing parent
+ * directories are created (and their parents fsync'd). res is always
+ * initialised; free it with copy_result_done().
  *
- * With defer_sync, nothing is fsync'd and nothing verified (checkpoints still
- * sync): the caller copies a batch of small files, calls syncfs() on the drive,
- * then copier_verify() on each before reporting any of them.
+ * defer_sync is a batch mode for small files, where per-file fsyncs and
+ * renames would cost more than the copy: the final name is written directly
+ * (no temporary name) and nothing is fsync'd or verified (checkpoints still
+ * sync). The caller copies a batch, calls syncfs() on the drive, then
+ * copier_verify_batch(), and reports none of the batch before that; a crash
+ * leaves unreported, possibly partial files that the next copy overwrites.
  *
  * Returns 0, or:
  *   -ESTALE     the source is not the indexed file (size, mtime or type differ,
@@ -126,12 +136,31 @@ int copy_file(const struct copy_request *req, struct copy_result *res);
  * bypassing the page cache (O_DIRECT, else POSIX_FADV_DONTNEED, so call it on
  * data that is already durable), and compare its size and block MD5s with
  * blocks. Returns 0, -EIO on a mismatch (detail names the block), -ECANCELED,
- * or -errno. detail is NULL or COPY_DETAIL_MAX bytes.
+ * or -errno. detail is NULL or COPY_DETAIL_MAX bytes. On a FUSE drive
+ * (ntfs-3g) this drops only the file's pages, not those of the block device
+ * under the FUSE daemon: the worker should drop that device's cache too.
  */
 int copier_verify(struct copier *c, int dirfd, const char *path, const struct copy_block *blocks,
-    size_t n_blocks, const atomic_bool *cancel, char *detail);
+                  size_t n_blocks, const atomic_bool *cancel, char *detail);
 int copy_verify(int dirfd, const char *path, const struct copy_block *blocks, size_t n_blocks,
-    char *detail);
+                char *detail);
+
+struct copy_verify_item {
+	const char *path; /* relative to the drive root */
+	const struct copy_block *blocks;
+	size_t n_blocks;
+	int result; /* set: as copier_verify() returns */
+};
+
+/*
+ * copier_verify() of many files, for the defer_sync batch mode: the device
+ * reads of up to 64 small files (of at most one block) are issued together
+ * (POSIX_FADV_DONTNEED, then WILLNEED), so they overlap instead of paying the
+ * device's latency one file at a time. Larger files are verified one by one.
+ * Returns 0 if every item matched, else the first item's error.
+ */
+int copier_verify_batch(struct copier *c, int dirfd, struct copy_verify_item *items, size_t n,
+                        const atomic_bool *cancel);
 
 /*
  * Delete the temporary file of dst_path (tmp_name, or the default name) on the

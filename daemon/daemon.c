@@ -83,6 +83,7 @@ daemon_reload(struct daemon *d)
 	else {
 		config_free(d->config);
 		d->config = c;
+		azure_stage_reload(d);
 		log_ctx(LOG_INFO, &ctx, "configuration reloaded from %s",
 			c->path ? c->path : "built-in defaults");
 	}

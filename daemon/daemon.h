@@ -17,6 +17,9 @@ struct server;
 struct worker_queue;
 struct indexer;
 struct prep;
+struct azure;
+struct azjob;
+struct arm_call;
 
 struct daemon {
 	struct event_base *base;
@@ -29,6 +32,12 @@ struct daemon {
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
 	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */
+	struct azure *azure;                       /* NULL unless Azure is configured */
+	LIST_HEAD(azjob_list, azjob) azjobs;       /* jobs with Azure work in flight */
+	struct arm_call *azure_list;               /* the poll's list call */
+	struct event *ev_poll, *ev_deadline;
+	struct event *ev_metrics;
+	bool metrics_failed;
 
 	struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
 	uint64_t watchdog_usec;

@@ -26,6 +26,7 @@ struct migration {
 #define ACTIVE_STATES "'staging','drive_prep','shipped','imported','vault_copy','cleanup'"
 #define FILE_STATES "'indexed','invalid','skipped','planned','verified'"
 #define DRIVE_STATES "'attached','copying','copied','manifest-written','full'"
+#define AZURE_APIS "'DataBox','ImportExport'"
 
 /* Version 1: the whole store sketched in DESIGN.md §5. Times are UNIX seconds. */
 /* clang-format off */
@@ -45,7 +46,16 @@ static const char schema_v1[] =
 	" copied_bytes INTEGER NOT NULL DEFAULT 0,"
 	" verified_files INTEGER NOT NULL DEFAULT 0,"
 	" azure_job_name TEXT,"
+	/* The API the Azure job was created with. */
+	" azure_api TEXT CHECK (azure_api IS NULL OR azure_api IN (" AZURE_APIS ")),"
 	" azure_state TEXT,"                           /* as Azure last reported it */
+	/* When Azure confirmed the job, 0: not yet. */
+	" azure_created INTEGER NOT NULL DEFAULT 0 CHECK (azure_created >= 0),"
+	" shipped_at INTEGER NOT NULL DEFAULT 0 CHECK (shipped_at >= 0)," /* 0: not shipped */
+	/* The smallest days-before-deadline threshold already warned (7, 3, 1), 0: none. */
+	" deadline_warned INTEGER NOT NULL DEFAULT 0 CHECK (deadline_warned >= 0),"
+	/* 1 once the "not received by Azure yet" warning was given. */
+	" receive_warned INTEGER NOT NULL DEFAULT 0 CHECK (receive_warned IN (0, 1)),"
 	" carrier TEXT,"
 	" tracking_number TEXT UNIQUE,"
 	" ship_deadline INTEGER NOT NULL DEFAULT 0,"   /* 0: none */
@@ -106,6 +116,13 @@ static const char schema_v1[] =
 	" files INTEGER NOT NULL DEFAULT 0,"           /* number of its verified files */
 	" state TEXT NOT NULL DEFAULT 'attached' CHECK (state IN (" DRIVE_STATES ")),"
 	" manifest_hash TEXT,"                         /* NULL until the manifest is written */
+	/* As the Azure job last reported the drive; NULL/0 until it does. */
+	" azure_status TEXT,"
+	" azure_bytes INTEGER NOT NULL DEFAULT 0 CHECK (azure_bytes >= 0),"   /* bytes imported */
+	" azure_total INTEGER NOT NULL DEFAULT 0 CHECK (azure_total >= 0),"   /* bytes to import */
+	" azure_files_errored INTEGER NOT NULL DEFAULT 0 CHECK (azure_files_errored >= 0),"
+	" error_log TEXT,"                             /* Azure's error log (URI) */
+	" verbose_log TEXT,"                           /* Azure's verbose log (URI) */
 	" UNIQUE (job_id, serial)"
 	") STRICT;"
 

@@ -11,7 +11,9 @@
  * batches, placement, checkpoints and verified copies, each one transaction
  * that also keeps the job's and the drive's counters in step. A worker thread
  * that must read (the manifest writer) opens its own read-only connection
- * with db_open_readonly(); every write refuses on it.
+ * with db_open_readonly(); every write refuses on it. The Azure stages add
+ * the Azure job's name, API, status and warnings, and each drive's import
+ * progress as Azure reports it.
  *
  * Rows handed out are copies made with the x* allocators, which abort on
  * exhaustion; that is safe because all state lives here and a restart resumes.
@@ -33,7 +35,8 @@
 #define JOB_COLUMNS                                                                                \
 	"id, name, state, failed_state, phase, staging_path, container, files, bytes, "            \
 	"copied_files, copied_bytes, verified_files, azure_job_name, azure_state, carrier, "       \
-	"tracking_number, ship_deadline, error, attempts, created, updated"
+	"tracking_number, ship_deadline, error, attempts, created, updated, azure_api, "            \
+	"azure_created, shipped_at, deadline_warned, receive_warned"
 
 #define FILE_COLUMNS                                                                               \
 	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, state, reason, "   \
@@ -41,7 +44,8 @@
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
-	"free_bytes"
+	"free_bytes, azure_status, error_log, verbose_log, azure_bytes, azure_total, "              \
+	"azure_files_errored"
 #define PAGE_SQL(where)                                                                            \
 	"SELECT " FILE_COLUMNS " FROM files WHERE " where " AND id > ?2 ORDER BY id LIMIT ?3"
 
@@ -55,7 +59,8 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_JOB_LIST] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id",
 	[STMT_JOB_STATE] = "SELECT state, failed_state FROM jobs WHERE id = ?1",
 	[STMT_JOB_COUNT] = "SELECT state, count(*) FROM jobs GROUP BY state",
-	[STMT_JOB_ADVANCE] = "UPDATE jobs SET state = ?3, phase = ?4, updated = ?5 "
+	[STMT_JOB_ADVANCE] = "UPDATE jobs SET state = ?3, phase = ?4, updated = ?5, "
+			     "shipped_at = iif(?3 = 'shipped', ?5, shipped_at) "
 			     "WHERE id = ?1 AND state = ?2",
 	[STMT_JOB_FAIL] = "UPDATE jobs SET state = 'failed', failed_state = ?2, error = ?3, "
 			  "updated = ?4 WHERE id = ?1 AND state = ?2",
@@ -157,6 +162,25 @@ const char *const db_statements[_STMT_MAX] = {
 				"used_bytes = used_bytes + ?3 WHERE id = ?1",
 	[STMT_DRIVE_VERIFIED] = "SELECT " FILE_COLUMNS " FROM files "
 				"WHERE drive_id = ?1 AND state = 'verified' ORDER BY id",
+	/* The Azure stages. The guarded ones change nothing when nothing is new. */
+	[STMT_JOB_SET_AZURE_NAME] = "UPDATE jobs SET azure_job_name = ?2, azure_api = ?3, "
+				    "updated = ?4 WHERE id = ?1 AND "
+				    "(azure_job_name IS NOT ?2 OR azure_api IS NOT ?3)",
+	[STMT_JOB_AZURE_CREATED] = "UPDATE jobs SET azure_created = ?2 "
+				   "WHERE id = ?1 AND azure_created = 0",
+	[STMT_JOB_AZURE_CONFIRMED] = "UPDATE jobs SET azure_state = ?2, ship_deadline = ?3, "
+				     "updated = ?4 WHERE id = ?1",
+	[STMT_JOB_SET_AZURE_STATE] = "UPDATE jobs SET azure_state = ?2, updated = ?3 "
+				     "WHERE id = ?1 AND azure_state IS NOT ?2",
+	[STMT_JOB_SET_WARNED] = "UPDATE jobs SET deadline_warned = ?2, receive_warned = ?3 "
+				"WHERE id = ?1",
+	/* NULL strings keep the old value. */
+	[STMT_DRIVE_SET_AZURE] = "UPDATE drives SET azure_status = coalesce(?2, azure_status), "
+				 "azure_bytes = ?3, azure_total = ?4, azure_files_errored = ?5, "
+				 "error_log = coalesce(?6, error_log), "
+				 "verbose_log = coalesce(?7, verbose_log) WHERE id = ?1",
+	[STMT_DRIVE_BY_SERIAL] = "SELECT " DRIVE_COLUMNS " FROM drives "
+				 "WHERE job_id = ?1 AND serial = ?2",
 	[STMT_SECRET_DELETE] = "DELETE FROM secrets WHERE job_id = ?1 AND drive_id = ?2 AND "
 			       "kind = ?3",
 	[STMT_SECRET_INSERT] = "INSERT INTO secrets (job_id, drive_id, kind, value) "
@@ -661,6 +685,11 @@ job_row_read(sqlite3_stmt *st)
 	j->attempts = sqlite3_column_int(st, 18);
 	j->created = sqlite3_column_int64(st, 19);
 	j->updated = sqlite3_column_int64(st, 20);
+	j->azure_api = col_str(st, 21);
+	j->azure_created = sqlite3_column_int64(st, 22);
+	j->shipped_at = sqlite3_column_int64(st, 23);
+	j->deadline_warned = sqlite3_column_int(st, 24);
+	j->receive_warned = sqlite3_column_int(st, 25) != 0;
 	return j;
 }
 
@@ -782,6 +811,12 @@ drive_row_read(sqlite3_stmt *st, struct drive_row *d)
 	    .manifest_hash = col_str(st, 8),
 	    .uuid = col_str(st, 9),
 	    .free_bytes = sqlite3_column_int64(st, 10),
+	    .azure_status = col_str(st, 11),
+	    .error_log = col_str(st, 12),
+	    .verbose_log = col_str(st, 13),
+	    .azure_bytes = sqlite3_column_int64(st, 14),
+	    .azure_total = sqlite3_column_int64(st, 15),
+	    .azure_files_errored = sqlite3_column_int64(st, 16),
 	};
 }
 
@@ -822,6 +857,7 @@ job_row_free(struct job_row *j)
 	free(j->carrier);
 	free(j->tracking_number);
 	free(j->error);
+	free(j->azure_api);
 	free(j);
 	return NULL;
 }
@@ -854,6 +890,9 @@ drive_row_done(struct drive_row *d)
 	free(d->state);
 	free(d->manifest_hash);
 	free(d->uuid);
+	free(d->azure_status);
+	free(d->error_log);
+	free(d->verbose_log);
 	*d = (struct drive_row){0};
 }
 
@@ -1101,6 +1140,115 @@ db_job_set_tracking(struct db *db, int64_t id, const char *carrier, const char *
 	r = job_update(db, STMT_JOB_SET_TRACKING, id, "tti", carrier, tracking, now);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_NOTE, text, now);
+	return tx_end(db, r);
+}
+
+/* ---- The Azure stages ----------------------------------------------------------- */
+
+static bool
+azure_api_valid(const char *api)
+{
+	return api != NULL && (strcmp(api, DB_AZURE_API_DATABOX) == 0 ||
+	                       strcmp(api, DB_AZURE_API_IMPORT_EXPORT) == 0);
+}
+
+int
+db_job_set_azure_name(struct db *db, int64_t id, const char *azure_job_name, const char *api,
+                      int64_t now)
+{
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	if (azure_job_name == NULL || *azure_job_name == '\0' || !azure_api_valid(api))
+		return -EINVAL;
+	text = xprintf("Azure job %s (%s)", azure_job_name, api);
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_update(db, STMT_JOB_SET_AZURE_NAME, id, "tti", azure_job_name, api, now);
+	if (r == -ESTALE)
+		r = 0; /* already recorded: nothing to write */
+	else if (r >= 0)
+		r = event_insert(db, id, DB_EVENT_AZURE, text, now);
+	return tx_end(db, r);
+}
+
+/* Inside the transaction: 1 if this call recorded the creation, 0 if it was known. */
+static int
+job_azure_created(struct db *db, int64_t id, const char *azure_state, int64_t ship_deadline,
+                  int64_t now)
+{
+	bool first;
+	int r;
+
+	r = job_update(db, STMT_JOB_AZURE_CREATED, id, "i", now);
+	if (r < 0 && r != -ESTALE)
+		return r;
+	first = r >= 0;
+	if ((r = job_update(db, STMT_JOB_AZURE_CONFIRMED, id, "tii", azure_state, ship_deadline,
+	                    now)) < 0)
+		return r;
+	return first ? 1 : 0;
+}
+
+int
+db_job_azure_created(struct db *db, int64_t id, const char *azure_state, int64_t ship_deadline,
+                     int64_t now)
+{
+	_cleanup_free_ char *text = NULL;
+	char due[32];
+	int r;
+
+	if (azure_state == NULL || *azure_state == '\0' || ship_deadline < 0 || now <= 0)
+		return -EINVAL;
+	if (ship_deadline > 0) {
+		format_iso8601(ship_deadline, due);
+		text = xprintf("Azure job created, status %s; tracking due by %s", azure_state,
+		               due);
+	} else
+		text = xprintf("Azure job created, status %s", azure_state);
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_azure_created(db, id, azure_state, ship_deadline, now);
+	if (r > 0)
+		r = event_insert(db, id, DB_EVENT_AZURE, text, now);
+	return tx_end(db, r);
+}
+
+int
+db_job_set_azure_state(struct db *db, int64_t id, const char *azure_state, int64_t now)
+{
+	_cleanup_free_ char *text = NULL;
+	bool changed = false;
+	int r;
+
+	if (azure_state == NULL || *azure_state == '\0')
+		return -EINVAL;
+	text = xprintf("Azure status: %s", azure_state);
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_update(db, STMT_JOB_SET_AZURE_STATE, id, "ti", azure_state, now);
+	if (r == -ESTALE)
+		r = 0; /* the same state: nothing to write */
+	else if (r >= 0) {
+		changed = true;
+		r = event_insert(db, id, DB_EVENT_AZURE, text, now);
+	}
+	if ((r = tx_end(db, r)) < 0)
+		return r;
+	return changed ? 1 : 0;
+}
+
+int
+db_job_set_warned(struct db *db, int64_t id, int deadline_warned, bool receive_warned)
+{
+	int r;
+
+	if (deadline_warned < 0)
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_update(db, STMT_JOB_SET_WARNED, id, "ii", (int64_t)deadline_warned,
+	               (int64_t)receive_warned);
 	return tx_end(db, r);
 }
 
@@ -1786,20 +1934,42 @@ db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path
 	return 0;
 }
 
-int
-db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret)
+/* Step a bound single-drive SELECT. */
+static int
+drive_get_one(struct db *db, sqlite3_stmt *st, struct drive_row *ret)
 {
-	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_GET];
-	int r, rc;
+	int rc = sqlite3_step(st);
 
-	if ((r = bind(db, st, "i", drive_id)) < 0)
-		return r;
-	if ((rc = sqlite3_step(st)) == SQLITE_DONE)
+	if (rc == SQLITE_DONE)
 		return -ENOENT;
 	if (rc != SQLITE_ROW)
 		return db_error(db, rc);
 	drive_row_read(st, ret);
 	return 0;
+}
+
+int
+db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_GET];
+	int r;
+
+	if ((r = bind(db, st, "i", drive_id)) < 0)
+		return r;
+	return drive_get_one(db, st, ret);
+}
+
+int
+db_drive_by_serial(struct db *db, int64_t job_id, const char *serial, struct drive_row *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_BY_SERIAL];
+	int r;
+
+	if (serial == NULL)
+		return -EINVAL;
+	if ((r = bind(db, st, "it", job_id, serial)) < 0)
+		return r;
+	return drive_get_one(db, st, ret);
 }
 
 /* Count and size of the files of statement s on drive_id. */
@@ -1860,6 +2030,24 @@ int
 db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash)
 {
 	return drive_update(db, STMT_DRIVE_SET_MANIFEST, drive_id, manifest_hash);
+}
+
+int
+db_drive_set_azure(struct db *db, int64_t drive_id, const char *status, int64_t bytes,
+                   int64_t total, int64_t files_errored, const char *error_log,
+                   const char *verbose_log)
+{
+	int r;
+
+	if (bytes < 0 || total < 0 || files_errored < 0)
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_SET_AZURE, drive_id, "tiiitt", status, bytes, total, files_errored,
+	        error_log, verbose_log);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	return tx_end(db, r);
 }
 
 int

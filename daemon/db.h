@@ -48,6 +48,11 @@ struct job_row {
 	char *error;           /* NULL if none */
 	int attempts;
 	int64_t created, updated; /* UNIX seconds */
+	char *azure_api;          /* DB_AZURE_API_*, NULL until the Azure job is named */
+	int64_t azure_created;    /* when Azure confirmed the job, 0: not yet */
+	int64_t shipped_at;       /* when the job moved to shipped, 0: not yet */
+	int deadline_warned;      /* smallest days-before-deadline threshold warned, 0: none */
+	bool receive_warned;      /* the "not received yet" warning was given */
 };
 
 struct event_row {
@@ -67,6 +72,9 @@ struct drive_row {
 	char *manifest_hash; /* NULL until the manifest is written */
 	char *uuid;          /* the id in seedd's marker file on the drive */
 	int64_t free_bytes;  /* free when attached */
+	/* As the Azure job last reported the drive: NULL and 0 until it does. */
+	char *azure_status, *error_log, *verbose_log;
+	int64_t azure_bytes, azure_total, azure_files_errored;
 };
 
 /* One staging entry from the scanner; nothing is owned. */
@@ -111,6 +119,11 @@ struct block_row {
 #define DB_EVENT_CANCELLED "cancelled"
 #define DB_EVENT_PHASE "phase"
 #define DB_EVENT_NOTE "note"
+#define DB_EVENT_AZURE "azure"
+
+/* The APIs an Azure job can be created with (jobs.azure_api). */
+#define DB_AZURE_API_DATABOX "DataBox"
+#define DB_AZURE_API_IMPORT_EXPORT "ImportExport"
 
 /*
  * Open (creating if needed, mode 0600) and migrate the database at path.
@@ -142,7 +155,8 @@ int db_job_count_by_state(struct db *db, int64_t counts[_JOB_STATE_MAX]);
 
 /*
  * Move job id from state `from` to `to` with phase and an event row (kind
- * "transition", text). -ESTALE if the job is not in `from`.
+ * "transition", text). -ESTALE if the job is not in `from`. The move to
+ * shipped also sets shipped_at = now.
  */
 int db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_state to,
 		   const char *phase, const char *text, int64_t now);
@@ -161,6 +175,29 @@ int db_job_set_phase(struct db *db, int64_t id, enum job_state state, const char
  */
 int db_job_set_tracking(struct db *db, int64_t id, const char *carrier, const char *tracking,
 			int64_t now);
+/*
+ * The Azure job. Each is one transaction; -ENOENT if there is no such job,
+ * -EINVAL for a NULL or empty string or a negative number.
+ *
+ * Record the deterministic Azure job name and the API (DB_AZURE_API_*)
+ * before the first request, with an "azure" event "Azure job NAME (API)".
+ * The same values again change nothing and write no event (0 either way).
+ */
+int db_job_set_azure_name(struct db *db, int64_t id, const char *azure_job_name,
+			  const char *api, int64_t now);
+/*
+ * Azure confirmed the job: azure_created = now (kept if already set),
+ * azure_state and ship_deadline (UNIX seconds, 0: none) recorded. The first
+ * time only, an "azure" event "Azure job created, status S; tracking due by
+ * <ISO 8601 time>" (without the "; tracking ..." part if ship_deadline is 0).
+ */
+int db_job_azure_created(struct db *db, int64_t id, const char *azure_state,
+			 int64_t ship_deadline, int64_t now);
+/* 1 and an "azure" event "Azure status: S" if the state changed, 0 if it is the same. */
+int db_job_set_azure_state(struct db *db, int64_t id, const char *azure_state, int64_t now);
+/* Which warnings were given (see struct job_row); no event, jobs.updated kept. */
+int db_job_set_warned(struct db *db, int64_t id, int deadline_warned, bool receive_warned);
+
 /* Append an event row without changing the job. */
 int db_event_add(struct db *db, int64_t job_id, const char *kind, const char *text, int64_t now);
 /*
@@ -279,6 +316,15 @@ int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *
 int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
 /* The hash of the drive's written manifest (NULL clears it). */
 int db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash);
+/*
+ * What the Azure job reports of the drive. The numbers are replaced; a NULL
+ * string keeps the old value. -EINVAL for a negative number.
+ */
+int db_drive_set_azure(struct db *db, int64_t drive_id, const char *status, int64_t bytes,
+		       int64_t total, int64_t files_errored, const char *error_log,
+		       const char *verbose_log);
+/* Like db_drive_get(), by the job's drive serial. -ENOENT if the job has no such drive. */
+int db_drive_by_serial(struct db *db, int64_t job_id, const char *serial, struct drive_row *ret);
 /*
  * Stream drive_id's verified files in id order with their blocks in order:
  * cb(file, blocks, n_blocks, userdata), all pointing to memory valid only

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "seedd-build.h"
 #include "server.h"
 #include "stage.h"
@@ -138,6 +139,11 @@ run(struct daemon *d)
 	daemon_start(d);
 	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
 		server_path(d->server), d->state_dir);
+	if (azure_stage_start(d, &err) < 0) {
+		log_error("cannot set up the Azure client: %s", err ? err : "unknown error");
+		return EXIT_RUNTIME;
+	}
+	metrics_start(d);
 	stage_resume_all(d);
 	if (event_base_dispatch(d->base) < 0) {
 		log_error("event loop failed");
@@ -166,6 +172,7 @@ main(int argc, char **argv)
 	d.state_dir = state_dir_resolve();
 	LIST_INIT(&d.indexers);
 	LIST_INIT(&d.preps);
+	LIST_INIT(&d.azjobs);
 	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
@@ -175,6 +182,8 @@ main(int argc, char **argv)
 	/* Workers reach a safe point (between blocks), their results are committed. */
 	if (d.db != NULL)
 		stage_stop_all(&d);
+	azure_stage_stop(&d);
+	metrics_stop(&d);
 	d.queue = worker_queue_free(d.queue);
 	d.server = server_free(d.server);
 	daemon_free_events(&d);

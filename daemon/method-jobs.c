@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "azure-http.h"
 #include "catalog-ids.h"
 #include "config.h"
 #include "conn.h"
@@ -51,6 +52,17 @@ drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr)
 			      "usedBytes", (json_int_t)dr->used_bytes, "files", (json_int_t)dr->files,
 			      "state", dr->state, "manifestHash", json_str_or_null(dr->manifest_hash));
 
+	if (dr->azure_status != NULL) {
+		_cleanup_free_ char *el = dr->error_log ? http_redact_url(dr->error_log) : NULL;
+		_cleanup_free_ char *vl = dr->verbose_log ? http_redact_url(dr->verbose_log) : NULL;
+		json_object_set_new(o, "azure",
+				    json_pack("{s:s,s:I,s:I,s:I,s:o,s:o}", "copyStatus",
+					      dr->azure_status, "bytesProcessed",
+					      (json_int_t)dr->azure_bytes, "totalBytes",
+					      (json_int_t)dr->azure_total, "filesErrored",
+					      (json_int_t)dr->azure_files_errored, "errorLog",
+					      json_str_or_null(el), "verboseLog", json_str_or_null(vl)));
+	}
 	if (prep_drive_progress(d, job_id, dr->id, &pg)) {
 		json_object_set_new(o, "copiedBytes", json_integer(pg.bytes_done));
 		json_object_set_new(o, "rate", json_integer((json_int_t)pg.rate));
@@ -123,7 +135,8 @@ job_json(struct daemon *d, const struct job_row *j)
 {
 	json_t *drives = drives_json(d, j->id), *problems, *o;
 	int64_t nproblems;
-	json_t *azure = json_pack("{s:o,s:o,s:o,s:o,s:o}", "jobName",
+	json_t *azure = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "api",
+				  json_str_or_null(j->azure_api), "jobName",
 				  json_str_or_null(j->azure_job_name), "state",
 				  json_str_or_null(j->azure_state), "carrier",
 				  json_str_or_null(j->carrier), "trackingNumber",
@@ -333,22 +346,62 @@ method_get_job(struct call *call)
 	job_row_free(j);
 }
 
-static void
-reply_not_built(struct call *call, const char *what)
+/* Carrier and tracking: printable ASCII words, as carriers print them. */
+static bool
+shipping_text_valid(const char *s)
 {
-	conn_error(call->conn, SEEDD_ERR_NOT_IMPLEMENTED,
-		   json_pack("{s:s,s:s}", "method", call->method, "message", what));
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == ' ' || s[n - 1] == ' ')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
 }
 
 void
 method_ship_job(struct call *call)
 {
+	const char *carrier = param_str(call, "carrier"), *tracking = param_str(call, "trackingNumber");
 	struct job_row *j = call_job(call);
+	int r;
 
 	if (j == NULL)
 		return;
+	if (!shipping_text_valid(carrier) || !shipping_text_valid(tracking)) {
+		reply_invalid_argument(call, shipping_text_valid(carrier) ? "trackingNumber" : "carrier",
+				       "carrier and tracking number must be 1-64 printable ASCII "
+				       "characters");
+		goto out;
+	}
+	if (j->state != JOB_DRIVE_PREP || j->phase == NULL ||
+	    strcmp(j->phase, "awaiting-tracking") != 0) {
+		const char *why = j->state == JOB_DRIVE_PREP && j->phase &&
+						  strcmp(j->phase, "awaiting-azure") == 0
+					  ? "no Azure job exists: Azure is not configured (seedd.conf(5), "
+					    "[Azure])"
+					  : "a job is shipped once its drives are prepared and its Azure "
+					    "job exists (phase awaiting-tracking)";
+		reply_invalid_state(call, j->name, job_state_to_string(j->state), why);
+		goto out;
+	}
+	r = db_job_set_tracking(call->d->db, j->id, carrier, tracking, daemon_now());
+	if (r == -EEXIST) {
+		reply_invalid_argument(call, "trackingNumber",
+				       "tracking number %s is already used by another job", tracking);
+		goto out;
+	}
+	if (r < 0 || db_job_set_phase(call->d->db, j->id, JOB_DRIVE_PREP, "shipping",
+				      daemon_now()) < 0) {
+		reply_internal(call, "database error; see the journal");
+		goto out;
+	}
+	azure_resume_id(call->d, j->id);
+	reply_job_by_id(call, j->id);
+	daemon_job_changed(call->d, j->id);
+out:
 	job_row_free(j);
-	reply_not_built(call, "shipping to Azure is not built yet in this seedd");
 }
 
 void
@@ -376,8 +429,24 @@ method_cancel_job(struct call *call)
 		job_row_free(j);
 		return;
 	}
+	if (j->state == JOB_SHIPPED && j->azure_created > 0) {
+		reply_invalid_state(call, j->name, "shipped",
+				    "the drives are shipped: Azure no longer lets the job be "
+				    "cancelled, so seedd keeps following it");
+		job_row_free(j);
+		return;
+	}
+	if (j->state == JOB_DRIVE_PREP && j->azure_job_name != NULL && call->d->azure != NULL) {
+		/* Azure decides; the job shows phase cancelling until it answers. */
+		azure_cancel(call->d, j);
+		reply_job_by_id(call, j->id);
+		daemon_job_changed(call->d, j->id);
+		job_row_free(j);
+		return;
+	}
 	index_stop(call->d, j->id);
 	prep_stop(call->d, j->id);
+	azure_forget(call->d, j->id);
 	r = db_job_cancel(call->d->db, j->id, j->state, "cancelled by the operator",
 			  daemon_now());
 	if (r == -ESTALE)

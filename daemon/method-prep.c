@@ -107,6 +107,32 @@ log_drive(const struct job_row *j, const char *serial, const char *path, int64_t
 		j->name, serial, path, capacity);
 }
 
+/*
+ * The drive is attached already and a key is given: store (or replace) its
+ * BitLocker key, e.g. when the Azure job could not be created without it.
+ * Returns true if it answered the call.
+ */
+static bool
+update_key(struct call *call, const struct job_row *j, const char *serial, const char *key)
+{
+	struct drive_row row = {0};
+	bool found = db_drive_by_serial(call->d->db, j->id, serial, &row) == 0;
+
+	if (found) {
+		if (db_secret_put(call->d->db, j->id, row.id, "bitlocker-key", key, strlen(key)) < 0)
+			reply_internal(call, "storing the key failed; see the journal");
+		else {
+			_cleanup_free_ char *t = xprintf("drive %s: BitLocker key stored", serial);
+			(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
+			conn_reply(call->conn, json_pack("{s:o}", "drive",
+							 drive_json(call->d, j->id, &row)),
+				   false);
+		}
+	}
+	drive_row_done(&row);
+	return found;
+}
+
 void
 method_add_drive(struct call *call)
 {
@@ -142,6 +168,8 @@ method_add_drive(struct call *call)
 					   "each divisible by 11 and below 720896");
 		goto out;
 	}
+	if (args.serial != NULL && key != NULL && update_key(call, j, args.serial, key))
+		goto out;
 	if ((r = drive_attach_check(path, &args, &at, &err)) < 0) {
 		reply_drive_rejected(call, err ? err : strerror(-r));
 		goto out;

@@ -22,7 +22,7 @@
 /* One directory of the current path. */
 struct frame {
 	DIR *dir;
-	size_t prefix_len;      /* path[0, prefix_len) is its path and a '/' ("" for the root) */
+	size_t prefix_len; /* path[0, prefix_len) is its path and a '/' ("" for the root) */
 };
 
 struct scan {
@@ -33,15 +33,15 @@ struct scan {
 	void *userdata;
 	dev_t root_dev;
 
-	struct frame *stack;    /* max_depth + 1 frames */
+	struct frame *stack; /* max_depth + 1 frames */
 	unsigned depth;
 
-	char *path;             /* the current entry's path */
+	char *path; /* the current entry's path */
 	size_t path_len;
 	size_t path_cap;
 
 	struct scan_entry *batch;
-	size_t *offsets;        /* of each batch entry's path in names */
+	size_t *offsets; /* of each batch entry's path in names */
 	size_t n;
 	char *names;
 	size_t names_len;
@@ -49,15 +49,9 @@ struct scan {
 };
 
 static const char *const kind_names[_SCAN_KIND_MAX] = {
-	[SCAN_FILE] = "file",
-	[SCAN_SYMLINK] = "symlink",
-	[SCAN_DEVICE] = "device",
-	[SCAN_SOCKET] = "socket",
-	[SCAN_FIFO] = "fifo",
-	[SCAN_UNREADABLE] = "unreadable",
-	[SCAN_OTHER_FS] = "other-fs",
-	[SCAN_TOO_DEEP] = "too-deep",
-	[SCAN_OTHER] = "other",
+    [SCAN_FILE] = "file",         [SCAN_SYMLINK] = "symlink",   [SCAN_DEVICE] = "device",
+    [SCAN_SOCKET] = "socket",     [SCAN_FIFO] = "fifo",         [SCAN_UNREADABLE] = "unreadable",
+    [SCAN_OTHER_FS] = "other-fs", [SCAN_TOO_DEEP] = "too-deep", [SCAN_OTHER] = "other",
 };
 
 const char *
@@ -107,7 +101,7 @@ scan_emit(struct scan *s, enum scan_kind kind, int error, const struct stat *st)
 	memcpy(s->names + s->names_len, s->path, s->path_len + 1);
 	s->offsets[s->n] = s->names_len;
 	s->names_len += s->path_len + 1;
-	*e = (struct scan_entry){ .path_len = s->path_len, .kind = kind, .error = error };
+	*e = (struct scan_entry){.path_len = s->path_len, .kind = kind, .error = error};
 	if (kind == SCAN_FILE) {
 		e->size = (uint64_t)st->st_size;
 		e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
@@ -131,7 +125,7 @@ scan_set_path(struct scan *s, size_t prefix_len, const char *name)
 static void
 scan_push(struct scan *s, DIR *dir)
 {
-	s->stack[s->depth++] = (struct frame){ .dir = dir, .prefix_len = s->path_len + 1 };
+	s->stack[s->depth++] = (struct frame){.dir = dir, .prefix_len = s->path_len + 1};
 	s->path[s->path_len] = '/';
 	s->path[s->path_len + 1] = '\0';
 }
@@ -275,7 +269,7 @@ scan_open_root(struct scan *s, int staging_dirfd)
 	grow(&s->path, &s->path_cap, 1);
 	s->path[0] = '\0';
 	s->path_len = 0;
-	s->stack[s->depth++] = (struct frame){ .dir = dir, .prefix_len = 0 };
+	s->stack[s->depth++] = (struct frame){.dir = dir, .prefix_len = 0};
 	return 0;
 }
 
@@ -283,11 +277,11 @@ int
 scan_tree(int staging_dirfd, const struct scan_options *opt, scan_batch_cb cb, void *userdata)
 {
 	struct scan s = {
-		.batch_size = opt != NULL && opt->batch_size != 0 ? opt->batch_size : SCAN_BATCH_SIZE,
-		.max_depth = opt != NULL && opt->max_depth != 0 ? opt->max_depth : SCAN_MAX_DEPTH,
-		.cancel = opt != NULL ? opt->cancel : NULL,
-		.cb = cb,
-		.userdata = userdata,
+	    .batch_size = opt != NULL && opt->batch_size != 0 ? opt->batch_size : SCAN_BATCH_SIZE,
+	    .max_depth = opt != NULL && opt->max_depth != 0 ? opt->max_depth : SCAN_MAX_DEPTH,
+	    .cancel = opt != NULL ? opt->cancel : NULL,
+	    .cb = cb,
+	    .userdata = userdata,
 	};
 	int r;
 

@@ -19,33 +19,33 @@
 #define SCAN_MAX_DEPTH 256
 
 enum scan_kind {
-	SCAN_FILE,              /* a regular file: size and mtime_ns are set */
-	SCAN_SYMLINK,           /* skipped: not followed */
-	SCAN_DEVICE,            /* skipped: block or character device */
-	SCAN_SOCKET,            /* skipped */
-	SCAN_FIFO,              /* skipped */
-	SCAN_UNREADABLE,        /* skipped: a directory that could not be opened or read, or an
-	                         * entry that could not be stat'ed; error is set */
-	SCAN_OTHER_FS,          /* skipped: a directory on another filesystem (a mount point) */
-	SCAN_TOO_DEEP,          /* skipped: a directory deeper than max_depth */
-	SCAN_OTHER,             /* skipped: any other file type */
+	SCAN_FILE,       /* a regular file: size and mtime_ns are set */
+	SCAN_SYMLINK,    /* skipped: not followed */
+	SCAN_DEVICE,     /* skipped: block or character device */
+	SCAN_SOCKET,     /* skipped */
+	SCAN_FIFO,       /* skipped */
+	SCAN_UNREADABLE, /* skipped: a directory that could not be opened or read, or an
+	                  * entry that could not be stat'ed; error is set */
+	SCAN_OTHER_FS,   /* skipped: a directory on another filesystem (a mount point) */
+	SCAN_TOO_DEEP,   /* skipped: a directory deeper than max_depth */
+	SCAN_OTHER,      /* skipped: any other file type */
 	_SCAN_KIND_MAX,
 };
 
 struct scan_entry {
-	const char *path;       /* relative to the staging root, '/'-separated; bytes as on disk
-	                         * (not necessarily UTF-8) */
+	const char *path; /* relative to the staging root, '/'-separated; bytes as on disk
+	                   * (not necessarily UTF-8) */
 	size_t path_len;
 	enum scan_kind kind;
-	int error;              /* errno for SCAN_UNREADABLE, else 0 */
-	uint64_t size;          /* SCAN_FILE only */
-	int64_t mtime_ns;       /* SCAN_FILE only */
+	int error;        /* errno for SCAN_UNREADABLE, else 0 */
+	uint64_t size;    /* SCAN_FILE only */
+	int64_t mtime_ns; /* SCAN_FILE only */
 };
 
 struct scan_options {
-	size_t batch_size;              /* entries per callback; 0: SCAN_BATCH_SIZE */
-	unsigned max_depth;             /* directory levels below the root; 0: SCAN_MAX_DEPTH */
-	const atomic_bool *cancel;      /* may be NULL */
+	size_t batch_size;         /* entries per callback; 0: SCAN_BATCH_SIZE */
+	unsigned max_depth;        /* directory levels below the root; 0: SCAN_MAX_DEPTH */
+	const atomic_bool *cancel; /* may be NULL */
 };
 
 /*

@@ -791,13 +791,15 @@ prep_check_done(struct prep *p)
 	if (p->manifests) {
 		/* Drive prep is over: the Azure part takes the job from here. */
 		set_phase(p, "awaiting-azure");
-		(void)db_event_add(p->d->db, p->job_id, "note",
-				   config_azure_ready(p->d->config)
-					   ? "drives prepared; creating the Azure job is not built yet"
-					   : "drives prepared; Azure is not configured, so no Azure job "
-					     "is created",
-				   daemon_now());
+		struct daemon *d = p->d;
+		int64_t id = p->job_id;
+		if (d->azure == NULL)
+			(void)db_event_add(d->db, id, "note",
+					   "drives prepared; Azure is not configured, so no Azure "
+					   "job is created (see seedd.conf(5), [Azure])",
+					   daemon_now());
 		prep_free(p);
+		azure_resume_id(d, id);
 		return;
 	}
 	if (db_files_count(p->d->db, p->job_id, "indexed", &waiting) < 0 ||

@@ -29,6 +29,14 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 	}
 }
 
+/* Phases in which drive prep itself (copying, manifests) still has work. */
+static bool
+prep_phase(const char *phase)
+{
+	return phase == NULL || strcmp(phase, "copying") == 0 ||
+	       strcmp(phase, "writing-manifests") == 0 || strncmp(phase, "needs-drive", 11) == 0;
+}
+
 static void
 resume_one(struct daemon *d, const struct job_row *j)
 {
@@ -37,10 +45,12 @@ resume_one(struct daemon *d, const struct job_row *j)
 
 	if (j->state == JOB_STAGING && (j->phase == NULL || strcmp(j->phase, "indexed") != 0))
 		r = index_start(d, j);
-	else if (j->state == JOB_DRIVE_PREP &&
-		 (j->phase == NULL || strcmp(j->phase, "awaiting-azure") != 0))
+	else if (j->state == JOB_DRIVE_PREP && prep_phase(j->phase))
 		r = prep_start(d, j, &err);
-	else
+	else if (j->state == JOB_DRIVE_PREP || j->state == JOB_SHIPPED) {
+		azure_resume(d, j);
+		return;
+	} else
 		return;
 	if (r < 0)
 		log_error("job %s: cannot resume %s: %s", j->name, job_state_to_string(j->state),

@@ -54,6 +54,17 @@ bool prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
 /* Are all workers alive (for the watchdog)? */
 bool stage_healthy(struct daemon *d);
 
+/* The Azure stages (stage-azure.c). */
+int azure_stage_start(struct daemon *d, char **ret_err);
+void azure_stage_stop(struct daemon *d);
+void azure_stage_reload(struct daemon *d);
+void azure_resume(struct daemon *d, const struct job_row *j);
+void azure_resume_id(struct daemon *d, int64_t job_id);
+void azure_cancel(struct daemon *d, const struct job_row *j);
+void azure_forget(struct daemon *d, int64_t job_id);
+void azure_poll_all(struct daemon *d);
+void azure_check_deadlines(struct daemon *d);
+
 /* Resume the job's threaded stage if its state has one (after RetryJob). */
 void stage_resume_job(struct daemon *d, int64_t job_id);
 /* Resume every job whose stage runs on threads (at start). */

@@ -69,12 +69,13 @@ def test_list_show_log(d):
           "report carries job and events")
 
 
-def test_not_built(d):
-    for args in (["job", "ship", "backup-01", "--carrier", "DHL", "--tracking", "123"],):
-        p = d.ctl(*args, check_rc=1)
-        check("NotImplemented" in p.stderr, "%s answers NotImplemented: %r" % (args, p.stderr))
+def test_wrong_state(d):
+    p = d.ctl("job", "ship", "backup-01", "--carrier", "DHL", "--tracking", "123", check_rc=1)
+    check("InvalidState" in p.stderr and "awaiting-tracking" in p.stderr,
+          "ship before drive prep is refused, saying why: %r" % p.stderr)
     job = d.ctl_json("job", "show", "backup-01")
-    check(job["state"] == "staging", "not-built calls changed nothing")
+    check(job["state"] == "staging" and job["azure"]["trackingNumber"] is None,
+          "refused calls changed nothing")
     p = d.ctl("job", "prepare", "backup-01", check_rc=1)
     check("InvalidState" in p.stderr, "prepare without drives is refused: %r" % p.stderr)
 
@@ -174,15 +175,25 @@ def test_unreachable(d):
     check(p.returncode == 3, "unreachable daemon exits 3: %d" % p.returncode)
 
 
+def test_metrics(d):
+    text = open(os.path.join(d.tmp, "metrics.prom")).read()
+    check("seedd_up 1" in text, "metrics file written: %r" % text[:200])
+    check('seedd_jobs{state="staging"}' in text, "jobs per state in the metrics")
+
+
 def main():
-    d = Daemon().start()
+    d = Daemon()
+    with open(d.config, "w") as f:
+        f.write("[Daemon]\nMetricsFile=%s/metrics.prom\n" % d.tmp)
+    d.start()
     staging = os.path.join(d.tmp, "staging")
     os.makedirs(staging)
     try:
         test_status_and_files(d)
+        test_metrics(d)
         test_create(d, staging)
         test_list_show_log(d)
-        test_not_built(d)
+        test_wrong_state(d)
         test_cancel_retry(d, staging)
         test_watch(d, staging)
         test_varlink_service(d)

@@ -26,19 +26,19 @@
 #define MTIME_NS 1600000000123456789LL
 
 static char root[PATH_MAX];
-static int src_fd = -1;         /* the "staging" tree */
-static int dst_fd = -1;         /* the "drive" */
+static int src_fd = -1; /* the "staging" tree */
+static int dst_fd = -1; /* the "drive" */
 
 struct capture {
 	int n_checkpoints;
-	struct copy_block *blocks;       /* of the last checkpoint */
+	struct copy_block *blocks; /* of the last checkpoint */
 	size_t n_blocks;
 	char tmp_name[NAME_MAX + 1];
 	atomic_bool cancel;
 	atomic_bool pause;
-	uint64_t stop_at;                /* set cancel (or pause) once this many bytes are done */
+	uint64_t stop_at; /* set cancel (or pause) once this many bytes are done */
 	bool use_pause;
-	const char *modify;              /* source to change once stop_at bytes are done */
+	const char *modify; /* source to change once stop_at bytes are done */
 	bool shrink;
 };
 
@@ -59,8 +59,8 @@ static void
 set_mtime(int dirfd, const char *path)
 {
 	struct timespec ts[2] = {
-		{ .tv_sec = MTIME_NS / 1000000000, .tv_nsec = MTIME_NS % 1000000000 },
-		{ .tv_sec = MTIME_NS / 1000000000, .tv_nsec = MTIME_NS % 1000000000 },
+	    {.tv_sec = MTIME_NS / 1000000000, .tv_nsec = MTIME_NS % 1000000000},
+	    {.tv_sec = MTIME_NS / 1000000000, .tv_nsec = MTIME_NS % 1000000000},
 	};
 
 	check(utimensat(dirfd, path, ts, AT_SYMLINK_NOFOLLOW) == 0);
@@ -154,25 +154,25 @@ static struct copy_request
 request(const char *src, const char *dst, size_t size, struct capture *cap)
 {
 	return (struct copy_request){
-		.src_dirfd = src_fd,
-		.src_path = src,
-		.expected_size = size,
-		.expected_mtime_ns = MTIME_NS,
-		.dst_dirfd = dst_fd,
-		.dst_path = dst,
-		.verify = true,
-		.cancel = cap != NULL ? &cap->cancel : NULL,
-		.pause = cap != NULL ? &cap->pause : NULL,
-		.progress = progress_cb,
-		.checkpoint = cap != NULL ? checkpoint_cb : NULL,
-		.userdata = cap,
+	    .src_dirfd = src_fd,
+	    .src_path = src,
+	    .expected_size = size,
+	    .expected_mtime_ns = MTIME_NS,
+	    .dst_dirfd = dst_fd,
+	    .dst_path = dst,
+	    .verify = true,
+	    .cancel = cap != NULL ? &cap->cancel : NULL,
+	    .pause = cap != NULL ? &cap->pause : NULL,
+	    .progress = progress_cb,
+	    .checkpoint = cap != NULL ? checkpoint_cb : NULL,
+	    .userdata = cap,
 	};
 }
 
 /* res describes data exactly: blocks of bs, their MD5s, the whole MD5; dst holds data. */
 static void
 check_copy(const struct copy_result *res, const unsigned char *data, size_t size, uint32_t bs,
-    const char *dst)
+           const char *dst)
 {
 	unsigned char sum[16], *copy;
 	size_t copy_size, n = (size + bs - 1) / bs;
@@ -203,7 +203,7 @@ check_copy(const struct copy_result *res, const unsigned char *data, size_t size
 static void
 test_sizes(void)
 {
-	static const size_t sizes[] = { 0, 1, 4 * MIB, 4 * MIB + 1, 13 * MIB + 12345 };
+	static const size_t sizes[] = {0, 1, 4 * MIB, 4 * MIB + 1, 13 * MIB + 12345};
 	struct copier *c = copier_new();
 
 	check(c != NULL);
@@ -234,7 +234,7 @@ static void
 test_small_blocks(void)
 {
 	struct copier *c = copier_new();
-	static const size_t sizes[] = { 4096, 8192, 65536 * 3, 65536 * 3 + 1, 1000000 };
+	static const size_t sizes[] = {4096, 8192, 65536 * 3, 65536 * 3 + 1, 1000000};
 
 	check(mkdirat(src_fd, "small", 0755) == 0);
 	for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
@@ -258,8 +258,8 @@ test_small_blocks(void)
 static void
 test_bad_requests(void)
 {
-	static const char *const bad[] = { "", "/etc/passwd", "../x", "a/../x", "a//b", "a/", "./a",
-		"a/." };
+	static const char *const bad[] = {"",     "/etc/passwd", "../x", "a/../x",
+	                                  "a//b", "a/",          "./a",  "a/."};
 	struct copy_request req;
 	struct copy_result res;
 	char name[NAME_MAX + 1], longname[300];
@@ -297,7 +297,7 @@ test_bad_requests(void)
 static void
 test_stale(void)
 {
-	static const size_t sizes[] = { 1000, 9 * MIB };
+	static const size_t sizes[] = {1000, 9 * MIB};
 	struct copy_request req;
 	struct copy_result res;
 
@@ -314,7 +314,7 @@ test_stale(void)
 
 	/* Changed (in place, then shrunk) while being copied. */
 	for (size_t i = 0; i < ELEMENTSOF(sizes) * 2; i++) {
-		struct capture cap = { .stop_at = 1, .modify = "stale/b", .shrink = i % 2 };
+		struct capture cap = {.stop_at = 1, .modify = "stale/b", .shrink = i % 2};
 		size_t size = sizes[i / 2];
 
 		free(make_file(src_fd, "stale/b", size));
@@ -341,19 +341,20 @@ tmp_path(const char *dst, const struct capture *cap)
 	static char buf[PATH_MAX];
 	const char *slash = strrchr(dst, '/');
 
-	snprintf(buf, sizeof(buf), "%.*s%s", slash ? (int)(slash - dst + 1) : 0, dst, cap->tmp_name);
+	snprintf(buf, sizeof(buf), "%.*s%s", slash ? (int)(slash - dst + 1) : 0, dst,
+	         cap->tmp_name);
 	return buf;
 }
 
 /* Cancel (or pause) after stop_at bytes; returns the temporary file's last checkpoint. */
 static void
 cancel_copy(const char *path, size_t size, uint32_t bs, uint32_t every, uint64_t stop_at,
-    bool use_pause, struct capture *cap)
+            bool use_pause, struct capture *cap)
 {
 	struct copy_request req;
 	struct copy_result res;
 
-	*cap = (struct capture){ .stop_at = stop_at, .use_pause = use_pause };
+	*cap = (struct capture){.stop_at = stop_at, .use_pause = use_pause};
 	req = request(path, path, size, cap);
 	req.block_size = bs;
 	req.checkpoint_every = every;
@@ -366,12 +367,12 @@ cancel_copy(const char *path, size_t size, uint32_t bs, uint32_t every, uint64_t
 
 static int
 resume_copy(const char *path, size_t size, uint32_t bs, struct capture *cap,
-    struct copy_result *res)
+            struct copy_result *res)
 {
 	struct copy_checkpoint cp = {
-		.tmp_name = cap->tmp_name,
-		.n_blocks = cap->n_blocks,
-		.blocks = cap->blocks,
+	    .tmp_name = cap->tmp_name,
+	    .n_blocks = cap->n_blocks,
+	    .blocks = cap->blocks,
 	};
 	struct copy_request req = request(path, path, size, NULL);
 
@@ -504,7 +505,7 @@ test_verify(void)
 	check(pwrite(fd, "\0", 1, 4999) == 1 && fdatasync(fd) == 0);
 	close(fd);
 	check_int(copy_verify(dst_fd, "verify/small", res.blocks, res.n_blocks, NULL),
-	    data[4999] == 0 ? 0 : -EIO);
+	          data[4999] == 0 ? 0 : -EIO);
 	copy_result_done(&res);
 	free(data);
 	free(make_file(dst_fd, "verify/empty", 0));
@@ -512,34 +513,111 @@ test_verify(void)
 	check_int(copy_verify(dst_fd, "verify/small", NULL, 0, detail), -EIO);
 }
 
-/* Batch mode: no sync or verification inside; syncfs, then verify each file. */
+/*
+ * Batch mode: the final name written directly, no sync or verification inside;
+ * then syncfs and copier_verify_batch (with one bad, one missing, one large file).
+ */
 static void
 test_defer_sync(void)
 {
+	enum { N = 150 };
 	struct copier *c = copier_new();
-	struct copy_result res[20];
-	unsigned char *data[20];
-	char path[20][32];
+	struct copy_result *res = xcalloc(N, sizeof(*res));
+	struct copy_verify_item *items = xcalloc(N, sizeof(*items));
+	unsigned char *data[N];
+	char path[N][32], src[32];
+	struct capture cap = {.stop_at = 1, .modify = "batch/stale"};
+	struct copy_request req;
+	struct copy_result stale;
+	int fd;
 
 	check(mkdirat(src_fd, "batch", 0755) == 0);
-	for (size_t i = 0; i < 20; i++) {
-		struct copy_request req;
+	for (size_t i = 0; i < N; i++) {
+		size_t size = i == 7 ? 9 * MIB : 1 + i * 100;
 
-		snprintf(path[i], sizeof(path[i]), "batch/f%zu", i);
-		data[i] = make_file(src_fd, path[i], 1 + i * 1000);
-		req = request(path[i], path[i], 1 + i * 1000, NULL);
+		snprintf(src, sizeof(src), "batch/f%zu", i);
+		snprintf(path[i], sizeof(path[i]), "batch/%s/f%zu", i % 3 ? "x" : "y", i);
+		data[i] = make_file(src_fd, src, size);
+		req = request(src, path[i], size, NULL);
 		req.defer_sync = true;
 		check_int(copier_copy(c, &req, &res[i]), 0);
 		check(!res[i].verified);
+		check_str(res[i].tmp_name, src + 6);
+		items[i] = (struct copy_verify_item){path[i], res[i].blocks, res[i].n_blocks, 1};
 	}
 	check(syncfs(dst_fd) == 0);
-	for (size_t i = 0; i < 20; i++) {
-		check_int(copier_verify(c, dst_fd, path[i], res[i].blocks, res[i].n_blocks, NULL, NULL),
-		    0);
-		check_copy(&res[i], data[i], 1 + i * 1000, COPY_BLOCK_SIZE, path[i]);
+	check_int(copier_verify_batch(c, dst_fd, items, N, NULL), 0);
+	for (size_t i = 0; i < N; i++) {
+		check_int(items[i].result, 0);
+		check_copy(&res[i], data[i], i == 7 ? 9 * MIB : 1 + i * 100, COPY_BLOCK_SIZE,
+		           path[i]);
+	}
+
+	/* A damaged file, a missing one, a damaged large one: each item says which. */
+	fd = openat(dst_fd, path[100], O_WRONLY | O_CLOEXEC);
+	check(fd >= 0 && pwrite(fd, "\x01", 1, 5) == 1 && fdatasync(fd) == 0);
+	close(fd);
+	fd = openat(dst_fd, path[7], O_WRONLY | O_CLOEXEC);
+	check(fd >= 0 && pwrite(fd, "\x01", 1, 5 * MIB) == 1 && fdatasync(fd) == 0);
+	close(fd);
+	check(unlinkat(dst_fd, path[120], 0) == 0);
+	check_int(copier_verify_batch(c, dst_fd, items, N, NULL),
+	          data[7][5 * MIB] == 1 ? -ENOENT : -EIO);
+	for (size_t i = 0; i < N; i++) {
+		if (i == 120)
+			check_int(items[i].result, -ENOENT);
+		else if (i == 100)
+			check_int(items[i].result, data[100][5] == 1 ? 0 : -EIO);
+		else if (i == 7)
+			check_int(items[i].result, data[7][5 * MIB] == 1 ? 0 : -EIO);
+		else
+			check_int(items[i].result, 0);
+	}
+	for (size_t i = 0; i < N; i++) {
 		copy_result_done(&res[i]);
 		free(data[i]);
 	}
+
+	/* A batch-mode file that changes while copied is removed, not left half-written. */
+	free(make_file(src_fd, "batch/stale", 5000));
+	req = request("batch/stale", "batch/stale", 5000, &cap);
+	req.defer_sync = true;
+	check_int(copier_copy(c, &req, &stale), -ESTALE);
+	check(!exists(dst_fd, "batch/stale"));
+	free(cap.blocks);
+	copier_free(c);
+	free(res);
+	free(items);
+}
+
+/* One copier on two drives with the same directory names: each file lands on its own drive. */
+static void
+test_two_drives(void)
+{
+	char path[PATH_MAX + 16];
+	struct copier *c = copier_new();
+	struct copy_request req;
+	struct copy_result res;
+	int other;
+
+	snprintf(path, sizeof(path), "%s/drive2", root);
+	check(mkdir(path, 0755) == 0);
+	other = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	check(other >= 0);
+	check(mkdirat(src_fd, "two", 0755) == 0);
+	free(make_file(src_fd, "two/f1", 100));
+	free(make_file(src_fd, "two/f2", 100));
+	req = request("two/f1", "same/dir/f1", 100, NULL);
+	check_int(copier_copy(c, &req, &res), 0);
+	copy_result_done(&res);
+	req = request("two/f2", "same/dir/f2", 100, NULL);
+	req.dst_dirfd = other;
+	check_int(copier_copy(c, &req, &res), 0);
+	copy_result_done(&res);
+	check_int(copier_verify(c, dst_fd, "same/dir/f2", NULL, 0, NULL, NULL), -ENOENT);
+	check(exists(dst_fd, "same/dir/f1") && !exists(dst_fd, "same/dir/f2"));
+	check(exists(other, "same/dir/f2") && !exists(other, "same/dir/f1"));
+	close(other);
 	copier_free(c);
 }
 
@@ -592,12 +670,12 @@ static void
 block_openat2(void)
 {
 	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { .len = ELEMENTSOF(filter), .filter = filter };
+	struct sock_fprog prog = {.len = ELEMENTSOF(filter), .filter = filter};
 
 	check(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
 	check(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
@@ -738,6 +816,7 @@ main(void)
 	test_cancel_resume();
 	test_verify();
 	test_defer_sync();
+	test_two_drives();
 	test_symlinks();
 	test_enospc();
 	close(src_fd);

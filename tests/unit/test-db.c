@@ -6,9 +6,9 @@
  * guard. Then the drive-prep store: scanner batches and rescans, totals,
  * paging, placement, checkpoints, verified files and their counters,
  * reindex/unplace, drives, secrets, the read-only connection (from a
- * thread), the query plans, and a 200k-file run. White-box: a second raw
- * SQLite connection and db-internal.h are used to look at and tamper with
- * the file.
+ * thread), the Azure job and drive fields, the query plans, and a 200k-file
+ * run. White-box: a second raw SQLite connection and db-internal.h are used
+ * to look at and tamper with the file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1056,7 +1056,7 @@ test_files_page(struct db *db)
 	int64_t d1 = new_drive(db, job, "PG-1"), d2 = new_drive(db, job, "PG-2");
 	struct file_entry e[30];
 	struct placement p[30];
-	char names[30][8];
+	char names[30][16];
 	size_t np = 0, on[3] = {0};
 	struct file_row *rows;
 	size_t n;
@@ -1603,6 +1603,9 @@ test_readonly(void)
 	check_int(db_drive_add(ro, job, "RO-3", "/m", "u", 1, 1, &id), -EROFS);
 	check_int(db_secret_put(ro, job, d, "bitlocker", "k", 1), -EROFS);
 	check_int(db_file_unplace(ro, f3), -EROFS);
+	check_int(db_job_set_azure_name(ro, job, "seedd-ro", "DataBox", 1), -EROFS);
+	check_int(db_job_set_azure_state(ro, job, "Received", 1), -EROFS);
+	check_int(db_drive_set_azure(ro, d, "Received", 1, 1, 0, NULL, NULL), -EROFS);
 	rc = sqlite3_exec(ro->sqlite, "UPDATE jobs SET phase = 'sneaky'", NULL, NULL, NULL);
 	check_int(rc & 0xff, SQLITE_READONLY);
 	check_int(db_job_get_by_id(ro, job, &j), 0);
@@ -1681,6 +1684,310 @@ test_query_plans(struct db *db)
 		}
 		sqlite3_finalize(st);
 	}
+}
+
+/* ---- The Azure stages ---------------------------------------------------------------- */
+
+/* Both NULL or equal. */
+static bool
+same(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+/* A fresh job has no Azure fields; db_job_get() and db_job_list() fill them. */
+static void
+check_azure_fields(struct db *db, int64_t id, const char *api, int64_t created, int64_t shipped,
+                   int warned, bool received)
+{
+	struct job_row *j = get(db, id), *by_name = NULL, **rows = NULL;
+	size_t n = 0, found = 0;
+
+	check(same(j->azure_api, api));
+	check_int(j->azure_created, created);
+	check_int(j->shipped_at, shipped);
+	check_int(j->deadline_warned, warned);
+	check_int(j->receive_warned, received);
+	check_int(db_job_get(db, j->name, &by_name), 0);
+	check_int(by_name->azure_created, created);
+	check_int(by_name->shipped_at, shipped);
+	check_int(by_name->deadline_warned, warned);
+	check_int(by_name->receive_warned, received);
+	check(same(by_name->azure_api, api));
+	check_int(db_job_list(db, &rows, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i]->id != id)
+			continue;
+		found++;
+		check(same(rows[i]->azure_api, api));
+		check_int(rows[i]->azure_created, created);
+		check_int(rows[i]->shipped_at, shipped);
+		check_int(rows[i]->deadline_warned, warned);
+		check_int(rows[i]->receive_warned, received);
+	}
+	check_int(found, 1);
+	job_rows_free(rows, n);
+	job_row_free(by_name);
+	job_row_free(j);
+}
+
+static void
+test_azure_name(struct db *db)
+{
+	int64_t id = new_job(db, "azure-name");
+	struct job_row *j;
+	size_t events;
+
+	check_azure_fields(db, id, NULL, 0, 0, 0, false);
+	events = event_count(db, id);
+	check_int(db_job_set_azure_name(db, id, "seedd-azure-name", DB_AZURE_API_DATABOX, 100), 0);
+	check_last_event(db, id, DB_EVENT_AZURE, JOB_STAGING, "Azure job seedd-azure-name (DataBox)");
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_str(j->azure_job_name, "seedd-azure-name");
+	check_int(j->updated, 100);
+	job_row_free(j);
+	check_azure_fields(db, id, "DataBox", 0, 0, 0, false);
+
+	/* The same values again: nothing written. */
+	check_int(db_job_set_azure_name(db, id, "seedd-azure-name", "DataBox", 101), 0);
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_int(j->updated, 100);
+	job_row_free(j);
+
+	/* Another API (or name) is recorded, with its event. */
+	check_int(db_job_set_azure_name(db, id, "seedd-azure-name", "ImportExport", 102), 0);
+	check_last_event(db, id, DB_EVENT_AZURE, JOB_STAGING,
+	                 "Azure job seedd-azure-name (ImportExport)");
+	check_int(event_count(db, id), events + 2);
+	check_azure_fields(db, id, "ImportExport", 0, 0, 0, false);
+
+	check_int(db_job_set_azure_name(db, id, "x", "Bogus", 1), -EINVAL);
+	check_int(db_job_set_azure_name(db, id, "x", NULL, 1), -EINVAL);
+	check_int(db_job_set_azure_name(db, id, "", "DataBox", 1), -EINVAL);
+	check_int(db_job_set_azure_name(db, id, NULL, "DataBox", 1), -EINVAL);
+	check_int(db_job_set_azure_name(db, 999999, "x", "DataBox", 1), -ENOENT);
+	check_int(event_count(db, id), events + 2);
+}
+
+static void
+test_azure_created(struct db *db)
+{
+	int64_t id = new_job(db, "azure-created"), nodl = new_job(db, "azure-no-deadline");
+	struct job_row *j;
+	size_t events;
+
+	check_int(db_job_set_azure_name(db, id, "seedd-azure-created", "DataBox", 100), 0);
+	events = event_count(db, id);
+	/* 1700000000 is 2023-11-14T22:13:20Z. */
+	check_int(db_job_azure_created(db, id, "Created", 1700000000, 200), 0);
+	check_last_event(db, id, DB_EVENT_AZURE, JOB_STAGING,
+	                 "Azure job created, status Created; tracking due by 2023-11-14T22:13:20Z");
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_str(j->azure_state, "Created");
+	check_int(j->ship_deadline, 1700000000);
+	check_int(j->updated, 200);
+	job_row_free(j);
+	check_azure_fields(db, id, "DataBox", 200, 0, 0, false);
+
+	/* Again (a restart): the first time is kept, the rest recorded, no new event. */
+	check_int(db_job_azure_created(db, id, "Shipping", 1700086400, 300), 0);
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_str(j->azure_state, "Shipping");
+	check_int(j->ship_deadline, 1700086400);
+	check_int(j->updated, 300);
+	job_row_free(j);
+	check_azure_fields(db, id, "DataBox", 200, 0, 0, false);
+
+	check_int(db_job_azure_created(db, nodl, "Created", 0, 50), 0);
+	check_last_event(db, nodl, DB_EVENT_AZURE, JOB_STAGING, "Azure job created, status Created");
+	check_azure_fields(db, nodl, NULL, 50, 0, 0, false);
+
+	check_int(db_job_azure_created(db, id, NULL, 1, 1), -EINVAL);
+	check_int(db_job_azure_created(db, id, "", 1, 1), -EINVAL);
+	check_int(db_job_azure_created(db, id, "Created", -1, 1), -EINVAL);
+	check_int(db_job_azure_created(db, id, "Created", 1, 0), -EINVAL);
+	check_int(db_job_azure_created(db, 999999, "Created", 1, 1), -ENOENT);
+	check_int(event_count(db, id), events + 1);
+}
+
+static void
+test_azure_state_warned(struct db *db)
+{
+	int64_t id = new_job(db, "azure-state");
+	struct job_row *j;
+	size_t events;
+
+	check_int(db_job_azure_created(db, id, "Created", 1700000000, 10), 0);
+	events = event_count(db, id);
+	check_int(db_job_set_azure_state(db, id, "Created", 20), 0);
+	check_int(event_count(db, id), events);
+	j = get(db, id);
+	check_int(j->updated, 10);
+	job_row_free(j);
+
+	check_int(db_job_set_azure_state(db, id, "Received", 30), 1);
+	check_last_event(db, id, DB_EVENT_AZURE, JOB_STAGING, "Azure status: Received");
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_str(j->azure_state, "Received");
+	check_int(j->updated, 30);
+	job_row_free(j);
+	check_int(db_job_set_azure_state(db, id, "Received", 40), 0);
+	check_int(event_count(db, id), events + 1);
+	check_int(db_job_set_azure_state(db, id, NULL, 1), -EINVAL);
+	check_int(db_job_set_azure_state(db, id, "", 1), -EINVAL);
+	check_int(db_job_set_azure_state(db, 999999, "Received", 1), -ENOENT);
+
+	check_int(db_job_set_warned(db, id, 7, false), 0);
+	check_azure_fields(db, id, NULL, 10, 0, 7, false);
+	check_int(db_job_set_warned(db, id, 3, true), 0);
+	check_azure_fields(db, id, NULL, 10, 0, 3, true);
+	check_int(db_job_set_warned(db, id, 3, true), 0); /* the same again is fine */
+	check_int(db_job_set_warned(db, id, 0, false), 0);
+	check_azure_fields(db, id, NULL, 10, 0, 0, false);
+	check_int(db_job_set_warned(db, id, -1, false), -EINVAL);
+	check_int(db_job_set_warned(db, 999999, 1, true), -ENOENT);
+	check_int(event_count(db, id), events + 1);
+	j = get(db, id);
+	check_int(j->updated, 30);
+	job_row_free(j);
+}
+
+/* shipped_at comes with the move to shipped and stays; tracking works in any state. */
+static void
+test_azure_shipped(struct db *db)
+{
+	int64_t id = new_job(db, "azure-ship"), other = new_job(db, "azure-ship-2");
+
+	check_int(db_job_advance(db, id, JOB_STAGING, JOB_DRIVE_PREP, "x", NULL, 10), 0);
+	check_azure_fields(db, id, NULL, 0, 0, 0, false);
+	check_int(db_job_set_tracking(db, id, "UPS", "1ZAZURE", 15), 0);
+	check_int(db_job_advance(db, id, JOB_DRIVE_PREP, JOB_SHIPPED, "x", NULL, 20), 0);
+	check_azure_fields(db, id, NULL, 0, 20, 0, false);
+	check_int(db_job_set_tracking(db, id, "FedEx", "7700AZURE", 25), 0);
+	check_int(db_job_advance(db, id, JOB_SHIPPED, JOB_IMPORTED, "x", NULL, 30), 0);
+	check_azure_fields(db, id, NULL, 0, 20, 0, false);
+
+	check_int(db_job_fail(db, other, JOB_STAGING, "boom", 40), 0);
+	check_int(db_job_set_tracking(db, other, "UPS", "7700AZURE", 41), -EEXIST);
+	check_int(db_job_set_tracking(db, other, "UPS", "1ZOTHER", 42), 0);
+	check_azure_fields(db, other, NULL, 0, 0, 0, false);
+}
+
+/* A failing event INSERT leaves the job as it was. */
+static void
+test_azure_atomic(struct db *db, const char *path)
+{
+	int64_t id = new_job(db, "azure-atomic");
+	sqlite3 *raw = raw_open(path);
+	struct job_row *j;
+
+	raw_exec(raw, "CREATE TRIGGER no_events BEFORE INSERT ON events "
+	              "BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+	check_int(db_job_set_azure_name(db, id, "seedd-atomic", "DataBox", 5), -EIO);
+	check_int(db_job_azure_created(db, id, "Created", 100, 5), -EIO);
+	check_int(db_job_set_azure_state(db, id, "Received", 5), -EIO);
+	raw_exec(raw, "DROP TRIGGER no_events");
+	j = get(db, id);
+	check(j->azure_job_name == NULL && j->azure_api == NULL && j->azure_state == NULL);
+	check_int(j->azure_created, 0);
+	check_int(j->ship_deadline, 0);
+	check_int(j->updated, 1000);
+	job_row_free(j);
+
+	/* The schema's CHECKs. */
+	check(sqlite3_exec(raw, "UPDATE jobs SET azure_api = 'Bogus'", NULL, NULL, NULL) !=
+	      SQLITE_OK);
+	check(sqlite3_exec(raw, "UPDATE jobs SET receive_warned = 2", NULL, NULL, NULL) !=
+	      SQLITE_OK);
+	check(sqlite3_exec(raw, "UPDATE jobs SET shipped_at = -1", NULL, NULL, NULL) != SQLITE_OK);
+	check(sqlite3_exec(raw, "UPDATE drives SET azure_bytes = -1", NULL, NULL, NULL) !=
+	      SQLITE_OK);
+	sqlite3_close(raw);
+}
+
+static void
+check_drive_azure(const struct drive_row *d, const char *status, int64_t bytes, int64_t total,
+                  int64_t errored, const char *error_log, const char *verbose_log)
+{
+	check(same(d->azure_status, status));
+	check(same(d->error_log, error_log));
+	check(same(d->verbose_log, verbose_log));
+	check_int(d->azure_bytes, bytes);
+	check_int(d->azure_total, total);
+	check_int(d->azure_files_errored, errored);
+}
+
+/* The drive's Azure fields through db_drive_get(), db_drive_list() and db_drive_by_serial(). */
+static void
+check_drive_everywhere(struct db *db, int64_t job, int64_t drive, const char *serial,
+                       const char *status, int64_t bytes, int64_t total, int64_t errored,
+                       const char *error_log, const char *verbose_log)
+{
+	struct drive_row d, *rows = NULL;
+	size_t n = 0, found = 0;
+
+	check_int(db_drive_get(db, drive, &d), 0);
+	check_drive_azure(&d, status, bytes, total, errored, error_log, verbose_log);
+	drive_row_done(&d);
+	check_int(db_drive_by_serial(db, job, serial, &d), 0);
+	check_int(d.id, drive);
+	check_int(d.job_id, job);
+	check_str(d.serial, serial);
+	check_drive_azure(&d, status, bytes, total, errored, error_log, verbose_log);
+	drive_row_done(&d);
+	check(d.azure_status == NULL && d.error_log == NULL && d.verbose_log == NULL);
+	check_int(db_drive_list(db, job, &rows, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].id == drive) {
+			found++;
+			check_drive_azure(&rows[i], status, bytes, total, errored, error_log,
+			                  verbose_log);
+		}
+	check_int(found, 1);
+	drive_rows_free(rows, n);
+}
+
+static void
+test_azure_drives(struct db *db)
+{
+	int64_t job = new_job(db, "azure-drives"), other = new_job(db, "azure-drives-2");
+	int64_t d1 = new_drive(db, job, "AZ-1"), d2 = new_drive(db, job, "AZ-2");
+	struct drive_row d;
+
+	check_drive_everywhere(db, job, d1, "AZ-1", NULL, 0, 0, 0, NULL, NULL);
+	check_int(db_drive_set_azure(db, d1, "Received", 10, 100, 0, NULL, NULL), 0);
+	check_drive_everywhere(db, job, d1, "AZ-1", "Received", 10, 100, 0, NULL, NULL);
+	check_int(db_drive_set_azure(db, d1, "Completed", 100, 100, 2, "https://a/err.xml",
+	                             "https://a/verbose.xml"),
+	          0);
+	check_drive_everywhere(db, job, d1, "AZ-1", "Completed", 100, 100, 2, "https://a/err.xml",
+	                       "https://a/verbose.xml");
+	/* NULL strings keep the old values; the numbers are replaced. */
+	check_int(db_drive_set_azure(db, d1, NULL, 90, 95, 3, NULL, NULL), 0);
+	check_drive_everywhere(db, job, d1, "AZ-1", "Completed", 90, 95, 3, "https://a/err.xml",
+	                       "https://a/verbose.xml");
+	check_int(db_drive_set_azure(db, d1, NULL, 90, 95, 3, NULL, "https://b/verbose.xml"), 0);
+	check_drive_everywhere(db, job, d1, "AZ-1", "Completed", 90, 95, 3, "https://a/err.xml",
+	                       "https://b/verbose.xml");
+	/* The other drive is untouched. */
+	check_drive_everywhere(db, job, d2, "AZ-2", NULL, 0, 0, 0, NULL, NULL);
+
+	check_int(db_drive_set_azure(db, d1, "x", -1, 0, 0, NULL, NULL), -EINVAL);
+	check_int(db_drive_set_azure(db, d1, "x", 0, -1, 0, NULL, NULL), -EINVAL);
+	check_int(db_drive_set_azure(db, d1, "x", 0, 0, -1, NULL, NULL), -EINVAL);
+	check_int(db_drive_set_azure(db, 999999, "x", 0, 0, 0, NULL, NULL), -ENOENT);
+	check_drive_everywhere(db, job, d1, "AZ-1", "Completed", 90, 95, 3, "https://a/err.xml",
+	                       "https://b/verbose.xml");
+
+	check_int(db_drive_by_serial(db, job, "AZ-3", &d), -ENOENT);
+	check_int(db_drive_by_serial(db, other, "AZ-1", &d), -ENOENT);
+	check_int(db_drive_by_serial(db, 999999, "AZ-1", &d), -ENOENT);
+	check_int(db_drive_by_serial(db, job, NULL, &d), -EINVAL);
 }
 
 /* ---- A big job --------------------------------------------------------------------- */
@@ -1827,6 +2134,12 @@ main(void)
 	test_waiting_counts_clear(db);
 	test_drives(db);
 	test_secrets(db, path);
+	test_azure_name(db);
+	test_azure_created(db);
+	test_azure_state_warned(db);
+	test_azure_shipped(db);
+	test_azure_atomic(db, path);
+	test_azure_drives(db);
 	test_query_plans(db);
 	test_counts_and_list(db);
 	check(db_close(db) == NULL);

@@ -39,7 +39,7 @@ struct seen {
 	size_t batches;
 	size_t max_batch;
 	atomic_bool cancel;
-	size_t cancel_after;            /* batches; 0: never */
+	size_t cancel_after; /* batches; 0: never */
 	int fail_with;
 };
 
@@ -54,8 +54,9 @@ collect_cb(const struct scan_entry *e, size_t n, void *userdata)
 	for (size_t i = 0; i < n; i++) {
 		check_int(strlen(e[i].path), e[i].path_len);
 		seen->lines = xreallocarray(seen->lines, seen->n + 1, sizeof(char *));
-		seen->lines[seen->n++] = xprintf("%s %s %llu %d", scan_kind_to_string(e[i].kind),
-		    e[i].path, (unsigned long long)e[i].size, e[i].error);
+		seen->lines[seen->n++] =
+		    xprintf("%s %s %llu %d", scan_kind_to_string(e[i].kind), e[i].path,
+		            (unsigned long long)e[i].size, e[i].error);
 	}
 	if (seen->cancel_after != 0 && seen->batches == seen->cancel_after)
 		atomic_store(&seen->cancel, true);
@@ -110,7 +111,7 @@ make_file(int dirfd, const char *path, const char *content)
 static bool
 make_mixed(int fd)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int sock;
 	bool dev;
 
@@ -127,7 +128,7 @@ make_mixed(int fd)
 	check(symlinkat("a", fd, "link-dir") == 0);
 	check(mkfifoat(fd, "fifo", 0644) == 0);
 	check(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mixed/sock", root) <
-	    (int)sizeof(sa.sun_path));
+	      (int)sizeof(sa.sun_path));
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	check(sock >= 0 && bind(sock, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	close(sock);
@@ -144,17 +145,12 @@ static void
 check_mixed(int fd, bool dev, bool locked_readable)
 {
 	const char *expected[16] = {
-		"file a/b/c/deep.txt 3 0",
-		"file a/empty 0 0",
-		"file ünïcødé ✓/файл.txt 5 0",
-		"file bad-\xff-utf8 1 0",
-		"symlink link-passwd 0 0",
-		"symlink link-dir 0 0",
-		"fifo fifo 0 0",
-		"socket sock 0 0",
+	    "file a/b/c/deep.txt 3 0", "file a/empty 0 0",        "file ünïcødé ✓/файл.txt 5 0",
+	    "file bad-\xff-utf8 1 0",  "symlink link-passwd 0 0", "symlink link-dir 0 0",
+	    "fifo fifo 0 0",           "socket sock 0 0",
 	};
 	size_t n = 8;
-	struct seen seen = { 0 };
+	struct seen seen = {0};
 
 	expected[n++] = locked_readable ? "file locked/hidden.txt 6 0" : "unreadable locked 0 13";
 	if (dev)
@@ -202,16 +198,16 @@ test_mixed(void)
 static int
 other_fs_child(const char *path)
 {
-	const char *expected[] = { "other-fs mnt 0 0", "file plain 0 0" };
+	const char *expected[] = {"other-fs mnt 0 0", "file plain 0 0"};
 	char mnt[PATH_MAX + 16];
-	struct seen seen = { 0 };
+	struct seen seen = {0};
 	int fd;
 
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		printf("skip other-fs: no mount namespace: %s\n", strerror(errno));
 		return TEST_SKIP;
 	}
-	snprintf(mnt, sizeof(mnt), "%s/mnt", path);
+	check(snprintf(mnt, sizeof(mnt), "%s/mnt", path) < (int)sizeof(mnt));
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
 		printf("skip other-fs: cannot mount a tmpfs: %s\n", strerror(errno));
 		return TEST_SKIP;
@@ -257,8 +253,8 @@ static void
 test_batches_and_cancel(void)
 {
 	char path[PATH_MAX + 16];
-	struct scan_options opt = { .batch_size = 3 };
-	struct seen seen = { 0 };
+	struct scan_options opt = {.batch_size = 3};
+	struct seen seen = {0};
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/ten", root);
@@ -278,14 +274,14 @@ test_batches_and_cancel(void)
 
 	/* Batches of exactly the batch size: no empty call at the end. */
 	opt.batch_size = 5;
-	seen = (struct seen){ 0 };
+	seen = (struct seen){0};
 	check_int(scan_tree(fd, &opt, collect_cb, &seen), 0);
 	check_int(seen.batches, 2);
 	seen_done(&seen);
 
 	/* Cancelled from the first callback: nothing more is delivered. */
 	opt.batch_size = 3;
-	seen = (struct seen){ .cancel_after = 1 };
+	seen = (struct seen){.cancel_after = 1};
 	opt.cancel = &seen.cancel;
 	check_int(scan_tree(fd, &opt, collect_cb, &seen), -ECANCELED);
 	check_int(seen.batches, 1);
@@ -294,7 +290,7 @@ test_batches_and_cancel(void)
 
 	/* The callback stops the scan with its error. */
 	opt.cancel = NULL;
-	seen = (struct seen){ .fail_with = -EIO };
+	seen = (struct seen){.fail_with = -EIO};
 	check_int(scan_tree(fd, &opt, collect_cb, &seen), -EIO);
 	check_int(seen.batches, 1);
 	seen_done(&seen);
@@ -308,8 +304,8 @@ test_deep(void)
 {
 	const unsigned levels = 300;
 	char path[PATH_MAX + 16], *deep;
-	struct scan_options opt = { .max_depth = 5 };
-	struct seen seen = { 0 };
+	struct scan_options opt = {.max_depth = 5};
+	struct seen seen = {0};
 	int fd, top;
 	const char *expected[1];
 
@@ -336,7 +332,7 @@ test_deep(void)
 	seen_done(&seen);
 
 	/* The default limit (256) stops this tree too. */
-	seen = (struct seen){ 0 };
+	seen = (struct seen){0};
 	check_int(scan_tree(top, NULL, collect_cb, &seen), 0);
 	check_int(seen.n, 1);
 	check(strncmp(seen.lines[0], "too-deep ", 9) == 0);
@@ -344,7 +340,7 @@ test_deep(void)
 	seen_done(&seen);
 
 	/* A limit above it finds the file. */
-	seen = (struct seen){ 0 };
+	seen = (struct seen){0};
 	opt.max_depth = levels + 1;
 	check_int(scan_tree(top, &opt, collect_cb, &seen), 0);
 	deep = xmalloc(levels * 2 + 64);
@@ -362,7 +358,7 @@ test_deep(void)
 
 /* 100 k files: every one seen exactly once, and memory does not grow with them. */
 struct many {
-	unsigned char *seen;            /* one byte per file */
+	unsigned char *seen; /* one byte per file */
 	size_t n;
 	size_t batches;
 };
@@ -400,7 +396,7 @@ static void
 test_many(void)
 {
 	char path[PATH_MAX + 16];
-	struct many m = { 0 };
+	struct many m = {0};
 	long rss;
 	int top;
 
@@ -455,7 +451,7 @@ main(void)
 	test_deep();
 	test_many();
 	check(snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' && rm -rf '%s'", root, root) <
-	    (int)sizeof(cmd));
+	      (int)sizeof(cmd));
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", root);
 	return 0;

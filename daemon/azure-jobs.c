@@ -1,0 +1,424 @@
+/*
+ * Request bodies and status parsing of the DataBox (customer disk) and
+ * ImportExport job APIs. Pure JSON; see azure-jobs.h. Any thread.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "azure-jobs.h"
+#include "util.h"
+
+static const char *const stage_table[] = {
+	[AZ_UNKNOWN] = "unknown",
+	[AZ_AWAITING_SHIPMENT] = "awaiting-shipment",
+	[AZ_SHIPPED] = "shipped",
+	[AZ_RECEIVED] = "received",
+	[AZ_COPYING] = "copying",
+	[AZ_COMPLETED] = "completed",
+	[AZ_COMPLETED_PROBLEMS] = "completed-with-problems",
+	[AZ_FAILED] = "failed",
+	[AZ_CANCELLED] = "cancelled",
+};
+
+const char *
+azure_stage_to_string(enum azure_stage s)
+{
+	return s < ELEMENTSOF(stage_table) ? stage_table[s] : "unknown";
+}
+
+/* Optional string members are left out when unset. */
+static void
+set_opt(json_t *o, const char *key, const char *value)
+{
+	if (value != NULL && *value != '\0')
+		json_object_set_new(o, key, json_string(value));
+}
+
+/* The first required Shipping/Azure key that is missing, or NULL. */
+static const char *
+missing_for_job(const struct config *c)
+{
+	const struct {
+		const char *name;
+		const char *value;
+	} need[] = {
+		{"[Azure] Location=", c->location},
+		{"[Storage] AccountId=", c->account_id},
+		{"[Shipping] ContactName=", c->contact_name},
+		{"[Shipping] Phone=", c->phone},
+		{"[Shipping] Email=", c->email},
+		{"[Shipping] StreetAddress1=", c->street_address1},
+		{"[Shipping] City=", c->city},
+		{"[Shipping] PostalCode=", c->postal_code},
+		{"[Shipping] Country=", c->country},
+		{"[Shipping] ReturnCarrier=", c->return_carrier},
+		{"[Shipping] ReturnCarrierAccountNumberFile=", c->return_carrier_account_number.value},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(need); i++)
+		if (need[i].value == NULL || *need[i].value == '\0')
+			return need[i].name;
+	return NULL;
+}
+
+static json_t *
+databox_contact(const struct config *c)
+{
+	json_t *o = json_pack("{s:s,s:s,s:[s]}", "contactName", c->contact_name, "phone", c->phone,
+			      "emailList", c->email);
+	return o;
+}
+
+static json_t *
+databox_address(const struct config *c)
+{
+	json_t *o = json_pack("{s:s,s:s}", "streetAddress1", c->street_address1, "country",
+			      c->country);
+
+	set_opt(o, "streetAddress2", c->street_address2);
+	set_opt(o, "city", c->city);
+	set_opt(o, "stateOrProvince", c->state_or_province);
+	set_opt(o, "postalCode", c->postal_code);
+	set_opt(o, "companyName", c->company_name);
+	return o;
+}
+
+json_t *
+databox_job_body(const struct config *c, const struct azure_disk *disks, size_t n,
+		 char **ret_err)
+{
+	const char *missing = missing_for_job(c);
+	json_t *collection, *details;
+
+	if (missing != NULL) {
+		xasprintf(ret_err, "%s is required to create the Azure job", missing);
+		return NULL;
+	}
+	collection = json_object();
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(collection, disks[i].serial,
+				    json_pack("{s:s,s:s,s:s}", "manifestFile", AZURE_MANIFEST_FILE,
+					      "manifestHash", disks[i].manifest_hash,
+					      "bitLockerKey", disks[i].bitlocker_key));
+	details = json_pack(
+		"{s:s,s:o,s:o,s:{s:s,s:s},s:o,s:[{s:{s:s,s:s},s:s}],s:{s:s},s:b}", "jobDetailsType",
+		"DataBoxCustomerDisk", "contactDetails", databox_contact(c), "shippingAddress",
+		databox_address(c), "returnToCustomerPackageDetails", "carrierName",
+		c->return_carrier, "carrierAccountNumber", c->return_carrier_account_number.value,
+		"importDiskDetailsCollection", collection, "dataImportDetails", "accountDetails",
+		"dataAccountType", "StorageAccount", "storageAccountId", c->account_id,
+		"logCollectionLevel", "Verbose", "keyEncryptionKey", "kekType", "MicrosoftManaged",
+		"enableManifestBackup", 0);
+	return json_pack("{s:s,s:{s:s},s:{s:s,s:o}}", "location", c->location, "sku", "name",
+			 "DataBoxCustomerDisk", "properties", "transferType", "ImportToAzure",
+			 "details", details);
+}
+
+json_t *
+databox_ship_body(const char *carrier, const char *tracking)
+{
+	return json_pack("{s:{s:s,s:s}}", "deliverToDcPackageDetails", "carrierName", carrier,
+			 "trackingId", tracking);
+}
+
+json_t *
+databox_validate_body(const struct config *c, const struct azure_disk *disks, size_t n)
+{
+	json_t *details = json_array();
+
+	json_array_append_new(details,
+			      json_pack("{s:s,s:o,s:s}", "validationType", "ValidateAddress",
+					"shippingAddress", databox_address(c), "deviceType",
+					"DataBoxCustomerDisk"));
+	json_array_append_new(details, json_pack("{s:s}", "validationType",
+						 "ValidateSubscriptionIsAllowedToCreateJob"));
+	json_array_append_new(details,
+			      json_pack("{s:s,s:s,s:s,s:s,s:s}", "validationType",
+					"ValidateSkuAvailability", "deviceType",
+					"DataBoxCustomerDisk", "transferType", "ImportToAzure",
+					"country", c->country, "location", c->location));
+	json_array_append_new(details, json_pack("{s:s,s:s}", "validationType",
+						 "ValidateCreateOrderLimit", "deviceType",
+						 "DataBoxCustomerDisk"));
+	(void)disks;
+	(void)n;
+	return json_pack("{s:s,s:o}", "validationCategory", "JobCreationValidation",
+			 "individualRequestDetails", details);
+}
+
+int
+databox_validate_result(json_t *reply, char **ret_err)
+{
+	json_t *props = json_object_get(reply, "properties"), *items, *it;
+	const char *status = json_string_value(json_object_get(props, "status"));
+	size_t i;
+
+	if (status == NULL) {
+		xasprintf(ret_err, "validateInputs answered without a status");
+		return -EINVAL;
+	}
+	if (strcmp(status, "AllValidToProceed") == 0)
+		return 0;
+	items = json_object_get(props, "individualResponseDetails");
+	json_array_foreach(items, i, it) {
+		const char *v = json_string_value(json_object_get(it, "status"));
+		const char *a = json_string_value(json_object_get(it, "validationStatus"));
+		json_t *err = json_object_get(it, "error");
+		if ((v && strcmp(v, "Valid") != 0 && strcmp(v, "Skipped") != 0) ||
+		    (a && strcmp(a, "Valid") != 0)) {
+			xasprintf(ret_err, "Azure's validation %s: %s: %s",
+				  json_string_value(json_object_get(it, "validationType")),
+				  v ? v : a,
+				  json_string_value(json_object_get(err, "message"))
+					  ?: "no reason given");
+			return -EINVAL;
+		}
+	}
+	xasprintf(ret_err, "Azure's validation says %s", status);
+	return -EINVAL;
+}
+
+json_t *
+importexport_job_body(const struct config *c, const struct azure_disk *disks, size_t n,
+		      char **ret_err)
+{
+	const char *missing = missing_for_job(c);
+	json_t *drives, *addr;
+
+	if (missing != NULL) {
+		xasprintf(ret_err, "%s is required to create the Azure job", missing);
+		return NULL;
+	}
+	drives = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(drives, json_pack("{s:s,s:s,s:s,s:s,s:s}", "driveId",
+							disks[i].serial, "bitLockerKey",
+							disks[i].bitlocker_key, "manifestFile",
+							AZURE_MANIFEST_FILE, "manifestHash",
+							disks[i].manifest_hash, "driveHeaderHash",
+							""));
+	addr = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "recipientName", c->contact_name,
+			 "streetAddress1", c->street_address1, "city", c->city, "postalCode",
+			 c->postal_code, "countryOrRegion", c->country, "phone", c->phone, "email",
+			 c->email);
+	set_opt(addr, "streetAddress2", c->street_address2);
+	set_opt(addr, "stateOrProvince", c->state_or_province);
+	return json_pack("{s:s,s:{s:s,s:s,s:o,s:{s:s,s:s},s:s,s:s,s:b,s:o}}", "location",
+			 c->location, "properties", "storageAccountId", c->account_id, "jobType",
+			 "Import", "returnAddress", addr, "returnShipping", "carrierName",
+			 c->return_carrier, "carrierAccountNumber",
+			 c->return_carrier_account_number.value, "diagnosticsPath", "waimportexport",
+			 "logLevel", "Verbose", "backupDriveManifest", 0, "driveList", drives);
+}
+
+json_t *
+importexport_ship_body(const char *carrier, const char *tracking, size_t n_drives)
+{
+	return json_pack("{s:{s:s,s:{s:s,s:s,s:I}}}", "properties", "state", "Shipping",
+			 "deliveryPackage", "carrierName", carrier, "trackingNumber", tracking,
+			 "driveCount", (json_int_t)n_drives);
+}
+
+static bool
+is(const char *s, const char *v)
+{
+	return s != NULL && strcmp(s, v) == 0;
+}
+
+enum azure_stage
+azure_stage_of(enum job_api api, const char *s)
+{
+	if (s == NULL)
+		return AZ_UNKNOWN;
+	if (api == JOB_API_IMPORTEXPORT) {
+		if (is(s, "Creating"))
+			return AZ_AWAITING_SHIPMENT;
+		if (is(s, "Shipping"))
+			return AZ_SHIPPED;
+		if (is(s, "Received"))
+			return AZ_RECEIVED;
+		if (is(s, "Transferring"))
+			return AZ_COPYING;
+		if (is(s, "Packaging") || is(s, "Completed"))
+			return AZ_COMPLETED;
+		if (is(s, "Closed"))
+			return AZ_COMPLETED_PROBLEMS;
+		if (is(s, "Canceled") || is(s, "Cancelled"))
+			return AZ_CANCELLED;
+		return AZ_UNKNOWN;
+	}
+	if (is(s, "AwaitingShipmentDetails") || is(s, "Created"))
+		return AZ_AWAITING_SHIPMENT;
+	if (is(s, "ShippedToAzureDC"))
+		return AZ_SHIPPED;
+	if (is(s, "AtAzureDC"))
+		return AZ_RECEIVED;
+	if (is(s, "DataCopy"))
+		return AZ_COPYING;
+	if (is(s, "Completed") || is(s, "PreparingToShipFromAzureDC") ||
+	    is(s, "ShippedToCustomer"))
+		return AZ_COMPLETED;
+	if (is(s, "CompletedWithErrors") || is(s, "CompletedWithWarnings"))
+		return AZ_COMPLETED_PROBLEMS;
+	if (strncmp(s, "Failed", 6) == 0 || is(s, "Aborted"))
+		return AZ_FAILED;
+	if (is(s, "Cancelled"))
+		return AZ_CANCELLED;
+	return AZ_UNKNOWN;
+}
+
+static char *
+dup_str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? xstrdup(s) : NULL;
+}
+
+static int64_t
+get_int(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static struct azure_drive_status *
+drive_slot(struct azure_status *st, const char *serial)
+{
+	for (size_t i = 0; i < st->n_drives; i++)
+		if (strcmp(st->drives[i].serial, serial) == 0)
+			return &st->drives[i];
+	st->drives = xreallocarray(st->drives, st->n_drives + 1, sizeof(*st->drives));
+	st->drives[st->n_drives] = (struct azure_drive_status){.serial = xstrdup(serial)};
+	return &st->drives[st->n_drives++];
+}
+
+static void
+parse_databox_drives(json_t *details, struct azure_status *st)
+{
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(json_object_get(details, "copyProgress"), i, it) {
+		const char *serial = json_string_value(json_object_get(it, "serialNumber"));
+		if (serial == NULL)
+			continue;
+		struct azure_drive_status *d = drive_slot(st, serial);
+		free(d->copy_status);
+		d->copy_status = dup_str(it, "copyStatus");
+		d->bytes_processed = get_int(it, "bytesProcessed");
+		d->total_bytes = get_int(it, "totalBytesToProcess");
+		d->files_processed = get_int(it, "filesProcessed");
+		d->total_files = get_int(it, "totalFilesToProcess");
+		d->files_errored = get_int(it, "filesErroredOut");
+	}
+	json_array_foreach(json_object_get(details, "copyLogDetails"), i, it) {
+		const char *serial = json_string_value(json_object_get(it, "serialNumber"));
+		if (serial == NULL)
+			continue;
+		struct azure_drive_status *d = drive_slot(st, serial);
+		free(d->error_log);
+		free(d->verbose_log);
+		d->error_log = dup_str(it, "errorLogLink");
+		d->verbose_log = dup_str(it, "verboseLogLink");
+	}
+}
+
+static void
+parse_importexport_drives(json_t *props, struct azure_status *st)
+{
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(json_object_get(props, "driveList"), i, it) {
+		const char *serial = json_string_value(json_object_get(it, "driveId"));
+		if (serial == NULL)
+			continue;
+		struct azure_drive_status *d = drive_slot(st, serial);
+		d->copy_status = dup_str(it, "copyStatus");
+		if (d->copy_status == NULL)
+			d->copy_status = dup_str(it, "state");
+		d->bytes_processed = get_int(it, "bytesSucceeded");
+		d->error_log = dup_str(it, "errorLogUri");
+		d->verbose_log = dup_str(it, "verboseLogUri");
+	}
+}
+
+/* A finished job whose drives did not all finish cleanly has problems. */
+static void
+refine_completed(enum job_api api, struct azure_status *st)
+{
+	const char *ok = api == JOB_API_DATABOX ? "Completed" : NULL;
+
+	if (st->stage != AZ_COMPLETED)
+		return;
+	for (size_t i = 0; i < st->n_drives; i++) {
+		const char *cs = st->drives[i].copy_status;
+		if (cs == NULL)
+			continue;
+		if ((ok && strcmp(cs, ok) != 0) ||
+		    (!ok && (strcmp(cs, "CompletedMoreInfo") == 0 || strcmp(cs, "Failed") == 0)))
+			st->stage = AZ_COMPLETED_PROBLEMS;
+	}
+}
+
+int
+azure_status_parse(enum job_api api, json_t *job, struct azure_status *st)
+{
+	json_t *props = json_object_get(job, "properties");
+
+	*st = (struct azure_status){0};
+	if (!json_is_object(props))
+		return -EBADMSG;
+	st->status = dup_str(props, api == JOB_API_DATABOX ? "status" : "state");
+	if (st->status == NULL)
+		return -EBADMSG;
+	st->stage = azure_stage_of(api, st->status);
+	if (api == JOB_API_DATABOX) {
+		st->cancellable = json_is_true(json_object_get(props, "isCancellable"));
+		parse_databox_drives(json_object_get(props, "details"), st);
+	} else {
+		st->cancellable = st->stage == AZ_AWAITING_SHIPMENT;
+		parse_importexport_drives(props, st);
+	}
+	json_t *err = json_object_get(props, "error");
+	if (json_is_object(err)) {
+		st->error_code = dup_str(err, "code");
+		st->error_message = dup_str(err, "message");
+	}
+	refine_completed(api, st);
+	return 0;
+}
+
+void
+azure_status_done(struct azure_status *st)
+{
+	for (size_t i = 0; i < st->n_drives; i++) {
+		free(st->drives[i].serial);
+		free(st->drives[i].copy_status);
+		free(st->drives[i].error_log);
+		free(st->drives[i].verbose_log);
+	}
+	free(st->drives);
+	free(st->status);
+	free(st->error_code);
+	free(st->error_message);
+	*st = (struct azure_status){0};
+}
+
+void
+azure_arm_error(json_t *body, char **ret_code, char **ret_message)
+{
+	json_t *err = json_object_get(body, "error");
+
+	*ret_code = NULL;
+	*ret_message = NULL;
+	if (json_is_object(err)) {
+		*ret_code = dup_str(err, "code");
+		*ret_message = dup_str(err, "message");
+	} else if (json_is_string(err)) { /* Entra: {"error":"invalid_client",...} */
+		*ret_code = xstrdup(json_string_value(err));
+		*ret_message = dup_str(body, "error_description");
+	}
+}

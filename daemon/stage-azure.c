@@ -1,0 +1,887 @@
+/*
+ * The Azure part of a job's life, on the loop: create the import job once
+ * the drives are prepared (its name is the job's, stored before the first
+ * request, and an existing job is found with GET before any PUT, so a crash
+ * or a retry never makes a second one), send the shipment, follow the job
+ * by polling until Azure has imported it, cancel it where Azure allows, and
+ * warn in the journal as the tracking deadline nears. Transient failures are
+ * retried by the HTTP layer; what is left fails the step, and RetryJob
+ * resumes it. Loop thread only.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "azure-arm.h"
+#include "azure-jobs.h"
+#include "catalog-ids.h"
+#include "config.h"
+#include "daemon.h"
+#include "db.h"
+#include "log.h"
+#include "stage.h"
+#include "util.h"
+
+#define DEADLINE_CHECK_SEC 3600
+#define DAY 86400
+
+enum az_step {
+	STEP_IDLE,
+	STEP_LOOKUP,   /* GET: does the Azure job exist already? */
+	STEP_VALIDATE, /* POST validateInputs (DataBox) */
+	STEP_CREATE,   /* PUT, following the operation */
+	STEP_SHIP,     /* markDevicesShipped / PATCH Shipping */
+	STEP_SHIP_GET, /* GET after shipping */
+	STEP_CANCEL_GET,
+	STEP_CANCEL,
+	STEP_POLL,
+};
+
+struct azjob {
+	LIST_ENTRY(azjob) link;
+	struct daemon *d;
+	int64_t job_id;
+	char *name;
+	enum job_api api;
+	enum az_step step;
+	struct arm_call *call;
+	char *cancel_back_phase; /* the phase to return to if Azure refuses a cancel */
+};
+
+
+/* ---- bookkeeping -------------------------------------------------------- */
+
+static struct azjob *
+azjob_find(struct daemon *d, int64_t job_id)
+{
+	struct azjob *a;
+
+	LIST_FOREACH(a, &d->azjobs, link)
+		if (a->job_id == job_id)
+			return a;
+	return NULL;
+}
+
+static struct azjob *
+azjob_get(struct daemon *d, const struct job_row *j)
+{
+	struct azjob *a = azjob_find(d, j->id);
+
+	if (a != NULL)
+		return a;
+	a = xcalloc(1, sizeof(*a));
+	a->d = d;
+	a->job_id = j->id;
+	a->name = xstrdup(j->name);
+	a->api = j->azure_api && strcmp(j->azure_api, "ImportExport") == 0 ? JOB_API_IMPORTEXPORT
+		 : j->azure_api ? JOB_API_DATABOX : d->config->job_api;
+	LIST_INSERT_HEAD(&d->azjobs, a, link);
+	return a;
+}
+
+static void
+azjob_free(struct azjob *a)
+{
+	LIST_REMOVE(a, link);
+	arm_cancel(a->call);
+	free(a->cancel_back_phase);
+	free(a->name);
+	free(a);
+}
+
+static const char *
+api_name(enum job_api api)
+{
+	return api == JOB_API_IMPORTEXPORT ? "ImportExport" : "DataBox";
+}
+
+static const char *
+api_version(enum job_api api)
+{
+	return api == JOB_API_IMPORTEXPORT ? IMPORTEXPORT_API_VERSION : DATABOX_API_VERSION;
+}
+
+static char *
+job_path(const struct azjob *a)
+{
+	const struct config *c = a->d->config;
+
+	return xprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.%s/jobs/%s",
+		       c->subscription_id, c->resource_group, api_name(a->api), a->name);
+}
+
+static struct job_row *
+job_load(struct azjob *a)
+{
+	struct job_row *j = NULL;
+
+	return db_job_get_by_id(a->d->db, a->job_id, &j) == 0 ? j : NULL;
+}
+
+static void
+fail_job(struct azjob *a, enum job_state from, const char *what, const struct arm_result *r)
+{
+	struct log_ctx ctx = {.job = a->name, .state = "failed",
+			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
+	_cleanup_free_ char *err = NULL;
+
+	if (r != NULL)
+		err = xprintf("%s: Azure error %s: %s", what, r->code ? r->code : "unknown",
+			      r->message ? r->message : "no message");
+	else
+		err = xstrdup(what);
+	if (db_job_fail(a->d->db, a->job_id, from, err, daemon_now()) == 0)
+		log_ctx(LOG_ERR, &ctx, "job %s failed: %s", a->name, err);
+	daemon_job_changed(a->d, a->job_id);
+	azjob_free(a);
+}
+
+static bool
+ok(const struct arm_result *r)
+{
+	return r->error == 0 && r->status >= 200 && r->status < 300;
+}
+
+static void
+set_phase(struct azjob *a, enum job_state state, const char *phase)
+{
+	(void)db_job_set_phase(a->d->db, a->job_id, state, phase, daemon_now());
+	daemon_job_changed(a->d, a->job_id);
+}
+
+static void
+call(struct azjob *a, enum az_step step, const char *method, const char *suffix, json_t *body,
+     unsigned flags, arm_done_fn done)
+{
+	_cleanup_free_ char *path = job_path(a), *full = xprintf("%s%s", path, suffix);
+
+	a->step = step;
+	a->call = arm_request(a->d->azure, method, full, api_version(a->api), body, flags, done, a);
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+struct disk_set {
+	struct azure_disk disks[DRIVES_PER_JOB_MAX];
+	char *keys[DRIVES_PER_JOB_MAX];
+	struct drive_row *rows;
+	size_t n, n_rows;
+};
+
+static void
+disk_set_done(struct disk_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->keys[i] != NULL) {
+			explicit_bzero(s->keys[i], strlen(s->keys[i]));
+			free(s->keys[i]);
+		}
+	drive_rows_free(s->rows, s->n_rows);
+}
+
+/* The drives that carry files, with manifest hash and BitLocker key; *ret_err if one lacks them. */
+static int
+disk_set_load(struct azjob *a, struct disk_set *s, char **ret_err)
+{
+	int r;
+
+	*s = (struct disk_set){0};
+	if ((r = db_drive_list(a->d->db, a->job_id, &s->rows, &s->n_rows)) < 0)
+		return r;
+	for (size_t i = 0; i < s->n_rows; i++) {
+		const struct drive_row *dr = &s->rows[i];
+		if (dr->files == 0)
+			continue;
+		if (dr->manifest_hash == NULL) {
+			xasprintf(ret_err, "drive %s has no manifest yet", dr->serial);
+			return -EINVAL;
+		}
+		if (db_secret_get(a->d->db, dr->id, "bitlocker-key", &s->keys[s->n]) < 0) {
+			xasprintf(ret_err,
+				  "drive %s has no BitLocker recovery key: give it with `seedctl drive add "
+				  "%s %s --serial %s --bitlocker-key-file FILE`, then `seedctl job retry %s`",
+				  dr->serial, a->name, dr->path, dr->serial, a->name);
+			return -ENOKEY;
+		}
+		s->disks[s->n] = (struct azure_disk){dr->serial, dr->manifest_hash, s->keys[s->n]};
+		s->n++;
+	}
+	if (s->n == 0) {
+		xasprintf(ret_err, "no drive carries files");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+created(struct azjob *a, const struct arm_result *r)
+{
+	struct azure_status st;
+	int64_t deadline = daemon_now() + (int64_t)a->d->config->ship_deadline_days * DAY;
+	struct log_ctx ctx = {.job = a->name, .state = "drive_prep",
+			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+	struct job_row *j = job_load(a);
+
+	if (j != NULL && j->azure_created > 0)
+		deadline = j->ship_deadline; /* found again after a restart: keep the first deadline */
+	job_row_free(j);
+	if (azure_status_parse(a->api, r->body, &st) < 0) {
+		fail_job(a, JOB_DRIVE_PREP, "reading the created Azure job failed", NULL);
+		return;
+	}
+	(void)db_job_azure_created(a->d->db, a->job_id, st.status, deadline, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: Azure job created (%s), status %s", a->name,
+		api_name(a->api), st.status);
+	azure_status_done(&st);
+	a->step = STEP_IDLE;
+	set_phase(a, JOB_DRIVE_PREP, "awaiting-tracking");
+	azure_check_deadlines(a->d);
+}
+
+static void
+create_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+
+	a->call = NULL;
+	if (!ok(r) || r->body == NULL) {
+		fail_job(a, JOB_DRIVE_PREP, "creating the Azure job failed", r);
+		return;
+	}
+	created(a, r);
+}
+
+static void
+create_send(struct azjob *a)
+{
+	struct disk_set s;
+	_cleanup_free_ char *err = NULL;
+	json_t *body;
+
+	if (disk_set_load(a, &s, &err) < 0) {
+		disk_set_done(&s);
+		fail_job(a, JOB_DRIVE_PREP, err ? err : "reading drives failed", NULL);
+		return;
+	}
+	body = a->api == JOB_API_DATABOX ? databox_job_body(a->d->config, s.disks, s.n, &err)
+					 : importexport_job_body(a->d->config, s.disks, s.n, &err);
+	disk_set_done(&s);
+	if (body == NULL) {
+		fail_job(a, JOB_DRIVE_PREP, err, NULL);
+		return;
+	}
+	call(a, STEP_CREATE, "PUT", "", body, ARM_FOLLOW_LRO, create_done);
+	json_decref(body); /* it holds BitLocker keys: not kept */
+}
+
+static void
+validate_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	_cleanup_free_ char *err = NULL;
+
+	a->call = NULL;
+	if (!ok(r)) {
+		fail_job(a, JOB_DRIVE_PREP, "validating the Azure job inputs failed", r);
+		return;
+	}
+	if (databox_validate_result(r->body, &err) < 0) {
+		fail_job(a, JOB_DRIVE_PREP, err, NULL);
+		return;
+	}
+	create_send(a);
+}
+
+static void
+validate_send(struct azjob *a)
+{
+	const struct config *c = a->d->config;
+	struct disk_set s;
+	_cleanup_free_ char *err = NULL, *path = NULL;
+	json_t *body;
+
+	if (disk_set_load(a, &s, &err) < 0) {
+		disk_set_done(&s);
+		fail_job(a, JOB_DRIVE_PREP, err ? err : "reading drives failed", NULL);
+		return;
+	}
+	body = databox_validate_body(c, s.disks, s.n);
+	disk_set_done(&s);
+	path = xprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.DataBox/locations/"
+		       "%s/validateInputs",
+		       c->subscription_id, c->resource_group, c->location);
+	a->step = STEP_VALIDATE;
+	a->call = arm_request(a->d->azure, "POST", path, DATABOX_API_VERSION, body, 0,
+			      validate_done, a);
+	json_decref(body);
+}
+
+static void
+lookup_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+
+	a->call = NULL;
+	if (ok(r) && r->body != NULL) {
+		created(a, r); /* made before a crash or an earlier attempt: never PUT again */
+		return;
+	}
+	if (r->status != 404) {
+		fail_job(a, JOB_DRIVE_PREP, "looking up the Azure job failed", r);
+		return;
+	}
+	if (a->api == JOB_API_DATABOX)
+		validate_send(a);
+	else
+		create_send(a);
+}
+
+static void
+create_start(struct azjob *a)
+{
+	(void)db_job_set_azure_name(a->d->db, a->job_id, a->name, api_name(a->api), daemon_now());
+	set_phase(a, JOB_DRIVE_PREP, "creating-azure-job");
+	call(a, STEP_LOOKUP, "GET", "", NULL, 0, lookup_done);
+}
+
+/* ---- ship ---------------------------------------------------------------- */
+
+static void
+ship_get_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct log_ctx ctx = {.job = a->name, .state = "shipped",
+			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+	struct azure_status st = {0};
+	struct job_row *j;
+	_cleanup_free_ char *text = NULL;
+
+	a->call = NULL;
+	if (ok(r) && azure_status_parse(a->api, r->body, &st) == 0)
+		(void)db_job_set_azure_state(a->d->db, a->job_id, st.status, daemon_now());
+	azure_status_done(&st);
+	if ((j = job_load(a)) == NULL) {
+		azjob_free(a);
+		return;
+	}
+	text = xprintf("drives shipped with %s, tracking %s; Azure accepted it", j->carrier,
+		       j->tracking_number);
+	if (db_job_advance(a->d->db, a->job_id, JOB_DRIVE_PREP, JOB_SHIPPED, "in-transit", text,
+			   daemon_now()) == 0)
+		log_ctx(LOG_INFO, &ctx, "job %s: %s", a->name, text);
+	job_row_free(j);
+	a->step = STEP_IDLE;
+	daemon_job_changed(a->d, a->job_id);
+}
+
+static void
+ship_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+
+	a->call = NULL;
+	if (!ok(r)) {
+		fail_job(a, JOB_DRIVE_PREP, "sending the shipment to Azure failed", r);
+		return;
+	}
+	call(a, STEP_SHIP_GET, "GET", "", NULL, 0, ship_get_done);
+}
+
+static void
+ship_start(struct azjob *a)
+{
+	struct job_row *j = job_load(a);
+	json_t *body;
+
+	if (j == NULL || j->carrier == NULL || j->tracking_number == NULL) {
+		job_row_free(j);
+		fail_job(a, JOB_DRIVE_PREP, "no carrier or tracking number recorded", NULL);
+		return;
+	}
+	if (a->api == JOB_API_DATABOX) {
+		body = databox_ship_body(j->carrier, j->tracking_number);
+		call(a, STEP_SHIP, "POST", "/markDevicesShipped", body, 0, ship_done);
+	} else {
+		struct drive_row *rows = NULL;
+		size_t n = 0, used = 0;
+		(void)db_drive_list(a->d->db, a->job_id, &rows, &n);
+		for (size_t i = 0; i < n; i++)
+			used += rows[i].files > 0;
+		drive_rows_free(rows, n);
+		body = importexport_ship_body(j->carrier, j->tracking_number, used);
+		call(a, STEP_SHIP, "PATCH", "", body, 0, ship_done);
+	}
+	json_decref(body);
+	job_row_free(j);
+}
+
+/* ---- cancel -------------------------------------------------------------- */
+
+static void
+cancel_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct log_ctx ctx = {.job = a->name, .state = "cancelled",
+			      .message_id = SEEDD_MESSAGE_JOB_CANCELLED};
+
+	a->call = NULL;
+	if (!ok(r)) {
+		_cleanup_free_ char *t = xprintf("Azure refused to cancel: %s: %s",
+						 r->code ? r->code : "error",
+						 r->message ? r->message : "no message");
+		(void)db_event_add(a->d->db, a->job_id, "azure", t, daemon_now());
+		log_ctx(LOG_WARNING, &ctx, "job %s: %s", a->name, t);
+		set_phase(a, JOB_DRIVE_PREP, a->cancel_back_phase ? a->cancel_back_phase
+								  : "awaiting-tracking");
+		azjob_free(a);
+		return;
+	}
+	if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
+			  "cancelled by the operator, and in Azure", daemon_now()) == 0)
+		log_ctx(LOG_NOTICE, &ctx, "job %s cancelled, in Azure too", a->name);
+	daemon_job_changed(a->d, a->job_id);
+	azjob_free(a);
+}
+
+static void
+cancel_get_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct azure_status st = {0};
+	json_t *body;
+
+	a->call = NULL;
+	if (r->status == 404) { /* never created, or gone: nothing to cancel in Azure */
+		if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
+				  "cancelled by the operator (no Azure job exists)", daemon_now()) == 0)
+			daemon_job_changed(a->d, a->job_id);
+		azjob_free(a);
+		return;
+	}
+	if (!ok(r) || azure_status_parse(a->api, r->body, &st) < 0 || !st.cancellable) {
+		struct arm_result why = {.code = "NotCancellable",
+					 .message = st.status ? st.status : "status unknown"};
+		azure_status_done(&st);
+		cancel_done(ok(r) ? &why : r, a);
+		return;
+	}
+	azure_status_done(&st);
+	if (a->api == JOB_API_DATABOX) {
+		body = json_pack("{s:s}", "reason", "Cancelled by the operator with seedctl");
+		call(a, STEP_CANCEL, "POST", "/cancel", body, 0, cancel_done);
+	} else {
+		body = json_pack("{s:{s:b}}", "properties", "cancelRequested", 1);
+		call(a, STEP_CANCEL, "PATCH", "", body, 0, cancel_done);
+	}
+	json_decref(body);
+}
+
+static void
+cancel_start(struct azjob *a)
+{
+	call(a, STEP_CANCEL_GET, "GET", "", NULL, 0, cancel_get_done);
+}
+
+/* ---- poll ---------------------------------------------------------------- */
+
+static void
+record_drives(struct azjob *a, const struct azure_status *st)
+{
+	for (size_t i = 0; i < st->n_drives; i++) {
+		const struct azure_drive_status *ds = &st->drives[i];
+		struct drive_row row = {0};
+		if (db_drive_by_serial(a->d->db, a->job_id, ds->serial, &row) == 0)
+			(void)db_drive_set_azure(a->d->db, row.id, ds->copy_status,
+						 ds->bytes_processed, ds->total_bytes,
+						 ds->files_errored, ds->error_log, ds->verbose_log);
+		drive_row_done(&row);
+	}
+}
+
+static char *
+progress_phase(const struct azure_status *st)
+{
+	int64_t done = 0, total = 0;
+
+	for (size_t i = 0; i < st->n_drives; i++) {
+		done += st->drives[i].bytes_processed;
+		total += st->drives[i].total_bytes;
+	}
+	if (st->stage == AZ_COPYING && total > 0)
+		return xprintf("azure: %s %" PRId64 "%%", st->status, done * 100 / total);
+	return xprintf("azure: %s", st->status);
+}
+
+/* A summary of drives whose copy did not end Completed, for the event log. */
+static char *
+problems_text(const struct azure_status *st)
+{
+	char *t = xprintf("Azure finished with problems (status %s%s%s)", st->status,
+			  st->error_message ? ": " : "", st->error_message ? st->error_message : "");
+
+	for (size_t i = 0; i < st->n_drives; i++) {
+		const struct azure_drive_status *ds = &st->drives[i];
+		char *n;
+		if (ds->copy_status && strcmp(ds->copy_status, "Completed") == 0)
+			continue;
+		n = xprintf("%s; drive %s: %s, %" PRId64 " files errored", t, ds->serial,
+			    ds->copy_status ? ds->copy_status : "unknown", ds->files_errored);
+		free(t);
+		t = n;
+	}
+	return t;
+}
+
+static void
+imported(struct azjob *a, const struct azure_status *st)
+{
+	struct log_ctx ctx = {.job = a->name, .state = "imported",
+			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+	bool problems = st->stage == AZ_COMPLETED_PROBLEMS;
+	_cleanup_free_ char *text = problems ? problems_text(st)
+					     : xprintf("Azure imported the drives (status %s)",
+						       st->status);
+
+	if (db_job_advance(a->d->db, a->job_id, JOB_SHIPPED, JOB_IMPORTED,
+			   problems ? "import-problems" : "reconcile-pending", text,
+			   daemon_now()) == 0)
+		log_ctx(problems ? LOG_WARNING : LOG_INFO, &ctx, "job %s: %s", a->name, text);
+	daemon_job_changed(a->d, a->job_id);
+	azjob_free(a);
+}
+
+/* Apply what Azure says about a shipped job. */
+static void
+apply_status(struct azjob *a, json_t *job)
+{
+	struct azure_status st;
+	_cleanup_free_ char *phase = NULL;
+
+	if (azure_status_parse(a->api, job, &st) < 0) {
+		log_warning("job %s: Azure's job resource has no status; will poll again", a->name);
+		return;
+	}
+	(void)db_job_set_azure_state(a->d->db, a->job_id, st.status, daemon_now());
+	record_drives(a, &st);
+	switch (st.stage) {
+	case AZ_COMPLETED:
+	case AZ_COMPLETED_PROBLEMS:
+		imported(a, &st);
+		break;
+	case AZ_FAILED:
+	case AZ_CANCELLED: {
+		struct arm_result r = {.code = st.status,
+				       .message = st.error_message ? st.error_message
+								   : "no reason given"};
+		fail_job(a, JOB_SHIPPED, "Azure ended the import", &r);
+		break;
+	}
+	default:
+		phase = progress_phase(&st);
+		set_phase(a, JOB_SHIPPED, phase);
+		break;
+	}
+	azure_status_done(&st);
+}
+
+static void
+poll_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+
+	a->call = NULL;
+	a->step = STEP_IDLE;
+	if (r->status == 404) {
+		fail_job(a, JOB_SHIPPED,
+			 "the Azure job no longer exists (expired or deleted in Azure)", NULL);
+		return;
+	}
+	if (!ok(r) || r->body == NULL) {
+		/* Transient trouble was retried already; try again at the next poll. */
+		log_warning("job %s: polling Azure failed, will try again: %s: %s", a->name,
+			    r->code ? r->code : "error", r->message ? r->message : "");
+		return;
+	}
+	apply_status(a, r->body);
+}
+
+static void
+poll_job(struct azjob *a)
+{
+	if (a->call != NULL)
+		return;
+	call(a, STEP_POLL, "GET", a->api == JOB_API_DATABOX ? "?$expand=details" : "", NULL, 0,
+	     poll_done);
+}
+
+/*
+ * One list call for the resource group answers for every shipped DataBox
+ * job it names; jobs it does not name are asked for one by one.
+ */
+static void
+list_done(const struct arm_result *r, void *userdata)
+{
+	struct daemon *d = userdata;
+	struct azjob *a, *next;
+	json_t *it;
+	size_t i;
+
+	d->azure_list = NULL;
+	if (!ok(r) || !json_is_array(json_object_get(r->body, "value"))) {
+		log_warning("listing Azure jobs failed (%s); asking for each job",
+			    r->message ? r->message : "no answer");
+		for (a = LIST_FIRST(&d->azjobs); a != NULL; a = next) {
+			next = LIST_NEXT(a, link);
+			if (a->step == STEP_POLL && a->call == NULL)
+				poll_job(a);
+		}
+		return;
+	}
+	json_array_foreach(json_object_get(r->body, "value"), i, it) {
+		const char *name = json_string_value(json_object_get(it, "name"));
+		for (a = LIST_FIRST(&d->azjobs); a != NULL; a = next) {
+			next = LIST_NEXT(a, link);
+			if (name && a->step == STEP_POLL && a->call == NULL &&
+			    strcmp(a->name, name) == 0) {
+				a->step = STEP_IDLE;
+				apply_status(a, it);
+			}
+		}
+	}
+	/* A next page is not followed here: jobs left over are asked for one by one. */
+	for (a = LIST_FIRST(&d->azjobs); a != NULL; a = next) {
+		next = LIST_NEXT(a, link);
+		if (a->step == STEP_POLL && a->call == NULL)
+			poll_job(a);
+	}
+}
+
+void
+azure_poll_all(struct daemon *d)
+{
+	struct job_row **rows = NULL;
+	size_t n = 0, databox = 0;
+	const struct config *c = d->config;
+
+	if (d->azure == NULL || db_job_list(d->db, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct azjob *a;
+		if (rows[i]->state != JOB_SHIPPED)
+			continue;
+		a = azjob_get(d, rows[i]);
+		if (a->call != NULL)
+			continue;
+		a->step = STEP_POLL;
+		databox += a->api == JOB_API_DATABOX;
+	}
+	job_rows_free(rows, n);
+	if (databox > 1 && d->azure_list == NULL) {
+		_cleanup_free_ char *path = xprintf(
+			"/subscriptions/%s/resourceGroups/%s/providers/Microsoft.DataBox/jobs",
+			c->subscription_id, c->resource_group);
+		d->azure_list = arm_request(d->azure, "GET", path, DATABOX_API_VERSION, NULL, 0,
+					    list_done, d);
+		return;
+	}
+	struct azjob *a, *next;
+	for (a = LIST_FIRST(&d->azjobs); a != NULL; a = next) {
+		next = LIST_NEXT(a, link);
+		if (a->step == STEP_POLL && a->call == NULL)
+			poll_job(a);
+	}
+}
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+static void
+warn_deadline(struct daemon *d, const struct job_row *j, int64_t now)
+{
+	static const int thresholds[] = {1, 3, 7};
+	int64_t left = j->ship_deadline - now;
+	int days = (int)((left + DAY - 1) / DAY);
+	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
+			      .message_id = SEEDD_MESSAGE_DEADLINE_NEAR};
+	char when[32];
+
+	for (size_t i = 0; i < ELEMENTSOF(thresholds); i++) {
+		int th = thresholds[i];
+		if (days > th || (j->deadline_warned != 0 && j->deadline_warned <= th))
+			continue;
+		format_iso8601(j->ship_deadline, when);
+		log_ctx(LOG_WARNING, &ctx,
+			"job %s: the tracking number is due in %d day%s (by %s), or Azure deletes the "
+			"job; ship with `seedctl job ship %s --carrier C --tracking T`",
+			j->name, days < 0 ? 0 : days, days == 1 ? "" : "s", when, j->name);
+		(void)db_job_set_warned(d->db, j->id, th, j->receive_warned);
+		return;
+	}
+}
+
+static void
+warn_receive(struct daemon *d, const struct job_row *j, int64_t now)
+{
+	int64_t limit = (int64_t)d->config->receive_warn_days * DAY;
+	struct log_ctx ctx = {.job = j->name, .state = "shipped",
+			      .message_id = SEEDD_MESSAGE_DEADLINE_NEAR};
+
+	if (j->receive_warned || j->shipped_at == 0 || now - j->shipped_at < limit)
+		return;
+	if (j->azure_state != NULL && strcmp(j->azure_state, "ShippedToAzureDC") != 0 &&
+	    strcmp(j->azure_state, "Shipping") != 0)
+		return; /* received already */
+	log_ctx(LOG_WARNING, &ctx,
+		"job %s: the drives were shipped %" PRId64 " days ago and Azure has not received "
+		"them yet (status %s); check tracking %s with %s",
+		j->name, (now - j->shipped_at) / DAY, j->azure_state ? j->azure_state : "unknown",
+		j->tracking_number ? j->tracking_number : "?", j->carrier ? j->carrier : "the carrier");
+	(void)db_job_set_warned(d->db, j->id, j->deadline_warned, true);
+}
+
+void
+azure_check_deadlines(struct daemon *d)
+{
+	struct job_row **rows = NULL;
+	size_t n = 0;
+	int64_t now = daemon_now();
+
+	if (db_job_list(d->db, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct job_row *j = rows[i];
+		if (j->state == JOB_DRIVE_PREP && j->azure_created > 0 && j->tracking_number == NULL &&
+		    j->ship_deadline > 0)
+			warn_deadline(d, j, now);
+		else if (j->state == JOB_SHIPPED)
+			warn_receive(d, j, now);
+	}
+	job_rows_free(rows, n);
+}
+
+/* ---- entry points --------------------------------------------------------- */
+
+static void
+poll_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	azure_poll_all(arg);
+}
+
+static void
+deadline_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	azure_check_deadlines(arg);
+}
+
+int
+azure_stage_start(struct daemon *d, char **ret_err)
+{
+	struct timeval poll = {(time_t)d->config->poll_interval_sec, 0};
+	struct timeval hour = {DEADLINE_CHECK_SEC, 0};
+
+	if (!config_azure_ready(d->config))
+		return 0;
+	d->azure = azure_new(d->base, d->config, ret_err);
+	if (d->azure == NULL)
+		return -EINVAL;
+	azure_set_lro_poll_ms(d->azure, (long)d->config->operation_poll_sec * 1000);
+	d->ev_poll = event_new(d->base, -1, EV_PERSIST, poll_timer_cb, d);
+	event_add(d->ev_poll, &poll);
+	d->ev_deadline = event_new(d->base, -1, EV_PERSIST, deadline_timer_cb, d);
+	event_add(d->ev_deadline, &hour);
+	azure_check_deadlines(d);
+	return 0;
+}
+
+void
+azure_stage_stop(struct daemon *d)
+{
+	while (!LIST_EMPTY(&d->azjobs))
+		azjob_free(LIST_FIRST(&d->azjobs));
+	arm_cancel(d->azure_list);
+	d->azure_list = NULL;
+	if (d->ev_poll)
+		event_free(d->ev_poll);
+	if (d->ev_deadline)
+		event_free(d->ev_deadline);
+	d->ev_poll = d->ev_deadline = NULL;
+	d->azure = azure_free(d->azure);
+}
+
+/* After a reload: new endpoints or secrets take effect for the next request. */
+void
+azure_stage_reload(struct daemon *d)
+{
+	if (d->azure != NULL)
+		azure_set_config(d->azure, d->config);
+	else
+		(void)azure_stage_start(d, NULL);
+}
+
+/*
+ * Pick up the Azure work of a job where its state and phase say: create,
+ * ship, cancel, or poll. Jobs with nothing to do are left alone.
+ */
+void
+azure_resume(struct daemon *d, const struct job_row *j)
+{
+	struct azjob *a;
+	const char *ph = j->phase ? j->phase : "";
+
+	if (d->azure == NULL)
+		return;
+	if (j->state == JOB_SHIPPED) {
+		a = azjob_get(d, j);
+		if (a->call == NULL)
+			poll_job(a);
+		return;
+	}
+	if (j->state != JOB_DRIVE_PREP)
+		return;
+	if (strcmp(ph, "awaiting-azure") == 0 || strcmp(ph, "creating-azure-job") == 0) {
+		a = azjob_get(d, j);
+		if (a->call == NULL)
+			create_start(a);
+	} else if (strcmp(ph, "shipping") == 0) {
+		a = azjob_get(d, j);
+		if (a->call == NULL)
+			ship_start(a);
+	} else if (strcmp(ph, "cancelling") == 0) {
+		a = azjob_get(d, j);
+		if (a->call == NULL)
+			cancel_start(a);
+	}
+}
+
+void
+azure_resume_id(struct daemon *d, int64_t job_id)
+{
+	struct job_row *j = NULL;
+
+	if (db_job_get_by_id(d->db, job_id, &j) == 0)
+		azure_resume(d, j);
+	job_row_free(j);
+}
+
+/* CancelJob for a job known to Azure: ask Azure first (async); the reply shows phase cancelling. */
+void
+azure_cancel(struct daemon *d, const struct job_row *j)
+{
+	struct azjob *a = azjob_get(d, j);
+
+	arm_cancel(a->call);
+	a->call = NULL;
+	free(a->cancel_back_phase);
+	a->cancel_back_phase = xstrdup(j->phase ? j->phase : "awaiting-tracking");
+	(void)db_job_set_phase(d->db, j->id, JOB_DRIVE_PREP, "cancelling", daemon_now());
+	cancel_start(a);
+}
+
+void
+azure_forget(struct daemon *d, int64_t job_id)
+{
+	struct azjob *a = azjob_find(d, job_id);
+
+	if (a != NULL)
+		azjob_free(a);
+}
