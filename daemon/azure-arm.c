@@ -61,6 +61,7 @@ struct arm_call {
 	struct token_waiter *waiter;
 	struct event *timer;
 	bool retried_auth;
+	unsigned malformed; /* 2xx answers whose body was not JSON */
 	/* Long-running operation. */
 	bool in_lro, async_op;
 	char *poll_url;
@@ -253,6 +254,8 @@ token_fetch(struct azure *az, struct token *t)
 	struct http_request req = {
 		.method = "POST",
 		.url = url,
+		.timeout_ms = (long)c->request_timeout_sec * 1000,
+		.connect_timeout_ms = (long)c->request_timeout_sec * 1000,
 		.headers = h,
 		.n_headers = ELEMENTSOF(h),
 		.body = form,
@@ -398,6 +401,8 @@ arm_token_cb(const char *token, const char *code, const char *message, void *use
 		.body = c->in_lro ? NULL : c->body,
 		.body_len = c->body && !c->in_lro ? strlen(c->body) : 0,
 		.max_response = ARM_MAX_RESPONSE,
+		.timeout_ms = (long)c->az->config->request_timeout_sec * 1000,
+		.connect_timeout_ms = (long)c->az->config->request_timeout_sec * 1000,
 		.log_name = "arm",
 	};
 	c->http = http_send(c->az->http, &req, arm_http_cb, c);
@@ -431,6 +436,16 @@ lro_schedule(struct arm_call *c, const struct http_response *resp)
 		ms = 600000;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
+	if (c->timer == NULL)
+		c->timer = evtimer_new(c->az->base, lro_timer_cb, c);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+retry_later(struct arm_call *c, long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
 	if (c->timer == NULL)
 		c->timer = evtimer_new(c->az->base, lro_timer_cb, c);
 	evtimer_add(c->timer, &tv);
@@ -522,6 +537,12 @@ arm_http_cb(struct http_response *resp, void *userdata)
 	if (resp->body_len > 0) {
 		body = json_loadb(resp->body, resp->body_len, 0, NULL);
 		if (body == NULL && resp->status >= 200 && resp->status < 300) {
+			/* A cut-off answer to a read is read again, a few times. */
+			if ((c->in_lro || strcmp(c->method, "GET") == 0) && ++c->malformed < 4) {
+				log_warning("Azure's answer was not JSON; asking again");
+				retry_later(c, 1000L << c->malformed);
+				return;
+			}
 			arm_finish(c, resp->status, NULL, -EBADMSG, "MalformedResponse",
 				   "Azure answered with a body that is not JSON", NULL);
 			return;

@@ -68,6 +68,7 @@ static const struct key_def config_keys[] = {
 	KEY("Azure", "ResourceManagerEndpoint", KEY_URL, resource_manager_endpoint, NULL),
 	KEY("Azure", "CAFile", KEY_PATH, ca_file, NULL),
 	KEY_RANGE("Azure", "OperationPollSec", operation_poll_sec, "5", 1, 300),
+	KEY_RANGE("Azure", "RequestTimeoutSec", request_timeout_sec, "60", 1, 600),
 
 	KEY("Storage", "AccountId", KEY_STRING, account_id, NULL),
 	KEY("Storage", "AccountName", KEY_STRING, account_name, NULL),

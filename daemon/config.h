@@ -48,6 +48,7 @@ struct config {
 	char *subscription_id, *resource_group, *location;
 	char *authority_host, *resource_manager_endpoint, *ca_file;
 	unsigned operation_poll_sec; /* LRO poll interval when Azure sends no Retry-After */
+	unsigned request_timeout_sec; /* one HTTP attempt, connect included */
 	struct secret client_secret;
 
 	/* [Storage] */

@@ -58,10 +58,13 @@ call_job_in(struct call *call, bool (*ok)(const struct job_row *), const char *m
 	return j;
 }
 
+/* Before shipping; a job that failed before shipping too (its retry uses the drive). */
 static bool
 takes_drives(const struct job_row *j)
 {
-	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
+	enum job_state s = j->state == JOB_FAILED ? j->failed_state : j->state;
+
+	return s == JOB_STAGING || s == JOB_DRIVE_PREP;
 }
 
 static int

@@ -84,11 +84,40 @@ def _config(store, method, data):
 		for k, v in data.items():
 			if k not in store_mod.DEFAULT_CONFIG:
 				raise ControlError(400, "unknown config key '%s'" % k)
-			store.config[k] = v
+			_config_type(k, v)
+		store.config.update(data)
 		store.save()
 	elif method != "GET":
 		raise ControlError(405, "GET or POST")
 	return 200, store.config
+
+
+def _config_type(k, v):
+	want = store_mod.DEFAULT_CONFIG[k]
+	if k == "lroRetryAfter" and v is None:
+		return
+	num = (int, float)
+	if isinstance(want, bool):
+		ok = isinstance(v, bool)
+	elif isinstance(want, num) or want is None:
+		ok = isinstance(v, num) and not isinstance(v, bool) and v >= 0
+	elif isinstance(want, list):
+		ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+	elif isinstance(want, dict):
+		ok = isinstance(v, dict) and all(isinstance(x, str)
+		    for x in v.values())
+	else:
+		ok = isinstance(v, type(want))
+	if k == "initialStatus":
+		ok = v in databox.AWAITING
+	if k == "validationOverrides":
+		ok = ok and all(x in ("Valid", "Invalid", "Skipped")
+		    for x in v.values())
+	if k == "tokenLifetime":
+		ok = ok and isinstance(v, int) and v >= 1
+	if not ok:
+		raise ControlError(400, "config '%s' has the wrong type or value"
+		    % k)
 
 
 def _clients(store, method, data):
@@ -100,10 +129,11 @@ def _clients(store, method, data):
 	for k in ("tenant", "clientId", "secret"):
 		if not isinstance(data.get(k), str) or not data[k]:
 			raise ControlError(400, "'%s' (non-empty string) is required" % k)
+	life = data.get("tokenLifetime") or store.config["tokenLifetime"]
+	if not isinstance(life, int) or isinstance(life, bool) or life < 1:
+		raise ControlError(400, "tokenLifetime must be a positive integer")
 	client = {"tenant": data["tenant"], "clientId": data["clientId"],
-	    "secret": data["secret"],
-	    "tokenLifetime": int(data.get("tokenLifetime") or
-	    store.config["tokenLifetime"]),
+	    "secret": data["secret"], "tokenLifetime": life,
 	    "secretExpired": bool(data.get("secretExpired", False))}
 	store.clients[client["tenant"] + "/" + client["clientId"]] = client
 	store.save()
@@ -213,8 +243,10 @@ def _faults(store, method, data):
 		rx = re.compile(match.get("path_regex") or "")
 	except re.error as e:
 		raise ControlError(400, "bad path_regex: %s" % e)
-	want = (match.get("method") or "").upper()
-	count = int(data.get("count", 1))
+	want = str(match.get("method") or "").upper()
+	count = data.get("count", 1)
+	if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+		raise ControlError(400, "count must be a positive integer")
 	fault = {"fault": kind, "count": count, "remaining": count,
 	    "spec": {"match": match, **{k: v for k, v in data.items()
 	    if k not in ("match", "fault", "count")}},
@@ -244,5 +276,8 @@ def _requests(store, method, query):
 	if method == "DELETE":
 		store.log = []
 		return 200, {"ok": True}
-	since = int(query.get("since", 0))
+	try:
+		since = int(query.get("since", 0))
+	except ValueError:
+		raise ControlError(400, "since must be an integer")
 	return 200, [e for e in store.log if e["seq"] > since]

@@ -577,7 +577,7 @@ test_example_file(void)
 		strcat(text, l);
 	}
 	fclose(f);
-	check_int(keys, 39); /* every key of CONTRACT.md §6, OperationPollSec, ReceiveWarnDays */
+	check_int(keys, 40); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays */
 	c = load_good(text);
 	check_int(c->poll_interval_sec, 900);
 	check_int(c->cloud, CLOUD_AZURE_PUBLIC);

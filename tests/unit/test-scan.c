@@ -403,6 +403,8 @@ test_many(void)
 	snprintf(path, sizeof(path), "%s/many", root);
 	check(mkdir(path, 0755) == 0);
 	top = open_dir(path);
+	/* Hard links to one empty file per directory (links per inode are limited):
+	 * ten times faster to make than new files. */
 	for (unsigned d = 0; d < 100; d++) {
 		char name[32];
 		int fd;
@@ -411,13 +413,10 @@ test_many(void)
 		check(mkdirat(top, name, 0755) == 0);
 		fd = openat(top, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		check(fd >= 0);
-		for (unsigned f = 0; f < 1000; f++) {
-			int ffd;
-
+		make_file(fd, "f0", "");
+		for (unsigned f = 1; f < 1000; f++) {
 			snprintf(name, sizeof(name), "f%u", f);
-			ffd = openat(fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-			check(ffd >= 0);
-			close(ffd);
+			check(linkat(fd, "f0", fd, name, 0) == 0);
 		}
 		close(fd);
 	}
