@@ -18,6 +18,7 @@
 #define LINT_CONTAINER_MAX 63
 #define LINT_BLOB_NAME_MAX 1024    /* UTF-16 code units */
 #define LINT_BLOB_SEGMENTS_MAX 254 /* '/'-separated path segments */
+#define LINT_TMP_SUFFIX ".seedd-tmp" /* copy.h's COPY_TMP_SUFFIX: refused in names */
 #define LINT_SEGMENT_MAX 255       /* UTF-16 code units per segment (NTFS name) */
 
 /* True if name is a valid container name for an import (never "$root"). */

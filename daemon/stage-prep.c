@@ -319,15 +319,30 @@ copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *fir
 		(void)copy_one(dr, cp, tasks[i], true, msgs[i]);
 	}
 	synced = syncfs(dr->root_fd) < 0 ? -errno : 0;
+	if (dr->p->verify && synced == 0) {
+		struct copy_verify_item items[SMALL_GROUP_FILES];
+		size_t k = 0, map[SMALL_GROUP_FILES];
+		for (size_t i = 0; i < n; i++)
+			if (msgs[i]->status == 0) {
+				items[k] = (struct copy_verify_item){tasks[i]->dst_path,
+								     msgs[i]->res.blocks,
+								     msgs[i]->res.n_blocks, 0};
+				map[k++] = i;
+			}
+		(void)copier_verify_batch(cp, dr->root_fd, items, k, &dr->w.cancel);
+		for (size_t i = 0; i < k; i++) {
+			struct file_msg *fm = msgs[map[i]];
+			fm->status = items[i].result;
+			fm->res.verified = items[i].result == 0;
+			if (items[i].result == -EIO)
+				snprintf(fm->res.detail, sizeof(fm->res.detail),
+					 "the drive copy does not match what was read");
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct file_msg *fm = msgs[i];
 		if (fm->status == 0 && synced < 0)
 			fm->status = synced;
-		if (fm->status == 0 && dr->p->verify) {
-			fm->status = copier_verify(cp, dr->root_fd, tasks[i]->dst_path, fm->res.blocks,
-						   fm->res.n_blocks, &dr->w.cancel, fm->res.detail);
-			fm->res.verified = fm->status == 0;
-		}
 		worker_queue_push(dr->p->queue, &fm->m);
 		task_free(tasks[i]);
 		worker_thread_beat(&dr->w);

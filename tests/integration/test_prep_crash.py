@@ -19,19 +19,6 @@ def progress(d):
     return d.ctl_json("job", "show", "crashy")
 
 
-def kill_when(d, pred, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = progress(d)
-        if job["phase"] != "copying":
-            fail("the copy ended before the planned kill: %r" % job["phase"])
-        if pred(job):
-            d.kill9()
-            return job
-        time.sleep(0.01)
-    fail("kill condition not reached")
-
-
 def checkpoint_of(d, rel):
     con = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state, "seedd.db"), uri=True)
     row = con.execute("SELECT checkpoint, state FROM files WHERE rel_path=?", (rel,)).fetchone()
@@ -42,7 +29,7 @@ def checkpoint_of(d, rel):
 def main():
     d = Daemon(CONF).start()
     staging = os.path.join(d.tmp, "staging")
-    files = {"big.bak": os.urandom(400 * MiB)}
+    files = {"big.bak": os.urandom(640 * MiB)}
     for i in range(1500):
         files["small/%02d/f%04d" % (i % 20, i)] = os.urandom(1 + (i * 53) % 9000)
     for rel, data in files.items():
@@ -57,15 +44,21 @@ def main():
             path = os.path.join(d.tmp, serial)
             os.mkdir(path)
             d.ctl_json("drive", "add", "crashy", path, "--serial", serial,
-                       "--capacity", str(300 * MiB if serial == "CRASH-A" else 600 * MiB))
+                       "--capacity", str(300 * MiB if serial == "CRASH-A" else 900 * MiB))
         d.ctl_json("job", "prepare", "crashy")
 
-        # 1: past the first checkpoint of the big file (every 256 MiB).
-        kill_when(d, lambda j: any(dr.get("copiedBytes", 0) > 280 * MiB for dr in j["drives"]))
+        # 1: as soon as the big file's first checkpoint (256 MiB) is committed.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            cp = checkpoint_of(d, "big.bak")
+            if cp is not None and (cp[0] > 0 or cp[1] == "verified"):
+                d.kill9()
+                break
+            time.sleep(0.001)
         cp = checkpoint_of(d, "big.bak")
         print("big.bak at the first kill: checkpoint %r" % (cp,))
-        check(cp is not None and (cp[0] > 0 or cp[1] == "verified"),
-              "the big file left a checkpoint (or finished) before the kill: %r" % (cp,))
+        check(cp is not None and cp[0] > 0 and cp[1] == "planned",
+              "killed inside the big file, after its first checkpoint: %r" % (cp,))
         d.start()
         job = progress(d)
         check(job["state"] == "drive_prep", "resumed in drive_prep: %r" % job["state"])
