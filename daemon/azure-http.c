@@ -600,7 +600,8 @@ call_setup_easy(struct http_call *c, CURL *e)
 		SET(CURLOPT_NOPROXY, "*");
 	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
 	SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
+	if (strcmp(c->method, "HEAD") != 0) /* a HEAD's Content-Length is the blob's, not a body */
+		SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
 	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
 	SET(CURLOPT_WRITEDATA, c);
 	SET(CURLOPT_HEADERFUNCTION, http_header_cb);

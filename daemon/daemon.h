@@ -20,6 +20,8 @@ struct prep;
 struct azure;
 struct azjob;
 struct arm_call;
+struct post;
+struct blob_client;
 
 struct daemon {
 	struct event_base *base;
@@ -36,6 +38,8 @@ struct daemon {
 	LIST_HEAD(azjob_list, azjob) azjobs;       /* jobs with Azure work in flight */
 	struct arm_call *azure_list;               /* the poll's list call */
 	struct event *ev_poll, *ev_deadline;
+	struct blob_client *blob;                  /* NULL unless [Storage] is configured */
+	LIST_HEAD(post_list, post) posts;          /* jobs after the import */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

@@ -85,6 +85,13 @@ static const char schema_v1[] =
 	/* Blocks durably copied: the resume point. */
 	" checkpoint INTEGER NOT NULL DEFAULT 0 CHECK (checkpoint >= 0),"
 	" reread INTEGER NOT NULL DEFAULT 0,"          /* 1 if verified by re-reading the drive copy */
+	/* After Azure's import: what the import container holds (reconcile, repair). */
+	" import_state TEXT CHECK (import_state IS NULL OR import_state IN"
+	"  ('ok','missing','corrupt','renamed','failed','repaired')),"
+	" import_detail TEXT,"                         /* Azure's status or what differed */
+	" vault_state TEXT CHECK (vault_state IS NULL OR vault_state IN ('copying','verified')),"
+	" cleanup_state TEXT CHECK (cleanup_state IS NULL OR cleanup_state IN"
+	"  ('blob-deleted','staging-deleted','staging-kept')),"
 	" UNIQUE (job_id, rel_path),"
 	" CHECK (reason IS NULL OR state IN ('invalid','skipped')),"
 	" CHECK (drive_id IS NULL OR state IN ('planned','verified'))"

@@ -40,7 +40,7 @@
 
 #define FILE_COLUMNS                                                                               \
 	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, state, reason, "   \
-	"md5"
+	"md5, import_state, import_detail, vault_state, cleanup_state"
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
@@ -107,6 +107,19 @@ const char *const db_statements[_STMT_MAX] = {
 			      "WHERE job_id = ?1 AND rel_path = ?2",
 	[STMT_FILE_INFO] = "SELECT " INFO_COLUMNS " FROM files WHERE id = ?1",
 	[STMT_FILE_COUNT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE job_id = ?1",
+	[STMT_FILE_ROW_BY_PATH] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
+				  "rel_path = ?2",
+	[STMT_FILE_MARK_IMPORT] = "UPDATE files SET import_state = ?2, import_detail = ?3 "
+				  "WHERE id = ?1 AND state = 'verified'",
+	[STMT_FILE_MARK_VAULT] = "UPDATE files SET vault_state = ?2 WHERE id = ?1 AND state = 'verified'",
+	[STMT_FILE_MARK_CLEANUP] = "UPDATE files SET cleanup_state = ?2 "
+				   "WHERE id = ?1 AND state = 'verified'",
+	[STMT_FILE_COUNT_IMPORT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
+				   "job_id = ?1 AND state = 'verified' AND import_state IS ?2",
+	[STMT_FILE_COUNT_VAULT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
+				  "job_id = ?1 AND state = 'verified' AND vault_state IS ?2",
+	[STMT_FILE_COUNT_CLEANUP] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
+				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
 				  "WHERE job_id = ?1 AND state = ?2",
 	/*
@@ -1373,6 +1386,10 @@ file_row_read(sqlite3_stmt *st, struct file_row *f)
 		memcpy(f->md5, sqlite3_column_blob(st, 10), sizeof(f->md5));
 		f->has_md5 = true;
 	}
+	f->import_state = col_str(st, 11);
+	f->import_detail = col_str(st, 12);
+	f->vault_state = col_str(st, 13);
+	f->cleanup_state = col_str(st, 14);
 }
 
 static void
@@ -1382,6 +1399,10 @@ file_row_done(struct file_row *f)
 	free(f->blob_name);
 	free(f->state);
 	free(f->reason);
+	free(f->import_state);
+	free(f->import_detail);
+	free(f->vault_state);
+	free(f->cleanup_state);
 }
 
 void
@@ -2125,4 +2146,92 @@ db_secret_get(struct db *db, int64_t drive_id, const char *kind, char **ret_valu
 	v[len] = '\0';
 	*ret_value = v;
 	return 0;
+}
+
+/* ---- After the import: per-file outcome of reconcile, vault copy, cleanup ---- */
+
+static const enum db_stmt mark_stmt[] = {
+	[DB_MARK_IMPORT] = STMT_FILE_MARK_IMPORT,
+	[DB_MARK_VAULT] = STMT_FILE_MARK_VAULT,
+	[DB_MARK_CLEANUP] = STMT_FILE_MARK_CLEANUP,
+};
+
+static const enum db_stmt count_stmt[] = {
+	[DB_MARK_IMPORT] = STMT_FILE_COUNT_IMPORT,
+	[DB_MARK_VAULT] = STMT_FILE_COUNT_VAULT,
+	[DB_MARK_CLEANUP] = STMT_FILE_COUNT_CLEANUP,
+};
+
+static int
+mark_one(struct db *db, enum db_mark kind, const struct file_mark *m)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[mark_stmt[kind]];
+	int r, rc;
+
+	if (kind == DB_MARK_IMPORT)
+		r = bind(db, st, "itt", m->file_id, m->state, m->detail);
+	else
+		r = bind(db, st, "it", m->file_id, m->state);
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		return db_error(db, rc);
+	return sqlite3_changes(db->sqlite) == 1 ? 0 : -ESTALE;
+}
+
+int
+db_files_mark(struct db *db, enum db_mark kind, const struct file_mark *m, size_t n)
+{
+	int r;
+
+	if ((unsigned)kind >= ELEMENTSOF(mark_stmt))
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = mark_one(db, kind, &m[i]);
+	return tx_end(db, r);
+}
+
+int
+db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char *value,
+		    struct file_count *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st;
+	int r, rc;
+
+	if ((unsigned)kind >= ELEMENTSOF(count_stmt))
+		return -EINVAL;
+	st = db->stmts[count_stmt[kind]];
+	if ((r = bind(db, st, "it", job_id, value)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_error(db, rc);
+	ret->files = sqlite3_column_int64(st, 0);
+	ret->bytes = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int
+db_file_by_path(struct db *db, int64_t job_id, const char *rel_path, struct file_row *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_ROW_BY_PATH];
+	int r, rc;
+
+	if ((r = bind(db, st, "it", job_id, rel_path)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return db_error(db, rc);
+	file_row_read(st, ret);
+	return 0;
+}
+
+void
+file_row_free_one(struct file_row *f)
+{
+	file_row_done(f);
+	*f = (struct file_row){0};
 }

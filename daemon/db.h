@@ -96,6 +96,11 @@ struct file_row {
 	char *rel_path, *blob_name, *state, *reason; /* reason NULL unless set */
 	unsigned char md5[16];
 	bool has_md5;
+	/* After the import (NULL until set): */
+	char *import_state;  /* ok, missing, corrupt, renamed, failed, repaired */
+	char *import_detail; /* Azure's status, or what differed */
+	char *vault_state;   /* copying, verified */
+	char *cleanup_state; /* blob-deleted, staging-deleted, staging-kept */
 };
 
 struct placement {
@@ -345,6 +350,32 @@ int db_drive_foreach_verified(struct db *db, int64_t drive_id,
 int db_secret_put(struct db *db, int64_t job_id, int64_t drive_id, const char *kind,
 		  const void *value, size_t len);
 int db_secret_get(struct db *db, int64_t drive_id, const char *kind, char **ret_value);
+
+/*
+ * After the import, each verified file carries three marks: what the import
+ * container holds of it (reconcile), its vault copy, and its cleanup.
+ * db_files_mark() sets one kind of mark on n files in one transaction
+ * (-ESTALE, and nothing set, if a file is not verified). detail is used by
+ * DB_MARK_IMPORT only.
+ */
+enum db_mark {
+	DB_MARK_IMPORT,  /* ok, missing, corrupt, renamed, failed, repaired */
+	DB_MARK_VAULT,   /* copying, verified */
+	DB_MARK_CLEANUP, /* blob-deleted, staging-deleted, staging-kept */
+};
+struct file_mark {
+	int64_t file_id;
+	const char *state;  /* NULL clears the mark */
+	const char *detail; /* DB_MARK_IMPORT: Azure's status or what differed; may be NULL */
+};
+int db_files_mark(struct db *db, enum db_mark kind, const struct file_mark *m, size_t n);
+/* Verified files of the job whose mark of this kind is value (NULL: unset). */
+int db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char *value,
+			struct file_count *ret);
+
+/* The job's file at rel_path; free its strings with file_row_free_one(). -ENOENT if none. */
+int db_file_by_path(struct db *db, int64_t job_id, const char *rel_path, struct file_row *ret);
+void file_row_free_one(struct file_row *f);
 
 struct job_row *job_row_free(struct job_row *j);
 void job_rows_free(struct job_row **rows, size_t n);

@@ -173,6 +173,7 @@ main(int argc, char **argv)
 	LIST_INIT(&d.indexers);
 	LIST_INIT(&d.preps);
 	LIST_INIT(&d.azjobs);
+	LIST_INIT(&d.posts);
 	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

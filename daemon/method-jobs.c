@@ -18,6 +18,7 @@
 #include "log.h"
 #include "methods.h"
 #include "names.h"
+#include "report.h"
 #include "server.h"
 #include "stage.h"
 #include "seedd-build.h"
@@ -130,6 +131,50 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 	return a;
 }
 
+/* Counts of the reconcile, vault copy and cleanup, and the files that were not ok. */
+static json_t *
+after_import_json(struct daemon *d, int64_t job_id)
+{
+	static const char *const import_states[] = {"ok",	"missing", "corrupt",
+						    "renamed", "failed",  "repaired"};
+	json_t *counts = json_object(), *bad = json_array();
+	struct file_count fc;
+	int64_t after = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(import_states); i++)
+		if (db_files_count_mark(d->db, job_id, DB_MARK_IMPORT, import_states[i], &fc) == 0)
+			json_object_set_new(counts, import_states[i], json_integer(fc.files));
+	/* Every file that was not imported as it was shipped (bounded by the reply cap). */
+	while (json_array_size(bad) < 1000) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+		if (db_files_page(d->db, job_id, "verified", 0, after, 512, &rows, &n) < 0 || n == 0) {
+			file_rows_free(rows, n);
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			after = rows[i].id;
+			if (rows[i].import_state && strcmp(rows[i].import_state, "ok") != 0)
+				json_array_append_new(
+					bad, json_pack("{s:o,s:s,s:o}", "path",
+						       json_text(rows[i].rel_path), "import",
+						       rows[i].import_state, "detail",
+						       rows[i].import_detail
+							       ? json_text(rows[i].import_detail)
+							       : json_null()));
+		}
+		file_rows_free(rows, n);
+	}
+	json_t *o = json_pack("{s:o,s:o}", "import", counts, "notOk", bad);
+	if (db_files_count_mark(d->db, job_id, DB_MARK_VAULT, "verified", &fc) == 0)
+		json_object_set_new(o, "vaultVerified", json_integer(fc.files));
+	if (db_files_count_mark(d->db, job_id, DB_MARK_CLEANUP, "staging-deleted", &fc) == 0)
+		json_object_set_new(o, "stagingDeleted", json_integer(fc.files));
+	if (db_files_count_mark(d->db, job_id, DB_MARK_CLEANUP, "staging-kept", &fc) == 0)
+		json_object_set_new(o, "stagingKept", json_integer(fc.files));
+	return o;
+}
+
 static json_t *
 job_json(struct daemon *d, const struct job_row *j)
 {
@@ -154,6 +199,8 @@ job_json(struct daemon *d, const struct job_row *j)
 		      json_str_or_null(j->error), "created", json_time(j->created), "updated",
 		      json_time(j->updated));
 	json_object_set_new(o, "drives", drives);
+	if (j->state >= JOB_IMPORTED && j->state <= JOB_DONE)
+		json_object_set_new(o, "afterImport", after_import_json(d, j->id));
 	json_object_set_new(o, "problems", problems);
 	json_object_set_new(o, "problemCount", json_integer(nproblems));
 	return o;
@@ -447,6 +494,7 @@ method_cancel_job(struct call *call)
 	index_stop(call->d, j->id);
 	prep_stop(call->d, j->id);
 	azure_forget(call->d, j->id);
+	post_stop(call->d, j->id);
 	r = db_job_cancel(call->d->db, j->id, j->state, "cancelled by the operator",
 			  daemon_now());
 	if (r == -ESTALE)
@@ -529,27 +577,36 @@ method_get_job_log(struct call *call)
 }
 
 /*
- * The audit report of what seedd knows so far: the job, its drives and
- * every transition. Per-file hashes and outcomes join it with drive prep.
+ * The audit report: the job, its drives, every transition, and its files
+ * with hashes and outcomes (the first REPORT_FILES_INLINE; the report file
+ * in the state directory has them all once the job is done). A reply that
+ * would pass the protocol's size cap is cut to fewer files.
  */
 void
 method_get_job_report(struct call *call)
 {
 	struct job_row *j = call_job(call);
-	json_t *events, *report;
-	char now[32];
+	size_t max = REPORT_FILES_INLINE;
+	json_t *report = NULL;
 
 	if (j == NULL)
 		return;
-	if ((events = events_json(call->d, j->id, 0)) == NULL) {
-		reply_internal(call, "database error; see the journal");
-		job_row_free(j);
-		return;
+	for (; max >= 10; max /= 4) {
+		char *s;
+		report = report_build(call->d, j->id, max);
+		s = json_dumps(report, JSON_COMPACT);
+		if (s != NULL && strlen(s) < VL_MESSAGE_MAX - 4096) {
+			free(s);
+			break;
+		}
+		free(s);
+		json_decref(report);
+		report = NULL;
 	}
-	format_iso8601(daemon_now(), now);
-	report = json_pack("{s:s,s:s,s:o,s:o}", "generated", now, "seeddVersion", SEEDD_VERSION,
-			   "job", job_json(call->d, j), "events", events);
-	conn_reply(call->conn, json_pack("{s:o}", "report", report), false);
+	if (report == NULL)
+		reply_internal(call, "the report is too large for one reply; see the report file");
+	else
+		conn_reply(call->conn, json_pack("{s:o}", "report", report), false);
 	job_row_free(j);
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "azure-arm.h"
+#include "azure-blob.h"
 #include "azure-jobs.h"
 #include "catalog-ids.h"
 #include "config.h"
@@ -543,12 +544,16 @@ imported(struct azjob *a, const struct azure_status *st)
 					     : xprintf("Azure imported the drives (status %s)",
 						       st->status);
 
-	if (db_job_advance(a->d->db, a->job_id, JOB_SHIPPED, JOB_IMPORTED,
+	struct daemon *d = a->d;
+	int64_t id = a->job_id;
+
+	if (db_job_advance(d->db, id, JOB_SHIPPED, JOB_IMPORTED,
 			   problems ? "import-problems" : "reconcile-pending", text,
 			   daemon_now()) == 0)
 		log_ctx(problems ? LOG_WARNING : LOG_INFO, &ctx, "job %s: %s", a->name, text);
-	daemon_job_changed(a->d, a->job_id);
+	daemon_job_changed(d, id);
 	azjob_free(a);
+	post_resume_id(d, id);
 }
 
 /* Apply what Azure says about a shipped job. */
@@ -785,6 +790,13 @@ azure_stage_start(struct daemon *d, char **ret_err)
 	if (d->azure == NULL)
 		return -EINVAL;
 	azure_set_lro_poll_ms(d->azure, (long)d->config->operation_poll_sec * 1000);
+	{
+		_cleanup_free_ char *berr = NULL;
+		d->blob = blob_client_new(azure_http(d->azure), d->azure, d->config, &berr);
+		if (d->blob == NULL)
+			log_warning("no storage account: %s; jobs will wait after Azure's import",
+				    berr ? berr : "incomplete [Storage]");
+	}
 	d->ev_poll = event_new(d->base, -1, EV_PERSIST, poll_timer_cb, d);
 	event_add(d->ev_poll, &poll);
 	d->ev_deadline = event_new(d->base, -1, EV_PERSIST, deadline_timer_cb, d);
@@ -796,6 +808,7 @@ azure_stage_start(struct daemon *d, char **ret_err)
 void
 azure_stage_stop(struct daemon *d)
 {
+	d->blob = blob_client_free(d->blob);
 	while (!LIST_EMPTY(&d->azjobs))
 		azjob_free(LIST_FIRST(&d->azjobs));
 	arm_cancel(d->azure_list);

@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "stage-post.h"
 #include "stage.h"
 #include "util.h"
 #include "worker.h"
@@ -22,6 +23,11 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 	case MSG_INDEX_BATCH:
 	case MSG_INDEX_DONE:
 		index_handle_msg(d, m);
+		break;
+	case MSG_POST_BLOCK:
+	case MSG_POST_READ_DONE:
+	case MSG_POST_CLEANED:
+		post_io_handle_msg(d, m);
 		break;
 	default:
 		prep_handle_msg(d, m);
@@ -50,8 +56,14 @@ resume_one(struct daemon *d, const struct job_row *j)
 	else if (j->state == JOB_DRIVE_PREP || j->state == JOB_SHIPPED) {
 		azure_resume(d, j);
 		return;
-	} else
+	} else if (j->state == JOB_IMPORTED || j->state == JOB_VAULT_COPY ||
+		   j->state == JOB_CLEANUP) {
+		post_resume(d, j);
 		return;
+	} else {
+		post_report_missing(d, j);
+		return;
+	}
 	if (r < 0)
 		log_error("job %s: cannot resume %s: %s", j->name, job_state_to_string(j->state),
 			  err ? err : strerror(-r));
@@ -89,6 +101,7 @@ stage_stop_all(struct daemon *d)
 {
 	index_stop_all(d);
 	prep_stop_all(d);
+	post_stop_all(d);
 	/* Commit what the threads finished before they stopped. */
 	if (d->queue != NULL)
 		worker_queue_drain(d->queue);

@@ -23,6 +23,9 @@ enum stage_msg_kind {
 	MSG_PREP_CHECKPOINT,
 	MSG_PREP_IDLE,
 	MSG_PREP_MANIFEST,
+	MSG_POST_BLOCK,
+	MSG_POST_READ_DONE,
+	MSG_POST_CLEANED,
 };
 
 /* Loop thread: the one drain function of the daemon's worker queue. */
@@ -53,6 +56,15 @@ bool prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
 			 struct drive_progress *ret);
 /* Are all workers alive (for the watchdog)? */
 bool stage_healthy(struct daemon *d);
+
+/* After the import: reconcile, repair, vault copy, cleanup (stage-post.c). */
+struct post;
+void post_resume(struct daemon *d, const struct job_row *j);
+void post_resume_id(struct daemon *d, int64_t job_id);
+void post_stop(struct daemon *d, int64_t job_id);
+void post_stop_all(struct daemon *d);
+void post_report_missing(struct daemon *d, const struct job_row *j);
+struct post *post_lookup(struct daemon *d, int64_t job_id, uint64_t gen);
 
 /* The Azure stages (stage-azure.c). */
 int azure_stage_start(struct daemon *d, char **ret_err);

@@ -24,7 +24,7 @@ KEYS = ["111111-222222-333333-444444-555555-666666-000000-111111",
 
 
 class Sim:
-    def __init__(self, tmp, tls=True):
+    def __init__(self, tmp, tls=True, blob=None):
         self.tmp = tmp
         self.dir = os.path.join(tmp, "sim")
         os.makedirs(self.dir, exist_ok=True)
@@ -36,6 +36,11 @@ class Sim:
             self.ca = os.path.join(self.dir, "ca.pem")
             args += ["--tls-cert", os.path.join(self.dir, "server.pem"),
                      "--tls-key", os.path.join(self.dir, "server.key")]
+        if blob is not None:
+            args += ["--blob-endpoint", blob["url"], "--blob-account", blob["account"],
+                     "--blob-key", blob["key"]]
+            if blob.get("ca"):
+                args += ["--blob-ca", blob["ca"]]
         self.log = open(os.path.join(self.dir, "sim.log"), "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
@@ -85,13 +90,17 @@ def write_secret(path, value):
     os.chmod(path, 0o600)
 
 
-def config(tmp, sim, api="DataBox", extra=""):
+def config(tmp, sim, api="DataBox", extra="", blob=None):
     secret = os.path.join(tmp, "client-secret")
     acct = os.path.join(tmp, "carrier-account")
     if not os.path.exists(secret):
         write_secret(secret, SECRET)
     write_secret(acct, CARRIER_ACCOUNT)
-    ca = "CAFile=%s\n" % sim.ca if sim.ca else ""
+    cas = [c for c in (sim.ca, blob and blob.get("ca")) if c]
+    ca = ""
+    if cas:
+        import azurite
+        ca = "CAFile=%s\n" % azurite.ca_bundle(os.path.join(tmp, "ca-bundle.pem"), *cas)
     return """[Daemon]
 PollIntervalSec=1
 [Azure]
@@ -109,7 +118,7 @@ ResourceManagerEndpoint=%s
 RequestTimeoutSec=3
 [Storage]
 AccountId=%s
-[Shipping]
+%s[Shipping]
 ContactName=Backup Operator
 Phone=+1 425 555 0100
 Email=ops@example.com
@@ -123,15 +132,32 @@ ReturnCarrier=FedEx
 ReturnCarrierAccountNumberFile=%s
 [Drives]
 RequireNTFS=no
-%s""" % (api, TENANT, CLIENT, secret, SUB, RG, sim.url, sim.url, ca, ACCOUNT_ID, acct, extra)
+%s""" % (api, TENANT, CLIENT, secret, SUB, RG, sim.url, sim.url, ca, ACCOUNT_ID,
+         storage_account_lines(tmp, blob), acct, extra + vault_lines(blob))
 
 
-def prepared_job(d, name, drives=2, key_drives=None):
+def storage_account_lines(tmp, blob):
+    if blob is None:
+        return ""
+    key = os.path.join(tmp, "account-key")
+    write_secret(key, blob["key"])
+    return "AccountName=%s\nAccountKeyFile=%s\nBlobEndpoint=%s\n" % (
+        blob["account"], key, blob["url"])
+
+
+def vault_lines(blob):
+    return "[Vault]\nContainer=vault\nAccessTier=Cool\n" if blob is not None else ""
+
+
+def prepared_job(d, name, drives=2, key_drives=None, files=None):
     """Create a job over a small staging tree and `drives` directory drives
     with BitLocker keys; return the staging files."""
     import prepcheck
     staging = os.path.join(d.tmp, "staging-" + name)
-    files = {"a/one.bin": os.urandom(300000), "b/two.txt": b"two\n", "c.dat": os.urandom(5000)}
+    custom = files is not None
+    if files is None:
+        files = {"a/one.bin": os.urandom(300000), "b/two.txt": b"two\n",
+                 "c.dat": os.urandom(5000)}
     for rel, data in files.items():
         p = os.path.join(staging, rel)
         os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -144,7 +170,8 @@ def prepared_job(d, name, drives=2, key_drives=None):
         keyf = os.path.join(d.tmp, "%s-key-%d" % (name, i))
         write_secret(keyf, KEYS[i % len(KEYS)])
         args = ["drive", "add", name, path, "--serial", "%s-SN%d" % (name.upper(), i),
-                "--capacity", str(200000 + i * 400000 if drives > 1 else 2000000)]
+                "--capacity", str(sum(map(len, files.values())) + (1 << 20) if custom else
+                                  200000 + i * 400000 if drives > 1 else 2000000)]
         if key_drives is None or i in key_drives:
             args += ["--bitlocker-key-file", keyf]
         d.ctl_json(*args)

@@ -1,0 +1,1023 @@
+/*
+ * After Azure's import, on the loop: reconcile what the import container
+ * holds against seedd's own record of every file (the same data the
+ * manifests were written from), using Azure's copy logs for the reasons;
+ * re-upload from staging whatever is missing, corrupt or renamed (the repair
+ * list), check it again; copy every blob into the vault container and verify
+ * each copy; then clean up: delete the job's import blobs and the staging
+ * files it indexed (only unchanged ones, never through a symlink), and write
+ * the audit report. Nothing is deleted before its vault copy is verified.
+ * Each step is idempotent and its progress is in the store, so a restart
+ * resumes it. Blocks to upload and staging files to delete are read and
+ * removed on worker threads (stage-post-io.c). Loop thread.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "azure-arm.h"
+#include "azure-blob.h"
+#include "catalog-ids.h"
+#include "config.h"
+#include "daemon.h"
+#include "db.h"
+#include "drivelog.h"
+#include "log.h"
+#include "manifest.h"
+#include "report.h"
+#include "stage-post.h"
+#include "stage.h"
+#include "util.h"
+
+#define LIST_PAGE 5000
+#define LOG_MAX (64u << 20)
+#define COPIES_IN_FLIGHT 8
+#define DELETES_IN_FLIGHT 8
+#define COPY_POLL_SEC 2
+#define EXAMPLES 20
+
+static void post_next(struct post *p);
+static void repair_free(struct post *p);
+
+/* ---- bookkeeping -------------------------------------------------------- */
+
+static struct post *
+post_find(struct daemon *d, int64_t job_id)
+{
+	struct post *p;
+
+	LIST_FOREACH(p, &d->posts, link)
+		if (p->job_id == job_id)
+			return p;
+	return NULL;
+}
+
+void
+post_free(struct post *p)
+{
+	struct post_op *op;
+
+	LIST_REMOVE(p, link);
+	while ((op = LIST_FIRST(&p->ops)) != NULL)
+		post_op_free(op);
+	repair_free(p);
+	post_io_stop(p);
+	if (p->timer)
+		event_free(p->timer);
+	for (size_t i = 0; i < p->n_logs; i++)
+		drivelog_done(&p->logs[i]);
+	for (size_t i = 0; i < p->n_renamed; i++)
+		free(p->renamed[i]);
+	free(p->renamed);
+	free(p->marker);
+	free(p->name);
+	free(p->container);
+	free(p->staging_path);
+	free(p);
+}
+
+struct post_op *
+post_op_new(struct post *p, int64_t file_id)
+{
+	struct post_op *op = xcalloc(1, sizeof(*op));
+
+	op->p = p;
+	op->file_id = file_id;
+	LIST_INSERT_HEAD(&p->ops, op, link);
+	p->inflight++;
+	return op;
+}
+
+void
+post_op_free(struct post_op *op)
+{
+	LIST_REMOVE(op, link);
+	op->p->inflight--;
+	blob_cancel(op->call);
+	free(op->name);
+	free(op);
+}
+
+static void
+post_fail(struct post *p, const char *what, const struct blob_result *r)
+{
+	struct log_ctx ctx = {.job = p->name, .state = "failed",
+			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
+	_cleanup_free_ char *err = NULL;
+	struct daemon *d = p->d;
+	int64_t id = p->job_id;
+
+	if (r != NULL)
+		err = xprintf("%s: %s: %s", what, r->code ? r->code : "error",
+			      r->message ? r->message : "no message");
+	else
+		err = xstrdup(what);
+	if (db_job_fail(d->db, id, p->state, err, daemon_now()) == 0)
+		log_ctx(LOG_ERR, &ctx, "job %s failed in %s: %s", p->name,
+			job_state_to_string(p->state), err);
+	post_free(p);
+	daemon_job_changed(d, id);
+}
+
+static void
+phase(struct post *p, const char *text)
+{
+	(void)db_job_set_phase(p->d->db, p->job_id, p->state, text, daemon_now());
+	daemon_job_changed(p->d, p->job_id);
+}
+
+static void
+note(struct post *p, const char *text)
+{
+	(void)db_event_add(p->d->db, p->job_id, "note", text, daemon_now());
+}
+
+/* Move on to the next state; false if that failed (then p is freed). */
+static bool
+advance(struct post *p, enum job_state to, const char *ph, const char *text)
+{
+	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(to),
+			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+
+	if (db_job_advance(p->d->db, p->job_id, p->state, to, ph, text, daemon_now()) < 0) {
+		post_fail(p, "recording the next state failed", NULL);
+		return false;
+	}
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->name, text);
+	p->state = to;
+	p->step = POST_START;
+	p->cursor = 0;
+	daemon_job_changed(p->d, p->job_id);
+	return true;
+}
+
+static const char *
+rel_of(const struct post *p, const char *blob_name)
+{
+	size_t n = strlen(p->name);
+
+	if (strncmp(blob_name, p->name, n) != 0 || blob_name[n] != '/')
+		return NULL;
+	return blob_name + n + 1;
+}
+
+/* ---- reconcile: Azure's logs ---------------------------------------------- */
+
+static void
+log_done(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	_cleanup_free_ char *err = NULL, *t = NULL;
+
+	op->call = NULL;
+	if (r->error == 0 && p->n_logs < ELEMENTSOF(p->logs)) {
+		if (drivelog_parse(r->body, r->body_len, &p->logs[p->n_logs], &err) == 0) {
+			struct drivelog *l = &p->logs[p->n_logs++];
+			t = xprintf("Azure's %s log of drive %s: drive status %s, %zu blobs listed",
+				    op->name, l->drive_id ? l->drive_id : "?",
+				    l->drive_status && *l->drive_status ? l->drive_status : "?",
+				    l->n_blobs);
+		} else
+			t = xprintf("Azure's %s log could not be read (%s); the blob listing decides",
+				    op->name, err ? err : "not a DriveLog");
+	} else
+		t = xprintf("Azure's %s log could not be fetched (%s); the blob listing decides",
+			    op->name, r->message ? r->message : "error");
+	note(p, t);
+	post_op_free(op);
+	if (p->inflight == 0)
+		post_next(p);
+}
+
+/* Fetch every drive's error and verbose log Azure reported. */
+static void
+fetch_logs(struct post *p)
+{
+	struct drive_row *rows = NULL;
+	size_t n = 0;
+
+	p->step = POST_LOGS;
+	if (db_drive_list(p->d->db, p->job_id, &rows, &n) < 0) {
+		post_fail(p, "reading drives failed", NULL);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *links[] = {rows[i].error_log, rows[i].verbose_log};
+		const char *kind[] = {"error", "verbose"};
+		for (size_t k = 0; k < 2; k++) {
+			struct post_op *op;
+			if (links[k] == NULL || *links[k] == '\0')
+				continue;
+			op = post_op_new(p, 0);
+			op->name = xstrdup(kind[k]);
+			op->call = blob_get_url(p->d->blob, links[k], LOG_MAX, log_done, op);
+		}
+	}
+	drive_rows_free(rows, n);
+	if (p->inflight == 0)
+		post_next(p);
+}
+
+/* What the logs say of a staged file (verbose logs list every blob, error logs failures). */
+static const struct drivelog_blob *
+log_of(const struct post *p, const char *rel)
+{
+	_cleanup_free_ char *path = xprintf("%s/%s", p->name, rel);
+	const struct drivelog_blob *found = NULL;
+
+	for (size_t i = 0; i < p->n_logs; i++) {
+		const struct drivelog_blob *b = drivelog_find_file(&p->logs[i], path);
+		if (b != NULL && (found == NULL || b->verdict != DLOG_OK))
+			found = b;
+	}
+	return found;
+}
+
+/* ---- reconcile: the listing ------------------------------------------------ */
+
+/* The verdict on one listed blob that names a file of ours. */
+static void
+judge(struct post *p, const struct file_row *f, const struct blob_props *b,
+      struct file_mark *m, char **detail)
+{
+	const struct drivelog_blob *lb = log_of(p, f->rel_path);
+
+	m->file_id = f->id;
+	if (lb != NULL && lb->verdict == DLOG_RENAMED) {
+		m->state = "renamed";
+		*detail = xprintf("Azure stored it as %s", lb->blob_path ? lb->blob_path : "?");
+	} else if (b->length != f->size) {
+		m->state = "corrupt";
+		*detail = xprintf("%" PRId64 " bytes in Azure, %" PRId64 " staged", b->length, f->size);
+	} else if (!b->has_md5 || memcmp(b->md5, f->md5, 16) != 0) {
+		m->state = "corrupt";
+		*detail = xstrdup(b->has_md5 ? "Content-MD5 differs from the staged file's"
+					     : "Azure has no Content-MD5 for it");
+	} else {
+		m->state = "ok";
+		*detail = NULL;
+	}
+	m->detail = *detail;
+}
+
+/* A listed blob Azure made by renaming one of ours: delete it once ours is repaired. */
+static void
+maybe_renamed(struct post *p, const struct blob_props *b)
+{
+	for (size_t i = 0; i < p->n_logs; i++)
+		for (size_t k = 0; k < p->logs[i].n_blobs; k++) {
+			const struct drivelog_blob *lb = &p->logs[i].blobs[k];
+			const char *slash = lb->blob_path ? strchr(lb->blob_path, '/') : NULL;
+			if (lb->verdict != DLOG_RENAMED || slash == NULL ||
+			    strcmp(slash + 1, b->name) != 0)
+				continue;
+			p->renamed = xreallocarray(p->renamed, p->n_renamed + 1, sizeof(char *));
+			p->renamed[p->n_renamed++] = xstrdup(b->name);
+			return;
+		}
+}
+
+static void list_page(struct post *p);
+
+static void
+list_done(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	struct file_mark *marks;
+	char **details;
+	size_t n = 0;
+
+	op->call = NULL;
+	post_op_free(op);
+	if (r->error != 0) {
+		post_fail(p, "listing the import container failed", r);
+		return;
+	}
+	marks = xcalloc(r->n_list + 1, sizeof(*marks));
+	details = xcalloc(r->n_list + 1, sizeof(*details));
+	for (size_t i = 0; i < r->n_list; i++) {
+		const char *rel = rel_of(p, r->list[i].name);
+		struct file_row f = {0};
+		if (rel == NULL)
+			continue;
+		if (db_file_by_path(p->d->db, p->job_id, rel, &f) == 0 &&
+		    strcmp(f.state, "verified") == 0)
+			judge(p, &f, &r->list[i], &marks[n], &details[n]), n++;
+		else
+			maybe_renamed(p, &r->list[i]);
+		file_row_free_one(&f);
+	}
+	if (n > 0 && db_files_mark(p->d->db, DB_MARK_IMPORT, marks, n) < 0)
+		log_warning("job %s: recording the reconcile failed: %s", p->name,
+			    db_errmsg(p->d->db));
+	for (size_t i = 0; i < n; i++)
+		free(details[i]);
+	free(details);
+	free(marks);
+	free(p->marker);
+	p->marker = r->next_marker ? xstrdup(r->next_marker) : NULL;
+	if (p->marker != NULL)
+		list_page(p);
+	else
+		post_next(p);
+}
+
+static void
+list_page(struct post *p)
+{
+	_cleanup_free_ char *prefix = xprintf("%s/", p->name);
+	struct post_op *op = post_op_new(p, 0);
+
+	p->step = POST_LIST;
+	op->call = blob_list(p->d->blob, p->container, prefix, p->marker, LIST_PAGE, list_done, op);
+}
+
+/* Files the listing did not show: missing, or what the logs say happened. */
+static void
+mark_unlisted(struct post *p)
+{
+	int64_t after = 0;
+
+	for (;;) {
+		struct file_row *rows = NULL;
+		struct file_mark marks[256];
+		char *details[256];
+		size_t n = 0, k = 0;
+
+		if (db_files_page(p->d->db, p->job_id, "verified", 0, after, 256, &rows, &n) < 0 ||
+		    n == 0) {
+			file_rows_free(rows, n);
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const struct drivelog_blob *lb;
+			after = rows[i].id;
+			if (rows[i].import_state != NULL)
+				continue;
+			lb = log_of(p, rows[i].rel_path);
+			marks[k].file_id = rows[i].id;
+			if (lb != NULL && lb->verdict == DLOG_RENAMED) {
+				marks[k].state = "renamed";
+				details[k] = xprintf("Azure stored it as %s", lb->blob_path);
+			} else if (lb != NULL && lb->verdict != DLOG_OK) {
+				marks[k].state = "failed";
+				details[k] = xprintf("Azure: %s", lb->status);
+			} else {
+				marks[k].state = "missing";
+				details[k] = xstrdup("not in the import container");
+			}
+			marks[k].detail = details[k];
+			k++;
+		}
+		if (k > 0)
+			(void)db_files_mark(p->d->db, DB_MARK_IMPORT, marks, k);
+		for (size_t i = 0; i < k; i++)
+			free(details[i]);
+		file_rows_free(rows, n);
+	}
+}
+
+/* Start the reconcile from scratch: forget earlier verdicts that were not repairs. */
+static void
+reconcile_start(struct post *p)
+{
+	phase(p, "reconciling");
+	free(p->marker);
+	p->marker = NULL;
+	fetch_logs(p);
+}
+
+/* ---- repair: re-upload from staging ---------------------------------------- */
+
+static void repair_next(struct post *p);
+
+static void
+repair_free(struct post *p)
+{
+	struct repair *rp = p->repair;
+
+	if (rp == NULL)
+		return;
+	post_repair_stop(rp);
+	for (size_t i = 0; i < rp->n_blocks; i++)
+		free(rp->block_ids[i]);
+	free(rp->block_ids);
+	free(rp->rel_path);
+	free(rp->blob_name);
+	free(rp);
+	p->repair = NULL;
+}
+
+static void
+repair_checked(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	struct repair *rp = p->repair;
+	struct file_mark m = {.file_id = rp->file_id, .state = "repaired",
+			      .detail = "uploaded again from staging and checked"};
+
+	op->call = NULL;
+	post_op_free(op);
+	if (r->error != 0 || r->props == NULL || r->props->length != rp->size ||
+	    !r->props->has_md5 || memcmp(r->props->md5, rp->md5, 16) != 0) {
+		_cleanup_free_ char *e = xprintf("the repaired blob %s does not match the staged file",
+						 rp->blob_name);
+		post_fail(p, e, r->error ? r : NULL);
+		return;
+	}
+	(void)db_files_mark(p->d->db, DB_MARK_IMPORT, &m, 1);
+	p->repaired++;
+	if (p->repaired <= EXAMPLES) {
+		_cleanup_free_ char *t = xprintf("repaired %s: uploaded from staging, Content-MD5 "
+						 "checked", rp->rel_path);
+		note(p, t);
+	}
+	repair_free(p);
+	repair_next(p);
+}
+
+static void
+block_list_done(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+
+	op->call = NULL;
+	post_op_free(op);
+	if (r->error != 0) {
+		post_fail(p, "committing a repaired blob failed", r);
+		return;
+	}
+	op = post_op_new(p, p->repair->file_id);
+	op->call = blob_get_properties(p->d->blob, p->container, p->repair->blob_name,
+				       repair_checked, op);
+}
+
+/* Every block is read and put: commit the block list with the file's MD5. */
+static void
+repair_commit(struct post *p)
+{
+	struct repair *rp = p->repair;
+	struct post_op *op = post_op_new(p, rp->file_id);
+
+	op->call = blob_put_block_list(p->d->blob, p->container, rp->blob_name,
+				       (const char *const *)rp->block_ids, rp->n_blocks, rp->md5,
+				       block_list_done, op);
+}
+
+static void
+block_put_done(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	struct repair *rp = p->repair;
+
+	op->call = NULL;
+	post_op_free(op);
+	if (r->error != 0) {
+		post_fail(p, "uploading a block of a repaired file failed", r);
+		return;
+	}
+	rp->n_put++;
+	pthread_mutex_lock(&rp->lock);
+	rp->inflight--;
+	pthread_cond_signal(&rp->cond);
+	pthread_mutex_unlock(&rp->lock);
+	if (rp->read_done && rp->n_put == rp->n_read)
+		repair_commit(p);
+}
+
+void
+post_block_read(struct post *p, int64_t file_id, size_t idx, void *data, size_t len,
+		const unsigned char md5[16])
+{
+	struct repair *rp = p->repair;
+	struct post_op *op;
+
+	if (rp == NULL || rp->file_id != file_id)
+		return;
+	if (idx >= rp->n_blocks) {
+		rp->block_ids = xreallocarray(rp->block_ids, idx + 1, sizeof(char *));
+		for (size_t i = rp->n_blocks; i <= idx; i++)
+			rp->block_ids[i] = NULL;
+		rp->n_blocks = idx + 1;
+	}
+	rp->block_ids[idx] = xmalloc(MANIFEST_BLOCK_ID_LEN + 1);
+	manifest_block_id(md5, rp->block_ids[idx]);
+	rp->n_read++;
+	op = post_op_new(p, file_id);
+	op->call = blob_put_block(p->d->blob, p->container, rp->blob_name, rp->block_ids[idx], data,
+				  len, md5, block_put_done, op);
+}
+
+void
+post_read_done(struct post *p, int64_t file_id, int status, const char *error)
+{
+	struct repair *rp = p->repair;
+
+	if (rp == NULL || rp->file_id != file_id)
+		return;
+	rp->read_done = true;
+	if (status < 0) {
+		_cleanup_free_ char *e = xprintf("cannot repair %s from staging: %s", rp->rel_path,
+						 error);
+		post_fail(p, e, NULL);
+		return;
+	}
+	if (rp->n_put == rp->n_read)
+		repair_commit(p);
+}
+
+/* The next file to repair: missing, corrupt, renamed or failed in Azure. */
+static bool
+repair_pick(struct post *p, struct file_row *ret)
+{
+	for (;;) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+
+		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, 256, &rows, &n) < 0 ||
+		    n == 0) {
+			file_rows_free(rows, n);
+			return false;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const char *st = rows[i].import_state;
+			p->cursor = rows[i].id;
+			if (st != NULL && strcmp(st, "ok") != 0 && strcmp(st, "repaired") != 0) {
+				*ret = rows[i];
+				rows[i] = (struct file_row){0};
+				file_rows_free(rows, n);
+				return true;
+			}
+		}
+		file_rows_free(rows, n);
+	}
+}
+
+static void
+repair_next(struct post *p)
+{
+	struct file_row f = {0};
+	struct repair *rp;
+	const char *slash;
+
+	p->step = POST_REPAIR;
+	if (!repair_pick(p, &f)) {
+		post_next(p);
+		return;
+	}
+	if (p->repaired == 0)
+		phase(p, "repairing");
+	rp = xcalloc(1, sizeof(*rp));
+	rp->file_id = f.id;
+	rp->rel_path = xstrdup(f.rel_path);
+	slash = strchr(f.blob_name, '/');
+	rp->blob_name = xstrdup(slash ? slash + 1 : f.blob_name);
+	rp->size = f.size;
+	rp->mtime_ns = f.mtime_ns;
+	memcpy(rp->md5, f.md5, 16);
+	file_row_free_one(&f);
+	p->repair = rp;
+	if (post_repair_start(p, rp) < 0)
+		post_fail(p, "cannot start a reader for the repair", NULL);
+}
+
+/* ---- renamed copies ---------------------------------------------------------- */
+
+static void
+renamed_deleted(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	_cleanup_free_ char *t = xprintf("deleted %s, Azure's renamed copy of a file of ours",
+					 op->name);
+
+	op->call = NULL;
+	if (r->error == 0)
+		note(p, t);
+	post_op_free(op);
+	if (p->inflight == 0)
+		post_next(p);
+}
+
+static void
+delete_renamed(struct post *p)
+{
+	p->step = POST_RENAMED;
+	for (size_t i = 0; i < p->n_renamed; i++) {
+		struct post_op *op = post_op_new(p, 0);
+		op->name = xstrdup(p->renamed[i]);
+		op->call = blob_delete(p->d->blob, p->container, op->name, renamed_deleted, op);
+	}
+	if (p->inflight == 0)
+		post_next(p);
+}
+
+static bool
+reconciled(struct post *p)
+{
+	struct file_count ok = {0}, rep = {0};
+	_cleanup_free_ char *text = NULL;
+
+	(void)db_files_count_mark(p->d->db, p->job_id, DB_MARK_IMPORT, "ok", &ok);
+	(void)db_files_count_mark(p->d->db, p->job_id, DB_MARK_IMPORT, "repaired", &rep);
+	text = xprintf("reconciled: %" PRId64 " files as imported, %" PRId64
+		       " repaired from staging; every file is in the import container, "
+		       "Content-MD5 checked",
+		       ok.files, rep.files);
+	return advance(p, JOB_VAULT_COPY, "copying-to-vault", text);
+}
+
+/* ---- vault copy ---------------------------------------------------------------- */
+
+static void vault_fill(struct post *p);
+
+static bool
+props_match(const struct blob_props *b, const struct post_op *op)
+{
+	return b != NULL && b->length == op->size && b->has_md5 && memcmp(b->md5, op->md5, 16) == 0;
+}
+
+static void vault_check(struct post_op *op);
+
+static void
+vault_checked(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	const struct blob_props *b = r->props;
+	struct file_mark m = {.file_id = op->file_id, .state = "verified"};
+
+	op->call = NULL;
+	if (r->error != 0) {
+		post_fail(p, "checking a vault copy failed", r);
+		return;
+	}
+	if (b->copy_status != NULL && strcmp(b->copy_status, "pending") == 0 && op->polls < 1800) {
+		op->polls++;
+		vault_check(op); /* Azure copies server-side; ask again */
+		return;
+	}
+	if ((b->copy_status != NULL && strcmp(b->copy_status, "success") != 0) ||
+	    !props_match(b, op)) {
+		_cleanup_free_ char *e = xprintf("the vault copy of %s is not the file seedd shipped "
+						 "(copy status %s)",
+						 op->name, b->copy_status ? b->copy_status : "none");
+		post_fail(p, e, NULL);
+		return;
+	}
+	if (db_files_mark(p->d->db, DB_MARK_VAULT, &m, 1) < 0)
+		log_warning("job %s: recording a vault copy failed: %s", p->name,
+			    db_errmsg(p->d->db));
+	p->done_files++;
+	post_op_free(op);
+	vault_fill(p);
+}
+
+static void
+vault_check(struct post_op *op)
+{
+	struct post *p = op->p;
+
+	op->call = blob_get_properties(p->d->blob, p->d->config->vault_container, op->name,
+				       vault_checked, op);
+}
+
+static void
+vault_copied(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+
+	op->call = NULL;
+	if (r->error != 0) {
+		post_fail(op->p, "copying a blob into the vault failed", r);
+		return;
+	}
+	vault_check(op);
+}
+
+/* Keep COPIES_IN_FLIGHT copies going until every file's vault copy is verified. */
+static void
+vault_fill(struct post *p)
+{
+	while (!p->exhausted && p->inflight < COPIES_IN_FLIGHT) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+
+		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, COPIES_IN_FLIGHT,
+				  &rows, &n) < 0 ||
+		    n == 0) {
+			file_rows_free(rows, n);
+			p->exhausted = true;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const char *slash = strchr(rows[i].blob_name, '/');
+			struct post_op *op;
+			_cleanup_free_ char *src = NULL;
+			p->cursor = rows[i].id;
+			if (rows[i].vault_state && strcmp(rows[i].vault_state, "verified") == 0)
+				continue;
+			op = post_op_new(p, rows[i].id);
+			op->name = xstrdup(slash ? slash + 1 : rows[i].blob_name);
+			op->size = rows[i].size;
+			memcpy(op->md5, rows[i].md5, 16);
+			src = blob_url(p->d->blob, p->container, op->name);
+			op->call = blob_copy(p->d->blob, p->d->config->vault_container, op->name, src,
+					     p->d->config->access_tier, vault_copied, op);
+		}
+		file_rows_free(rows, n);
+	}
+	if (p->exhausted && p->inflight == 0)
+		post_next(p);
+}
+
+static void
+vault_container_ready(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+
+	op->call = NULL;
+	post_op_free(op);
+	if (r->error != 0) {
+		post_fail(p, "creating the vault container failed", r);
+		return;
+	}
+	p->step = POST_VAULT;
+	p->cursor = 0;
+	p->exhausted = false;
+	vault_fill(p);
+}
+
+static void
+vault_start(struct post *p)
+{
+	struct post_op *op;
+
+	if (p->d->config->vault_container == NULL) {
+		post_fail(p, "[Vault] Container= is not set: there is no vault to copy into", NULL);
+		return;
+	}
+	phase(p, "copying-to-vault");
+	op = post_op_new(p, 0);
+	op->call = blob_create_container(p->d->blob, p->d->config->vault_container,
+					 vault_container_ready, op);
+}
+
+/* ---- cleanup: import blobs ---------------------------------------------------- */
+
+static void blobs_fill(struct post *p);
+
+static void
+blob_deleted(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	struct file_mark m = {.file_id = op->file_id, .state = "blob-deleted"};
+
+	op->call = NULL;
+	if (r->error != 0) {
+		post_fail(p, "deleting an import blob failed", r);
+		return;
+	}
+	(void)db_files_mark(p->d->db, DB_MARK_CLEANUP, &m, 1);
+	post_op_free(op);
+	blobs_fill(p);
+}
+
+/* Delete the import blobs seedd put there, each only once its vault copy is verified. */
+static void
+blobs_fill(struct post *p)
+{
+	while (!p->exhausted && p->inflight < DELETES_IN_FLIGHT) {
+		struct file_row *rows = NULL;
+		size_t n = 0;
+
+		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, DELETES_IN_FLIGHT,
+				  &rows, &n) < 0 ||
+		    n == 0) {
+			file_rows_free(rows, n);
+			p->exhausted = true;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const char *slash = strchr(rows[i].blob_name, '/');
+			struct post_op *op;
+			p->cursor = rows[i].id;
+			if (rows[i].cleanup_state != NULL || rows[i].vault_state == NULL ||
+			    strcmp(rows[i].vault_state, "verified") != 0)
+				continue;
+			op = post_op_new(p, rows[i].id);
+			op->name = xstrdup(slash ? slash + 1 : rows[i].blob_name);
+			op->call = blob_delete(p->d->blob, p->container, op->name, blob_deleted, op);
+		}
+		file_rows_free(rows, n);
+	}
+	if (p->exhausted && p->inflight == 0)
+		post_next(p);
+}
+
+/* ---- cleanup: staging files (thread) and the report ------------------------------ */
+
+void
+post_cleaned(struct post *p, const struct file_mark *marks, size_t n, bool last,
+	     const char *error)
+{
+	if (n > 0 && db_files_mark(p->d->db, DB_MARK_CLEANUP, marks, n) < 0)
+		log_warning("job %s: recording deleted staging files failed: %s", p->name,
+			    db_errmsg(p->d->db));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(marks[i].state, "staging-kept") == 0 && p->done_files++ < EXAMPLES) {
+			_cleanup_free_ char *t = xprintf("kept a staging file: %s",
+							 marks[i].detail ? marks[i].detail : "?");
+			note(p, t);
+		}
+	if (!last)
+		return;
+	if (error != NULL) {
+		post_fail(p, error, NULL);
+		return;
+	}
+	post_next(p);
+}
+
+/*
+ * The job is done once its staging files are dealt with; the audit report is
+ * written after that transition so it holds every transition. A report that
+ * could not be written is written again at the next start (report_missing).
+ */
+static void
+write_report(struct post *p)
+{
+	_cleanup_free_ char *path = NULL, *err = NULL, *text = NULL;
+	struct file_count kept = {0};
+	struct daemon *d = p->d;
+	int64_t id = p->job_id;
+
+	p->step = POST_REPORT;
+	(void)db_files_count_mark(d->db, id, DB_MARK_CLEANUP, "staging-kept", &kept);
+	text = xprintf("cleaned up: import blobs deleted, staging files deleted (%" PRId64
+		       " kept because they changed or could not be removed)",
+		       kept.files);
+	if (!advance(p, JOB_DONE, "done", text))
+		return;
+	post_free(p);
+	if (report_write(d, id, &path, &err) < 0) {
+		log_error("job %" PRId64 ": %s; will try again at the next start", id, err);
+		return;
+	}
+	text = xprintf("audit report written to %s", path);
+	(void)db_event_add(d->db, id, "note", text, daemon_now());
+	daemon_job_changed(d, id);
+}
+
+/* At start: a done job whose report is missing gets it now. */
+void
+post_report_missing(struct daemon *d, const struct job_row *j)
+{
+	_cleanup_free_ char *path = xprintf("%s/reports/%s.json", d->state_dir, j->name);
+	_cleanup_free_ char *out = NULL, *err = NULL;
+
+	if (j->state != JOB_DONE || access(path, F_OK) == 0)
+		return;
+	if (report_write(d, j->id, &out, &err) < 0)
+		log_error("job %s: %s", j->name, err);
+}
+
+/* ---- the step machine --------------------------------------------------------- */
+
+static void
+post_next(struct post *p)
+{
+	if (p->inflight > 0)
+		return;
+	switch (p->state) {
+	case JOB_IMPORTED:
+		switch (p->step) {
+		case POST_START:
+			reconcile_start(p);
+			return;
+		case POST_LOGS:
+			list_page(p);
+			return;
+		case POST_LIST:
+			mark_unlisted(p);
+			p->cursor = 0;
+			repair_next(p);
+			return;
+		case POST_REPAIR:
+			delete_renamed(p);
+			return;
+		case POST_RENAMED:
+			if (reconciled(p))
+				post_next(p);
+			return;
+		default:
+			return;
+		}
+	case JOB_VAULT_COPY:
+		if (p->step == POST_START)
+			vault_start(p);
+		else if (advance(p, JOB_CLEANUP, "deleting-import-blobs",
+				 "every file is copied into the vault and verified there"))
+			post_next(p);
+		return;
+	case JOB_CLEANUP:
+		switch (p->step) {
+		case POST_START:
+			phase(p, "deleting-import-blobs");
+			p->step = POST_BLOBS;
+			p->cursor = 0;
+			p->exhausted = false;
+			blobs_fill(p);
+			return;
+		case POST_BLOBS:
+			phase(p, "deleting-staging-files");
+			p->step = POST_STAGING;
+			p->done_files = 0;
+			if (post_cleaner_start(p) < 0)
+				post_fail(p, "cannot start the staging cleaner", NULL);
+			return;
+		case POST_STAGING:
+			write_report(p);
+			return;
+		default:
+			return;
+		}
+	default:
+		return;
+	}
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+static uint64_t post_gen;
+
+void
+post_resume(struct daemon *d, const struct job_row *j)
+{
+	struct post *p;
+
+	if (j->state != JOB_IMPORTED && j->state != JOB_VAULT_COPY && j->state != JOB_CLEANUP)
+		return;
+	if (post_find(d, j->id) != NULL)
+		return;
+	if (d->blob == NULL) {
+		struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state)};
+		log_ctx(LOG_WARNING, &ctx,
+			"job %s waits: the storage account is not configured ([Storage])", j->name);
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->d = d;
+	p->job_id = j->id;
+	p->gen = ++post_gen;
+	p->name = xstrdup(j->name);
+	p->container = xstrdup(j->container);
+	p->staging_path = xstrdup(j->staging_path);
+	p->state = j->state;
+	LIST_INIT(&p->ops);
+	LIST_INSERT_HEAD(&d->posts, p, link);
+	post_next(p);
+}
+
+void
+post_resume_id(struct daemon *d, int64_t job_id)
+{
+	struct job_row *j = NULL;
+
+	if (db_job_get_by_id(d->db, job_id, &j) == 0)
+		post_resume(d, j);
+	job_row_free(j);
+}
+
+void
+post_stop(struct daemon *d, int64_t job_id)
+{
+	struct post *p = post_find(d, job_id);
+
+	if (p != NULL)
+		post_free(p);
+}
+
+void
+post_stop_all(struct daemon *d)
+{
+	while (!LIST_EMPTY(&d->posts))
+		post_free(LIST_FIRST(&d->posts));
+}
+
+struct post *
+post_lookup(struct daemon *d, int64_t job_id, uint64_t gen)
+{
+	struct post *p = post_find(d, job_id);
+
+	return p != NULL && p->gen == gen ? p : NULL;
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""One seedd job through its whole life on sample data, against the local
+Azure emulation: the simulator of Entra ID and ARM (whose "datacenter"
+imports the shipped drive directories) and Azurite for Blob storage.
+Prints progress and the job's timeline; exits 0 only if the job is done."""
+import os
+import sys
+import time
+
+top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("SOURCE_ROOT", top)
+os.environ.setdefault("SEEDD", os.path.join(top, "build", "daemon", "seedd"))
+os.environ.setdefault("SEEDCTL", os.path.join(top, "build", "client", "seedctl"))
+sys.path.insert(0, os.path.join(top, "tests", "integration"))
+
+from harness import Daemon  # noqa: E402
+import azenv  # noqa: E402
+import azurite  # noqa: E402
+import prepcheck  # noqa: E402
+
+
+def say(text):
+    print("== " + text, flush=True)
+
+
+def sample_tree(root):
+    files = {"sql/full-2026-11-25.bak": os.urandom(24 << 20),
+             "sql/diff-2026-11-25.bak": os.urandom(3 << 20),
+             "logs/empty.log": b""}
+    for i in range(60):
+        files["files/share-%02d/doc-%03d.txt" % (i % 6, i)] = os.urandom(512 + i * 211)
+    for rel, data in files.items():
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+    return files
+
+
+def progress(d, name, until, timeout=300):
+    last = None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        j = d.ctl_json("job", "show", name)
+        line = "%s / %s  copied %d of %d bytes" % (j["state"], j["phase"], j["copiedBytes"],
+                                                   j["bytes"])
+        if line != last:
+            print("   " + line, flush=True)
+            last = line
+        if until(j):
+            return j
+        if j["state"] == "failed":
+            raise SystemExit("the job failed: %s" % j["error"])
+        time.sleep(0.2)
+    raise SystemExit("timed out")
+
+
+def main():
+    blob = azurite.info()
+    d = Daemon()
+    sim = azenv.Sim(d.tmp, blob=blob)
+    with open(d.config, "w") as f:
+        f.write(azenv.config(d.tmp, sim, blob=blob))
+    d.start()
+    name = "demo-seed"
+    try:
+        staging = os.path.join(d.tmp, "staging-" + name)
+        say("staging: sample backup in %s" % staging)
+        files = sample_tree(staging)
+        say("seedctl job create %s --staging %s" % (name, staging))
+        d.ctl_json("job", "create", name, "--staging", staging)
+        progress(d, name, lambda j: j["phase"] == "indexed")
+        for i in range(2):
+            path = os.path.join(d.tmp, "drive-%d" % i)
+            os.mkdir(path)
+            key = os.path.join(d.tmp, "bitlocker-%d.txt" % i)
+            azenv.write_secret(key, azenv.KEYS[i])
+            say("seedctl drive add %s %s --serial DEMO-DISK-%d" % (name, path, i))
+            d.ctl_json("drive", "add", name, path, "--serial", "DEMO-DISK-%d" % i,
+                       "--capacity", str(20 << 20), "--bitlocker-key-file", key)
+        say("seedctl job plan %s" % name)
+        print(d.ctl("job", "plan", name, check_rc=0).stdout.strip()[:1500])
+        say("seedctl job prepare %s (copy, verify, manifests, Azure job)" % name)
+        d.ctl_json("job", "prepare", name)
+        job = progress(d, name, lambda j: j["phase"] == "awaiting-tracking")
+        sim.ctl("POST", "/jobs/%s/drives" % name,
+                {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
+        say("seedctl job ship %s --carrier DHL --tracking DEMO-TRACK-1" % name)
+        d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking", "DEMO-TRACK-1", check_rc=0)
+        progress(d, name, lambda j: j["state"] == "shipped")
+        for status in ("AtAzureDC", "DataCopy", "Completed"):
+            say("Azure (simulated): %s" % status)
+            sim.advance(name, status)
+        job = progress(d, name, lambda j: j["state"] == "done")
+        say("timeline (seedctl job log %s)" % name)
+        print(d.ctl("job", "log", name, check_rc=0).stdout)
+        say("after the import: %s" % job.get("afterImport"))
+        d.stop()
+        ok = job["state"] == "done" and job["afterImport"]["vaultVerified"] == len(files)
+        say("job %s: %s; %d files verified in the vault container" % (
+            name, job["state"], job["afterImport"]["vaultVerified"]))
+        return 0 if ok else 1
+    finally:
+        if d.alive():
+            d.proc.kill()
+        sim.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""After the import, against Azurite and the simulator's datacenter (which
+imports the shipped drive directories for real): a clean import ends in
+`done` with every file verified in the vault; a dropped, a corrupted and a
+renamed file are found by the reconcile, repaired from staging and verified;
+a staging file changed after indexing is kept and reported; kill -9 during
+the vault copy and during cleanup resume; nothing is deleted before its vault
+copy is verified."""
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, check, skip  # noqa: E402
+import azenv  # noqa: E402
+import azurite  # noqa: E402
+import prepcheck  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.environ.get("SOURCE_ROOT", "."), "tests", "azure-sim"))
+import blobstore  # noqa: E402
+
+
+def tree(n_small=40):
+    files = {"db/full.bak": os.urandom(9 * (1 << 20) + 7), "logs/empty.log": b"",
+             "naïve/résumé.txt": b"unicode\n"}
+    for i in range(n_small):
+        files["docs/%02d/f-%03d.txt" % (i % 5, i)] = os.urandom(1 + (i * 97) % 12000)
+    return files
+
+
+def blobs(store, container, prefix):
+    try:
+        return {b["name"]: b for b in store.list(container, prefix)}
+    except blobstore.BlobError as e:
+        if e.status == 404:
+            return {}
+        raise
+
+
+def ship_and_import(d, sim, name, faults=None):
+    prepcheck.wait_phase(d, name, "awaiting-tracking", 120)
+    job = d.ctl_json("job", "show", name)
+    sim.ctl("POST", "/jobs/%s/drives" % name,
+            {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
+    if faults:
+        sim.ctl("POST", "/jobs/%s/import-faults" % name, faults)
+    d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking", "T-" + name, check_rc=0)
+    prepcheck.wait_state(d, name, "shipped", 60)
+    for status in ("AtAzureDC", "DataCopy", "Completed"):
+        sim.advance(name, status)
+
+
+def check_vault(store, name, files):
+    vault = blobs(store, "vault", name + "/")
+    for rel, data in files.items():
+        b = vault.get("%s/%s" % (name, rel))
+        check(b is not None, "%s is in the vault" % rel)
+        check(b["length"] == len(data), "vault length of %s" % rel)
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+        check(b.get("contentMD5") == md5, "vault Content-MD5 of %s" % rel)
+        check(store.get("vault", "%s/%s" % (name, rel)) == data, "vault bytes of %s" % rel)
+    left = blobs(store, "seedd-import", name + "/")
+    check(not left, "the job's import blobs are deleted: %r" % sorted(left)[:3])
+
+
+def test_clean(d, sim, store):
+    files = tree()
+    staging = os.path.join(d.tmp, "staging-clean")
+    azenv.prepared_job(d, "clean", drives=2, files=files)
+    ship_and_import(d, sim, "clean")
+    job = prepcheck.wait_state(d, "clean", "done", 180)
+    check(job["afterImport"]["import"]["ok"] == len(files), "every file reconciled ok: %r" %
+          job["afterImport"]["import"])
+    check(job["afterImport"]["vaultVerified"] == len(files), "every vault copy verified")
+    check_vault(store, "clean", files)
+    check(not any(os.path.isfile(os.path.join(r, f)) for r, _, fs in
+                  os.walk(os.path.join(d.tmp, "staging-clean")) for f in fs),
+          "the staging files are deleted")
+    rep = d.ctl_json("job", "report", "clean")
+    check(rep["reportFile"] and os.path.exists(rep["reportFile"]), "the report file exists")
+    full = json.load(open(rep["reportFile"]))
+    check(len(full["files"]) == len(files), "the report lists every file")
+    one = [f for f in full["files"] if f["path"] == "db/full.bak"][0]
+    check(one["md5"] == hashlib.md5(files["db/full.bak"]).hexdigest() and
+          one["vault"] == "verified" and one["cleanup"] == "staging-deleted",
+          "per-file hash and outcome: %r" % one)
+    check(any(e["kind"] == "transition" and e["state"] == "done" for e in full["events"]),
+          "every transition is in the report")
+
+
+def test_faults(d, sim, store):
+    files = tree(12)
+    azenv.prepared_job(d, "faulty", drives=1, files=files)
+    ship_and_import(d, sim, "faulty", {"drop": ["docs/00/f-000.txt"],
+                                       "corrupt": ["db/full.bak"],
+                                       "rename": ["docs/01/f-001.txt"]})
+    job = prepcheck.wait_state(d, "faulty", "done", 180)
+    imp = job["afterImport"]["import"]
+    check(imp["repaired"] == 3, "three files repaired: %r" % imp)
+    bad = {b["path"] for b in job["afterImport"]["notOk"]}
+    check(bad == {"docs/00/f-000.txt", "db/full.bak", "docs/01/f-001.txt"},
+          "the repaired files are listed: %r" % bad)
+    check_vault(store, "faulty", files)
+    log = " ".join(e["text"] for e in d.ctl_json("job", "log", "faulty"))
+    check("repaired db/full.bak" in log, "repairs are logged")
+
+
+def test_changed_staging(d, sim, store):
+    files = tree(6)
+    azenv.prepared_job(d, "changed", drives=1, files=files)
+    path = os.path.join(d.tmp, "staging-changed", "docs", "01", "f-001.txt")
+    prepcheck.wait_phase(d, "changed", "awaiting-tracking", 120)
+    with open(path, "ab") as f:
+        f.write(b"changed after indexing")
+    ship_and_import(d, sim, "changed")
+    job = prepcheck.wait_state(d, "changed", "done", 180)
+    check(os.path.exists(path), "a staging file changed after indexing is not deleted")
+    check(job["afterImport"]["stagingKept"] == 1, "and it is reported")
+    log = " ".join(e["text"] for e in d.ctl_json("job", "log", "changed"))
+    check("kept a staging file: docs/01/f-001.txt" in log, "the log names it")
+
+
+def test_crashes(d, sim, store):
+    files = tree(300)
+    azenv.prepared_job(d, "crashy", drives=1, files=files)
+    ship_and_import(d, sim, "crashy")
+    for state in ("vault_copy", "cleanup"):
+        prepcheck.wait_job(d, "crashy", lambda j, s=state: j["state"] == s or
+                           j["state"] == "done", state, 180)
+        job = d.ctl_json("job", "show", "crashy")
+        if job["state"] == state:
+            d.kill9()
+            # Nothing deleted without a verified vault copy, at any moment.
+            vault = blobs(store, "vault", "crashy/")
+            gone = set("crashy/" + r for r in files) - set(blobs(store, "seedd-import",
+                                                                "crashy/"))
+            check(gone <= set(vault), "import blobs deleted only after their vault copy")
+            d.start()
+    prepcheck.wait_state(d, "crashy", "done", 180)
+    check_vault(store, "crashy", files)
+
+
+def main():
+    try:
+        blob = azurite.info()
+    except azurite.Unavailable as e:
+        skip("Azurite is not installed (run scripts/bootstrap): %s" % e)
+    d = Daemon()
+    sim = azenv.Sim(d.tmp, blob=blob)
+    store = blobstore.BlobClient(blob["url"], blob["account"], blob["key"], blob.get("ca"))
+    with open(d.config, "w") as f:
+        f.write(azenv.config(d.tmp, sim, blob=blob))
+    d.start()
+    try:
+        test_clean(d, sim, store)
+        test_faults(d, sim, store)
+        test_changed_staging(d, sim, store)
+        test_crashes(d, sim, store)
+        d.stop()
+        azenv.no_secrets(d.read_log(), "seedd's log")
+        check(blob["key"] not in d.read_log(), "the account key is not logged")
+    finally:
+        if d.alive():
+            d.proc.kill()
+        sim.stop()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
