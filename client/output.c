@@ -413,7 +413,7 @@ error_text(const char *error, json_t *p)
 		return xprintf("%s: %s", jstr(p, "parameter"), jstr(p, "message"));
 	if (strcmp(error, SEEDD_ERR_DRIVE_REJECTED) == 0)
 		return xstrdup(jstr(p, "reason"));
-	if (strcmp(error, SEEDD_ERR_AZURE) == 0 || strcmp(error, SEEDD_ERR_NOT_IMPLEMENTED) == 0)
+	if (strcmp(error, SEEDD_ERR_AZURE) == 0)
 		return xprintf("%s: %s", json_is_string(json_object_get(p, "code"))
 						 ? jstr(p, "code") : jstr(p, "method"),
 			       jstr(p, "message"));

@@ -97,6 +97,9 @@ static const char schema_v1[] =
 	" CHECK (drive_id IS NULL OR state IN ('planned','verified'))"
 	") STRICT;"
 	"CREATE INDEX files_job_state ON files (job_id, state, id);"
+	/* Partial: only files the reconcile found wanting. */
+	"CREATE INDEX files_job_not_ok ON files (job_id, id) "
+	"WHERE import_state IS NOT NULL AND import_state != 'ok';"
 	/* Partial: the scan inserts rows without a drive, which need no entry. */
 	"CREATE INDEX files_drive_state ON files (drive_id, state, id) WHERE drive_id IS NOT NULL;"
 

@@ -109,6 +109,9 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_FILE_COUNT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE job_id = ?1",
 	[STMT_FILE_ROW_BY_PATH] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
 				  "rel_path = ?2",
+	[STMT_FILE_PAGE_NOT_OK] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
+				  "import_state IS NOT NULL AND import_state != 'ok' AND id > ?2 "
+				  "ORDER BY id LIMIT ?3",
 	[STMT_FILE_MARK_IMPORT] = "UPDATE files SET import_state = ?2, import_detail = ?3 "
 				  "WHERE id = ?1 AND state = 'verified'",
 	[STMT_FILE_MARK_VAULT] = "UPDATE files SET vault_state = ?2 WHERE id = ?1 AND state = 'verified'",
@@ -2234,4 +2237,29 @@ file_row_free_one(struct file_row *f)
 {
 	file_row_done(f);
 	*f = (struct file_row){0};
+}
+
+int
+db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t limit,
+		     struct file_row **ret, size_t *ret_n)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_PAGE_NOT_OK];
+	struct file_row *rows;
+	size_t n = 0;
+	int r, rc;
+
+	if (limit == 0)
+		return -EINVAL;
+	if ((r = bind(db, st, "iii", job_id, after_id, (int64_t)limit)) < 0)
+		return r;
+	rows = xcalloc(limit, sizeof(*rows));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		file_row_read(st, &rows[n++]);
+	if (rc != SQLITE_DONE) {
+		file_rows_free(rows, n);
+		return db_error(db, rc);
+	}
+	*ret = rows;
+	*ret_n = n;
+	return 0;
 }

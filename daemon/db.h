@@ -373,6 +373,9 @@ int db_files_mark(struct db *db, enum db_mark kind, const struct file_mark *m, s
 int db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char *value,
 			struct file_count *ret);
 
+/* Files whose import mark is set and not ok (missing, corrupt, ..., repaired), in id order. */
+int db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t limit,
+			 struct file_row **ret, size_t *ret_n);
 /* The job's file at rel_path; free its strings with file_row_free_one(). -ENOENT if none. */
 int db_file_by_path(struct db *db, int64_t job_id, const char *rel_path, struct file_row *ret);
 void file_row_free_one(struct file_row *f);

@@ -148,14 +148,13 @@ after_import_json(struct daemon *d, int64_t job_id)
 	while (json_array_size(bad) < 1000) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, "verified", 0, after, 512, &rows, &n) < 0 || n == 0) {
+		if (db_files_page_not_ok(d->db, job_id, after, 512, &rows, &n) < 0 || n == 0) {
 			file_rows_free(rows, n);
 			break;
 		}
 		for (size_t i = 0; i < n; i++) {
 			after = rows[i].id;
-			if (rows[i].import_state && strcmp(rows[i].import_state, "ok") != 0)
-				json_array_append_new(
+			json_array_append_new(
 					bad, json_pack("{s:o,s:s,s:o}", "path",
 						       json_text(rows[i].rel_path), "import",
 						       rows[i].import_state, "detail",

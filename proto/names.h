@@ -39,7 +39,6 @@ bool job_state_is_final(enum job_state s);
 #define SEEDD_ERR_INVALID_ARGUMENT "io.seedd.InvalidArgument"
 #define SEEDD_ERR_DRIVE_REJECTED "io.seedd.DriveRejected"
 #define SEEDD_ERR_AZURE "io.seedd.AzureError"
-#define SEEDD_ERR_NOT_IMPLEMENTED "io.seedd.NotImplemented"
 #define SEEDD_ERR_INTERNAL "io.seedd.InternalError"
 
 /* Protocol limits. */

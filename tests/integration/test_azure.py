@@ -79,6 +79,27 @@ def test_missing_key(d, sim):
     check(len(azenv.arm_requests(sim, "PUT", "/jobs/nokey")) == 1, "created once after retry")
 
 
+def test_list_poll(d, sim):
+    """Two shipped DataBox jobs are polled with one list call of the resource group."""
+    for name in ("lst-one", "lst-two"):
+        azenv.prepared_job(d, name, drives=1)
+    for name in ("lst-one", "lst-two"):
+        prepcheck.wait_phase(d, name, "awaiting-tracking", 90)
+        d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking", "TRK-" + name, check_rc=0)
+        prepcheck.wait_state(d, name, "shipped", 60)
+    for name in ("lst-one", "lst-two"):
+        sim.advance(name, "AtAzureDC")
+    for name in ("lst-one", "lst-two"):
+        prepcheck.wait_job(d, name, lambda j: j["azure"]["state"] == "AtAzureDC",
+                           "AtAzureDC", 30)
+    lists = [r for r in sim.requests() if r.get("method") == "GET" and
+             r.get("path", "").split("?")[0].endswith("/providers/Microsoft.DataBox/jobs")]
+    check(lists, "the shipped jobs were polled with a list call")
+    for name in ("lst-one", "lst-two"):
+        sim.advance(name, "Completed")
+        prepcheck.wait_state(d, name, "imported", 30)
+
+
 def test_importexport(tmp_root):
     sim = azenv.Sim(os.path.join(tmp_root, "ie"), tls=False)
     d = Daemon()
@@ -118,6 +139,7 @@ def main():
         test_databox(d, sim)
         test_tracking_unique(d, sim)
         test_missing_key(d, sim)
+        test_list_poll(d, sim)
         for name in ("dbx-job", "dbx-two", "nokey"):
             azenv.no_secrets(d.ctl("--json", "job", "show", name).stdout, "job show --json")
             azenv.no_secrets(d.ctl("--json", "job", "report", name).stdout, "job report")
