@@ -702,40 +702,70 @@ vault_copied(const struct blob_result *r, void *userdata)
 	vault_check(op);
 }
 
-/* Keep COPIES_IN_FLIGHT copies going until every file's vault copy is verified. */
+/*
+ * Keep up to max requests going, one per verified file that want() picks,
+ * started by start(), in id order from p->cursor; when every file has been
+ * handed out and answered, go on to the next step.
+ */
 static void
-vault_fill(struct post *p)
+fill(struct post *p, unsigned max, bool (*want)(const struct file_row *f),
+     void (*start)(struct post *p, const struct file_row *f))
 {
-	while (!p->exhausted && p->inflight < COPIES_IN_FLIGHT) {
+	while (!p->exhausted && p->inflight < max) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
 
-		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, COPIES_IN_FLIGHT,
-				  &rows, &n) < 0 ||
+		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, max, &rows, &n) < 0 ||
 		    n == 0) {
 			file_rows_free(rows, n);
 			p->exhausted = true;
 			break;
 		}
 		for (size_t i = 0; i < n; i++) {
-			const char *slash = strchr(rows[i].blob_name, '/');
-			struct post_op *op;
-			_cleanup_free_ char *src = NULL;
 			p->cursor = rows[i].id;
-			if (rows[i].vault_state && strcmp(rows[i].vault_state, "verified") == 0)
-				continue;
-			op = post_op_new(p, rows[i].id);
-			op->name = xstrdup(slash ? slash + 1 : rows[i].blob_name);
-			op->size = rows[i].size;
-			memcpy(op->md5, rows[i].md5, 16);
-			src = blob_url(p->d->blob, p->container, op->name);
-			op->call = blob_copy(p->d->blob, p->d->config->vault_container, op->name, src,
-					     p->d->config->access_tier, vault_copied, op);
+			if (want(&rows[i]))
+				start(p, &rows[i]);
 		}
 		file_rows_free(rows, n);
 	}
 	if (p->exhausted && p->inflight == 0)
 		post_next(p);
+}
+
+/* The blob name within its container: "<job>/<rel path>". */
+static const char *
+name_in_container(const struct file_row *f)
+{
+	const char *slash = strchr(f->blob_name, '/');
+
+	return slash ? slash + 1 : f->blob_name;
+}
+
+static bool
+wants_vault(const struct file_row *f)
+{
+	return f->vault_state == NULL || strcmp(f->vault_state, "verified") != 0;
+}
+
+static void
+vault_copy_start(struct post *p, const struct file_row *f)
+{
+	struct post_op *op = post_op_new(p, f->id);
+	_cleanup_free_ char *src = NULL;
+
+	op->name = xstrdup(name_in_container(f));
+	op->size = f->size;
+	memcpy(op->md5, f->md5, 16);
+	src = blob_url(p->d->blob, p->container, op->name);
+	op->call = blob_copy(p->d->blob, p->d->config->vault_container, op->name, src,
+			     p->d->config->access_tier, vault_copied, op);
+}
+
+/* Keep COPIES_IN_FLIGHT copies going until every file's vault copy is verified. */
+static void
+vault_fill(struct post *p)
+{
+	fill(p, COPIES_IN_FLIGHT, wants_vault, vault_copy_start);
 }
 
 static void
@@ -792,36 +822,28 @@ blob_deleted(const struct blob_result *r, void *userdata)
 	blobs_fill(p);
 }
 
+/* Only blobs whose vault copy is verified, and only once. */
+static bool
+wants_delete(const struct file_row *f)
+{
+	return f->cleanup_state == NULL && f->vault_state != NULL &&
+	       strcmp(f->vault_state, "verified") == 0;
+}
+
+static void
+blob_delete_start(struct post *p, const struct file_row *f)
+{
+	struct post_op *op = post_op_new(p, f->id);
+
+	op->name = xstrdup(name_in_container(f));
+	op->call = blob_delete(p->d->blob, p->container, op->name, blob_deleted, op);
+}
+
 /* Delete the import blobs seedd put there, each only once its vault copy is verified. */
 static void
 blobs_fill(struct post *p)
 {
-	while (!p->exhausted && p->inflight < DELETES_IN_FLIGHT) {
-		struct file_row *rows = NULL;
-		size_t n = 0;
-
-		if (db_files_page(p->d->db, p->job_id, "verified", 0, p->cursor, DELETES_IN_FLIGHT,
-				  &rows, &n) < 0 ||
-		    n == 0) {
-			file_rows_free(rows, n);
-			p->exhausted = true;
-			break;
-		}
-		for (size_t i = 0; i < n; i++) {
-			const char *slash = strchr(rows[i].blob_name, '/');
-			struct post_op *op;
-			p->cursor = rows[i].id;
-			if (rows[i].cleanup_state != NULL || rows[i].vault_state == NULL ||
-			    strcmp(rows[i].vault_state, "verified") != 0)
-				continue;
-			op = post_op_new(p, rows[i].id);
-			op->name = xstrdup(slash ? slash + 1 : rows[i].blob_name);
-			op->call = blob_delete(p->d->blob, p->container, op->name, blob_deleted, op);
-		}
-		file_rows_free(rows, n);
-	}
-	if (p->exhausted && p->inflight == 0)
-		post_next(p);
+	fill(p, DELETES_IN_FLIGHT, wants_delete, blob_delete_start);
 }
 
 /* ---- cleanup: staging files (thread) and the report ------------------------------ */
