@@ -363,7 +363,11 @@ output_plan(FILE *f, json_t *plan)
 		fputc('\n', f);
 	}
 	output_bytes(jint(plan, "unplacedBytes"), b);
-	kv(f, "", "Files", "%zu", json_array_size(files));
+	if (json_is_integer(json_object_get(plan, "totalFiles")))
+		kv(f, "", "Files", "%" PRId64 "%s", jint(plan, "totalFiles"),
+		   json_is_true(json_object_get(plan, "truncated")) ? " (the first 1000 listed)" : "");
+	else
+		kv(f, "", "Files", "%zu", json_array_size(files));
 	kv(f, "", "Unplaced", "%" PRId64 " files, %s", jint(plan, "unplacedFiles"), b);
 	kv(f, "", "Drives needed", "%" PRId64 " more", jint(plan, "drivesNeeded"));
 	kv(f, "", "Invalid names", "%zu", json_array_size(bad));

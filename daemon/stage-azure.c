@@ -389,8 +389,38 @@ ship_done(const struct arm_result *r, void *userdata)
 	call(a, STEP_SHIP_GET, "GET", "", NULL, 0, ship_get_done);
 }
 
+static void ship_send(struct azjob *a);
+
+/* Before sending: a restart may find the shipment already accepted; never send it twice. */
+static void
+ship_check_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct azure_status st = {0};
+	bool shipped;
+
+	a->call = NULL;
+	if (!ok(r) || azure_status_parse(a->api, r->body, &st) < 0) {
+		azure_status_done(&st);
+		fail_job(a, JOB_DRIVE_PREP, "reading the Azure job before shipping failed", r);
+		return;
+	}
+	shipped = st.stage >= AZ_SHIPPED && st.stage != AZ_UNKNOWN;
+	azure_status_done(&st);
+	if (shipped)
+		ship_get_done(r, a);
+	else
+		ship_send(a);
+}
+
 static void
 ship_start(struct azjob *a)
+{
+	call(a, STEP_SHIP_GET, "GET", "", NULL, 0, ship_check_done);
+}
+
+static void
+ship_send(struct azjob *a)
 {
 	struct job_row *j = job_load(a);
 	json_t *body;
@@ -423,6 +453,7 @@ static void
 cancel_done(const struct arm_result *r, void *userdata)
 {
 	struct azjob *a = userdata;
+	struct log_ctx refused = {.job = a->name, .state = "drive_prep"};
 	struct log_ctx ctx = {.job = a->name, .state = "cancelled",
 			      .message_id = SEEDD_MESSAGE_JOB_CANCELLED};
 
@@ -432,7 +463,7 @@ cancel_done(const struct arm_result *r, void *userdata)
 						 r->code ? r->code : "error",
 						 r->message ? r->message : "no message");
 		(void)db_event_add(a->d->db, a->job_id, "azure", t, daemon_now());
-		log_ctx(LOG_WARNING, &ctx, "job %s: %s", a->name, t);
+		log_ctx(LOG_WARNING, &refused, "job %s: %s", a->name, t);
 		set_phase(a, JOB_DRIVE_PREP, a->cancel_back_phase ? a->cancel_back_phase
 								  : "awaiting-tracking");
 		azjob_free(a);
@@ -821,14 +852,25 @@ azure_stage_stop(struct daemon *d)
 	d->azure = azure_free(d->azure);
 }
 
-/* After a reload: new endpoints or secrets take effect for the next request. */
+/*
+ * After a reload every Azure setting takes effect: the clients are made
+ * anew and each job's Azure or storage step starts again where the store
+ * says. Every such step is idempotent (a job is looked up before it is
+ * created or shipped), so work in flight is simply asked for again.
+ */
 void
 azure_stage_reload(struct daemon *d)
 {
-	if (d->azure != NULL)
-		azure_set_config(d->azure, d->config);
-	else
-		(void)azure_stage_start(d, NULL);
+	_cleanup_free_ char *err = NULL;
+
+	post_stop_all(d);
+	azure_stage_stop(d);
+	if (azure_stage_start(d, &err) < 0) {
+		log_error("the Azure client cannot be set up with the new configuration: %s; Azure "
+			  "work waits", err ? err : "unknown error");
+		return;
+	}
+	stage_resume_remote(d);
 }
 
 /*

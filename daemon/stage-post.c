@@ -36,6 +36,7 @@
 #define COPIES_IN_FLIGHT 8
 #define DELETES_IN_FLIGHT 8
 #define COPY_POLL_SEC 2
+#define COPY_POLLS_MAX 43200 /* a day of polls for one server-side copy */
 #define EXAMPLES 20
 
 static void post_next(struct post *p);
@@ -96,6 +97,8 @@ post_op_free(struct post_op *op)
 	LIST_REMOVE(op, link);
 	op->p->inflight--;
 	blob_cancel(op->call);
+	if (op->timer)
+		event_free(op->timer);
 	free(op->name);
 	free(op);
 }
@@ -647,6 +650,12 @@ props_match(const struct blob_props *b, const struct post_op *op)
 static void vault_check(struct post_op *op);
 
 static void
+vault_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	vault_check(arg);
+}
+
+static void
 vault_checked(const struct blob_result *r, void *userdata)
 {
 	struct post_op *op = userdata;
@@ -659,9 +668,14 @@ vault_checked(const struct blob_result *r, void *userdata)
 		post_fail(p, "checking a vault copy failed", r);
 		return;
 	}
-	if (b->copy_status != NULL && strcmp(b->copy_status, "pending") == 0 && op->polls < 1800) {
+	if (b->copy_status != NULL && strcmp(b->copy_status, "pending") == 0 &&
+	    op->polls < COPY_POLLS_MAX) {
+		struct timeval tv = {COPY_POLL_SEC, 0};
 		op->polls++;
-		vault_check(op); /* Azure copies server-side; ask again */
+		/* Azure copies server-side; ask again in a while. */
+		if (op->timer == NULL)
+			op->timer = evtimer_new(p->d->base, vault_poll_cb, op);
+		evtimer_add(op->timer, &tv);
 		return;
 	}
 	if ((b->copy_status != NULL && strcmp(b->copy_status, "success") != 0) ||
@@ -895,6 +909,7 @@ write_report(struct post *p)
 		log_error("job %" PRId64 ": %s; will try again at the next start", id, err);
 		return;
 	}
+	free(text);
 	text = xprintf("audit report written to %s", path);
 	(void)db_event_add(d->db, id, "note", text, daemon_now());
 	daemon_job_changed(d, id);

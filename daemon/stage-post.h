@@ -42,6 +42,7 @@ struct post_op {
 	int64_t size;
 	unsigned char md5[16];
 	unsigned polls;
+	struct event *timer; /* the next poll of a pending copy */
 };
 
 /* The repair of one file: blocks read by a thread, uploaded by the loop. */

@@ -360,7 +360,11 @@ static int
 manifest_add_cb(const struct file_row *f, const struct block_row *b, size_t n, void *userdata)
 {
 	struct manifest_ctx *mc = userdata;
-	_cleanup_free_ char *file_path = drive_file_path(mc->dr->p->job_name, f->rel_path);
+	_cleanup_free_ char *file_path = NULL;
+
+	if (atomic_load(&mc->dr->w.cancel))
+		return -ECANCELED; /* shutting down: the manifest is written again at restart */
+	file_path = drive_file_path(mc->dr->p->job_name, f->rel_path);
 
 	if (n > mc->cap) {
 		mc->blocks = xreallocarray(mc->blocks, n, sizeof(*mc->blocks));

@@ -82,6 +82,25 @@ stage_resume_job(struct daemon *d, int64_t job_id)
 }
 
 void
+stage_resume_remote(struct daemon *d)
+{
+	struct job_row **rows = NULL;
+	size_t n = 0;
+
+	if (db_job_list(d->db, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct job_row *j = rows[i];
+		if ((j->state == JOB_DRIVE_PREP && !prep_phase(j->phase)) || j->state == JOB_SHIPPED)
+			azure_resume(d, j);
+		else if (j->state == JOB_IMPORTED || j->state == JOB_VAULT_COPY ||
+			 j->state == JOB_CLEANUP)
+			post_resume(d, j);
+	}
+	job_rows_free(rows, n);
+}
+
+void
 stage_resume_all(struct daemon *d)
 {
 	struct job_row **rows = NULL;

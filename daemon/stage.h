@@ -79,6 +79,8 @@ void azure_check_deadlines(struct daemon *d);
 
 /* Resume the job's threaded stage if its state has one (after RetryJob). */
 void stage_resume_job(struct daemon *d, int64_t job_id);
+/* Resume the Azure and storage steps of every job (after a reload). */
+void stage_resume_remote(struct daemon *d);
 /* Resume every job whose stage runs on threads (at start). */
 void stage_resume_all(struct daemon *d);
 /* Stop every thread (shutdown); queued results are committed. */
