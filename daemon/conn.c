@@ -63,6 +63,7 @@ conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
+	LIST_INIT(&c->refs);
 	vl_reader_init(&c->reader);
 	c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
@@ -73,11 +74,46 @@ conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid)
 	return c;
 }
 
+struct conn_ref *
+conn_ref_new(struct conn *c)
+{
+	struct conn_ref *ref = xcalloc(1, sizeof(*ref));
+
+	ref->conn = c;
+	ref->oneway = c->oneway;
+	LIST_INSERT_HEAD(&c->refs, ref, link);
+	return ref;
+}
+
+struct conn *
+conn_ref_get(struct conn_ref *ref)
+{
+	if (ref->conn != NULL)
+		ref->conn->oneway = ref->oneway;
+	return ref->conn;
+}
+
+void
+conn_ref_free(struct conn_ref *ref)
+{
+	if (ref == NULL)
+		return;
+	if (ref->conn != NULL)
+		LIST_REMOVE(ref, link);
+	free(ref);
+}
+
 void
 conn_free(struct conn *c)
 {
+	struct conn_ref *ref;
+
 	if (c == NULL)
 		return;
+	while ((ref = LIST_FIRST(&c->refs)) != NULL) {
+		LIST_REMOVE(ref, link);
+		ref->conn = NULL;
+	}
 	server_conn_gone(c->server, c);
 	bufferevent_free(c->bev);
 	vl_reader_done(&c->reader);
@@ -149,7 +185,7 @@ conn_send(struct conn *c, json_t *msg)
 void
 conn_reply(struct conn *c, json_t *params, bool continues)
 {
-	if (c->oneway) {
+	if (c == NULL || c->oneway) {
 		json_decref(params);
 		return;
 	}
@@ -159,7 +195,7 @@ conn_reply(struct conn *c, json_t *params, bool continues)
 void
 conn_error(struct conn *c, const char *error, json_t *params)
 {
-	if (c->oneway) {
+	if (c == NULL || c->oneway) {
 		json_decref(params);
 		return;
 	}

@@ -26,8 +26,20 @@ enum conn_state {
 	_CONN_STATE_MAX,
 };
 
+/*
+ * A reference to a connection for a reply that comes later (a call whose
+ * work runs on a thread): conn becomes NULL when the connection goes away,
+ * and the reply is then dropped.
+ */
+struct conn_ref {
+	LIST_ENTRY(conn_ref) link;
+	struct conn *conn;
+	bool oneway;
+};
+
 struct conn {
 	LIST_ENTRY(conn) link;
+	LIST_HEAD(, conn_ref) refs;
 	struct server *server;
 	struct bufferevent *bev;
 	struct vl_reader reader;
@@ -48,7 +60,12 @@ void conn_free(struct conn *c);
 /* uid 0, or a member of the group gid (from SO_PEERGROUPS, else getgrouplist). */
 bool conn_in_group(const struct conn *c, gid_t gid);
 
-/* Reply to the current call; both steal params (may be NULL). */
+struct conn_ref *conn_ref_new(struct conn *c);
+/* The connection to answer on (its oneway flag restored), or NULL if it is gone. */
+struct conn *conn_ref_get(struct conn_ref *ref);
+void conn_ref_free(struct conn_ref *ref);
+
+/* Reply to the current call; both steal params (may be NULL); c NULL drops the reply. */
 void conn_reply(struct conn *c, json_t *params, bool continues);
 void conn_error(struct conn *c, const char *error, json_t *params);
 

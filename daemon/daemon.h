@@ -40,6 +40,7 @@ struct daemon {
 	struct event *ev_poll, *ev_deadline;
 	struct blob_client *blob;                  /* NULL unless [Storage] is configured */
 	LIST_HEAD(post_list, post) posts;          /* jobs after the import */
+	LIST_HEAD(probe_list, probe) probes;       /* AddDrive probes on threads */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

@@ -77,29 +77,6 @@ count_drives(struct daemon *d, int64_t job_id, size_t *ret)
 	return r;
 }
 
-/* Write the marker and record the drive; the key goes to the secrets table. */
-static int
-record_drive(struct call *call, const struct job_row *j, const struct drive_attach *at,
-	     int64_t *ret_id)
-{
-	const char *key = param_has(call, "bitlockerKey") ? param_str(call, "bitlockerKey") : NULL;
-	char uuid[DRIVE_UUID_LEN + 1];
-	int fd, r;
-
-	fd = open(at->probe.mount_point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = drive_marker_write(fd, j->name, at->serial, uuid);
-	close(fd);
-	if (r < 0)
-		return r;
-	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, uuid, at->capacity,
-			 at->probe.free_bytes, ret_id);
-	if (r == 0 && key != NULL)
-		r = db_secret_put(call->d->db, j->id, *ret_id, "bitlocker-key", key, strlen(key));
-	return r;
-}
-
 static void
 log_drive(const struct job_row *j, const char *serial, const char *path, int64_t capacity)
 {
@@ -136,28 +113,177 @@ update_key(struct call *call, const struct job_row *j, const char *serial, const
 	return found;
 }
 
+/*
+ * AddDrive probes the drive (mountinfo, udev, the boot sector, a walk of what
+ * the job already has there) and writes its marker on a thread of its own, so
+ * a slow disk never stalls the loop; the loop then records it and answers.
+ */
+struct probe {
+	LIST_ENTRY(probe) link;
+	struct worker_thread w;
+	struct daemon *d;
+	struct conn_ref *ref;
+	struct worker_queue *queue;
+	int64_t job_id;
+	char *job_name, *path, *serial, *key;
+	struct drive_attach_args args;
+	/* Results. */
+	int r;
+	char *err;
+	struct drive_attach at;
+	char uuid[DRIVE_UUID_LEN + 1];
+};
+
+struct probe_msg {
+	struct worker_msg m;
+	struct probe *pr;
+};
+
+static void
+probe_free(struct probe *pr)
+{
+	worker_thread_stop(&pr->w);
+	LIST_REMOVE(pr, link);
+	conn_ref_free(pr->ref);
+	drive_attach_done(&pr->at);
+	if (pr->key != NULL) {
+		explicit_bzero(pr->key, strlen(pr->key));
+		free(pr->key);
+	}
+	free(pr->job_name);
+	free(pr->path);
+	free(pr->serial);
+	free(pr->err);
+	free(pr);
+}
+
+static void
+probe_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void *
+probe_thread(void *arg)
+{
+	struct probe *pr = arg;
+	struct probe_msg *pm = xcalloc(1, sizeof(*pm));
+	int fd;
+
+	atomic_store(&pr->w.busy, true);
+	pr->r = drive_attach_check(pr->path, &pr->args, &pr->at, &pr->err);
+	if (pr->r == 0) {
+		fd = open(pr->at.probe.mount_point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		pr->r = fd < 0 ? -errno : drive_marker_write(fd, pr->job_name, pr->at.serial, pr->uuid);
+		if (fd >= 0)
+			close(fd);
+		if (pr->r < 0)
+			xasprintf(&pr->err, "cannot write seedd's marker on %s: %s",
+				  pr->at.probe.mount_point, strerror(-pr->r));
+	}
+	atomic_store(&pr->w.busy, false);
+	pm->m.kind = MSG_DRIVE_PROBED;
+	pm->m.free_fn = probe_msg_free;
+	pm->pr = pr;
+	worker_queue_push(pr->queue, &pm->m);
+	return NULL;
+}
+
+/* Record the probed drive; answer on the connection if it is still there. */
+static void
+probe_record(struct probe *pr, struct call *call)
+{
+	struct drive_attach *at = &pr->at;
+	struct job_row *j = NULL;
+	size_t n = 0;
+	int64_t id;
+	int r;
+
+	if (pr->r < 0) {
+		reply_drive_rejected(call, pr->err ? pr->err : strerror(-pr->r));
+		return;
+	}
+	if (db_job_get_by_id(call->d->db, pr->job_id, &j) < 0 || !takes_drives(j)) {
+		reply_invalid_state(call, pr->job_name, j ? job_state_to_string(j->state) : "gone",
+				    "the job moved on while the drive was probed");
+		goto out;
+	}
+	if (count_drives(call->d, j->id, &n) < 0 || n >= DRIVES_PER_JOB_MAX) {
+		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
+		goto out;
+	}
+	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, pr->uuid,
+			 at->capacity, at->probe.free_bytes, &id);
+	if (r == 0 && pr->key != NULL)
+		r = db_secret_put(call->d->db, j->id, id, "bitlocker-key", pr->key, strlen(pr->key));
+	if (r < 0) {
+		_cleanup_free_ char *m = r == -EEXIST
+						 ? xprintf("drive %s is already attached to job %s",
+							   at->serial, j->name)
+						 : xprintf("recording drive %s failed: %s", at->serial,
+							   strerror(-r));
+		reply_drive_rejected(call, m);
+		goto out;
+	}
+	log_drive(j, at->serial, at->probe.mount_point, at->capacity);
+	{
+		_cleanup_free_ char *t = xprintf("drive %s attached at %s%s", at->serial,
+						 at->probe.mount_point,
+						 pr->key ? " with its BitLocker key" : "");
+		(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
+	}
+	if (j->state == JOB_DRIVE_PREP)
+		prep_drive_added(call->d, j->id);
+	{
+		struct drive_row row = {0};
+		if (db_drive_get(call->d->db, id, &row) == 0)
+			conn_reply(call->conn, json_pack("{s:o}", "drive", drive_json(call->d, j->id, &row)),
+				   false);
+		drive_row_done(&row);
+	}
+	daemon_job_changed(call->d, j->id);
+out:
+	job_row_free(j);
+}
+
+void
+probe_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct probe *pr = ((struct probe_msg *)m)->pr;
+	/* A client that went away gets no reply; the drive is recorded all the same. */
+	struct call call = {.d = d, .method = "io.seedd.AddDrive", .conn = conn_ref_get(pr->ref)};
+
+	worker_thread_stop(&pr->w);
+	probe_record(pr, &call);
+	probe_free(pr);
+}
+
+/*
+ * Shutdown: wait for the probes (each ends by queueing its result, which the
+ * final drain of the worker queue records and frees).
+ */
+void
+probe_stop_all(struct daemon *d)
+{
+	struct probe *pr;
+
+	LIST_FOREACH(pr, &d->probes, link)
+		worker_thread_stop(&pr->w);
+}
+
 void
 method_add_drive(struct call *call)
 {
 	const char *path = param_str(call, "path");
 	const char *key = param_has(call, "bitlockerKey") ? param_str(call, "bitlockerKey") : NULL;
-	struct drive_attach_args args = {
-		.serial = param_has(call, "serial") ? param_str(call, "serial") : NULL,
-		.capacity = param_has(call, "capacity") ? param_int(call, "capacity") : 0,
-		.require_ntfs = call->d->config->require_ntfs,
-	};
-	struct drive_attach at = {0};
-	_cleanup_free_ char *err = NULL;
+	const char *serial = param_has(call, "serial") ? param_str(call, "serial") : NULL;
+	struct probe *pr;
 	struct job_row *j;
 	size_t n = 0;
-	int64_t id;
-	int r;
 
 	if ((j = call_job_in(call, takes_drives, "drives can be added only before shipping")) ==
 	    NULL)
 		return;
-	args.job_name = j->name;
-	args.allow_directory = args.serial != NULL; /* directories (tests) name their serial */
 	if (count_drives(call->d, j->id, &n) < 0 || n >= DRIVES_PER_JOB_MAX) {
 		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
 		goto out;
@@ -171,46 +297,30 @@ method_add_drive(struct call *call)
 					   "each divisible by 11 and below 720896");
 		goto out;
 	}
-	if (args.serial != NULL && key != NULL && update_key(call, j, args.serial, key))
+	if (serial != NULL && key != NULL && update_key(call, j, serial, key))
 		goto out;
-	if ((r = drive_attach_check(path, &args, &at, &err)) < 0) {
-		reply_drive_rejected(call, err ? err : strerror(-r));
-		goto out;
+	pr = xcalloc(1, sizeof(*pr));
+	pr->d = call->d;
+	pr->queue = call->d->queue;
+	pr->job_id = j->id;
+	pr->job_name = xstrdup(j->name);
+	pr->path = xstrdup(path);
+	pr->serial = serial ? xstrdup(serial) : NULL;
+	pr->key = key ? xstrdup(key) : NULL;
+	pr->args = (struct drive_attach_args){
+		.job_name = pr->job_name,
+		.serial = pr->serial,
+		.capacity = param_has(call, "capacity") ? param_int(call, "capacity") : 0,
+		.require_ntfs = call->d->config->require_ntfs,
+		.allow_directory = pr->serial != NULL, /* directories (tests) name their serial */
+	};
+	pr->ref = conn_ref_new(call->conn);
+	LIST_INSERT_HEAD(&call->d->probes, pr, link);
+	if (worker_thread_start(&pr->w, probe_thread, pr) < 0) {
+		probe_free(pr);
+		reply_internal(call, "cannot start a thread to probe the drive");
 	}
-	r = record_drive(call, j, &at, &id);
-	if (r == -EEXIST) {
-		_cleanup_free_ char *m = xprintf("drive %s is already attached to job %s",
-						 at.serial, j->name);
-		reply_drive_rejected(call, m);
-		goto out;
-	}
-	if (r < 0) {
-		_cleanup_free_ char *m = xprintf("recording drive %s failed: %s", at.serial,
-						 strerror(-r));
-		reply_drive_rejected(call, m);
-		goto out;
-	}
-	log_drive(j, at.serial, at.probe.mount_point, at.capacity);
-	{
-		_cleanup_free_ char *t = xprintf("drive %s attached at %s%s", at.serial,
-						 at.probe.mount_point,
-						 key ? " with its BitLocker key" : "");
-		(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
-	}
-	if (j->state == JOB_DRIVE_PREP)
-		prep_drive_added(call->d, j->id);
-	{
-		struct drive_row row = {0};
-		if (db_drive_get(call->d->db, id, &row) == 0)
-			conn_reply(call->conn, json_pack("{s:o}", "drive", drive_json(call->d, j->id, &row)),
-				   false);
-		else
-			reply_internal(call, "drive vanished");
-		drive_row_done(&row);
-	}
-	daemon_job_changed(call->d, j->id);
 out:
-	drive_attach_done(&at);
 	job_row_free(j);
 }
 

@@ -29,6 +29,9 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 	case MSG_POST_CLEANED:
 		post_io_handle_msg(d, m);
 		break;
+	case MSG_DRIVE_PROBED:
+		probe_handle_msg(d, m);
+		break;
 	default:
 		prep_handle_msg(d, m);
 		break;
@@ -118,6 +121,7 @@ stage_resume_all(struct daemon *d)
 void
 stage_stop_all(struct daemon *d)
 {
+	probe_stop_all(d);
 	index_stop_all(d);
 	prep_stop_all(d);
 	post_stop_all(d);

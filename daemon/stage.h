@@ -26,7 +26,12 @@ enum stage_msg_kind {
 	MSG_POST_BLOCK,
 	MSG_POST_READ_DONE,
 	MSG_POST_CLEANED,
+	MSG_DRIVE_PROBED,
 };
+
+/* AddDrive's probe threads (method-prep.c). */
+void probe_handle_msg(struct daemon *d, struct worker_msg *m);
+void probe_stop_all(struct daemon *d);
 
 /* Loop thread: the one drain function of the daemon's worker queue. */
 void stage_handle_msg(struct worker_msg *m, void *userdata);
