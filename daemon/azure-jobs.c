@@ -336,6 +336,9 @@ parse_importexport_drives(json_t *props, struct azure_status *st)
 		if (serial == NULL)
 			continue;
 		struct azure_drive_status *d = drive_slot(st, serial);
+		free(d->copy_status); /* a driveId listed twice: the last entry wins */
+		free(d->error_log);
+		free(d->verbose_log);
 		d->copy_status = dup_str(it, "copyStatus");
 		if (d->copy_status == NULL)
 			d->copy_status = dup_str(it, "state");

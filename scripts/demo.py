@@ -77,9 +77,12 @@ def main():
             azenv.write_secret(key, azenv.KEYS[i])
             say("seedctl drive add %s %s --serial DEMO-DISK-%d" % (name, path, i))
             d.ctl_json("drive", "add", name, path, "--serial", "DEMO-DISK-%d" % i,
-                       "--capacity", str(20 << 20), "--bitlocker-key-file", key)
+                       "--capacity", str((40 if i == 0 else 16) << 20),
+                       "--bitlocker-key-file", key)
         say("seedctl job plan %s" % name)
-        print(d.ctl("job", "plan", name, check_rc=0).stdout.strip()[:1500])
+        lines = d.ctl("job", "plan", name, check_rc=0).stdout.rstrip().splitlines()
+        print("\n".join(lines[:8] + ["   ... (%d more lines)" % (len(lines) - 16)] + lines[-8:])
+              if len(lines) > 20 else "\n".join(lines))
         say("seedctl job prepare %s (copy, verify, manifests, Azure job)" % name)
         d.ctl_json("job", "prepare", name)
         job = progress(d, name, lambda j: j["phase"] == "awaiting-tracking")
