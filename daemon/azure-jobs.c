@@ -167,7 +167,8 @@ databox_validate_result(json_t *reply, char **ret_err)
 		if ((v && strcmp(v, "Valid") != 0 && strcmp(v, "Skipped") != 0) ||
 		    (a && strcmp(a, "Valid") != 0)) {
 			xasprintf(ret_err, "Azure's validation %s: %s: %s",
-				  json_string_value(json_object_get(it, "validationType")),
+				  json_string_value(json_object_get(it, "validationType"))
+					  ?: "(no type)",
 				  v ? v : a,
 				  json_string_value(json_object_get(err, "message"))
 					  ?: "no reason given");

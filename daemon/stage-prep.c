@@ -106,6 +106,7 @@ struct file_msg {
 	int status;
 	struct copy_result res;
 	int64_t old_size;               /* as indexed */
+	char *rel_path;                 /* for -ESTALE */
 	int64_t new_size, new_mtime_ns; /* for -ESTALE */
 };
 
@@ -150,6 +151,7 @@ file_msg_free(struct worker_msg *m)
 	struct file_msg *fm = (struct file_msg *)m;
 
 	copy_result_done(&fm->res);
+	free(fm->rel_path);
 	free(fm);
 }
 
@@ -254,8 +256,14 @@ copy_one(struct prep_drive *dr, struct copier *cp, struct prep_task *t, bool def
 
 	atomic_store(&dr->current, 0);
 	fm->status = copier_copy(cp, &req, &fm->res);
-	if (fm->status == -ESTALE)
+	if (fm->status == -ENOENT || fm->status == -ESTALE) {
 		restat(dr, t, fm);
+		/* A source that is gone is a staging change, not a copy failure. */
+		if (fm->status == -ENOENT && fm->new_size < 0)
+			fm->status = -ESTALE;
+		if (fm->status == -ESTALE)
+			fm->rel_path = xstrdup(t->rel_path);
+	}
 	atomic_store(&dr->current, 0);
 	return fm->status;
 }
@@ -669,6 +677,30 @@ set_phase(struct prep *p, const char *phase)
 	job_row_free(j);
 }
 
+/*
+ * A staging file that disappeared during drive prep is no longer part of
+ * the job: it becomes a skipped entry (reported like a symlink), never
+ * planned again.
+ */
+static int
+file_vanished(struct prep *p, const char *rel_path)
+{
+	struct file_row f = {0};
+	struct file_entry e;
+	int r;
+
+	if (rel_path == NULL || (r = db_file_by_path(p->d->db, p->job_id, rel_path, &f)) < 0)
+		return -ENOENT;
+	e = (struct file_entry){.rel_path = f.rel_path, .blob_name = f.blob_name,
+				.state = "skipped",
+				.reason = "vanished from staging during drive prep"};
+	r = db_files_insert_batch(p->d->db, p->job_id, &e, 1);
+	if (r == 0)
+		r = db_job_set_totals(p->d->db, p->job_id, daemon_now());
+	file_row_free_one(&f);
+	return r;
+}
+
 /* One transaction: the file is on its drive, verified, with its block hashes. */
 static void
 commit_verified(struct daemon *d, struct file_msg *fm, struct prep_drive *dr)
@@ -706,7 +738,7 @@ file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 	case -ESTALE:
 		dr->planned -= fm->old_size;
 		if (fm->new_size < 0)
-			r = db_file_unplace(p->d->db, fm->file_id);
+			r = file_vanished(p, fm->rel_path);
 		else
 			r = db_file_reindex(p->d->db, fm->file_id, fm->new_size, fm->new_mtime_ns,
 					    daemon_now());

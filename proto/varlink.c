@@ -44,7 +44,10 @@ vl_reader_feed(struct vl_reader *r, const void *data, size_t len)
 	if (nul != NULL)
 		pending = len - (size_t)(nul - (const char *)data) - 1;
 	else {
-		const char *old = r->len > 0 ? memrchr(r->buf, '\0', r->len) : NULL;
+		/* buf[0, scan) holds no NUL: skip it, or tiny feeds cost O(n^2) */
+		const char *old = r->len > r->scan
+		                      ? memrchr(r->buf + r->scan, '\0', r->len - r->scan)
+		                      : NULL;
 		size_t tail = old ? r->len - (size_t)(old - r->buf) - 1 : r->len;
 		pending = tail + len;
 	}

@@ -43,6 +43,7 @@ struct seed {
 };
 
 /* Byte strings worth inserting: UTF-8 edge cases and the parsers' syntax. */
+/* clang-format off */
 static const char *const tokens[] = {
 	"\xf0\x9f\x98\x80", "\xc3\xa9", "\xed\xa0\x80", "\xef\xbf\xbe", "\xf4\x90\x80\x80",
 	"\xc0\xaf", "\\u0000", "\\ud800", "\\ud83d\\ude00", "1e999", "-0", "0.5e-320",
@@ -50,10 +51,11 @@ static const char *const tokens[] = {
 	"<!DOCTYPE x>", "<?xml version=\"1.0\" encoding=\"UTF-16\"?>", "xmlns:a=\"u\"",
 	"\r\n", "[Azure]", "=", "CON", "COM1.txt", ".seedd-tmp", "//", "/.", "..",
 };
+/* clang-format on */
 
 static const uint8_t bytes[] = {
-	0x00, 0xff, 0x7f, 0x80, 0xbf, 0xc0, 0xe0, 0xf0, 0xf4, '"', '\\', '/', '.', '<', '>',
-	'&', '[', ']', '{', '}', ':', ',', '=', '#', '\n', '\r', ' ', '\t', '-', '0', '9', 'a',
+    0x00, 0xff, 0x7f, 0x80, 0xbf, 0xc0, 0xe0, 0xf0, 0xf4, '"',  '\\', '/',  '.', '<', '>', '&',
+    '[',  ']',  '{',  '}',  ':',  ',',  '=',  '#',  '\n', '\r', ' ',  '\t', '-', '0', '9', 'a',
 };
 
 static uint64_t rng_state = 0x5eedd0f0220b1e55ULL;

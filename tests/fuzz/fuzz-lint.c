@@ -17,12 +17,17 @@
 static size_t
 utf8_seq(const uint8_t *p, size_t n, uint32_t *cp)
 {
-	size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
-	             : p[0] >= 0xe0 && p[0] <= 0xef                 ? 3
-	             : p[0] >= 0xf0 && p[0] <= 0xf4                 ? 4
-	                                                            : 0;
+	size_t len = 0;
 	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
 
+	if (p[0] < 0x80)
+		len = 1;
+	else if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
 	if (len == 0 || len > n)
 		return 0;
 	*cp = len == 1 ? p[0] : p[0] & (0x7f >> len);

@@ -140,12 +140,37 @@ def test_changed_mid_copy(d):
                             job["drives"])
 
 
+def test_vanished(d):
+    """A staging file deleted after indexing is reported as skipped, never a failed job."""
+    staging = os.path.join(d.tmp, "vanish")
+    files = {"keep-%d.bin" % i: os.urandom(3000) for i in range(3)}
+    os.makedirs(staging)
+    for rel, data in files.items():
+        with open(os.path.join(staging, rel), "wb") as f:
+            f.write(data)
+    with open(os.path.join(staging, "gone.bin"), "wb") as f:
+        f.write(b"x" * 5000)
+    d.ctl_json("job", "create", "vanish", "--staging", staging)
+    prepcheck.wait_phase(d, "vanish", "indexed")
+    os.remove(os.path.join(staging, "gone.bin"))
+    drive = os.path.join(d.tmp, "drive-v")
+    os.mkdir(drive)
+    d.ctl_json("drive", "add", "vanish", drive, "--serial", "SEEDD-TEST-V")
+    d.ctl_json("job", "prepare", "vanish")
+    job = prepcheck.wait_phase(d, "vanish", "awaiting-azure", timeout=60)
+    check(job["files"] == 3, "the vanished file left the job: %r" % job["files"])
+    check(any(p["path"] == "gone.bin" and "vanished" in (p["reason"] or "")
+              for p in job["problems"]), "and is reported: %r" % job["problems"])
+    prepcheck.verify_drives(staging, "vanish", "seedd-import", files, job["drives"])
+
+
 def main():
     d = Daemon(CONF).start()
     try:
         test_mixed(d)
         test_invalid_names(d)
         test_changed_mid_copy(d)
+        test_vanished(d)
         d.stop()
     finally:
         if d.alive():
