@@ -160,7 +160,7 @@ command_in_group(const struct command *c, const char *w0, size_t n0)
 static bool
 command_word_first(size_t i, int level, const char *w0, size_t n0)
 {
-	const char *w, *v;
+	const char *w = NULL, *v = NULL;
 	size_t n = command_word(&commands_table[i], level, &w);
 
 	for (size_t j = 0; j < i; j++) {

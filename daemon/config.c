@@ -593,7 +593,8 @@ read_small_file(const char *path, size_t max, struct stat *ret_st, char **ret, s
 	char *buf;
 	int r = 0;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+	/* O_NONBLOCK: a FIFO named as a secret file must not hang a reload. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -693,7 +694,7 @@ config_load_secrets(struct parse_ctx *p)
 	const char *creddir = getenv("CREDENTIALS_DIRECTORY"), *file, *why = NULL;
 	_cleanup_free_ char *credpath = NULL;
 	struct secret *secret;
-	size_t i, k;
+	size_t i, k = 0;
 	int r;
 
 	for (i = 0; i < ELEMENTSOF(config_secrets); i++) {
@@ -723,7 +724,7 @@ static int
 config_apply_cloud(struct parse_ctx *p)
 {
 	struct config *c = p->c;
-	size_t k;
+	size_t k = 0;
 
 	if (c->cloud == CLOUD_CUSTOM) {
 		if (c->authority_host != NULL && c->resource_manager_endpoint != NULL)

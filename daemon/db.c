@@ -2200,7 +2200,7 @@ int
 db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char *value,
 		    struct file_count *ret)
 {
-	_cleanup_reset_ sqlite3_stmt *st;
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
 	int r, rc;
 
 	if ((unsigned)kind >= ELEMENTSOF(count_stmt))

@@ -371,8 +371,8 @@ drive_probe(const char *path, struct drive_probe *ret, char **ret_err)
 	struct mount_entry m = {0};
 	struct drive_probe p = {0};
 	struct statvfs sv;
-	uint64_t mnt_id;
-	int is_root, r;
+	uint64_t mnt_id = 0;
+	int is_root = 0, r;
 
 	if ((real = realpath(path, NULL)) == NULL) {
 		r = -errno;

@@ -504,12 +504,19 @@ build_index(struct drivelog *l)
 	qsort(l->by_path, l->n_blobs, sizeof(*l->by_path), by_path_cmp);
 }
 
+/* libxml2 reports some errors (encoding) through its generic, per-thread handler: keep them off stderr. */
+static void
+xml_quiet(void *ctx, const char *msg, ...)
+{
+}
+
 static xmlParserCtxtPtr
 new_ctxt(const char *xml, size_t len, struct parse_state *st)
 {
 	xmlParserCtxtPtr ctxt;
 	xmlSAXHandler *h;
 
+	xmlSetGenericErrorFunc(NULL, xml_quiet);
 	if ((ctxt = xmlCreateMemoryParserCtxt(xml, (int)len)) == NULL)
 		fatalx("xmlCreateMemoryParserCtxt failed");
 	h = ctxt->sax;
