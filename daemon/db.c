@@ -1872,6 +1872,25 @@ db_file_verified(struct db *db, int64_t file_id, int64_t drive_id, const unsigne
 	return tx_end(db, r);
 }
 
+int
+db_files_verified(struct db *db, struct verified_file *v, size_t n, int64_t now)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (v[i].md5 == NULL || v[i].drive_id <= 0 || !blocks_valid(v[i].blocks, v[i].n) ||
+		    v[i].n > INT32_MAX)
+			return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		v[i].result = file_verified(db, v[i].file_id, v[i].drive_id, v[i].md5, v[i].blocks,
+					    v[i].n, v[i].verified, now);
+		r = v[i].result == -ESTALE ? 0 : v[i].result;
+	}
+	return tx_end(db, r);
+}
+
 static int
 file_reindex(struct db *db, int64_t file_id, int64_t size, int64_t mtime_ns, int64_t now)
 {

@@ -293,6 +293,22 @@ int db_file_blocks(struct db *db, int64_t file_id, struct block_row **ret, size_
 int db_file_verified(struct db *db, int64_t file_id, int64_t drive_id, const unsigned char md5[16],
 		     const struct block_row *b, size_t n, bool verified, int64_t now);
 /*
+ * db_file_verified() for many files in one transaction (the small files a
+ * drive worker copied and synced together). A file that is no longer
+ * planned on its drive gets result -ESTALE and is left out; any other error
+ * rolls back all of them and is returned.
+ */
+struct verified_file {
+	int64_t file_id, drive_id;
+	const unsigned char *md5; /* 16 bytes */
+	const struct block_row *blocks;
+	size_t n;
+	bool verified;
+	int result; /* set */
+};
+int db_files_verified(struct db *db, struct verified_file *v, size_t n, int64_t now);
+
+/*
  * The file changed in staging since indexing: new size and mtime, state
  * 'indexed', no drive, no MD5, checkpoint and blocks dropped; jobs.bytes
  * adjusted (and the copied counters if it was verified), jobs.updated = now.

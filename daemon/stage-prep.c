@@ -110,6 +110,15 @@ struct file_msg {
 	int64_t new_size, new_mtime_ns; /* for -ESTALE */
 };
 
+/* Worker -> loop: a group of small files copied, synced and verified together. */
+struct files_msg {
+	struct worker_msg m;
+	int64_t job_id, drive_id;
+	uint64_t gen;
+	size_t n;
+	struct file_msg *items[];
+};
+
 struct checkpoint_msg {
 	struct worker_msg m;
 	int64_t job_id, file_id;
@@ -130,6 +139,7 @@ struct manifest_msg {
 static uint64_t prep_gen;
 
 static void prep_check_done(struct prep *p);
+static void file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm);
 static void prep_free(struct prep *p);
 
 /* ---- worker thread ------------------------------------------------------ */
@@ -153,6 +163,16 @@ file_msg_free(struct worker_msg *m)
 	copy_result_done(&fm->res);
 	free(fm->rel_path);
 	free(fm);
+}
+
+static void
+files_msg_free(struct worker_msg *m)
+{
+	struct files_msg *gm = (struct files_msg *)m;
+
+	for (size_t i = 0; i < gm->n; i++)
+		file_msg_free(&gm->items[i]->m);
+	free(gm);
 }
 
 static void
@@ -347,14 +367,20 @@ copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *fir
 					 "the drive copy does not match what was read");
 		}
 	}
+	struct files_msg *gm = xcalloc(1, sizeof(*gm) + n * sizeof(gm->items[0]));
+	gm->m.kind = MSG_PREP_FILES;
+	gm->m.free_fn = files_msg_free;
+	gm->job_id = dr->p->job_id;
+	gm->drive_id = dr->drive_id;
+	gm->gen = dr->p->gen;
 	for (size_t i = 0; i < n; i++) {
-		struct file_msg *fm = msgs[i];
-		if (fm->status == 0 && synced < 0)
-			fm->status = synced;
-		worker_queue_push(dr->p->queue, &fm->m);
+		if (msgs[i]->status == 0 && synced < 0)
+			msgs[i]->status = synced;
+		gm->items[gm->n++] = msgs[i];
 		task_free(tasks[i]);
-		worker_thread_beat(&dr->w);
 	}
+	worker_queue_push(dr->p->queue, &gm->m);
+	worker_thread_beat(&dr->w);
 }
 
 struct manifest_ctx {
@@ -701,18 +727,70 @@ file_vanished(struct prep *p, const char *rel_path)
 	return r;
 }
 
+static struct block_row *
+blocks_of(const struct copy_result *res)
+{
+	struct block_row *b = xcalloc(res->n_blocks + 1, sizeof(*b));
+
+	for (size_t i = 0; i < res->n_blocks; i++) {
+		b[i].offset = (int64_t)res->blocks[i].offset;
+		b[i].length = res->blocks[i].length;
+		memcpy(b[i].md5, res->blocks[i].md5, 16);
+	}
+	return b;
+}
+
+/*
+ * A group of small files: every verified one is committed in one
+ * transaction (one fsync of the log, not one per file); the others go
+ * through file_done() one by one. dr may be NULL (a stopped prep).
+ */
+static void
+commit_group(struct daemon *d, struct prep *p, struct prep_drive *dr, struct files_msg *gm)
+{
+	struct verified_file *v = xcalloc(gm->n + 1, sizeof(*v));
+	struct block_row **b = xcalloc(gm->n + 1, sizeof(*b));
+	size_t k = 0;
+	int r;
+
+	for (size_t i = 0; i < gm->n; i++) {
+		struct file_msg *fm = gm->items[i];
+		if (fm->status != 0) {
+			if (p != NULL && dr != NULL)
+				file_done(p, dr, fm);
+			continue;
+		}
+		b[k] = blocks_of(&fm->res);
+		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
+					      .md5 = fm->res.md5, .blocks = b[k],
+					      .n = fm->res.n_blocks, .verified = fm->res.verified};
+		k++;
+	}
+	r = k > 0 ? db_files_verified(d->db, v, k, daemon_now()) : 0;
+	if (r < 0)
+		log_error("committing %zu copied files: %s", k, db_errmsg(d->db));
+	for (size_t i = 0, j = 0; i < gm->n; i++) {
+		struct file_msg *fm = gm->items[i];
+		if (fm->status != 0)
+			continue;
+		if (dr != NULL) {
+			inflight_remove(dr, fm->file_id);
+			if (r == 0 && v[j].result == 0)
+				dr->committed += (int64_t)fm->res.bytes;
+		}
+		free(b[j++]);
+	}
+	free(b);
+	free(v);
+}
+
 /* One transaction: the file is on its drive, verified, with its block hashes. */
 static void
 commit_verified(struct daemon *d, struct file_msg *fm, struct prep_drive *dr)
 {
-	struct block_row *b = xcalloc(fm->res.n_blocks + 1, sizeof(*b));
+	struct block_row *b = blocks_of(&fm->res);
 	int r;
 
-	for (size_t i = 0; i < fm->res.n_blocks; i++) {
-		b[i].offset = (int64_t)fm->res.blocks[i].offset;
-		b[i].length = fm->res.blocks[i].length;
-		memcpy(b[i].md5, fm->res.blocks[i].md5, 16);
-	}
 	r = db_file_verified(d->db, fm->file_id, fm->drive_id, fm->res.md5, b, fm->res.n_blocks,
 			     fm->res.verified, daemon_now());
 	free(b);
@@ -1087,12 +1165,17 @@ void
 prep_handle_msg(struct daemon *d, struct worker_msg *m)
 {
 	struct file_msg *fm = (struct file_msg *)m;
+	struct files_msg *gm = (struct files_msg *)m;
 	struct checkpoint_msg *cm = (struct checkpoint_msg *)m;
 	struct manifest_msg *mm = (struct manifest_msg *)m;
-	int64_t job_id = m->kind == MSG_PREP_FILE ? fm->job_id
-			 : m->kind == MSG_PREP_CHECKPOINT ? cm->job_id : mm->job_id;
-	uint64_t gen = m->kind == MSG_PREP_FILE ? fm->gen
-		       : m->kind == MSG_PREP_CHECKPOINT ? cm->gen : mm->gen;
+	int64_t job_id = m->kind == MSG_PREP_FILE	  ? fm->job_id
+			 : m->kind == MSG_PREP_FILES	  ? gm->job_id
+			 : m->kind == MSG_PREP_CHECKPOINT ? cm->job_id
+							  : mm->job_id;
+	uint64_t gen = m->kind == MSG_PREP_FILE	      ? fm->gen
+		       : m->kind == MSG_PREP_FILES      ? gm->gen
+		       : m->kind == MSG_PREP_CHECKPOINT ? cm->gen
+							: mm->gen;
 	struct prep *p = prep_find(d, job_id);
 	struct prep_drive *dr;
 
@@ -1102,6 +1185,8 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 			(void)db_file_checkpoint(d->db, cm->file_id, 0, cm->blocks, cm->n);
 		else if (m->kind == MSG_PREP_FILE && fm->status == 0)
 			commit_verified(d, fm, NULL);
+		else if (m->kind == MSG_PREP_FILES)
+			commit_group(d, NULL, NULL, gm);
 		return;
 	}
 	switch (m->kind) {
@@ -1113,6 +1198,10 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 	case MSG_PREP_FILE:
 		if ((dr = drive_find(p, fm->drive_id)) != NULL)
 			file_done(p, dr, fm);
+		break;
+	case MSG_PREP_FILES:
+		if ((dr = drive_find(p, gm->drive_id)) != NULL)
+			commit_group(d, p, dr, gm);
 		break;
 	case MSG_PREP_MANIFEST:
 		if ((dr = drive_find(p, mm->drive_id)) != NULL) {

@@ -32,7 +32,7 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 	case MSG_DRIVE_PROBED:
 		probe_handle_msg(d, m);
 		break;
-	default:
+	default: /* MSG_PREP_* */
 		prep_handle_msg(d, m);
 		break;
 	}

@@ -20,6 +20,7 @@ enum stage_msg_kind {
 	MSG_INDEX_BATCH,
 	MSG_INDEX_DONE,
 	MSG_PREP_FILE,
+	MSG_PREP_FILES, /* a group of small files, committed in one transaction */
 	MSG_PREP_CHECKPOINT,
 	MSG_PREP_IDLE,
 	MSG_PREP_MANIFEST,
