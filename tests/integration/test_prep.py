@@ -115,7 +115,7 @@ def test_changed_mid_copy(d):
     os.makedirs(staging)
     big = os.path.join(staging, "growing.bak")
     with open(big, "wb") as f:
-        f.write(os.urandom(96 * MiB))
+        f.write(os.urandom(192 * MiB))
     d.ctl_json("job", "create", "changing", "--staging", staging)
     prepcheck.wait_phase(d, "changing", "indexed")
     drive = os.path.join(d.tmp, "drive-c")
