@@ -106,17 +106,6 @@ parse_int64(const char *s, const char *e)
 	return any ? v : -1;
 }
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* 32 hex digits, either case, whitespace anywhere ignored. */
 static bool
@@ -129,7 +118,7 @@ parse_md5(const char *s, const char *e, unsigned char out[16])
 	for (; s < e; s++) {
 		if (is_space(*s))
 			continue;
-		if ((v = hex_value(*s)) < 0 || n == 32)
+		if ((v = hex_digit(*s)) < 0 || n == 32)
 			return false;
 		if (n % 2 == 0)
 			md5[n / 2] = (unsigned char)(v << 4);

@@ -65,6 +65,9 @@ char *xprintf(const char *fmt, ...) _printf_(1, 2);
 /* Format a UNIX time (seconds) as ISO 8601 UTC ("2026-11-25T23:43:52Z"). */
 void format_iso8601(int64_t t, char buf[static 32]);
 
+/* The value of a hex digit (either case), or -1. */
+int hex_digit(char c);
+
 /* True if s is a string we may put in a JSON reply or a log line (valid UTF-8). */
 bool utf8_valid(const char *s, size_t len);
 
