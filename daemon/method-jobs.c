@@ -155,12 +155,10 @@ after_import_json(struct daemon *d, int64_t job_id)
 		for (size_t i = 0; i < n; i++) {
 			after = rows[i].id;
 			json_array_append_new(
-					bad, json_pack("{s:o,s:s,s:o}", "path",
-						       json_text(rows[i].rel_path), "import",
-						       rows[i].import_state, "detail",
-						       rows[i].import_detail
-							       ? json_text(rows[i].import_detail)
-							       : json_null()));
+				bad, json_pack("{s:o,s:s,s:o}", "path", json_text(rows[i].rel_path),
+					       "import", rows[i].import_state, "detail",
+					       rows[i].import_detail ? json_text(rows[i].import_detail)
+								     : json_null()));
 		}
 		file_rows_free(rows, n);
 	}

@@ -210,12 +210,6 @@ indexer_free(struct indexer *ix)
 	free(ix);
 }
 
-bool
-index_running(struct daemon *d, int64_t job_id)
-{
-	return indexer_find(d, job_id) != NULL;
-}
-
 void
 index_stop(struct daemon *d, int64_t job_id)
 {

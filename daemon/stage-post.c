@@ -689,7 +689,6 @@ vault_checked(const struct blob_result *r, void *userdata)
 	if (db_files_mark(p->d->db, DB_MARK_VAULT, &m, 1) < 0)
 		log_warning("job %s: recording a vault copy failed: %s", p->name,
 			    db_errmsg(p->d->db));
-	p->done_files++;
 	post_op_free(op);
 	vault_fill(p);
 }
@@ -870,7 +869,7 @@ post_cleaned(struct post *p, const struct file_mark *marks, size_t n, bool last,
 		log_warning("job %s: recording deleted staging files failed: %s", p->name,
 			    db_errmsg(p->d->db));
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(marks[i].state, "staging-kept") == 0 && p->done_files++ < EXAMPLES) {
+		if (strcmp(marks[i].state, "staging-kept") == 0 && p->kept_noted++ < EXAMPLES) {
 			_cleanup_free_ char *t = xprintf("kept a staging file: %s",
 							 marks[i].detail ? marks[i].detail : "?");
 			note(p, t);
@@ -978,7 +977,7 @@ post_next(struct post *p)
 		case POST_BLOBS:
 			phase(p, "deleting-staging-files");
 			p->step = POST_STAGING;
-			p->done_files = 0;
+			p->kept_noted = 0;
 			if (post_cleaner_start(p) < 0)
 				post_fail(p, "cannot start the staging cleaner", NULL);
 			return;

@@ -88,7 +88,7 @@ struct post {
 	/* vault and cleanup paging */
 	int64_t cursor;
 	bool exhausted;
-	int64_t done_files;
+	int64_t kept_noted; /* staging files kept, named in the events so far */
 	/* cleanup thread */
 	struct worker_thread cleaner;
 	bool cleaner_running;

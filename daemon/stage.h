@@ -41,7 +41,6 @@ void stage_handle_msg(struct worker_msg *m, void *userdata);
 int index_start(struct daemon *d, const struct job_row *j);
 /* Stop the job's indexer if one runs (cancel, shutdown). */
 void index_stop(struct daemon *d, int64_t job_id);
-bool index_running(struct daemon *d, int64_t job_id);
 void index_handle_msg(struct daemon *d, struct worker_msg *m);
 void index_stop_all(struct daemon *d);
 
