@@ -42,7 +42,7 @@
 #include "copy.h"
 #include "util.h"
 
-#define RING_SLOTS 4
+#define RING_SLOTS 6
 #define VERIFY_GROUP 64 /* files whose reads copier_verify_batch() overlaps */
 #define DIO_ALIGN 4096
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -55,6 +55,41 @@ struct slot {
 	int err;            /* 0 or -errno of the read */
 	bool hashed;        /* md5 holds the MD5 of buf[0, len) */
 	unsigned char md5[16];
+};
+
+/*
+ * A hashing stage. In RING_COPY mode hasher 0 takes the MD5 of every chunk
+ * (into its slot) and hasher 1 feeds every chunk to the whole-file MD5; in
+ * RING_VERIFY mode hasher 0 hashes the even chunks and hasher 1 the odd ones.
+ * n and busy are under the copier's lock; ctx is the hasher's own.
+ */
+struct hasher {
+	pthread_t thread;
+	bool started;
+	bool busy;  /* hashing a chunk, unlocked */
+	uint64_t n; /* chunks [0, n) done */
+	int err;    /* the whole-file MD5 failed */
+	unsigned index;
+	EVP_MD_CTX *ctx;
+	struct copier *c;
+};
+
+enum ring_mode { RING_COPY, RING_VERIFY };
+
+/*
+ * The syncer: fdatasync of a big file's checkpoint on a thread of its own, so
+ * the copy goes on while the drive flushes. Its fields are under the copier's
+ * lock; between a request and its collection the fd is the syncer's to use.
+ */
+enum sync_state { SYNC_IDLE, SYNC_ASKED, SYNC_RUNNING, SYNC_DONE };
+
+struct syncer {
+	pthread_t thread;
+	bool started;
+	enum sync_state state;
+	int fd;
+	size_t n_blocks; /* what the request covers: blocks [0, n_blocks) */
+	int err;         /* SYNC_DONE: 0 or -errno */
 };
 
 /* The verifier stage; its fields but buf are under the copier's lock. */
@@ -85,11 +120,15 @@ struct copier {
 	pthread_mutex_t lock;
 	pthread_cond_t reader_cv;   /* the reader waits for work or a free slot */
 	pthread_cond_t verifier_cv; /* the verifier waits for a written block */
-	pthread_cond_t caller_cv;   /* the caller waits for the reader or the verifier */
+	pthread_cond_t caller_cv;   /* the caller waits for the reader, hashers or verifier */
+	pthread_cond_t hasher_cv;   /* the hashers wait for a chunk */
+	pthread_cond_t syncer_cv;   /* the syncer waits for a request */
 	pthread_t thread;
 	bool thread_started;
 	bool quit;
 	struct verifier verifier;
+	struct hasher hashers[2];
+	struct syncer syncer;
 
 	struct slot slots[RING_SLOTS];
 	size_t buf_size;
@@ -104,11 +143,9 @@ struct copier {
 	uint64_t pos; /* offset of the next chunk to read */
 	uint64_t end;
 	size_t chunk;
-	unsigned stride; /* the reader hashes chunk i if i % stride == 0; 0: none */
+	enum ring_mode mode;
 
 	EVP_MD *md5;
-	EVP_MD_CTX *reader_ctx;   /* reader thread only */
-	EVP_MD_CTX *whole_ctx;    /* caller only */
 	EVP_MD_CTX *block_ctx;    /* caller only */
 	struct dir_cache dst_dir; /* caller only */
 };
@@ -123,6 +160,8 @@ struct job {
 	int dir;              /* the destination's directory (the copier's dst_dir) */
 	const char *name;     /* the destination's name in dir */
 	int tmp;              /* the temporary file in dir */
+	bool tmp_direct;      /* tmp is O_DIRECT: whole 4 KiB units are written */
+	bool tmp_padded;      /* tmp was written past the file's size (cut in job_finish) */
 	int vfd;              /* the temporary file for the verifier, or -1 */
 	bool stream_verified; /* the verifier matched every block */
 	size_t n_blocks;
@@ -200,6 +239,15 @@ write_full(int fd, const unsigned char *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+/* Switch fd to O_DIRECT if its filesystem allows it. */
+static bool
+set_direct(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && ((fl & O_DIRECT) || fcntl(fd, F_SETFL, fl | O_DIRECT) == 0);
 }
 
 /* ---- Paths ----------------------------------------------------------------- */
@@ -370,13 +418,18 @@ copier_new(void)
 	pthread_cond_init(&c->reader_cv, NULL);
 	pthread_cond_init(&c->verifier_cv, NULL);
 	pthread_cond_init(&c->caller_cv, NULL);
+	pthread_cond_init(&c->hasher_cv, NULL);
+	pthread_cond_init(&c->syncer_cv, NULL);
 	c->dst_dir.fd = -1;
 	c->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
-	c->reader_ctx = EVP_MD_CTX_new();
-	c->whole_ctx = EVP_MD_CTX_new();
 	c->block_ctx = EVP_MD_CTX_new();
-	if (c->md5 == NULL || c->reader_ctx == NULL || c->whole_ctx == NULL || c->block_ctx == NULL)
+	if (c->md5 == NULL || c->block_ctx == NULL)
 		return copier_free(c);
+	for (unsigned i = 0; i < 2; i++) {
+		c->hashers[i] = (struct hasher){.index = i, .ctx = EVP_MD_CTX_new(), .c = c};
+		if (c->hashers[i].ctx == NULL)
+			return copier_free(c);
+	}
 	return c;
 }
 
@@ -389,24 +442,33 @@ copier_free(struct copier *c)
 	c->quit = true;
 	pthread_cond_signal(&c->reader_cv);
 	pthread_cond_signal(&c->verifier_cv);
+	pthread_cond_broadcast(&c->hasher_cv);
+	pthread_cond_signal(&c->syncer_cv);
 	pthread_mutex_unlock(&c->lock);
+	if (c->syncer.started)
+		pthread_join(c->syncer.thread, NULL);
 	if (c->thread_started)
 		pthread_join(c->thread, NULL);
 	if (c->verifier.started)
 		pthread_join(c->verifier.thread, NULL);
+	for (unsigned i = 0; i < 2; i++) {
+		if (c->hashers[i].started)
+			pthread_join(c->hashers[i].thread, NULL);
+		EVP_MD_CTX_free(c->hashers[i].ctx);
+	}
 	for (size_t i = 0; i < RING_SLOTS; i++)
 		free(c->slots[i].buf);
 	free(c->verifier.buf);
 	if (c->dst_dir.fd >= 0)
 		close(c->dst_dir.fd);
 	free(c->dst_dir.path);
-	EVP_MD_CTX_free(c->reader_ctx);
-	EVP_MD_CTX_free(c->whole_ctx);
 	EVP_MD_CTX_free(c->block_ctx);
 	EVP_MD_free(c->md5);
 	pthread_cond_destroy(&c->reader_cv);
 	pthread_cond_destroy(&c->verifier_cv);
 	pthread_cond_destroy(&c->caller_cv);
+	pthread_cond_destroy(&c->hasher_cv);
+	pthread_cond_destroy(&c->syncer_cv);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 	return NULL;
@@ -478,7 +540,7 @@ copier_buffers(struct copier *c, size_t size)
 
 /* Start a thread of the copier once, with every signal blocked in it. */
 static int
-copier_thread(struct copier *c, pthread_t *thread, bool *started, void *(*fn)(void *))
+copier_thread(void *arg, pthread_t *thread, bool *started, void *(*fn)(void *))
 {
 	sigset_t all, old;
 	int r;
@@ -487,7 +549,7 @@ copier_thread(struct copier *c, pthread_t *thread, bool *started, void *(*fn)(vo
 		return 0;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(thread, NULL, fn, c);
+	r = pthread_create(thread, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0)
 		return -r;
@@ -497,17 +559,21 @@ copier_thread(struct copier *c, pthread_t *thread, bool *started, void *(*fn)(vo
 
 /*
  * The ring: chunk k of the current job lives in slot k % RING_SLOTS. The reader
- * fills chunks [0, n_read), the caller is done with [0, n_done) and, while the
- * verifier runs, the verifier with [0, verifier.done). A slot is free again
- * when the last stage that needs it is done with it.
+ * fills chunks [0, n_read), each hasher is done with [0, hashers[i].n), the
+ * caller with [0, n_done) and, while the verifier runs, the verifier with
+ * [0, verifier.done). A slot is free again when every stage that needs it is
+ * done with it.
  */
 static uint64_t
 ring_freed(const struct copier *c)
 {
 	const struct verifier *v = &c->verifier;
-
 	/* A stopped verifier may still be comparing its last block. */
-	return (v->active || v->busy) && v->err == 0 ? v->done : c->n_done;
+	uint64_t freed = (v->active || v->busy) && v->err == 0 ? v->done : c->n_done;
+
+	for (unsigned i = 0; i < 2; i++)
+		freed = MIN(freed, c->hashers[i].n);
+	return freed;
 }
 
 /* Read the next chunk into its slot. Called and returns with the lock held. */
@@ -516,33 +582,28 @@ reader_fill(struct copier *c)
 {
 	struct slot *s = &c->slots[c->n_read % RING_SLOTS];
 	size_t want = (size_t)MIN((uint64_t)c->chunk, c->end - c->pos);
-	bool hash = c->stride != 0 && c->n_read % c->stride == 0;
 	int fd = c->fd;
 	bool direct = c->direct;
 	uint64_t off = c->pos;
 	ssize_t n;
-	int err = 0;
 
 	c->busy = true;
 	pthread_mutex_unlock(&c->lock);
 	n = read_full(fd, s->buf, want, off, direct);
-	if (n < 0)
-		err = (int)n;
-	else if (hash)
-		err = md5_buf(c->reader_ctx, c->md5, s->buf, (size_t)n, s->md5);
 	pthread_mutex_lock(&c->lock);
 	c->busy = false;
 	if (c->active) {
 		s->len = n < 0 ? 0 : (size_t)n;
-		s->err = err;
-		s->hashed = hash && err == 0;
+		s->err = n < 0 ? (int)n : 0;
+		s->hashed = false;
 		c->n_read++;
 		c->pos += want;
 		/* After an error or a short read the caller stops: read no further. */
-		if (err < 0 || (size_t)n < want)
+		if (n < 0 || (size_t)n < want)
 			c->pos = c->end;
 	}
 	pthread_cond_signal(&c->caller_cv);
+	pthread_cond_broadcast(&c->hasher_cv);
 }
 
 static void *
@@ -563,27 +624,100 @@ reader_main(void *arg)
 	return NULL;
 }
 
-/* Have the reader read [0, end) of fd in chunks, hashing every stride-th. */
+/*
+ * Hash chunk k (slot s) as the mode says; a chunk the reader failed on is
+ * skipped. Hasher thread, unlocked. A block MD5 that fails leaves s->hashed
+ * false for the caller; hasher 1's whole-file MD5 returns its failure.
+ */
 static int
-ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, unsigned stride)
+hasher_work(struct hasher *h, enum ring_mode mode, uint64_t k, struct slot *s)
+{
+	if (s->err < 0)
+		return 0;
+	if (mode == RING_COPY && h->index == 1)
+		return EVP_DigestUpdate(h->ctx, s->buf, s->len) ? 0 : -EIO;
+	if (mode == RING_COPY || k % 2 == h->index)
+		s->hashed = md5_buf(h->ctx, h->c->md5, s->buf, s->len, s->md5) == 0;
+	return 0;
+}
+
+static void *
+hasher_main(void *arg)
+{
+	struct hasher *h = arg;
+	struct copier *c = h->c;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		enum ring_mode mode;
+		uint64_t k;
+		int r;
+
+		while (!c->quit && !(c->active && h->n < c->n_read))
+			pthread_cond_wait(&c->hasher_cv, &c->lock);
+		if (c->quit)
+			break;
+		k = h->n;
+		mode = c->mode;
+		h->busy = true;
+		pthread_mutex_unlock(&c->lock);
+		r = hasher_work(h, mode, k, &c->slots[k % RING_SLOTS]);
+		pthread_mutex_lock(&c->lock);
+		h->busy = false;
+		if (r < 0 && h->err == 0)
+			h->err = r;
+		h->n++;
+		pthread_cond_signal(&c->caller_cv);
+		pthread_cond_signal(&c->reader_cv);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/*
+ * Have the reader read [0, end) of fd in chunks and the hashers hash them as
+ * mode says. In RING_COPY mode hasher 1's context must have been initialised.
+ */
+static int
+ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, enum ring_mode mode)
 {
 	int r;
 
 	if ((r = copier_thread(c, &c->thread, &c->thread_started, reader_main)) < 0)
 		return r;
+	for (unsigned i = 0; i < 2; i++) {
+		struct hasher *h = &c->hashers[i];
+
+		if ((r = copier_thread(h, &h->thread, &h->started, hasher_main)) < 0)
+			return r;
+	}
 	pthread_mutex_lock(&c->lock);
 	c->fd = fd;
 	c->direct = direct;
 	c->pos = 0;
 	c->end = end;
 	c->chunk = chunk;
-	c->stride = stride;
+	c->mode = mode;
 	c->n_read = 0;
 	c->n_done = 0;
+	c->hashers[0].n = c->hashers[1].n = 0;
+	c->hashers[0].err = c->hashers[1].err = 0;
 	c->active = true;
 	pthread_cond_signal(&c->reader_cv);
 	pthread_mutex_unlock(&c->lock);
 	return 0;
+}
+
+/*
+ * Chunk k is ready for the caller: read (RING_COPY: the caller writes it while
+ * hasher 0 hashes it, see ring_wait_hashed), or hashed by both (RING_VERIFY).
+ */
+static bool
+ring_ready(const struct copier *c, uint64_t k)
+{
+	if (c->mode == RING_VERIFY)
+		return c->hashers[0].n > k && c->hashers[1].n > k;
+	return c->n_read > k;
 }
 
 /*
@@ -597,11 +731,21 @@ ring_take(struct copier *c)
 	struct slot *s;
 
 	pthread_mutex_lock(&c->lock);
-	while (c->n_read == c->n_done)
+	while (!ring_ready(c, c->n_done))
 		pthread_cond_wait(&c->caller_cv, &c->lock);
 	s = &c->slots[c->n_done % RING_SLOTS];
 	pthread_mutex_unlock(&c->lock);
 	return s;
+}
+
+/* RING_COPY: wait until hasher 0 is done with the caller's chunk. */
+static void
+ring_wait_hashed(struct copier *c)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->hashers[0].n <= c->n_done)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* The caller is done with its chunk: on to the verifier, or free. */
@@ -615,17 +759,119 @@ ring_release(struct copier *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* End the read job, early or not; on return the reader no longer uses the fd. */
+/* Wait until hasher 1 has taken all n chunks (RING_COPY: the whole-file MD5 is fed). */
+static int
+ring_wait_whole(struct copier *c, uint64_t n)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->hashers[1].n < n)
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	r = c->hashers[1].err;
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static bool
+ring_busy(const struct copier *c)
+{
+	return c->busy || c->hashers[0].busy || c->hashers[1].busy;
+}
+
+/* End the read job, early or not; on return no stage uses the fd or a slot. */
 static void
 ring_stop(struct copier *c)
 {
 	pthread_mutex_lock(&c->lock);
 	c->active = false;
-	while (c->busy)
+	while (ring_busy(c))
 		pthread_cond_wait(&c->caller_cv, &c->lock);
 	c->n_read = 0;
 	c->n_done = 0;
+	c->hashers[0].n = c->hashers[1].n = 0;
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- The syncer ------------------------------------------------------------ */
+
+static void *
+syncer_main(void *arg)
+{
+	struct copier *c = arg;
+	struct syncer *y = &c->syncer;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		int fd, r;
+
+		while (!c->quit && y->state != SYNC_ASKED)
+			pthread_cond_wait(&c->syncer_cv, &c->lock);
+		if (c->quit)
+			break;
+		y->state = SYNC_RUNNING;
+		fd = y->fd;
+		pthread_mutex_unlock(&c->lock);
+		r = fdatasync(fd) < 0 ? -errno : 0;
+		pthread_mutex_lock(&c->lock);
+		y->err = r;
+		y->state = SYNC_DONE;
+		pthread_cond_signal(&c->caller_cv);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Ask for an fdatasync of fd covering blocks [0, n_blocks). The syncer must be idle. */
+static int
+syncer_ask(struct copier *c, int fd, size_t n_blocks)
+{
+	struct syncer *y = &c->syncer;
+	int r;
+
+	if ((r = copier_thread(c, &y->thread, &y->started, syncer_main)) < 0)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	y->fd = fd;
+	y->n_blocks = n_blocks;
+	y->state = SYNC_ASKED;
+	pthread_cond_signal(&c->syncer_cv);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/*
+ * Collect a finished request (with wait, wait for one in flight): returns 1 and
+ * its block count, 0 if none is done (or, with wait, none was asked), or its
+ * -errno. After it returns with wait, the syncer no longer uses the fd.
+ */
+static int
+syncer_collect(struct copier *c, bool wait, size_t *ret_n)
+{
+	struct syncer *y = &c->syncer;
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (wait && (y->state == SYNC_ASKED || y->state == SYNC_RUNNING))
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	if (y->state == SYNC_DONE) {
+		r = y->err < 0 ? y->err : 1;
+		*ret_n = y->n_blocks;
+		y->state = SYNC_IDLE;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static bool
+syncer_idle(struct copier *c)
+{
+	bool idle;
+
+	pthread_mutex_lock(&c->lock);
+	idle = c->syncer.state == SYNC_IDLE;
+	pthread_mutex_unlock(&c->lock);
+	return idle;
 }
 
 /* ---- The verifier stage ------------------------------------------------------ */
@@ -801,9 +1047,10 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 		    .buf = s->buf, .len = len < 0 ? 0 : (size_t)len, .err = len < 0 ? (int)len : 0};
 		return verify_block(&blocks[0], 0, s, c->block_ctx, c->md5, detail);
 	}
-	/* The reader hashes the even blocks, this thread the odd ones. */
-	if ((r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk, 2)) <
-	    0)
+	/* The two hashers split the block MD5s. */
+	r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk,
+	               RING_VERIFY);
+	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		if (flag_set(cancel)) {
@@ -1115,6 +1362,9 @@ job_open_tmp(struct job *j)
 			return -errno;
 		}
 	}
+	/* A pipelined copy bypasses the page cache: no copying into it, no write-back. */
+	if (j->n_blocks > 1)
+		j->tmp_direct = set_direct(j->tmp);
 	/* Reserve the space now: a file that does not fit fails before we copy it. */
 	if (j->n_blocks > 1 &&
 	    fallocate(j->tmp, FALLOC_FL_KEEP_SIZE, 0, (off_t)j->req->expected_size) < 0 &&
@@ -1149,12 +1399,60 @@ job_open(struct job *j)
 	return job_open_tmp(j);
 }
 
-/* Make the written blocks durable and hand them to the checkpoint callback. */
+/* Blocks [0, n) are durable: hand them to the checkpoint callback. */
+static void
+job_committed(struct job *j, size_t n)
+{
+	struct copy_checkpoint cp = {
+	    .tmp_name = j->res->tmp_name,
+	    .n_blocks = n,
+	    .blocks = j->res->blocks,
+	};
+
+	j->committed = n;
+	j->req->checkpoint(&cp, j->req->userdata);
+}
+
+/*
+ * Report a finished background fdatasync as a checkpoint; with wait, wait for
+ * one in flight, after which the syncer no longer uses the temporary file.
+ */
+static int
+job_collect_sync(struct job *j, bool wait)
+{
+	size_t n;
+	int r = syncer_collect(j->c, wait, &n);
+
+	if (r < 0) {
+		set_detail(j->res->detail, "fdatasync of the temporary file");
+		return r;
+	}
+	if (r > 0 && n > j->committed)
+		job_committed(j, n);
+	return 0;
+}
+
+/*
+ * Start making the written blocks durable in the background; the checkpoint
+ * callback follows when the fdatasync is done (job_collect_sync). A boundary
+ * met while the last one is still syncing is skipped.
+ */
+static int
+job_checkpoint_async(struct job *j)
+{
+	if (j->req->checkpoint == NULL || j->written <= j->committed || !syncer_idle(j->c))
+		return 0;
+	return syncer_ask(j->c, j->tmp, j->written);
+}
+
+/* Make the written blocks durable now and hand them to the checkpoint callback. */
 static int
 job_checkpoint(struct job *j)
 {
-	struct copy_checkpoint cp;
+	int r;
 
+	if ((r = job_collect_sync(j, true)) < 0)
+		return r;
 	if (j->req->checkpoint == NULL || j->written <= j->committed)
 		return 0;
 	/* A closed temporary file (stopped while verifying) was synced before. */
@@ -1162,13 +1460,7 @@ job_checkpoint(struct job *j)
 		set_detail(j->res->detail, "fdatasync of the temporary file");
 		return -errno;
 	}
-	j->committed = j->written;
-	cp = (struct copy_checkpoint){
-	    .tmp_name = j->res->tmp_name,
-	    .n_blocks = j->committed,
-	    .blocks = j->res->blocks,
-	};
-	j->req->checkpoint(&cp, j->req->userdata);
+	job_committed(j, j->written);
 	return 0;
 }
 
@@ -1191,49 +1483,89 @@ job_stopping(const struct job *j)
 }
 
 /*
- * Block i (len bytes, MD5 md5) was read from the source: add it to the whole-file
- * MD5 and write it, unless a resumed temporary file already holds it.
+ * Write len bytes of buf at off to the temporary file. With O_DIRECT a short
+ * last block goes out zero-padded to DIO_ALIGN (buf has room; the padding is
+ * not part of the block, so no other stage reads it) and the file is cut to
+ * its size before the final fdatasync. A filesystem that takes the O_DIRECT
+ * flag but refuses the write gets buffered writes from then on.
  */
 static int
-job_block(struct job *j, size_t i, const unsigned char *buf, size_t len,
-          const unsigned char md5[16])
+job_write(struct job *j, unsigned char *buf, size_t len, uint64_t off)
+{
+	size_t padded = ROUND_UP(len, DIO_ALIGN);
+	int r;
+
+	if (!j->tmp_direct)
+		return write_full(j->tmp, buf, len, off);
+	memset(buf + len, 0, padded - len);
+	if ((r = write_full(j->tmp, buf, padded, off)) != -EINVAL) {
+		j->tmp_padded |= r == 0 && padded != len;
+		return r;
+	}
+	j->tmp_direct = false;
+	if (fcntl(j->tmp, F_SETFL, fcntl(j->tmp, F_GETFL) & ~O_DIRECT) < 0)
+		return -errno;
+	return write_full(j->tmp, buf, len, off);
+}
+
+/* The MD5 of the block in s; a pipelined copy waits for hasher 0. NULL if hashing failed. */
+static const unsigned char *
+job_md5(struct job *j, const struct slot *s)
+{
+	if (j->n_blocks > 1)
+		ring_wait_hashed(j->c);
+	return s->hashed ? s->md5 : NULL;
+}
+
+/*
+ * Block i was read from the source into s: write it, unless a resumed
+ * temporary file already holds it, and record it with its MD5 (which hasher 0
+ * computes meanwhile; hasher 1 feeds the whole-file MD5).
+ */
+static int
+job_block(struct job *j, size_t i, struct slot *s)
 {
 	struct copy_block *b = &j->res->blocks[i];
 	uint64_t off = (uint64_t)i * j->bs;
+	const unsigned char *md5;
 	int r;
 
-	if (len != job_block_len(j, i)) {
+	if (s->len != job_block_len(j, i)) {
 		set_detail(j->res->detail, "source shrank during the copy");
 		return -ESTALE;
 	}
-	if (j->n_blocks > 1 && !EVP_DigestUpdate(j->c->whole_ctx, buf, len))
-		return -EIO;
-	if (i < j->resumed && memcmp(b->md5, md5, 16) == 0)
-		goto done;
 	if (i < j->resumed) {
+		if ((md5 = job_md5(j, s)) == NULL)
+			return -EIO;
+		if (memcmp(b->md5, md5, 16) == 0)
+			goto done;
 		/* The checkpoint does not match the source here: rewrite from this block on. */
 		j->resumed = i;
 		j->committed = MIN(j->committed, i);
 	}
-	*b = (struct copy_block){.offset = off, .length = (uint32_t)len};
-	memcpy(b->md5, md5, 16);
-	if ((r = write_full(j->tmp, buf, len, off)) < 0) {
+	if ((r = job_write(j, s->buf, s->len, off)) < 0) {
 		set_detail(j->res->detail, "writing block %zu at offset %llu", i,
 		           (unsigned long long)off);
 		return r;
 	}
+	if ((md5 = job_md5(j, s)) == NULL)
+		return -EIO;
+	*b = (struct copy_block){.offset = off, .length = (uint32_t)s->len};
+	memcpy(b->md5, md5, 16);
 	/* Start write-back now, so the final fdatasync has little left to do. */
-	if (j->n_blocks > 1)
-		(void)sync_file_range(j->tmp, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	if (j->n_blocks > 1 && !j->tmp_direct)
+		(void)sync_file_range(j->tmp, (off_t)off, (off_t)s->len, SYNC_FILE_RANGE_WRITE);
 done:
 	j->written = i + 1;
 	if (j->req->progress != NULL)
-		j->req->progress(off + len, j->req->userdata);
+		j->req->progress(off + s->len, j->req->userdata);
+	if ((r = job_collect_sync(j, false)) < 0)
+		return r;
 	if ((i + 1) %
 	            (j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY) ==
 	        0 &&
 	    i + 1 < j->n_blocks)
-		return job_checkpoint(j);
+		return job_checkpoint_async(j);
 	return 0;
 }
 
@@ -1254,9 +1586,11 @@ job_copy_inline(struct job *j)
 		set_detail(j->res->detail, "reading the source");
 		return (int)n;
 	}
-	if ((r = md5_buf(j->c->block_ctx, j->c->md5, s->buf, (size_t)n, s->md5)) < 0)
+	s->len = (size_t)n;
+	if ((r = md5_buf(j->c->block_ctx, j->c->md5, s->buf, s->len, s->md5)) < 0)
 		return r;
-	if ((r = job_block(j, 0, s->buf, (size_t)n, s->md5)) < 0)
+	s->hashed = true;
+	if ((r = job_block(j, 0, s)) < 0)
 		return r;
 	memcpy(j->res->md5, s->md5, 16);
 	return 0;
@@ -1296,12 +1630,13 @@ job_copy_pipelined(struct job *j)
 {
 	struct copier *c = j->c;
 	unsigned int md_len;
-	int r;
+	int r, q;
 
-	if (!EVP_DigestInit_ex2(c->whole_ctx, c->md5, NULL))
+	if (!EVP_DigestInit_ex2(c->hashers[1].ctx, c->md5, NULL))
 		return -EIO;
 	job_start_verifier(j);
-	if ((r = ring_start(c, j->src, false, j->req->expected_size, j->bs, 1)) < 0) {
+	r = ring_start(c, j->src, set_direct(j->src), j->req->expected_size, j->bs, RING_COPY);
+	if (r < 0) {
 		job_stop_verifier(j, false);
 		return r;
 	}
@@ -1317,19 +1652,24 @@ job_copy_pipelined(struct job *j)
 			set_detail(j->res->detail, "reading the source at block %zu", i);
 			r = s->err;
 		} else
-			r = job_block(j, i, s->buf, s->len, s->md5);
+			r = job_block(j, i, s);
 		if (r < 0)
 			break;
 		/* Only now is blocks[i] final: the verifier may look at it. */
 		ring_release(c);
 	}
+	if (r == 0)
+		r = ring_wait_whole(c, j->n_blocks);
+	/* Let a checkpoint in flight finish (job_finish syncs everything anyway). */
+	if ((q = job_collect_sync(j, true)) < 0 && r == 0)
+		r = q;
 	j->stream_verified = job_stop_verifier(j, r == 0);
 	ring_stop(c);
 	if (r == -ECANCELED)
 		return job_stop(j);
 	if (r < 0)
 		return r;
-	if (!EVP_DigestFinal_ex(c->whole_ctx, j->res->md5, &md_len))
+	if (!EVP_DigestFinal_ex(c->hashers[1].ctx, j->res->md5, &md_len))
 		return -EIO;
 	return 0;
 }
@@ -1343,6 +1683,10 @@ job_finish(struct job *j)
 
 	if ((r = job_source_matches(j, "during the copy")) < 0)
 		return r;
+	if (j->tmp_padded && ftruncate(j->tmp, (off_t)req->expected_size) < 0) {
+		set_detail(j->res->detail, "cutting the temporary file to size");
+		return -errno;
+	}
 	if (!req->defer_sync && fdatasync(j->tmp) < 0) {
 		set_detail(j->res->detail, "fdatasync of the temporary file");
 		return -errno;

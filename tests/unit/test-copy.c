@@ -142,6 +142,8 @@ checkpoint_cb(const struct copy_checkpoint *cp, void *userdata)
 {
 	struct capture *cap = userdata;
 
+	/* Checkpoints only move forward, also when synced in the background. */
+	check(cap->n_checkpoints == 0 || cp->n_blocks > cap->n_blocks);
 	cap->n_checkpoints++;
 	free(cap->blocks);
 	cap->blocks = xreallocarray(NULL, cp->n_blocks, sizeof(*cp->blocks));
@@ -394,9 +396,13 @@ test_cancel_resume(void)
 	check(mkdirat(src_fd, "resume", 0755) == 0);
 	data = make_file(src_fd, "resume/f", size);
 
-	/* Checkpoints every 4 blocks, then one at the stop: 11 blocks written. */
+	/*
+	 * Checkpoints every 4 blocks (synced in the background: the one at 8 is
+	 * skipped if the one at 4 is still syncing), then one at the stop: 11
+	 * blocks written.
+	 */
 	cancel_copy("resume/f", size, bs, 4, 11 * bs, false, &cap);
-	check_int(cap.n_checkpoints, 3);
+	check(cap.n_checkpoints == 2 || cap.n_checkpoints == 3);
 	check_int(cap.n_blocks, 11);
 	check_int(resume_copy("resume/f", size, bs, &cap, &res), 0);
 	check_copy(&res, data, size, bs, "resume/f");
