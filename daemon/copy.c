@@ -1,22 +1,27 @@
 /*
  * The per-file copy engine of drive prep (copy.h). Runs on a drive worker
- * thread, plus the reader and verifier threads of its struct copier.
+ * thread, plus the reader, hasher, syncer and verifier threads of its copier.
  *
- * A file of more than one block goes through a three-stage pipeline:
- *   reader thread: pread block i into a ring of RING_SLOTS buffers and MD5 it;
- *   caller thread: feed it to the whole-file MD5, pwrite it, start its write-back;
+ * A file of more than one block goes through a pipeline over a ring of
+ * RING_SLOTS block buffers:
+ *   reader thread: pread block i into its slot (O_DIRECT where possible);
+ *   hasher 0: the MD5 of block i; hasher 1: block i into the whole-file MD5;
+ *   caller thread: pwrite block i (O_DIRECT where possible), record it with its
+ *     MD5, and every checkpoint_every blocks have the syncer thread fdatasync
+ *     the file while the copy goes on (the checkpoint callback follows);
  *   verifier thread: wait for the write-back of block j <= i, drop it from the
  *     page cache, read it back from the device (O_DIRECT where possible) and
- *     compare it with the ring buffer it was written from, which is then free.
- * The two MD5 streams run on two cores and overlap the drive's I/O, and the
- * check is a memcmp against bytes whose MD5 we record, not a third MD5, so a
- * copy with verification takes about as long as the drive's writes. This is
- * the design's check (the device holds the bytes we hashed), done per block
- * after its write-back rather than once after the final fdatasync. If the
- * verifier cannot vouch for every block (a mismatch, or a filesystem that
- * refuses O_DIRECT or sync_file_range), the whole file is verified again
- * after fdatasync (verify_file) and that result counts. verify_file reads
- * through the ring as well and splits the block MD5s between reader and caller.
+ *     compare it with the slot it was written from, which is then free.
+ * The two MD5 streams take the two cores, the three I/O streams overlap them,
+ * and bypassing the page cache saves the copies into and out of it. The check
+ * is a memcmp against bytes whose MD5 we record, not a third MD5, so a copy
+ * with verification costs little more than one without. This is the design's
+ * check (the device holds the bytes we hashed), done per block after its
+ * write-back rather than once after the final fdatasync. If the verifier
+ * cannot vouch for every block (a mismatch, or a filesystem that refuses
+ * O_DIRECT or sync_file_range), the whole file is verified again after
+ * fdatasync (verify_file) and that result counts. verify_file reads through
+ * the ring as well, the two hashers splitting the block MD5s.
  *
  * A file of at most one block is done inline on the calling thread (its block
  * MD5 is its whole-file MD5) and verified after fdatasync: no thread hand-off.
