@@ -6,8 +6,9 @@
  *
  * Blocking calls for a drive worker thread. A struct copier belongs to one
  * worker; it keeps its threads (reader, hashers, syncer, verifier) and its
- * buffers alive across files, so a small file costs no thread or allocation. Nothing here touches SQLite,
- * libevent or curl; results go back to the caller, which reports to the loop.
+ * buffers alive across files, so a small file costs no thread or allocation.
+ * Nothing here touches SQLite, libevent or curl; results go back to the
+ * caller, which reports to the loop.
  */
 #ifndef SEEDD_COPY_H
 #define SEEDD_COPY_H
