@@ -1208,8 +1208,12 @@ copier_verify_batch(struct copier *c, int dirfd, struct copy_verify_item *items,
 	for (size_t g = 0; g < n; g += VERIFY_GROUP) {
 		size_t m = MIN(n - g, (size_t)VERIFY_GROUP);
 
-		if (flag_set(cancel))
+		if (flag_set(cancel)) {
+			/* What was not checked is not verified. */
+			for (size_t i = g; i < n; i++)
+				items[i].result = -ECANCELED;
 			return -ECANCELED;
+		}
 		for (size_t i = 0; i < m; i++) {
 			struct copy_verify_item *it = &items[g + i];
 			uint64_t total;

@@ -158,7 +158,8 @@ struct copy_verify_item {
  * reads of up to 64 small files (of at most one block) are issued together
  * (POSIX_FADV_DONTNEED, then WILLNEED), so they overlap instead of paying the
  * device's latency one file at a time. Larger files are verified one by one.
- * Returns 0 if every item matched, else the first item's error.
+ * Returns 0 if every item matched, else the first item's error; after a cancel,
+ * every item not checked has -ECANCELED.
  */
 int copier_verify_batch(struct copier *c, int dirfd, struct copy_verify_item *items, size_t n,
                         const atomic_bool *cancel);

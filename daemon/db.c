@@ -11,7 +11,9 @@
  * batches, placement, checkpoints and verified copies, each one transaction
  * that also keeps the job's and the drive's counters in step. A worker thread
  * that must read (the manifest writer) opens its own read-only connection
- * with db_open_readonly(); every write refuses on it. The Azure stages add
+ * with db_open_readonly(); every write refuses on it. As no connection is
+ * ever used by two threads, each is opened SQLITE_OPEN_NOMUTEX (no per-call
+ * locking). The Azure stages add
  * the Azure job's name, API, status and warnings, and each drive's import
  * progress as Azure reports it.
  *
@@ -586,7 +588,7 @@ db_open(const char *path, struct db **ret, char **ret_err)
 		return r;
 	}
 	db = xcalloc(1, sizeof(*db));
-	rc = sqlite3_open_v2(path, &db->sqlite, SQLITE_OPEN_READWRITE, NULL);
+	rc = sqlite3_open_v2(path, &db->sqlite, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		r = db->sqlite != NULL ? db_error(db, rc) : -ENOMEM;
 	else
@@ -631,7 +633,7 @@ db_open_readonly(const char *path, struct db **ret, char **ret_err)
 	}
 	db = xcalloc(1, sizeof(*db));
 	db->readonly = true;
-	rc = sqlite3_open_v2(path, &db->sqlite, SQLITE_OPEN_READONLY, NULL);
+	rc = sqlite3_open_v2(path, &db->sqlite, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		r = db->sqlite != NULL ? db_error(db, rc) : -ENOMEM;
 	else

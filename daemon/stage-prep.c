@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,7 +32,7 @@
 #include "stage.h"
 #include "util.h"
 
-#define FEED_MAX 512              /* tasks queued per drive */
+#define FEED_MAX 1024             /* tasks queued per drive */
 #define FEED_PAGE 256             /* rows read per feed query */
 #define SMALL_FILE (1u << 20)     /* files below this are copied in synced groups */
 #define SMALL_GROUP_FILES 256
@@ -53,6 +54,29 @@ struct prep_task {
 	int64_t size, mtime_ns;
 	struct copy_block *resume; /* committed blocks of a checkpoint, or NULL */
 	size_t n_resume;
+};
+
+/* A group of small files copied and synced, to be verified and reported. */
+struct small_group {
+	struct prep_task *tasks[SMALL_GROUP_FILES];
+	struct file_msg *msgs[SMALL_GROUP_FILES];
+	size_t n;
+	int synced; /* 0, or -errno of the syncfs */
+};
+
+/*
+ * A drive's group verifier: a thread that verifies and reports one synced
+ * group of small files while the worker copies the next. It has a copier of
+ * its own; pending is under the lock.
+ */
+struct group_verifier {
+	pthread_t thread;
+	bool started;
+	bool quit;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct small_group *pending; /* handed over, not yet reported */
+	struct copier *cp;
 };
 
 struct prep_drive {
@@ -79,6 +103,7 @@ struct prep_drive {
 	double rate;
 	/* Worker side, read by the loop for progress. */
 	atomic_llong current; /* bytes done of the file being copied */
+	struct group_verifier gv;
 };
 
 struct prep {
@@ -323,43 +348,29 @@ next_is_small(struct prep_drive *dr)
 }
 
 /*
- * Small files: copy a group without syncing each, sync the drive once,
- * then verify each by re-reading before any is reported.
+ * Verify a synced group by re-reading each file from the drive (the batch
+ * reads overlap), then report the group to the loop in one message, which
+ * commits it in one transaction. Group verifier thread.
  */
 static void
-copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *first)
+verify_group(struct prep_drive *dr, struct copier *cp, struct small_group *g)
 {
-	struct prep_task *tasks[SMALL_GROUP_FILES];
-	struct file_msg *msgs[SMALL_GROUP_FILES];
-	size_t n = 0, bytes = 0;
-	int synced;
+	struct files_msg *gm;
 
-	tasks[n++] = first;
-	while (n < SMALL_GROUP_FILES && bytes < SMALL_GROUP_BYTES && next_is_small(dr)) {
-		struct prep_task *t = next_task(dr, false);
-		if (t == NULL)
-			break;
-		tasks[n++] = t;
-		bytes += (size_t)t->size;
-	}
-	for (size_t i = 0; i < n; i++) {
-		msgs[i] = file_msg_new(dr, tasks[i]);
-		(void)copy_one(dr, cp, tasks[i], true, msgs[i]);
-	}
-	synced = syncfs(dr->root_fd) < 0 ? -errno : 0;
-	if (dr->p->verify && synced == 0) {
+	if (dr->p->verify && g->synced == 0) {
 		struct copy_verify_item items[SMALL_GROUP_FILES];
 		size_t k = 0, map[SMALL_GROUP_FILES];
-		for (size_t i = 0; i < n; i++)
-			if (msgs[i]->status == 0) {
-				items[k] = (struct copy_verify_item){tasks[i]->dst_path,
-								     msgs[i]->res.blocks,
-								     msgs[i]->res.n_blocks, 0};
+
+		for (size_t i = 0; i < g->n; i++)
+			if (g->msgs[i]->status == 0) {
+				items[k] = (struct copy_verify_item){
+					g->tasks[i]->dst_path, g->msgs[i]->res.blocks,
+					g->msgs[i]->res.n_blocks, 0};
 				map[k++] = i;
 			}
 		(void)copier_verify_batch(cp, dr->root_fd, items, k, &dr->w.cancel);
 		for (size_t i = 0; i < k; i++) {
-			struct file_msg *fm = msgs[map[i]];
+			struct file_msg *fm = g->msgs[map[i]];
 			fm->status = items[i].result;
 			fm->res.verified = items[i].result == 0;
 			if (items[i].result == -EIO)
@@ -367,19 +378,121 @@ copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *fir
 					 "the drive copy does not match what was read");
 		}
 	}
-	struct files_msg *gm = xcalloc(1, sizeof(*gm) + n * sizeof(gm->items[0]));
+	gm = xcalloc(1, sizeof(*gm) + g->n * sizeof(gm->items[0]));
 	gm->m.kind = MSG_PREP_FILES;
 	gm->m.free_fn = files_msg_free;
 	gm->job_id = dr->p->job_id;
 	gm->drive_id = dr->drive_id;
 	gm->gen = dr->p->gen;
-	for (size_t i = 0; i < n; i++) {
-		if (msgs[i]->status == 0 && synced < 0)
-			msgs[i]->status = synced;
-		gm->items[gm->n++] = msgs[i];
-		task_free(tasks[i]);
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->msgs[i]->status == 0 && g->synced < 0)
+			g->msgs[i]->status = g->synced;
+		gm->items[gm->n++] = g->msgs[i];
+		task_free(g->tasks[i]);
 	}
 	worker_queue_push(dr->p->queue, &gm->m);
+	free(g);
+}
+
+static void *
+group_verifier_main(void *arg)
+{
+	struct prep_drive *dr = arg;
+	struct group_verifier *gv = &dr->gv;
+
+	pthread_mutex_lock(&gv->lock);
+	for (;;) {
+		while (!gv->quit && gv->pending == NULL)
+			pthread_cond_wait(&gv->cond, &gv->lock);
+		if (gv->pending == NULL)
+			break;
+		pthread_mutex_unlock(&gv->lock);
+		verify_group(dr, gv->cp, gv->pending);
+		pthread_mutex_lock(&gv->lock);
+		gv->pending = NULL;
+		pthread_cond_broadcast(&gv->cond);
+	}
+	pthread_mutex_unlock(&gv->lock);
+	return NULL;
+}
+
+static int
+group_verifier_start(struct prep_drive *dr)
+{
+	struct group_verifier *gv = &dr->gv;
+	sigset_t all, old;
+	int r;
+
+	if ((gv->cp = copier_new()) == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&gv->lock, NULL);
+	pthread_cond_init(&gv->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&gv->thread, NULL, group_verifier_main, dr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	gv->started = r == 0;
+	return -r;
+}
+
+/* Hand a synced group over, once the one before it is reported. */
+static void
+group_verifier_submit(struct prep_drive *dr, struct small_group *g)
+{
+	struct group_verifier *gv = &dr->gv;
+
+	pthread_mutex_lock(&gv->lock);
+	while (gv->pending != NULL)
+		pthread_cond_wait(&gv->cond, &gv->lock);
+	gv->pending = g;
+	pthread_cond_broadcast(&gv->cond);
+	pthread_mutex_unlock(&gv->lock);
+}
+
+/* Let the group in hand be reported (a cancel cuts its verification short), then end the thread. */
+static void
+group_verifier_stop(struct prep_drive *dr)
+{
+	struct group_verifier *gv = &dr->gv;
+
+	if (gv->started) {
+		pthread_mutex_lock(&gv->lock);
+		gv->quit = true;
+		pthread_cond_broadcast(&gv->cond);
+		pthread_mutex_unlock(&gv->lock);
+		pthread_join(gv->thread, NULL);
+		pthread_mutex_destroy(&gv->lock);
+		pthread_cond_destroy(&gv->cond);
+		gv->started = false;
+	}
+	gv->cp = copier_free(gv->cp);
+}
+
+/*
+ * Small files: copy a group without syncing each and sync the drive once;
+ * the group verifier then re-reads each before any is reported, while this
+ * thread copies the next group.
+ */
+static void
+copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *first)
+{
+	struct small_group *g = xcalloc(1, sizeof(*g));
+	size_t bytes = (size_t)first->size;
+
+	g->tasks[g->n++] = first;
+	while (g->n < SMALL_GROUP_FILES && bytes < SMALL_GROUP_BYTES && next_is_small(dr)) {
+		struct prep_task *t = next_task(dr, false);
+		if (t == NULL)
+			break;
+		g->tasks[g->n++] = t;
+		bytes += (size_t)t->size;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		g->msgs[i] = file_msg_new(dr, g->tasks[i]);
+		(void)copy_one(dr, cp, g->tasks[i], true, g->msgs[i]);
+	}
+	g->synced = syncfs(dr->root_fd) < 0 ? -errno : 0;
+	group_verifier_submit(dr, g);
 	worker_thread_beat(&dr->w);
 }
 
@@ -472,6 +585,9 @@ drive_thread(void *arg)
 	struct copier *cp = copier_new();
 	struct prep_task *t;
 
+	if (cp == NULL || group_verifier_start(dr) < 0)
+		fatalx("drive %s: starting the copy threads", dr->serial);
+
 	while ((t = next_task(dr, true)) != NULL) {
 		if (t->kind == TASK_MANIFEST) {
 			write_manifest(dr);
@@ -485,6 +601,7 @@ drive_thread(void *arg)
 			task_free(t);
 		}
 	}
+	group_verifier_stop(dr);
 	atomic_store(&dr->w.busy, false);
 	copier_free(cp);
 	return NULL;
