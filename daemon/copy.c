@@ -412,6 +412,24 @@ open_source(int dirfd, const char *path, int *ret_fd)
 	return 0;
 }
 
+int
+copy_prefetch(int src_dirfd, const char *src_path)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	if (!rel_path_valid(src_path))
+		return -EINVAL;
+	if ((r = open_source(src_dirfd, src_path, &fd)) < 0)
+		return r;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if (S_ISREG(st.st_mode))
+		r = -posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED); /* returns the error */
+	close(fd);
+	return r;
+}
+
 /* ---- The copier and its threads -------------------------------------------- */
 
 struct copier *

@@ -170,6 +170,14 @@ int copier_verify_batch(struct copier *c, int dirfd, struct copy_verify_item *it
  */
 int copy_file_remove_partial(int dst_dirfd, const char *dst_path, const char *tmp_name);
 
+/*
+ * Have the kernel start reading a staging file into the page cache (opened as
+ * copier_copy() opens it: below src_dirfd, no symlinks), so that a later copy
+ * of it does not wait for the device. Returns 0 or -errno; nothing is read
+ * into our memory.
+ */
+int copy_prefetch(int src_dirfd, const char *src_path);
+
 /* The default temporary name for dst_path: its last component + COPY_TMP_SUFFIX, cut to fit. */
 int copy_tmp_name(const char *dst_path, char buf[static NAME_MAX + 1]);
 

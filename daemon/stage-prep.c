@@ -79,6 +79,23 @@ struct group_verifier {
 	struct copier *cp;
 };
 
+/*
+ * A drive's prefetcher: a thread that asks the kernel to read the staging
+ * files of the group being copied ahead of the worker (copy_prefetch), so the
+ * worker's reads find them in the page cache. Fields under the lock; the
+ * paths belong to the group's tasks.
+ */
+struct prefetcher {
+	pthread_t thread;
+	bool started;
+	bool quit;
+	bool busy;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *paths[SMALL_GROUP_FILES];
+	size_t n, next;
+};
+
 struct prep_drive {
 	struct prep *p;
 	int64_t drive_id;
@@ -104,6 +121,7 @@ struct prep_drive {
 	/* Worker side, read by the loop for progress. */
 	atomic_llong current; /* bytes done of the file being copied */
 	struct group_verifier gv;
+	struct prefetcher pf;
 };
 
 struct prep {
@@ -347,6 +365,20 @@ next_is_small(struct prep_drive *dr)
 	return small;
 }
 
+/* Start a thread of the drive with every signal blocked in it. */
+static int
+drive_thread_start(pthread_t *thread, void *(*fn)(void *), struct prep_drive *dr)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(thread, NULL, fn, dr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -r;
+}
+
 /*
  * Verify a synced group by re-reading each file from the drive (the batch
  * reads overlap), then report the group to the loop in one message, which
@@ -420,19 +452,15 @@ static int
 group_verifier_start(struct prep_drive *dr)
 {
 	struct group_verifier *gv = &dr->gv;
-	sigset_t all, old;
 	int r;
 
 	if ((gv->cp = copier_new()) == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&gv->lock, NULL);
 	pthread_cond_init(&gv->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&gv->thread, NULL, group_verifier_main, dr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = drive_thread_start(&gv->thread, group_verifier_main, dr);
 	gv->started = r == 0;
-	return -r;
+	return r;
 }
 
 /* Hand a synced group over, once the one before it is reported. */
@@ -468,6 +496,90 @@ group_verifier_stop(struct prep_drive *dr)
 	gv->cp = copier_free(gv->cp);
 }
 
+static void *
+prefetcher_main(void *arg)
+{
+	struct prep_drive *dr = arg;
+	struct prefetcher *pf = &dr->pf;
+
+	pthread_mutex_lock(&pf->lock);
+	for (;;) {
+		const char *path;
+
+		while (!pf->quit && pf->next >= pf->n)
+			pthread_cond_wait(&pf->cond, &pf->lock);
+		if (pf->quit)
+			break;
+		path = pf->paths[pf->next++];
+		pf->busy = true;
+		pthread_mutex_unlock(&pf->lock);
+		(void)copy_prefetch(dr->p->staging_fd, path); /* only a hint: the copy says what failed */
+		pthread_mutex_lock(&pf->lock);
+		pf->busy = false;
+		pthread_cond_broadcast(&pf->cond);
+	}
+	pthread_mutex_unlock(&pf->lock);
+	return NULL;
+}
+
+static int
+prefetcher_start(struct prep_drive *dr)
+{
+	struct prefetcher *pf = &dr->pf;
+	int r;
+
+	pthread_mutex_init(&pf->lock, NULL);
+	pthread_cond_init(&pf->cond, NULL);
+	r = drive_thread_start(&pf->thread, prefetcher_main, dr);
+	pf->started = r == 0;
+	return r;
+}
+
+/* Prefetch the sources of these tasks, in order, from now on. */
+static void
+prefetcher_set(struct prep_drive *dr, struct prep_task **tasks, size_t n)
+{
+	struct prefetcher *pf = &dr->pf;
+
+	pthread_mutex_lock(&pf->lock);
+	for (size_t i = 0; i < n; i++)
+		pf->paths[i] = tasks[i]->rel_path;
+	pf->n = n;
+	pf->next = 0;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
+}
+
+/* Stop prefetching; on return the prefetcher holds no path of the group. */
+static void
+prefetcher_clear(struct prep_drive *dr)
+{
+	struct prefetcher *pf = &dr->pf;
+
+	pthread_mutex_lock(&pf->lock);
+	pf->n = pf->next = 0;
+	while (pf->busy)
+		pthread_cond_wait(&pf->cond, &pf->lock);
+	pthread_mutex_unlock(&pf->lock);
+}
+
+static void
+prefetcher_stop(struct prep_drive *dr)
+{
+	struct prefetcher *pf = &dr->pf;
+
+	if (!pf->started)
+		return;
+	pthread_mutex_lock(&pf->lock);
+	pf->quit = true;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
+	pthread_join(pf->thread, NULL);
+	pthread_mutex_destroy(&pf->lock);
+	pthread_cond_destroy(&pf->cond);
+	pf->started = false;
+}
+
 /*
  * Small files: copy a group without syncing each and sync the drive once;
  * the group verifier then re-reads each before any is reported, while this
@@ -487,10 +599,13 @@ copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *fir
 		g->tasks[g->n++] = t;
 		bytes += (size_t)t->size;
 	}
+	/* The first is read at once anyway: prefetch from the second on. */
+	prefetcher_set(dr, g->tasks + 1, g->n - 1);
 	for (size_t i = 0; i < g->n; i++) {
 		g->msgs[i] = file_msg_new(dr, g->tasks[i]);
 		(void)copy_one(dr, cp, g->tasks[i], true, g->msgs[i]);
 	}
+	prefetcher_clear(dr);
 	g->synced = syncfs(dr->root_fd) < 0 ? -errno : 0;
 	group_verifier_submit(dr, g);
 	worker_thread_beat(&dr->w);
@@ -585,7 +700,7 @@ drive_thread(void *arg)
 	struct copier *cp = copier_new();
 	struct prep_task *t;
 
-	if (cp == NULL || group_verifier_start(dr) < 0)
+	if (cp == NULL || group_verifier_start(dr) < 0 || prefetcher_start(dr) < 0)
 		fatalx("drive %s: starting the copy threads", dr->serial);
 
 	while ((t = next_task(dr, true)) != NULL) {
@@ -601,6 +716,7 @@ drive_thread(void *arg)
 			task_free(t);
 		}
 	}
+	prefetcher_stop(dr);
 	group_verifier_stop(dr);
 	atomic_store(&dr->w.busy, false);
 	copier_free(cp);
