@@ -5,15 +5,18 @@
  * A file of more than one block goes through a pipeline over a ring of
  * RING_SLOTS block buffers:
  *   reader thread: pread block i into its slot (O_DIRECT where possible);
- *   hasher 0: the MD5 of block i; hasher 1: block i into the whole-file MD5;
- *   caller thread: pwrite block i (O_DIRECT where possible), record it with its
- *     MD5, and every checkpoint_every blocks have the syncer thread fdatasync
- *     the file while the copy goes on (the checkpoint callback follows);
+ *   hasher 0: the MD5s of blocks i..i+7, eight side by side (md5x8.c);
+ *   hasher 1: block i into the whole-file MD5;
+ *   caller thread: pwrite blocks i..i+3 with one pwritev (O_DIRECT where
+ *     possible), and every checkpoint_every blocks have the syncer thread
+ *     fdatasync the file while the copy goes on (the checkpoint callback
+ *     follows, with the blocks' MD5s);
  *   verifier thread: wait for the write-back of block j <= i, drop it from the
  *     page cache, read it back from the device (O_DIRECT where possible) and
  *     compare it with the slot it was written from, which is then free.
- * The two MD5 streams take the two cores, the three I/O streams overlap them,
- * and bypassing the page cache saves the copies into and out of it. The check
+ * The whole-file MD5 takes one core, the block MD5s a third of another, the
+ * three I/O streams overlap them, and bypassing the page cache saves the
+ * copies into and out of it. The check
  * is a memcmp against bytes whose MD5 we record, not a third MD5, so a copy
  * with verification costs little more than one without. This is the design's
  * check (the device holds the bytes we hashed), done per block after its
@@ -42,12 +45,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "copy.h"
+#include "md5x8.h"
 #include "util.h"
 
-#define RING_SLOTS 6
+#define RING_SLOTS 16   /* room for a batch of MD5X8_LANES blocks and the I/O around it */
+#define WRITE_RUN 4     /* blocks the caller writes with one pwritev (the device likes big I/O) */
 #define VERIFY_GROUP 64 /* files whose reads copier_verify_batch() overlaps */
 #define DIO_ALIGN 4096
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -73,7 +79,7 @@ struct hasher {
 	bool started;
 	bool busy;  /* hashing a chunk, unlocked */
 	uint64_t n; /* chunks [0, n) done */
-	int err;    /* the whole-file MD5 failed */
+	int err;    /* an MD5 failed (OpenSSL out of memory) */
 	unsigned index;
 	EVP_MD_CTX *ctx;
 	struct copier *c;
@@ -149,6 +155,7 @@ struct copier {
 	uint64_t end;
 	size_t chunk;
 	enum ring_mode mode;
+	unsigned char (*md5_out)[16]; /* RING_COPY: hasher 0 puts chunk k's MD5 in md5_out[k] */
 
 	EVP_MD *md5;
 	EVP_MD_CTX *block_ctx;    /* caller only */
@@ -170,9 +177,11 @@ struct job {
 	int vfd;              /* the temporary file for the verifier, or -1 */
 	bool stream_verified; /* the verifier matched every block */
 	size_t n_blocks;
-	size_t resumed;   /* blocks [0, resumed) come from a checkpoint, unchecked */
-	size_t written;   /* blocks [0, written) are in the temporary file */
-	size_t committed; /* blocks [0, committed) are durable and checkpointed */
+	size_t resumed;            /* blocks [0, resumed) come from a checkpoint, unchecked */
+	size_t written;            /* blocks [0, written) are in the temporary file */
+	size_t committed;          /* blocks [0, committed) are durable and checkpointed */
+	unsigned char (*md5s)[16]; /* pipelined: block MD5s from hasher 0 */
+	size_t md5_done;           /* blocks [0, md5_done) have theirs in res->blocks */
 };
 
 _printf_(2, 3) static void set_detail(char *detail, const char *fmt, ...)
@@ -227,21 +236,29 @@ read_full(int fd, unsigned char *buf, size_t want, uint64_t off, bool direct)
 	return (ssize_t)MIN(got, want);
 }
 
+/* pwritev() of all of iov (n <= IOV_MAX entries, modified) at off. */
 static int
-write_full(int fd, const unsigned char *buf, size_t len, uint64_t off)
+writev_full(int fd, struct iovec *iov, int n, uint64_t off)
 {
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+	while (n > 0) {
+		ssize_t w = pwritev(fd, iov, n, (off_t)off);
 
-		if (n < 0 && errno == EINTR)
+		if (w < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (w < 0)
 			return -errno;
-		if (n == 0)
+		if (w == 0)
 			return -ENOSPC;
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
+		off += (uint64_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
 	}
 	return 0;
 }
@@ -655,13 +672,73 @@ reader_main(void *arg)
 static int
 hasher_work(struct hasher *h, enum ring_mode mode, uint64_t k, struct slot *s)
 {
+	struct copier *c = h->c;
+
 	if (s->err < 0)
 		return 0;
 	if (mode == RING_COPY && h->index == 1)
 		return EVP_DigestUpdate(h->ctx, s->buf, s->len) ? 0 : -EIO;
-	if (mode == RING_COPY || k % 2 == h->index)
-		s->hashed = md5_buf(h->ctx, h->c->md5, s->buf, s->len, s->md5) == 0;
-	return 0;
+	if (mode == RING_VERIFY && k % 2 != h->index)
+		return 0;
+	s->hashed = md5_buf(h->ctx, c->md5, s->buf, s->len, s->md5) == 0;
+	if (mode == RING_COPY && s->hashed)
+		memcpy(c->md5_out[k], s->md5, 16);
+	return s->hashed ? 0 : -EIO;
+}
+
+/*
+ * RING_COPY, hasher 0: the number of chunks from k on (read, whole, without a
+ * read error; at most MD5X8_LANES) to hash side by side with md5x8(); 0: take
+ * chunk k alone. Locked.
+ */
+static size_t
+hasher_batch(const struct copier *c, uint64_t k)
+{
+	size_t n = 0;
+
+	while (n < MD5X8_LANES && k + n < c->n_read) {
+		const struct slot *s = &c->slots[(k + n) % RING_SLOTS];
+
+		if (s->err < 0 || s->len != c->chunk)
+			break;
+		n++;
+	}
+	/* Below three lanes, md5x8() is slower than one MD5 at a time. */
+	return n >= 3 ? n : 0;
+}
+
+/*
+ * RING_COPY, hasher 0 waits for a full batch of chunks unless the reader is
+ * done: md5x8() on MD5X8_LANES blocks costs what about three single MD5s do.
+ * RING_SLOTS leaves the reader room to read a batch ahead. Locked.
+ */
+static bool
+hasher_ready(const struct copier *c, const struct hasher *h)
+{
+	if (!c->active || h->n >= c->n_read)
+		return false;
+	if (c->mode != RING_COPY || h->index != 0)
+		return true;
+	return c->n_read - h->n >= MD5X8_LANES || c->pos >= c->end;
+}
+
+/* Block MD5s of chunks [k, k + n), whole ones, side by side. Hasher thread, unlocked. */
+static void
+hasher_work_batch(struct copier *c, uint64_t k, size_t n)
+{
+	const unsigned char *bufs[MD5X8_LANES];
+	unsigned char md5[MD5X8_LANES][16];
+
+	for (size_t i = 0; i < n; i++)
+		bufs[i] = c->slots[(k + i) % RING_SLOTS].buf;
+	md5x8(bufs, n, c->chunk, md5);
+	for (size_t i = 0; i < n; i++) {
+		struct slot *s = &c->slots[(k + i) % RING_SLOTS];
+
+		memcpy(s->md5, md5[i], 16);
+		memcpy(c->md5_out[k + i], md5[i], 16);
+		s->hashed = true;
+	}
 }
 
 static void *
@@ -674,22 +751,30 @@ hasher_main(void *arg)
 	for (;;) {
 		enum ring_mode mode;
 		uint64_t k;
+		size_t n;
 		int r;
 
-		while (!c->quit && !(c->active && h->n < c->n_read))
+		while (!c->quit && !hasher_ready(c, h))
 			pthread_cond_wait(&c->hasher_cv, &c->lock);
 		if (c->quit)
 			break;
 		k = h->n;
 		mode = c->mode;
+		n = mode == RING_COPY && h->index == 0 ? hasher_batch(c, k) : 0;
 		h->busy = true;
 		pthread_mutex_unlock(&c->lock);
-		r = hasher_work(h, mode, k, &c->slots[k % RING_SLOTS]);
+		r = 0;
+		if (n > 0)
+			hasher_work_batch(c, k, n);
+		else {
+			r = hasher_work(h, mode, k, &c->slots[k % RING_SLOTS]);
+			n = 1;
+		}
 		pthread_mutex_lock(&c->lock);
 		h->busy = false;
 		if (r < 0 && h->err == 0)
 			h->err = r;
-		h->n++;
+		h->n += n;
 		pthread_cond_signal(&c->caller_cv);
 		pthread_cond_signal(&c->reader_cv);
 	}
@@ -699,10 +784,12 @@ hasher_main(void *arg)
 
 /*
  * Have the reader read [0, end) of fd in chunks and the hashers hash them as
- * mode says. In RING_COPY mode hasher 1's context must have been initialised.
+ * mode says. In RING_COPY mode hasher 1's context must have been initialised,
+ * and hasher 0 puts the MD5 of chunk k in md5_out[k].
  */
 static int
-ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, enum ring_mode mode)
+ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, enum ring_mode mode,
+           unsigned char (*md5_out)[16])
 {
 	int r;
 
@@ -721,6 +808,7 @@ ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, en
 	c->end = end;
 	c->chunk = chunk;
 	c->mode = mode;
+	c->md5_out = md5_out;
 	c->n_read = 0;
 	c->n_done = 0;
 	c->hashers[0].n = c->hashers[1].n = 0;
@@ -761,22 +849,43 @@ ring_take(struct copier *c)
 	return s;
 }
 
-/* RING_COPY: wait until hasher 0 is done with the caller's chunk. */
-static void
-ring_wait_hashed(struct copier *c)
+/* RING_COPY: wait until hasher 0 has hashed chunks [0, n); 0 or its error. */
+static int
+ring_wait_hashed(struct copier *c, uint64_t n)
 {
+	int r;
+
 	pthread_mutex_lock(&c->lock);
-	while (c->hashers[0].n <= c->n_done)
+	while (c->hashers[0].n < n)
 		pthread_cond_wait(&c->caller_cv, &c->lock);
+	r = c->hashers[0].err;
 	pthread_mutex_unlock(&c->lock);
+	return r;
 }
 
-/* The caller is done with its chunk: on to the verifier, or free. */
+/* The caller's next chunks, in order: at least one (waits for it), at most max. */
+static size_t
+ring_take_many(struct copier *c, size_t max, struct slot **out)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (!ring_ready(c, c->n_done))
+		pthread_cond_wait(&c->caller_cv, &c->lock);
+	while (n < max && ring_ready(c, c->n_done + n)) {
+		out[n] = &c->slots[(c->n_done + n) % RING_SLOTS];
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/* The caller is done with n chunks: on to the verifier, or free. */
 static void
-ring_release(struct copier *c)
+ring_release(struct copier *c, size_t n)
 {
 	pthread_mutex_lock(&c->lock);
-	c->n_done++;
+	c->n_done += n;
 	pthread_cond_signal(&c->verifier_cv);
 	pthread_cond_signal(&c->reader_cv);
 	pthread_mutex_unlock(&c->lock);
@@ -1072,7 +1181,7 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 	}
 	/* The two hashers split the block MD5s. */
 	r = ring_start(c, fd, direct, blocks[n - 1].offset + blocks[n - 1].length, chunk,
-	               RING_VERIFY);
+	               RING_VERIFY, NULL);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
@@ -1083,7 +1192,7 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 		}
 		s = ring_take(c);
 		r = verify_block(&blocks[i], i, s, c->block_ctx, c->md5, detail);
-		ring_release(c);
+		ring_release(c, 1);
 		if (r < 0)
 			break;
 	}
@@ -1426,6 +1535,33 @@ job_open(struct job *j)
 	return job_open_tmp(j);
 }
 
+/* Pipelined: wait until hasher 0 has the MD5s of blocks [0, n). */
+static int
+job_wait_hashed(struct job *j, size_t n)
+{
+	int r = ring_wait_hashed(j->c, n);
+
+	if (r < 0)
+		set_detail(j->res->detail, "hashing the source");
+	return r;
+}
+
+/* Pipelined: put the MD5s of blocks [0, n) into the result (for a checkpoint or the end). */
+static int
+job_record_md5s(struct job *j, size_t n)
+{
+	int r;
+
+	if (j->md5s == NULL || n <= j->md5_done)
+		return 0;
+	if ((r = job_wait_hashed(j, n)) < 0)
+		return r;
+	for (size_t i = j->md5_done; i < n; i++)
+		memcpy(j->res->blocks[i].md5, j->md5s[i], 16);
+	j->md5_done = n;
+	return 0;
+}
+
 /* Blocks [0, n) are durable: hand them to the checkpoint callback. */
 static void
 job_committed(struct job *j, size_t n)
@@ -1467,8 +1603,12 @@ job_collect_sync(struct job *j, bool wait)
 static int
 job_checkpoint_async(struct job *j)
 {
+	int r;
+
 	if (j->req->checkpoint == NULL || j->written <= j->committed || !syncer_idle(j->c))
 		return 0;
+	if ((r = job_record_md5s(j, j->written)) < 0)
+		return r;
 	return syncer_ask(j->c, j->tmp, j->written);
 }
 
@@ -1509,91 +1649,131 @@ job_stopping(const struct job *j)
 	return flag_set(j->req->cancel) || flag_set(j->req->pause);
 }
 
+/* Write blocks [i, i + m) from their slots with one pwritev; padded: as job_write_run() says. */
+static int
+job_writev(struct job *j, size_t i, struct slot *const *s, size_t m, bool padded)
+{
+	struct iovec iov[WRITE_RUN];
+
+	for (size_t k = 0; k < m; k++) {
+		iov[k].iov_base = s[k]->buf;
+		iov[k].iov_len = padded ? ROUND_UP(s[k]->len, DIO_ALIGN) : s[k]->len;
+	}
+	return writev_full(j->tmp, iov, (int)m, (uint64_t)i * j->bs);
+}
+
 /*
- * Write len bytes of buf at off to the temporary file. With O_DIRECT a short
- * last block goes out zero-padded to DIO_ALIGN (buf has room; the padding is
- * not part of the block, so no other stage reads it) and the file is cut to
- * its size before the final fdatasync. A filesystem that takes the O_DIRECT
- * flag but refuses the write gets buffered writes from then on.
+ * Write blocks [i, i + m) (m <= WRITE_RUN; only the last may be short) from
+ * their slots to the temporary file. With O_DIRECT a short last block goes out
+ * zero-padded to DIO_ALIGN (its buffer has room; the padding is not part of
+ * the block, so no other stage reads it) and the file is cut to its size
+ * before the final fdatasync. A filesystem that takes the O_DIRECT flag but
+ * refuses the write gets buffered writes from then on.
  */
 static int
-job_write(struct job *j, unsigned char *buf, size_t len, uint64_t off)
+job_write_run(struct job *j, size_t i, struct slot *const *s, size_t m)
 {
-	size_t padded = ROUND_UP(len, DIO_ALIGN);
+	struct slot *last = s[m - 1];
+	size_t padded = ROUND_UP(last->len, DIO_ALIGN);
 	int r;
 
-	if (!j->tmp_direct)
-		return write_full(j->tmp, buf, len, off);
-	memset(buf + len, 0, padded - len);
-	if ((r = write_full(j->tmp, buf, padded, off)) != -EINVAL) {
-		j->tmp_padded |= r == 0 && padded != len;
-		return r;
+	if (j->tmp_direct) {
+		memset(last->buf + last->len, 0, padded - last->len);
+		if ((r = job_writev(j, i, s, m, true)) != -EINVAL) {
+			j->tmp_padded |= r == 0 && padded != last->len;
+			goto out;
+		}
+		j->tmp_direct = false;
+		if (fcntl(j->tmp, F_SETFL, fcntl(j->tmp, F_GETFL) & ~O_DIRECT) < 0)
+			return -errno;
 	}
-	j->tmp_direct = false;
-	if (fcntl(j->tmp, F_SETFL, fcntl(j->tmp, F_GETFL) & ~O_DIRECT) < 0)
-		return -errno;
-	return write_full(j->tmp, buf, len, off);
-}
-
-/* The MD5 of the block in s; a pipelined copy waits for hasher 0. NULL if hashing failed. */
-static const unsigned char *
-job_md5(struct job *j, const struct slot *s)
-{
-	if (j->n_blocks > 1)
-		ring_wait_hashed(j->c);
-	return s->hashed ? s->md5 : NULL;
+	r = job_writev(j, i, s, m, false);
+	/* Start write-back now, so the final fdatasync has little left to do. */
+	if (r == 0 && j->n_blocks > 1)
+		(void)sync_file_range(j->tmp, (off_t)((uint64_t)i * j->bs),
+		                      (off_t)((uint64_t)(m - 1) * j->bs + last->len),
+		                      SYNC_FILE_RANGE_WRITE);
+out:
+	if (r < 0)
+		set_detail(j->res->detail, "writing blocks %zu-%zu at offset %llu", i, i + m - 1,
+		           (unsigned long long)i * j->bs);
+	return r;
 }
 
 /*
- * Block i was read from the source into s: write it, unless a resumed
- * temporary file already holds it, and record it with its MD5 (which hasher 0
- * computes meanwhile; hasher 1 feeds the whole-file MD5).
+ * Block i was read from the source into s: check it and record where it goes.
+ * Returns 1 if it is to be written, 0 if a resumed temporary file already
+ * holds it, or -errno. A file of one block brings its MD5 in s; in a
+ * pipelined copy hasher 0 computes it meanwhile (job_record_md5s() takes it)
+ * and hasher 1 feeds the whole-file MD5.
  */
 static int
-job_block(struct job *j, size_t i, struct slot *s)
+job_block_check(struct job *j, size_t i, const struct slot *s)
 {
 	struct copy_block *b = &j->res->blocks[i];
-	uint64_t off = (uint64_t)i * j->bs;
-	const unsigned char *md5;
 	int r;
 
+	if (s->err < 0) {
+		set_detail(j->res->detail, "reading the source at block %zu", i);
+		return s->err;
+	}
 	if (s->len != job_block_len(j, i)) {
 		set_detail(j->res->detail, "source shrank during the copy");
 		return -ESTALE;
 	}
 	if (i < j->resumed) {
-		if ((md5 = job_md5(j, s)) == NULL)
-			return -EIO;
-		if (memcmp(b->md5, md5, 16) == 0)
-			goto done;
+		if ((r = job_wait_hashed(j, i + 1)) < 0)
+			return r;
+		if (memcmp(b->md5, j->md5s[i], 16) == 0)
+			return 0;
 		/* The checkpoint does not match the source here: rewrite from this block on. */
 		j->resumed = i;
 		j->committed = MIN(j->committed, i);
+		j->md5_done = MIN(j->md5_done, i);
 	}
-	if ((r = job_write(j, s->buf, s->len, off)) < 0) {
-		set_detail(j->res->detail, "writing block %zu at offset %llu", i,
-		           (unsigned long long)off);
-		return r;
-	}
-	if ((md5 = job_md5(j, s)) == NULL)
-		return -EIO;
-	*b = (struct copy_block){.offset = off, .length = (uint32_t)s->len};
-	memcpy(b->md5, md5, 16);
-	/* Start write-back now, so the final fdatasync has little left to do. */
-	if (j->n_blocks > 1 && !j->tmp_direct)
-		(void)sync_file_range(j->tmp, (off_t)off, (off_t)s->len, SYNC_FILE_RANGE_WRITE);
-done:
-	j->written = i + 1;
+	b->offset = (uint64_t)i * j->bs;
+	b->length = (uint32_t)s->len;
+	if (j->md5s == NULL)
+		memcpy(b->md5, s->md5, 16);
+	return 1;
+}
+
+/* Blocks [0, n) are in the temporary file: progress, and a checkpoint when one is due. */
+static int
+job_blocks_written(struct job *j, size_t n)
+{
+	size_t every = j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY;
+	size_t before = j->written;
+	int r;
+
+	j->written = n;
 	if (j->req->progress != NULL)
-		j->req->progress(off + s->len, j->req->userdata);
+		j->req->progress(MIN((uint64_t)n * j->bs, j->req->expected_size), j->req->userdata);
 	if ((r = job_collect_sync(j, false)) < 0)
 		return r;
-	if ((i + 1) %
-	            (j->req->checkpoint_every ? j->req->checkpoint_every : COPY_CHECKPOINT_EVERY) ==
-	        0 &&
-	    i + 1 < j->n_blocks)
+	if (n / every > before / every && n < j->n_blocks)
 		return job_checkpoint_async(j);
 	return 0;
+}
+
+/*
+ * Blocks [i, i + m) were read into slots s: check them, write those to be
+ * written with one pwritev. Blocks of a resumed file that may be skipped come
+ * one at a time (m == 1). Returns m, or -errno.
+ */
+static ssize_t
+job_blocks(struct job *j, size_t i, struct slot *const *s, size_t m)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < m; k++)
+		if ((r = job_block_check(j, i + k, s[k])) < 0)
+			return r;
+	if (r == 1 && (r = job_write_run(j, i, s, m)) < 0)
+		return r;
+	if ((r = job_blocks_written(j, i + m)) < 0)
+		return r;
+	return (ssize_t)m;
 }
 
 /* A file of at most one block: no thread, and its block MD5 is its whole MD5. */
@@ -1617,7 +1797,7 @@ job_copy_inline(struct job *j)
 	if ((r = md5_buf(j->c->block_ctx, j->c->md5, s->buf, s->len, s->md5)) < 0)
 		return r;
 	s->hashed = true;
-	if ((r = job_block(j, 0, s)) < 0)
+	if ((r = (int)job_blocks(j, 0, &s, 1)) < 0)
 		return r;
 	memcpy(j->res->md5, s->md5, 16);
 	return 0;
@@ -1662,31 +1842,44 @@ job_copy_pipelined(struct job *j)
 	if (!EVP_DigestInit_ex2(c->hashers[1].ctx, c->md5, NULL))
 		return -EIO;
 	job_start_verifier(j);
-	r = ring_start(c, j->src, set_direct(j->src), j->req->expected_size, j->bs, RING_COPY);
+	j->md5s = xcalloc(j->n_blocks, 16);
+	j->md5_done = j->resumed; /* those come from the checkpoint */
+	r = ring_start(c, j->src, set_direct(j->src), j->req->expected_size, j->bs, RING_COPY,
+	               j->md5s);
 	if (r < 0) {
 		job_stop_verifier(j, false);
 		return r;
 	}
-	for (size_t i = 0; i < j->n_blocks; i++) {
-		struct slot *s;
+	for (size_t i = 0; i < j->n_blocks;) {
+		struct slot *s[WRITE_RUN];
+		size_t m;
+		ssize_t done;
 
 		if (job_stopping(j)) {
 			r = -ECANCELED;
 			break;
 		}
-		s = ring_take(c);
-		if (s->err < 0) {
-			set_detail(j->res->detail, "reading the source at block %zu", i);
-			r = s->err;
-		} else
-			r = job_block(j, i, s);
-		if (r < 0)
+		m = ring_take_many(c, i < j->resumed ? 1 : MIN((size_t)WRITE_RUN, j->n_blocks - i),
+		                   s);
+		/* A read error or a short block ends a run: it comes alone, next time. */
+		for (size_t k = 1; k < m; k++)
+			if (s[k]->err < 0 || s[k]->len != j->bs) {
+				m = k;
+				break;
+			}
+		if ((done = job_blocks(j, i, s, m)) < 0) {
+			r = (int)done;
 			break;
-		/* Only now is blocks[i] final: the verifier may look at it. */
-		ring_release(c);
+		}
+		/* Only now are these blocks final and written: the verifier may check them. */
+		ring_release(c, (size_t)done);
+		i += (size_t)done;
 	}
 	if (r == 0)
 		r = ring_wait_whole(c, j->n_blocks);
+	/* Every block written needs its MD5 now: for the result, or the checkpoint of a stop. */
+	if ((r == 0 || r == -ECANCELED) && (q = job_record_md5s(j, j->written)) < 0)
+		r = q;
 	/* Let a checkpoint in flight finish (job_finish syncs everything anyway). */
 	if ((q = job_collect_sync(j, true)) < 0 && r == 0)
 		r = q;
@@ -1796,6 +1989,7 @@ copier_copy(struct copier *c, const struct copy_request *req, struct copy_result
 	}
 	if (j.src >= 0)
 		close(j.src);
+	free(j.md5s);
 	if (r < 0) {
 		free(res->blocks);
 		res->blocks = NULL;

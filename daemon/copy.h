@@ -118,8 +118,9 @@ struct copier *copier_free(struct copier *c);
  *   -ESTALE     the source is not the indexed file (size, mtime or type differ,
  *               before or during the copy): re-index it
  *   -ENOSPC     the drive is full (or over quota): plan the file for another drive
- *   -ECANCELED  the cancel or pause flag was seen between blocks; the temporary
- *               file and the last checkpoint stay valid for a resume
+ *   -ECANCELED  the cancel or pause flag was seen between runs of blocks (up
+ *               to 4 blocks are written at once); the temporary file and
+ *               the last checkpoint stay valid for a resume
  *   -EIO        the re-read did not match (detail names the block), or an I/O error
  *   -ELOOP      a symlink in the source or destination path
  *   -EINVAL     a bad request (path with "." or "..", bad block size)

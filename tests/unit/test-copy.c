@@ -399,11 +399,11 @@ test_cancel_resume(void)
 	/*
 	 * Checkpoints every 4 blocks (synced in the background: the one at 8 is
 	 * skipped if the one at 4 is still syncing), then one at the stop: 11
-	 * blocks written.
+	 * blocks written, or up to 3 more as blocks are written in runs of up to 4.
 	 */
 	cancel_copy("resume/f", size, bs, 4, 11 * bs, false, &cap);
-	check(cap.n_checkpoints == 2 || cap.n_checkpoints == 3);
-	check_int(cap.n_blocks, 11);
+	check(cap.n_checkpoints >= 2 && cap.n_checkpoints <= 4);
+	check(cap.n_blocks >= 11 && cap.n_blocks <= 14);
 	check_int(resume_copy("resume/f", size, bs, &cap, &res), 0);
 	check_copy(&res, data, size, bs, "resume/f");
 	copy_result_done(&res);
@@ -452,12 +452,12 @@ test_cancel_resume(void)
 	free(cap.blocks);
 	free(data);
 
-	/* The real block size: 13 MiB, cancelled after the second block. */
-	data = make_file(src_fd, "resume/big", 13 * MIB);
-	cancel_copy("resume/big", 13 * MIB, 0, 0, 2 * COPY_BLOCK_SIZE, false, &cap);
-	check_int(cap.n_blocks, 2);
-	check_int(resume_copy("resume/big", 13 * MIB, 0, &cap, &res), 0);
-	check_copy(&res, data, 13 * MIB, COPY_BLOCK_SIZE, "resume/big");
+	/* The real block size: 41 MiB, cancelled after the second block (or the run it is in). */
+	data = make_file(src_fd, "resume/big", 41 * MIB);
+	cancel_copy("resume/big", 41 * MIB, 0, 0, 2 * COPY_BLOCK_SIZE, false, &cap);
+	check(cap.n_blocks >= 2 && cap.n_blocks <= 5);
+	check_int(resume_copy("resume/big", 41 * MIB, 0, &cap, &res), 0);
+	check_copy(&res, data, 41 * MIB, COPY_BLOCK_SIZE, "resume/big");
 	copy_result_done(&res);
 	free(cap.blocks);
 	free(data);
