@@ -39,7 +39,6 @@
 #include <linux/openat2.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +49,7 @@
 
 #include "copy.h"
 #include "md5x8.h"
+#include "worker.h"
 #include "util.h"
 
 #define RING_SLOTS 16   /* room for a batch of MD5X8_LANES blocks and the I/O around it */
@@ -582,17 +582,12 @@ copier_buffers(struct copier *c, size_t size)
 static int
 copier_thread(void *arg, pthread_t *thread, bool *started, void *(*fn)(void *))
 {
-	sigset_t all, old;
 	int r;
 
 	if (*started)
 		return 0;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(thread, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0)
-		return -r;
+	if ((r = worker_thread_create(thread, fn, arg)) < 0)
+		return r;
 	*started = true;
 	return 0;
 }
@@ -831,24 +826,6 @@ ring_ready(const struct copier *c, uint64_t k)
 	return c->n_read > k;
 }
 
-/*
- * The next chunk, in order. The caller takes no more chunks than it asked for
- * and stops at the first one with an error or a short length, so this never
- * waits for a chunk that will not come.
- */
-static struct slot *
-ring_take(struct copier *c)
-{
-	struct slot *s;
-
-	pthread_mutex_lock(&c->lock);
-	while (!ring_ready(c, c->n_done))
-		pthread_cond_wait(&c->caller_cv, &c->lock);
-	s = &c->slots[c->n_done % RING_SLOTS];
-	pthread_mutex_unlock(&c->lock);
-	return s;
-}
-
 /* RING_COPY: wait until hasher 0 has hashed chunks [0, n); 0 or its error. */
 static int
 ring_wait_hashed(struct copier *c, uint64_t n)
@@ -863,7 +840,12 @@ ring_wait_hashed(struct copier *c, uint64_t n)
 	return r;
 }
 
-/* The caller's next chunks, in order: at least one (waits for it), at most max. */
+/*
+ * The caller's next chunks, in order: at least one (waits for it), at most
+ * max. The caller takes no more chunks than it asked for and stops at the
+ * first one with an error or a short length, so this never waits for a chunk
+ * that will not come.
+ */
 static size_t
 ring_take_many(struct copier *c, size_t max, struct slot **out)
 {
@@ -1190,7 +1172,7 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 			r = -ECANCELED;
 			break;
 		}
-		s = ring_take(c);
+		(void)ring_take_many(c, 1, &s);
 		r = verify_block(&blocks[i], i, s, c->block_ctx, c->md5, detail);
 		ring_release(c, 1);
 		if (r < 0)

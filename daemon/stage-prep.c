@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -365,20 +364,6 @@ next_is_small(struct prep_drive *dr)
 	return small;
 }
 
-/* Start a thread of the drive with every signal blocked in it. */
-static int
-drive_thread_start(pthread_t *thread, void *(*fn)(void *), struct prep_drive *dr)
-{
-	sigset_t all, old;
-	int r;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(thread, NULL, fn, dr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -r;
-}
-
 /*
  * Verify a synced group by re-reading each file from the drive (the batch
  * reads overlap), then report the group to the loop in one message, which
@@ -458,7 +443,7 @@ group_verifier_start(struct prep_drive *dr)
 		return -ENOMEM;
 	pthread_mutex_init(&gv->lock, NULL);
 	pthread_cond_init(&gv->cond, NULL);
-	r = drive_thread_start(&gv->thread, group_verifier_main, dr);
+	r = worker_thread_create(&gv->thread, group_verifier_main, dr);
 	gv->started = r == 0;
 	return r;
 }
@@ -530,7 +515,7 @@ prefetcher_start(struct prep_drive *dr)
 
 	pthread_mutex_init(&pf->lock, NULL);
 	pthread_cond_init(&pf->cond, NULL);
-	r = drive_thread_start(&pf->thread, prefetcher_main, dr);
+	r = worker_thread_create(&pf->thread, prefetcher_main, dr);
 	pf->started = r == 0;
 	return r;
 }

@@ -109,22 +109,30 @@ worker_queue_drain(struct worker_queue *q)
 }
 
 int
-worker_thread_start(struct worker_thread *w, void *(*fn)(void *), void *arg)
+worker_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
+	int r;
+
+	/* Signals belong to the loop thread: start the thread with all blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(thread, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -r;
+}
+
+int
+worker_thread_start(struct worker_thread *w, void *(*fn)(void *), void *arg)
+{
 	int r;
 
 	atomic_store(&w->cancel, false);
 	atomic_store(&w->pause, false);
 	atomic_store(&w->busy, false);
 	atomic_store(&w->heartbeat, worker_monotonic_sec());
-	/* Signals belong to the loop thread: start the thread with all blocked. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&w->thread, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0)
-		return -r;
+	if ((r = worker_thread_create(&w->thread, fn, arg)) < 0)
+		return r;
 	w->running = true;
 	return 0;
 }

@@ -1,9 +1,10 @@
 /*
- * Threads and the queue that carries their results to the loop. Only
- * worker.c creates threads (copy.c's reader thread excepted; it lives and
- * dies inside one copier). A worker thread never touches libevent, curl or
- * the loop's SQLite connection: it pushes a message and the loop, woken
- * through an eventfd, drains the queue and commits.
+ * Threads and the queue that carries their results to the loop. Every
+ * thread is started with worker_thread_create(), signals blocked (they are
+ * the loop's). A worker thread never touches libevent, curl or the loop's
+ * SQLite connection: it pushes a message and the loop, woken through an
+ * eventfd, drains the queue and commits. Helper threads of a worker (the
+ * copier's, a drive's prefetcher and group verifier) live and die inside it.
  */
 #ifndef SEEDD_WORKER_H
 #define SEEDD_WORKER_H
@@ -44,6 +45,9 @@ struct worker_thread {
 	atomic_llong heartbeat; /* CLOCK_MONOTONIC seconds, written by the thread */
 	atomic_bool busy;       /* the heartbeat matters only while busy */
 };
+
+/* pthread_create() with every signal blocked in the new thread; 0 or -errno. */
+int worker_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 int worker_thread_start(struct worker_thread *w, void *(*fn)(void *), void *arg);
 /* Raise the cancel flag and wait for the thread to end. */
