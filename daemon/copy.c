@@ -1172,7 +1172,8 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 			r = -ECANCELED;
 			break;
 		}
-		(void)ring_take_many(c, 1, &s);
+		s = NULL;
+		(void)ring_take_many(c, 1, &s); /* always one */
 		r = verify_block(&blocks[i], i, s, c->block_ctx, c->md5, detail);
 		ring_release(c, 1);
 		if (r < 0)
