@@ -661,8 +661,9 @@ reader_main(void *arg)
 
 /*
  * Hash chunk k (slot s) as the mode says; a chunk the reader failed on is
- * skipped. Hasher thread, unlocked. A block MD5 that fails leaves s->hashed
- * false for the caller; hasher 1's whole-file MD5 returns its failure.
+ * skipped. Hasher thread, unlocked. RING_COPY: the block MD5 goes to
+ * md5_out[k]. RING_VERIFY: it goes to the slot (a failed one leaves
+ * s->hashed false and the caller hashes it). A failure is returned.
  */
 static int
 hasher_work(struct hasher *h, enum ring_mode mode, uint64_t k, struct slot *s)
@@ -673,11 +674,11 @@ hasher_work(struct hasher *h, enum ring_mode mode, uint64_t k, struct slot *s)
 		return 0;
 	if (mode == RING_COPY && h->index == 1)
 		return EVP_DigestUpdate(h->ctx, s->buf, s->len) ? 0 : -EIO;
-	if (mode == RING_VERIFY && k % 2 != h->index)
+	if (mode == RING_COPY)
+		return md5_buf(h->ctx, c->md5, s->buf, s->len, c->md5_out[k]);
+	if (k % 2 != h->index)
 		return 0;
 	s->hashed = md5_buf(h->ctx, c->md5, s->buf, s->len, s->md5) == 0;
-	if (mode == RING_COPY && s->hashed)
-		memcpy(c->md5_out[k], s->md5, 16);
 	return s->hashed ? 0 : -EIO;
 }
 
@@ -722,18 +723,10 @@ static void
 hasher_work_batch(struct copier *c, uint64_t k, size_t n)
 {
 	const unsigned char *bufs[MD5X8_LANES];
-	unsigned char md5[MD5X8_LANES][16];
 
 	for (size_t i = 0; i < n; i++)
 		bufs[i] = c->slots[(k + i) % RING_SLOTS].buf;
-	md5x8(bufs, n, c->chunk, md5);
-	for (size_t i = 0; i < n; i++) {
-		struct slot *s = &c->slots[(k + i) % RING_SLOTS];
-
-		memcpy(s->md5, md5[i], 16);
-		memcpy(c->md5_out[k + i], md5[i], 16);
-		s->hashed = true;
-	}
+	md5x8(bufs, n, c->chunk, c->md5_out + k);
 }
 
 static void *
