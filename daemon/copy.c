@@ -157,6 +157,11 @@ struct copier {
 	enum ring_mode mode;
 	unsigned char (*md5_out)[16]; /* RING_COPY: hasher 0 puts chunk k's MD5 in md5_out[k] */
 
+	/* The drive's O_DIRECT use (COPY_DIRECT_*) and why it last lost some; caller only. */
+	unsigned drive_direct;
+	int direct_error;
+	unsigned direct_what;
+
 	EVP_MD *md5;
 	EVP_MD_CTX *block_ctx;    /* caller only */
 	struct dir_cache dst_dir; /* caller only */
@@ -193,6 +198,44 @@ _printf_(2, 3) static void set_detail(char *detail, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail, COPY_DETAIL_MAX, fmt, ap);
 	va_end(ap);
+}
+
+/* copy_test_direct_fault(): which O_DIRECT drive I/O fails, and with what. */
+static atomic_uint fault_which;
+static atomic_int fault_err;
+
+void
+copy_test_direct_fault(unsigned which, int err)
+{
+	atomic_store(&fault_err, err);
+	atomic_store(&fault_which, which);
+}
+
+/* -err if the test hook fails this kind of O_DIRECT drive I/O, else 0. */
+static int
+direct_fault(unsigned which)
+{
+	return (atomic_load(&fault_which) & which) ? -atomic_load(&fault_err) : 0;
+}
+
+/*
+ * Errors by which a filesystem refuses O_DIRECT rather than failing the I/O:
+ * EINVAL (alignment), EFAULT (FUSE: ntfs-3g on a dislocker file), EOPNOTSUPP.
+ */
+static bool
+direct_refused(int r)
+{
+	return r == -EINVAL || r == -EFAULT || r == -EOPNOTSUPP || r == -ENOTSUP;
+}
+
+/* The drive refused O_DIRECT for what (COPY_DIRECT_*) with errno err: never again. */
+static void
+copier_drop_direct(struct copier *c, unsigned what, int err)
+{
+	c->drive_direct &= ~what;
+	if (c->direct_error == 0)
+		c->direct_error = err;
+	c->direct_what |= what;
 }
 
 static bool
@@ -461,6 +504,7 @@ copier_new(void)
 	pthread_cond_init(&c->hasher_cv, NULL);
 	pthread_cond_init(&c->syncer_cv, NULL);
 	c->dst_dir.fd = -1;
+	c->drive_direct = COPY_DIRECT_ALL;
 	c->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
 	c->block_ctx = EVP_MD_CTX_new();
 	if (c->md5 == NULL || c->block_ctx == NULL)
@@ -512,6 +556,18 @@ copier_free(struct copier *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 	return NULL;
+}
+
+void
+copier_set_direct(struct copier *c, unsigned flags)
+{
+	c->drive_direct = flags & COPY_DIRECT_ALL;
+}
+
+unsigned
+copier_direct(const struct copier *c)
+{
+	return c->drive_direct;
 }
 
 /*
@@ -622,9 +678,13 @@ reader_fill(struct copier *c)
 	uint64_t off = c->pos;
 	ssize_t n;
 
+	bool drive = c->mode == RING_VERIFY;
+
 	c->busy = true;
 	pthread_mutex_unlock(&c->lock);
-	n = read_full(fd, s->buf, want, off, direct);
+	n = direct && drive ? direct_fault(COPY_DIRECT_READ) : 0;
+	if (n == 0)
+		n = read_full(fd, s->buf, want, off, direct);
 	pthread_mutex_lock(&c->lock);
 	c->busy = false;
 	if (c->active) {
@@ -1000,6 +1060,8 @@ verifier_reread(struct verifier *v, const struct copy_block *b, const unsigned c
 		return -errno;
 	if (!v->direct)
 		(void)posix_fadvise(v->rfd, (off_t)b->offset, b->length, POSIX_FADV_DONTNEED);
+	else if ((n = direct_fault(COPY_DIRECT_READ)) < 0)
+		return (int)n;
 	if ((n = read_full(v->rfd, v->buf, b->length, b->offset, v->direct)) < 0)
 		return (int)n;
 	if ((size_t)n != b->length || memcmp(v->buf, written, b->length) != 0)
@@ -1149,7 +1211,9 @@ verify_pass(struct copier *c, int fd, bool direct, const struct copy_block *bloc
 		return 0;
 	if (n == 1) {
 		s = &c->slots[0];
-		len = read_full(fd, s->buf, blocks[0].length, 0, direct);
+		len = direct ? direct_fault(COPY_DIRECT_READ) : 0;
+		if (len == 0)
+			len = read_full(fd, s->buf, blocks[0].length, 0, direct);
 		*s = (struct slot){
 		    .buf = s->buf, .len = len < 0 ? 0 : (size_t)len, .err = len < 0 ? (int)len : 0};
 		return verify_block(&blocks[0], 0, s, c->block_ctx, c->md5, detail);
@@ -1217,7 +1281,10 @@ verify_file(struct copier *c, int dir, const char *name, const struct copy_block
 	}
 	copier_buffers(c, chunk);
 	/* Offsets are multiples of chunk; a lone block starts at 0. */
-	r = verify_open(dir, name, n_blocks <= 1 || chunk % DIO_ALIGN == 0, &fd, &direct);
+	r = verify_open(dir, name,
+	                (c->drive_direct & COPY_DIRECT_READ) &&
+	                    (n_blocks <= 1 || chunk % DIO_ALIGN == 0),
+	                &fd, &direct);
 	if (r < 0) {
 		set_detail(detail, "opening the drive file to verify");
 		return r;
@@ -1230,13 +1297,23 @@ verify_file(struct copier *c, int dir, const char *name, const struct copy_block
 		return -EIO;
 	}
 	r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
-	if (r == -EINVAL && direct) {
-		/* The device refused our alignment: verify through the (dropped) cache. */
+	if (direct && (direct_refused(r) || r == -EIO)) {
+		/*
+		 * The drive refused O_DIRECT, or gave back short or wrong data
+		 * (ntfs-3g on a dislocker file): verify through the dropped cache.
+		 * If that matches, O_DIRECT was at fault, not the drive's bytes.
+		 */
+		int direct_r = r;
+
 		close(fd);
 		fd = -1;
 		if ((r = verify_open(dir, name, false, &fd, &direct)) < 0)
 			return r;
 		r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
+		if (r == 0) {
+			copier_drop_direct(c, COPY_DIRECT_READ, -direct_r);
+			set_detail(detail, "%s", "");
+		}
 	}
 	if (!direct)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -1475,7 +1552,7 @@ job_open_tmp(struct job *j)
 		}
 	}
 	/* A pipelined copy bypasses the page cache: no copying into it, no write-back. */
-	if (j->n_blocks > 1)
+	if (j->n_blocks > 1 && (j->c->drive_direct & COPY_DIRECT_WRITE))
 		j->tmp_direct = set_direct(j->tmp);
 	/* Reserve the space now: a file that does not fit fails before we copy it. */
 	if (j->n_blocks > 1 &&
@@ -1655,10 +1732,14 @@ job_write_run(struct job *j, size_t i, struct slot *const *s, size_t m)
 
 	if (j->tmp_direct) {
 		memset(last->buf + last->len, 0, padded - last->len);
-		if ((r = job_writev(j, i, s, m, true)) != -EINVAL) {
+		if ((r = direct_fault(COPY_DIRECT_WRITE)) == 0)
+			r = job_writev(j, i, s, m, true);
+		if (!direct_refused(r)) {
 			j->tmp_padded |= r == 0 && padded != last->len;
 			goto out;
 		}
+		/* Redo the whole run buffered, for this file and the drive's next ones. */
+		copier_drop_direct(j->c, COPY_DIRECT_WRITE, -r);
 		j->tmp_direct = false;
 		if (fcntl(j->tmp, F_SETFL, fcntl(j->tmp, F_GETFL) & ~O_DIRECT) < 0)
 			return -errno;
@@ -1887,6 +1968,9 @@ job_finish(struct job *j)
 		set_detail(j->res->detail, "fdatasync of the temporary file");
 		return -errno;
 	}
+	/* Buffered writes of a big file: its (clean) pages need not stay cached. */
+	if (!req->defer_sync && !j->tmp_direct && j->n_blocks > 1)
+		(void)posix_fadvise(j->tmp, 0, 0, POSIX_FADV_DONTNEED);
 	j->written = j->n_blocks;
 	/* Some filesystems (FUSE, NFS) report write errors only here. */
 	r = close(TAKE_FD(j->tmp));
@@ -1952,7 +2036,11 @@ copier_copy(struct copier *c, const struct copy_request *req, struct copy_result
 	int r;
 
 	*res = (struct copy_result){.blocks = NULL};
+	c->direct_error = 0;
+	c->direct_what = 0;
 	r = job_run(&j);
+	res->direct_error = c->direct_error;
+	res->direct_what = c->direct_what;
 	if (j.tmp >= 0)
 		close(j.tmp);
 	if (r < 0 && r != -ECANCELED) {
@@ -2021,4 +2109,100 @@ copy_result_done(struct copy_result *res)
 	free(res->blocks);
 	res->blocks = NULL;
 	res->n_blocks = 0;
+}
+
+/* ---- The O_DIRECT probe -------------------------------------------------------- */
+
+/* Write buf (one aligned block) to fd at 0: 0, -EIO if short, or -errno. */
+static int
+probe_write(int fd, unsigned char *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+
+	return writev_full(fd, &iov, 1, 0);
+}
+
+/* Read the probe file back into got and compare with want: 1 if equal, 0 if not, -errno. */
+static int
+probe_read(int dirfd, bool direct, unsigned char *got, const unsigned char *want, size_t len)
+{
+	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (direct ? O_DIRECT : 0);
+	_cleanup_close_ int fd = openat(dirfd, COPY_PROBE_NAME, flags);
+	ssize_t n;
+
+	if (fd < 0)
+		return direct && direct_refused(-errno) ? 0 : -errno;
+	if (direct && direct_fault(COPY_DIRECT_READ) < 0)
+		return 0;
+	if (!direct)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	memset(got, 0, len);
+	n = read_full(fd, got, len, 0, direct);
+	if (n < 0)
+		return direct && direct_refused((int)n) ? 0 : (int)n;
+	return (size_t)n == len && memcmp(got, want, len) == 0;
+}
+
+/* The probe on an open probe file; the caller removes it. */
+static int
+probe_run(int dirfd, int fd, unsigned char *buf, unsigned char *back, unsigned *flags,
+          char *detail)
+{
+	const size_t len = COPY_BLOCK_SIZE;
+	int r;
+
+	*flags = 0;
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (unsigned char)(i * 2654435761u >> 13);
+	if (set_direct(fd) && direct_fault(COPY_DIRECT_WRITE) == 0 && probe_write(fd, buf, len) == 0)
+		*flags |= COPY_DIRECT_WRITE;
+	if (!(*flags & COPY_DIRECT_WRITE)) {
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0 || ftruncate(fd, 0) < 0 ||
+		    (r = probe_write(fd, buf, len)) < 0) {
+			set_detail(detail, "writing a test file on the drive");
+			return r < 0 ? r : -errno;
+		}
+	}
+	if (fdatasync(fd) < 0) {
+		set_detail(detail, "fdatasync of a test file on the drive");
+		return -errno;
+	}
+	if ((r = probe_read(dirfd, true, back, buf, len)) > 0) {
+		*flags |= COPY_DIRECT_READ;
+		return 0;
+	}
+	if (r == 0)
+		r = probe_read(dirfd, false, back, buf, len);
+	if (r <= 0)
+		set_detail(detail, "reading back a test file from the drive");
+	return r < 0 ? r : r == 0 ? -EIO : 0;
+}
+
+int
+copy_direct_probe(int dirfd, unsigned *ret_flags, char *detail)
+{
+	unsigned char *buf = aligned_buffer(NULL, COPY_BLOCK_SIZE);
+	unsigned char *back = aligned_buffer(NULL, COPY_BLOCK_SIZE);
+	unsigned flags = 0;
+	int fd, r;
+
+	set_detail(detail, "%s", "");
+	(void)unlinkat(dirfd, COPY_PROBE_NAME, 0); /* left by a crash */
+	fd = openat(dirfd, COPY_PROBE_NAME, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		set_detail(detail, "creating a test file on the drive");
+	} else {
+		r = probe_run(dirfd, fd, buf, back, &flags, detail);
+		close(fd);
+		if (unlinkat(dirfd, COPY_PROBE_NAME, 0) < 0 && r == 0) {
+			r = -errno;
+			set_detail(detail, "removing a test file from the drive");
+		}
+	}
+	free(buf);
+	free(back);
+	if (r == 0)
+		*ret_flags = flags;
+	return r == -EDQUOT ? -ENOSPC : r;
 }

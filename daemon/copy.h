@@ -26,6 +26,19 @@
 #define COPY_TMP_SUFFIX ".seedd-tmp"
 #define COPY_DETAIL_MAX 256
 
+/*
+ * What a drive takes of O_DIRECT (DESIGN §3a), as copy_direct_probe() finds at
+ * AddDrive and the drive's row keeps. FUSE drives may refuse it in surprising
+ * ways: ntfs-3g on a dislocker file gives short O_DIRECT writes and reads and
+ * then EFAULT. Without COPY_DIRECT_WRITE the copier writes through the page
+ * cache (sync_file_range, fdatasync, POSIX_FADV_DONTNEED); without
+ * COPY_DIRECT_READ it re-reads after POSIX_FADV_DONTNEED.
+ */
+#define COPY_DIRECT_WRITE 1u /* whole-block O_DIRECT writes complete */
+#define COPY_DIRECT_READ 2u  /* O_DIRECT reads give back what was written */
+#define COPY_DIRECT_ALL (COPY_DIRECT_WRITE | COPY_DIRECT_READ)
+#define COPY_PROBE_NAME ".seedd-direct-probe.seedd-tmp" /* at the drive root, while probing */
+
 /* One block of a copied file: [offset, offset + length) and its MD5. */
 struct copy_block {
 	uint64_t offset;
@@ -89,12 +102,46 @@ struct copy_result {
 	char tmp_name[NAME_MAX + 1];  /* the temporary name used (for a checkpoint) */
 	char detail[COPY_DETAIL_MAX]; /* what failed, for the log (the caller adds the errno
 	                               * text); "" on success */
+	/*
+	 * > 0: during this call an O_DIRECT write or re-read of the drive failed
+	 * with this errno (EIO: it came back short or wrong, while a buffered
+	 * re-read matched) and was redone buffered; the copier has dropped
+	 * direct_what from copier_direct() for good. Set whatever the call returns.
+	 */
+	int direct_error;
+	unsigned direct_what;
 };
 
 struct copier;
 
 struct copier *copier_new(void);
 struct copier *copier_free(struct copier *c);
+
+/*
+ * The O_DIRECT use of the drive this copier writes to: COPY_DIRECT_* flags,
+ * COPY_DIRECT_ALL for a new copier. The copier drops flags itself when the
+ * drive refuses O_DIRECT at run time (copy_result.direct_error).
+ */
+void copier_set_direct(struct copier *c, unsigned flags);
+unsigned copier_direct(const struct copier *c);
+
+/*
+ * Find what the drive at dirfd takes of O_DIRECT: create COPY_PROBE_NAME,
+ * write one block of COPY_BLOCK_SIZE with O_DIRECT (buffered if that fails or
+ * comes back short), fdatasync, read it back with O_DIRECT and compare, then
+ * remove it. *ret_flags: COPY_DIRECT_* of what worked. Returns 0, or -errno
+ * if even buffered I/O fails (-EIO: the drive did not give back what was
+ * written; -ENOSPC: no room for the probe). detail is NULL or
+ * COPY_DETAIL_MAX bytes.
+ */
+int copy_direct_probe(int dirfd, unsigned *ret_flags, char *detail);
+
+/*
+ * Tests only: make the copier's O_DIRECT writes (COPY_DIRECT_WRITE) or
+ * re-reads (COPY_DIRECT_READ) of the drive fail with -err, as a FUSE drive's
+ * EFAULT does; which 0 turns it off. Process-wide.
+ */
+void copy_test_direct_fault(unsigned which, int err);
 
 /*
  * Copy one staging file onto the drive: re-stat (size and mtime must match the
