@@ -786,6 +786,87 @@ test_enospc(void)
 	check(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == TEST_SKIP));
 }
 
+/* Copy src to dst with c and check the result; returns the copy's direct_error. */
+static int
+copy_checked(struct copier *c, const char *src, const char *dst, const unsigned char *data,
+             size_t size, unsigned *ret_what)
+{
+	struct copy_request req = request(src, dst, size, NULL);
+	struct copy_result res;
+	int err;
+
+	check_int(copier_copy(c, &req, &res), 0);
+	check(res.verified);
+	check_copy(&res, data, size, COPY_BLOCK_SIZE, dst);
+	err = res.direct_error;
+	*ret_what = res.direct_what;
+	copy_result_done(&res);
+	return err;
+}
+
+/*
+ * The O_DIRECT probe, and a drive that refuses O_DIRECT at run time (the
+ * test hook makes it fail with EFAULT, as ntfs-3g on a dislocker file does):
+ * the copy goes on buffered, verified, and the copier stays buffered.
+ */
+static void
+test_direct_fallback(void)
+{
+	const size_t size = 13 * MIB + 4321;
+	unsigned flags = 99, what = 0, probed;
+	char detail[COPY_DETAIL_MAX];
+	struct copier *c = copier_new();
+	unsigned char *data;
+
+	check_int(copy_direct_probe(dst_fd, &probed, detail), 0);
+	check_str(detail, "");
+	check(!exists(dst_fd, COPY_PROBE_NAME));
+	if (probed != COPY_DIRECT_ALL)
+		printf("note: the test directory takes O_DIRECT %#x only\n", probed);
+	copy_test_direct_fault(COPY_DIRECT_WRITE, EFAULT);
+	check_int(copy_direct_probe(dst_fd, &flags, NULL), 0);
+	check_int(flags, probed & ~COPY_DIRECT_WRITE);
+	copy_test_direct_fault(COPY_DIRECT_READ, EFAULT);
+	check_int(copy_direct_probe(dst_fd, &flags, NULL), 0);
+	check_int(flags, probed & ~COPY_DIRECT_READ);
+	check(!exists(dst_fd, COPY_PROBE_NAME));
+
+	check(mkdirat(src_fd, "direct", 0755) == 0);
+	data = make_file(src_fd, "direct/f", size);
+	/* Writes refused: the run is redone buffered, the drive loses O_DIRECT writes. */
+	copy_test_direct_fault(COPY_DIRECT_WRITE, EFAULT);
+	check_int(copier_direct(c), COPY_DIRECT_ALL);
+	if (probed & COPY_DIRECT_WRITE) {
+		check_int(copy_checked(c, "direct/f", "direct/w1", data, size, &what), EFAULT);
+		check_int(what, COPY_DIRECT_WRITE);
+	} else
+		(void)copy_checked(c, "direct/f", "direct/w1", data, size, &what);
+	check_int(copier_direct(c) & COPY_DIRECT_WRITE, 0);
+	/* The next file is written buffered from the start: the hook is not reached. */
+	check_int(copy_checked(c, "direct/f", "direct/w2", data, size, &what), 0);
+	check_int(what, 0);
+
+	/* Re-reads refused: verified through the dropped cache, and reads go buffered. */
+	copy_test_direct_fault(COPY_DIRECT_READ, EFAULT);
+	copier_set_direct(c, COPY_DIRECT_ALL);
+	if (probed & COPY_DIRECT_READ) {
+		check_int(copy_checked(c, "direct/f", "direct/r1", data, size, &what), EFAULT);
+		check(what & COPY_DIRECT_READ);
+	} else
+		(void)copy_checked(c, "direct/f", "direct/r1", data, size, &what);
+	check_int(copier_direct(c) & COPY_DIRECT_READ, 0);
+	/* The next file is re-read buffered: the hook is not reached. */
+	check_int(copy_checked(c, "direct/f", "direct/r2", data, size, &what), 0);
+
+	/* A drive probed as buffered-only never tries O_DIRECT. */
+	copy_test_direct_fault(COPY_DIRECT_ALL, EFAULT);
+	copier_set_direct(c, 0);
+	check_int(copy_checked(c, "direct/f", "direct/b", data, size, &what), 0);
+	copy_test_direct_fault(0, 0);
+	copier_free(c);
+	free(data);
+}
+
 static void
 cleanup(void)
 {
@@ -821,6 +902,7 @@ main(void)
 	test_stale();
 	test_cancel_resume();
 	test_verify();
+	test_direct_fallback();
 	test_defer_sync();
 	test_two_drives();
 	test_symlinks();
