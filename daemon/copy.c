@@ -1728,7 +1728,7 @@ job_write_run(struct job *j, size_t i, struct slot *const *s, size_t m)
 {
 	struct slot *last = s[m - 1];
 	size_t padded = ROUND_UP(last->len, DIO_ALIGN);
-	int r;
+	int r, direct_r = 0;
 
 	if (j->tmp_direct) {
 		memset(last->buf + last->len, 0, padded - last->len);
@@ -1738,13 +1738,20 @@ job_write_run(struct job *j, size_t i, struct slot *const *s, size_t m)
 			j->tmp_padded |= r == 0 && padded != last->len;
 			goto out;
 		}
-		/* Redo the whole run buffered, for this file and the drive's next ones. */
-		copier_drop_direct(j->c, COPY_DIRECT_WRITE, -r);
+		/*
+		 * Redo the whole run buffered. Only if that works was O_DIRECT at
+		 * fault: then the drive's next files are written buffered too.
+		 * (dislocker refuses writes over BitLocker's metadata with EFAULT
+		 * however they come: that error stands.)
+		 */
+		direct_r = r;
 		j->tmp_direct = false;
 		if (fcntl(j->tmp, F_SETFL, fcntl(j->tmp, F_GETFL) & ~O_DIRECT) < 0)
 			return -errno;
 	}
 	r = job_writev(j, i, s, m, false);
+	if (r == 0 && direct_r < 0)
+		copier_drop_direct(j->c, COPY_DIRECT_WRITE, -direct_r);
 	/* Start write-back now, so the final fdatasync has little left to do. */
 	if (r == 0 && j->n_blocks > 1)
 		(void)sync_file_range(j->tmp, (off_t)((uint64_t)i * j->bs),

@@ -162,8 +162,18 @@ static const char schema_v1[] =
 	"CREATE INDEX events_job ON events (job_id, id);";
 /* clang-format on */
 
+/*
+ * v2: what the drive takes of O_DIRECT (COPY_DIRECT_* of copy.h: 1 writes, 2
+ * reads), from the probe at AddDrive, lowered when the drive refuses O_DIRECT
+ * at run time. Drives attached before keep trying it (3), with the fallback.
+ */
+static const char schema_v2_direct_io[] =
+    "ALTER TABLE drives ADD COLUMN direct_io INTEGER NOT NULL DEFAULT 3 "
+    "CHECK (direct_io BETWEEN 0 AND 3);";
+
 static const struct migration migrations[] = {
     {1, schema_v1},
+    {2, schema_v2_direct_io},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,

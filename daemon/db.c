@@ -47,7 +47,7 @@
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
 	"free_bytes, azure_status, error_log, verbose_log, azure_bytes, azure_total, "              \
-	"azure_files_errored"
+	"azure_files_errored, direct_io"
 #define PAGE_SQL(where)                                                                            \
 	"SELECT " FILE_COLUMNS " FROM files WHERE " where " AND id > ?2 ORDER BY id LIMIT ?3"
 
@@ -176,6 +176,7 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_DRIVE_JOB] = "SELECT job_id FROM drives WHERE id = ?1",
 	[STMT_DRIVE_SET_STATE] = "UPDATE drives SET state = ?2 WHERE id = ?1",
 	[STMT_DRIVE_SET_MANIFEST] = "UPDATE drives SET manifest_hash = ?2 WHERE id = ?1",
+	[STMT_DRIVE_SET_DIRECT_IO] = "UPDATE drives SET direct_io = ?2 WHERE id = ?1",
 	[STMT_DRIVE_ADD_USED] = "UPDATE drives SET files = files + ?2, "
 				"used_bytes = used_bytes + ?3 WHERE id = ?1",
 	[STMT_DRIVE_VERIFIED] = "SELECT " FILE_COLUMNS " FROM files "
@@ -835,6 +836,7 @@ drive_row_read(sqlite3_stmt *st, struct drive_row *d)
 	    .azure_bytes = sqlite3_column_int64(st, 14),
 	    .azure_total = sqlite3_column_int64(st, 15),
 	    .azure_files_errored = sqlite3_column_int64(st, 16),
+	    .direct_io = sqlite3_column_int64(st, 17),
 	};
 }
 
@@ -2069,6 +2071,21 @@ db_drive_set_state(struct db *db, int64_t drive_id, const char *state)
 	if (!known)
 		return -EINVAL;
 	return drive_update(db, STMT_DRIVE_SET_STATE, drive_id, state);
+}
+
+int
+db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags)
+{
+	int r;
+
+	if (flags < 0 || flags > 3)
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_SET_DIRECT_IO, drive_id, "i", flags);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	return tx_end(db, r);
 }
 
 int

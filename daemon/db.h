@@ -72,6 +72,7 @@ struct drive_row {
 	char *manifest_hash; /* NULL until the manifest is written */
 	char *uuid;          /* the id in seedd's marker file on the drive */
 	int64_t free_bytes;  /* free when attached */
+	int64_t direct_io;   /* COPY_DIRECT_* flags: what the drive takes of O_DIRECT */
 	/* As the Azure job last reported the drive: NULL and 0 until it does. */
 	char *azure_status, *error_log, *verbose_log;
 	int64_t azure_bytes, azure_total, azure_files_errored;
@@ -114,7 +115,7 @@ struct block_row {
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 /* Event kinds (events.kind). */
 #define DB_EVENT_CREATED "created"
@@ -335,6 +336,8 @@ int db_drive_file_count(struct db *db, int64_t drive_id, struct file_count *ret)
 int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *ret);
 /* state: attached, copying, copied, manifest-written or full (else -EINVAL). */
 int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
+/* What the drive takes of O_DIRECT: COPY_DIRECT_* flags, 0-3 (else -EINVAL). */
+int db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags);
 /* The hash of the drive's written manifest (NULL clears it). */
 int db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash);
 /*

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "drive.h"
 #include "lint.h"
 #include "names.h"
@@ -529,7 +530,7 @@ entry_allowed(int dirfd, const char *name, const char *job_name, bool ours)
 		return type == S_IFDIR;
 	if (strcmp(name, DRIVE_MARKER_NAME) == 0)
 		return ours;
-	if (strcmp(name, DRIVE_MARKER_TMP) == 0)
+	if (strcmp(name, DRIVE_MARKER_TMP) == 0 || strcmp(name, COPY_PROBE_NAME) == 0)
 		return type == S_IFREG;
 	if (strcmp(name, DRIVE_MANIFEST_NAME) == 0 || strcmp(name, DRIVE_MANIFEST_TMP) == 0)
 		return type == S_IFREG && ours;

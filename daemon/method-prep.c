@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "daemon.h"
 #include "db.h"
+#include "copy.h"
 #include "drive.h"
 #include "job.h"
 #include "log.h"
@@ -77,14 +78,31 @@ count_drives(struct daemon *d, int64_t job_id, size_t *ret)
 	return r;
 }
 
+/* What the O_DIRECT probe found, for the log: "" when the drive takes it both ways. */
+static const char *
+direct_note(unsigned direct)
+{
+	switch (direct & COPY_DIRECT_ALL) {
+	case COPY_DIRECT_ALL:
+		return "";
+	case COPY_DIRECT_READ:
+		return "; it refuses O_DIRECT writes: buffered writes";
+	case COPY_DIRECT_WRITE:
+		return "; it refuses O_DIRECT reads: re-reads after dropping the cache";
+	default:
+		return "; it refuses O_DIRECT: buffered I/O, cache dropped before re-reads";
+	}
+}
+
 static void
-log_drive(const struct job_row *j, const char *serial, const char *path, int64_t capacity)
+log_drive(const struct job_row *j, const char *serial, const char *path, int64_t capacity,
+	  unsigned direct)
 {
 	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
 			      .drive = serial};
 
-	log_ctx(LOG_INFO, &ctx, "job %s: drive %s at %s attached, %" PRId64 " bytes usable",
-		j->name, serial, path, capacity);
+	log_ctx(LOG_INFO, &ctx, "job %s: drive %s at %s attached, %" PRId64 " bytes usable%s",
+		j->name, serial, path, capacity, direct_note(direct));
 }
 
 /*
@@ -132,6 +150,7 @@ struct probe {
 	char *err;
 	struct drive_attach at;
 	char uuid[DRIVE_UUID_LEN + 1];
+	unsigned direct; /* COPY_DIRECT_* the drive takes */
 };
 
 struct probe_msg {
@@ -163,6 +182,23 @@ probe_msg_free(struct worker_msg *m)
 	free(m);
 }
 
+/*
+ * Whether the drive takes O_DIRECT, with a test file of seedd's own (DESIGN
+ * §3a): FUSE drives such as ntfs-3g on a dislocker file refuse it with
+ * short I/O and EFAULT. A drive that fails even buffered I/O is refused.
+ */
+static int
+probe_direct(struct probe *pr, int root_fd)
+{
+	char detail[COPY_DETAIL_MAX];
+	int r = copy_direct_probe(root_fd, &pr->direct, detail);
+
+	if (r < 0)
+		xasprintf(&pr->err, "%s on %s failed: %s", detail, pr->at.probe.mount_point,
+			  strerror(-r));
+	return r;
+}
+
 static void *
 probe_thread(void *arg)
 {
@@ -174,12 +210,16 @@ probe_thread(void *arg)
 	pr->r = drive_attach_check(pr->path, &pr->args, &pr->at, &pr->err);
 	if (pr->r == 0) {
 		fd = open(pr->at.probe.mount_point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		pr->r = fd < 0 ? -errno : drive_marker_write(fd, pr->job_name, pr->at.serial, pr->uuid);
-		if (fd >= 0)
-			close(fd);
-		if (pr->r < 0)
+		pr->r = fd < 0 ? -errno : probe_direct(pr, fd);
+		if (pr->r == 0 &&
+		    (pr->r = drive_marker_write(fd, pr->job_name, pr->at.serial, pr->uuid)) < 0)
 			xasprintf(&pr->err, "cannot write seedd's marker on %s: %s",
 				  pr->at.probe.mount_point, strerror(-pr->r));
+		if (pr->r < 0 && pr->err == NULL)
+			xasprintf(&pr->err, "cannot open %s: %s", pr->at.probe.mount_point,
+				  strerror(-pr->r));
+		if (fd >= 0)
+			close(fd);
 	}
 	atomic_store(&pr->w.busy, false);
 	pm->m.kind = MSG_DRIVE_PROBED;
@@ -214,6 +254,9 @@ probe_record(struct probe *pr, struct call *call)
 	}
 	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, pr->uuid,
 			 at->capacity, at->probe.free_bytes, &id);
+	/* A crash in between leaves the default, O_DIRECT with the run-time fallback. */
+	if (r == 0 && pr->direct != COPY_DIRECT_ALL)
+		r = db_drive_set_direct_io(call->d->db, id, pr->direct);
 	if (r == 0 && pr->key != NULL)
 		r = db_secret_put(call->d->db, j->id, id, "bitlocker-key", pr->key, strlen(pr->key));
 	if (r < 0) {
@@ -225,7 +268,7 @@ probe_record(struct probe *pr, struct call *call)
 		reply_drive_rejected(call, m);
 		goto out;
 	}
-	log_drive(j, at->serial, at->probe.mount_point, at->capacity);
+	log_drive(j, at->serial, at->probe.mount_point, at->capacity, pr->direct);
 	{
 		_cleanup_free_ char *t = xprintf("drive %s attached at %s%s", at->serial,
 						 at->probe.mount_point,

@@ -100,6 +100,7 @@ struct prep_drive {
 	int64_t drive_id;
 	char *serial, *path;
 	int root_fd;
+	unsigned direct; /* COPY_DIRECT_* from the drive's row, read by the worker as it starts */
 	struct worker_thread w;
 	/* Loop -> worker task queue. */
 	pthread_mutex_t lock;
@@ -441,6 +442,7 @@ group_verifier_start(struct prep_drive *dr)
 
 	if ((gv->cp = copier_new()) == NULL)
 		return -ENOMEM;
+	copier_set_direct(gv->cp, dr->direct);
 	pthread_mutex_init(&gv->lock, NULL);
 	pthread_cond_init(&gv->cond, NULL);
 	r = worker_thread_create(&gv->thread, group_verifier_main, dr);
@@ -687,6 +689,8 @@ drive_thread(void *arg)
 
 	if (cp == NULL || group_verifier_start(dr) < 0 || prefetcher_start(dr) < 0)
 		fatalx("drive %s: starting the copy threads", dr->serial);
+	/* The copier lowers these itself when the drive refuses O_DIRECT (direct_lost()). */
+	copier_set_direct(cp, dr->direct);
 
 	while ((t = next_task(dr, true)) != NULL) {
 		if (t->kind == TASK_MANIFEST) {
@@ -1018,11 +1022,43 @@ commit_verified(struct daemon *d, struct file_msg *fm, struct prep_drive *dr)
 		dr->committed += (int64_t)fm->res.bytes;
 }
 
+/*
+ * The copy of fm found that its drive refuses O_DIRECT and went on buffered
+ * (copy_result.direct_error): record it in the drive's row, so the rest of
+ * the job and any retry use buffered I/O from the start, and say so once per
+ * drive and kind of I/O (the row remembers what was said).
+ */
+static void
+direct_lost(struct daemon *d, const char *job_name, int64_t job_id, const struct file_msg *fm)
+{
+	const struct copy_result *res = &fm->res;
+	struct drive_row row = {0};
+	int64_t flags;
+
+	if (res->direct_error == 0 || db_drive_get(d->db, fm->drive_id, &row) < 0)
+		return;
+	flags = row.direct_io & ~(int64_t)res->direct_what;
+	if (flags != row.direct_io && db_drive_set_direct_io(d->db, row.id, flags) == 0) {
+		struct log_ctx ctx = {.job = job_name, .state = "drive_prep", .drive = row.serial};
+		_cleanup_free_ char *t = xprintf(
+		    "drive %s refuses O_DIRECT %s (%s); seedd %s it through the page cache from now "
+		    "on (fdatasync, cache dropped before the re-read); nothing was lost",
+		    row.serial,
+		    res->direct_what & COPY_DIRECT_WRITE ? "writes" : "reads", strerror(res->direct_error),
+		    res->direct_what & COPY_DIRECT_WRITE ? "writes" : "reads");
+
+		log_ctx(LOG_WARNING, &ctx, "job %s: %s", job_name ? job_name : "?", t);
+		(void)db_event_add(d->db, job_id, "note", t, daemon_now());
+	}
+	drive_row_done(&row);
+}
+
 static void
 file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 {
 	int r;
 
+	direct_lost(p->d, p->job_name, p->job_id, fm);
 	inflight_remove(dr, fm->file_id);
 	if (fm->status == 0) {
 		commit_verified(p->d, fm, dr);
@@ -1247,6 +1283,7 @@ drive_attach(struct prep *p, const struct drive_row *row, char **ret_err)
 	dr->serial = xstrdup(row->serial);
 	dr->path = xstrdup(row->path);
 	dr->capacity = row->capacity;
+	dr->direct = (unsigned)row->direct_io & COPY_DIRECT_ALL;
 	dr->full = strcmp(row->state, "full") == 0;
 	pthread_mutex_init(&dr->lock, NULL);
 	pthread_cond_init(&dr->cond, NULL);
@@ -1403,6 +1440,8 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 			(void)db_file_checkpoint(d->db, cm->file_id, 0, cm->blocks, cm->n);
 		else if (m->kind == MSG_PREP_FILE && fm->status == 0)
 			commit_verified(d, fm, NULL);
+		if (m->kind == MSG_PREP_FILE)
+			direct_lost(d, NULL, fm->job_id, fm);
 		else if (m->kind == MSG_PREP_FILES)
 			commit_group(d, NULL, NULL, gm);
 		return;
