@@ -934,6 +934,16 @@ drive_attach_check(const char *path, const struct drive_attach_args *a, struct d
 	return 0;
 }
 
+const char *
+drive_write_hint(int r)
+{
+	if (r == -EFAULT)
+		return "; the drive refused the write (on a dislocker mount: its NTFS covers "
+		       "BitLocker's metadata blocks, which dislocker never lets anyone overwrite; "
+		       "an NTFS that Windows made does not)";
+	return "";
+}
+
 void
 drive_attach_done(struct drive_attach *a)
 {

@@ -147,6 +147,15 @@ int drive_decide(const struct drive_probe *p, const struct drive_attach_args *a,
 int drive_attach_check(const char *path, const struct drive_attach_args *a,
                        struct drive_attach *ret, char **ret_err);
 
+/*
+ * What to tell the operator after a write to the drive failed with r: "" or
+ * text that starts with "; ". EFAULT: dislocker refuses any write (buffered
+ * or O_DIRECT) that touches BitLocker's metadata blocks inside the volume;
+ * Windows keeps them out of its NTFS (files in System Volume Information),
+ * an NTFS made otherwise (mkntfs inside dislocker-file) may cover them.
+ */
+const char *drive_write_hint(int r);
+
 /* Free what an attach holds; the struct is zeroed. */
 void drive_attach_done(struct drive_attach *a);
 

@@ -194,8 +194,8 @@ probe_direct(struct probe *pr, int root_fd)
 	int r = copy_direct_probe(root_fd, &pr->direct, detail);
 
 	if (r < 0)
-		xasprintf(&pr->err, "%s on %s failed: %s", detail, pr->at.probe.mount_point,
-			  strerror(-r));
+		xasprintf(&pr->err, "%s on %s failed: %s%s", detail, pr->at.probe.mount_point,
+			  strerror(-r), drive_write_hint(r));
 	return r;
 }
 

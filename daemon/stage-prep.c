@@ -1096,9 +1096,10 @@ file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 		}
 		return;
 	default: {
-		_cleanup_free_ char *e = xprintf("copying a file to drive %s (%s) failed: %s%s%s",
+		_cleanup_free_ char *e = xprintf("copying a file to drive %s (%s) failed: %s%s%s%s",
 						 dr->serial, dr->path, strerror(-fm->status),
-						 fm->res.detail[0] ? ": " : "", fm->res.detail);
+						 fm->res.detail[0] ? ": " : "", fm->res.detail,
+						 drive_write_hint(fm->status));
 		job_fail(p, e);
 		return;
 	}
