@@ -213,6 +213,51 @@ fs_type_is_ntfs(const char *fs_type)
 }
 
 /*
+ * NTFS by the type, else by the boot sector at node (the source's device or
+ * regular file; may be NULL) for a FUSE mount without a subtype: ntfs-3g
+ * shows "fuseblk" on a block device (a disk, cryptsetup's dm-crypt device)
+ * and "fuse" on a regular file (dislocker's dislocker-file, an image).
+ */
+static bool
+mount_is_ntfs(const struct mount_entry *m, const char *node)
+{
+	if (fs_type_is_ntfs(m->fs_type))
+		return true;
+	if (strcmp(m->fs_type, "fuse") != 0 && strcmp(m->fs_type, "fuseblk") != 0)
+		return false;
+	return node != NULL && boot_sector_is_ntfs(node);
+}
+
+/* True if the mount's source is a regular file: FUSE on a file, no disk under it. */
+static bool
+source_is_file(const struct mount_entry *m)
+{
+	struct stat st;
+
+	return m->source[0] == '/' && stat(m->source, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int
+drive_mountinfo_ntfs(const char *line, bool *ret_is_ntfs, bool *ret_source_is_file)
+{
+	_cleanup_free_ char *copy = xstrdup(line);
+	struct mount_entry m = {0};
+	struct stat st;
+	const char *node = NULL;
+	int r;
+
+	if ((r = parse_mountinfo_line(copy, &m)) < 0)
+		return r;
+	if (m.source[0] == '/' && stat(m.source, &st) == 0 &&
+	    (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+		node = m.source;
+	*ret_is_ntfs = mount_is_ntfs(&m, node);
+	*ret_source_is_file = source_is_file(&m);
+	mount_entry_done(&m);
+	return 0;
+}
+
+/*
  * The name of the one entry in the device's slaves/ directory: 1 and *ret set
  * if exactly one, 0 if none (a disk or partition), -ENOTUNIQ if several (a
  * dm device over several disks has no single serial).
@@ -346,17 +391,14 @@ static void
 probe_device(const struct mount_entry *m, struct drive_probe *p)
 {
 	_cleanup_(sd_device_unrefp) sd_device *dev = NULL, *disk = NULL;
-	bool is_fuse = strncmp(m->fs_type, "fuse", 4) == 0;
 	const char *node = NULL;
-	struct stat st;
 
-	p->is_ntfs = fs_type_is_ntfs(m->fs_type);
+	p->source_is_file = source_is_file(m);
 	if (mount_block_device(m, &dev) >= 0)
 		(void)sd_device_get_devname(dev, &node);
-	else if (m->source[0] == '/' && stat(m->source, &st) == 0 && S_ISREG(st.st_mode))
-		node = m->source; /* ntfs-3g straight on an image file */
-	if (!p->is_ntfs && is_fuse && node != NULL)
-		p->is_ntfs = boot_sector_is_ntfs(node);
+	else if (p->source_is_file)
+		node = m->source; /* ntfs-3g on dislocker's dislocker-file or an image */
+	p->is_ntfs = mount_is_ntfs(m, node);
 	if (dev == NULL || walk_to_disk(dev, &disk) < 0)
 		return;
 	node = NULL;
@@ -834,6 +876,14 @@ decide_serial(const struct drive_probe *p, const struct drive_attach_args *a, ch
 {
 	const char *serial = a->serial != NULL ? a->serial : p->serial, *why;
 
+	if (serial == NULL && p->source_is_file) {
+		/* dislocker's dislocker-file, an image: the disk below is not to be seen. */
+		xasprintf(ret_err,
+		          "%s is mounted from the file %s, not from a disk, so its serial cannot be "
+		          "probed; give --serial with the serial of the disk that ships",
+		          p->mount_point, p->source);
+		return -ENXIO;
+	}
 	if (serial == NULL) {
 		xasprintf(ret_err, "cannot probe the disk serial of %s; give --serial",
 		          p->mount_point);

@@ -36,8 +36,10 @@ struct drive_probe {
 	bool read_only;      /* mounted read-only (ntfs-3g does so for a hibernated volume) */
 	char *fs_type;       /* from /proc/self/mountinfo: "fuseblk", "ntfs3", "ext4", "tmpfs" */
 	char *source;        /* mount source: "/dev/mapper/bitlk-1", "/dev/sdb1", "tmpfs" */
-	bool is_ntfs;        /* ntfs3/ntfs, fuse with an ntfs-3g subtype, or fuse on a device
-	                        whose boot sector says "NTFS    " */
+	bool is_ntfs;        /* ntfs3/ntfs, fuse with an ntfs-3g subtype, or fuse/fuseblk on a
+	                        device or regular file whose boot sector says "NTFS    " */
+	bool source_is_file; /* the source is a regular file (ntfs-3g on dislocker's
+	                        dislocker-file): no disk, no serial */
 	char *disk;          /* the whole disk under the mount (dm slaves and partitions
 	                        followed), e.g. "/dev/sdb"; NULL if none */
 	char *serial;        /* that disk's serial; NULL if none */
@@ -55,6 +57,14 @@ struct drive_probe {
  * -ENOENT if the path is not in /proc/self/mountinfo.
  */
 int drive_probe(const char *path, struct drive_probe *ret, char **ret_err);
+
+/*
+ * The NTFS verdict drive_probe() reaches for a mount, from one line of
+ * /proc/self/mountinfo: by the filesystem type, else for "fuse"/"fuseblk"
+ * by the boot sector of the source. *ret_source_is_file: the source is a
+ * regular file. -EBADMSG for a malformed line.
+ */
+int drive_mountinfo_ntfs(const char *line, bool *ret_is_ntfs, bool *ret_source_is_file);
 
 /* Free what a probe holds; the struct is zeroed. Accepts a zeroed struct. */
 void drive_probe_done(struct drive_probe *p);

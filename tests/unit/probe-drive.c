@@ -18,11 +18,12 @@
 static json_t *
 probe_json(const struct drive_probe *p)
 {
-	return json_pack("{s:s, s:b, s:b, s:s, s:s, s:b, s:s?, s:s?, s:I, s:I}", "mount_point",
-	                 p->mount_point, "is_mount_root", p->is_mount_root, "read_only",
-	                 p->read_only, "fs_type", p->fs_type, "source", p->source, "is_ntfs",
-	                 p->is_ntfs, "disk", p->disk, "serial", p->serial, "total_bytes",
-	                 (json_int_t)p->total_bytes, "free_bytes", (json_int_t)p->free_bytes);
+	return json_pack("{s:s, s:b, s:b, s:s, s:s, s:b, s:b, s:s?, s:s?, s:I, s:I}",
+	                 "mount_point", p->mount_point, "is_mount_root", p->is_mount_root,
+	                 "read_only", p->read_only, "fs_type", p->fs_type, "source", p->source,
+	                 "is_ntfs", p->is_ntfs, "source_is_file", p->source_is_file, "disk",
+	                 p->disk, "serial", p->serial, "total_bytes", (json_int_t)p->total_bytes,
+	                 "free_bytes", (json_int_t)p->free_bytes);
 }
 
 /* AddDrive's checks, the marker, and the foreign check once the marker is ours. */

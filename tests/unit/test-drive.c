@@ -424,7 +424,17 @@ test_decide(void)
 	p.serial = NULL;
 	expect_decide(&p, &a, 0, -ENXIO, NULL, 0,
 	              "cannot probe the disk serial of /mnt/d1; give --serial");
-	p.serial = (char *)"WD-PROBED";
+	/* ntfs-3g on dislocker's dislocker-file: no disk below, the error says so. */
+	p.source = (char *)"/run/dl/dislocker-file";
+	p.fs_type = (char *)"fuse";
+	p.source_is_file = true;
+	expect_decide(&p, &a, 0, -ENXIO, NULL, 0,
+	              "mounted from the file /run/dl/dislocker-file, not from a disk");
+	expect_decide(&p, &a, 0, -ENXIO, NULL, 0, "give --serial");
+	a.serial = "WD-GIVEN";
+	expect_decide(&p, &a, 0, 0, "WD-GIVEN", 800000, NULL);
+	a.serial = NULL;
+	p = fake_probe();
 	/* Filesystem rules. */
 	p.is_ntfs = false;
 	expect_decide(&p, &a, 0, -EMEDIUMTYPE, NULL, 0, "not NTFS but fuseblk");
@@ -556,6 +566,86 @@ test_tmpfs(void)
 	check(rmdir(dir) == 0);
 }
 
+/* One mountinfo line (proc(5)) with the given type and source; xmalloc'd. */
+static char *
+mountinfo_line(const char *fs_type, const char *source)
+{
+	return xprintf("46 27 0:41 / /mnt/disk1 rw,relatime shared:7 - %s %s "
+	               "rw,user_id=0,group_id=0,allow_other\n",
+	               fs_type, source);
+}
+
+static void
+expect_mount(const char *fs_type, const char *source, bool ntfs, bool file)
+{
+	_cleanup_free_ char *line = mountinfo_line(fs_type, source);
+	bool is_ntfs = !ntfs, is_file = !file;
+
+	check_int(drive_mountinfo_ntfs(line, &is_ntfs, &is_file), 0);
+	if (is_ntfs != ntfs || is_file != file)
+		fprintf(stderr, "mountinfo: %s", line);
+	check(is_ntfs == ntfs);
+	check(is_file == file);
+}
+
+/* Write a 512-byte boot sector with the given OEM id at dir/name; returns the path. */
+static char *
+boot_sector_file(const char *dir, const char *name, const char *oem)
+{
+	char *path = xprintf("%s/%s", dir, name);
+	unsigned char sector[512] = {0xeb, 0x52, 0x90};
+	FILE *f = fopen(path, "we");
+
+	memcpy(sector + 3, oem, 8);
+	check(f != NULL);
+	check(fwrite(sector, 1, sizeof(sector), f) == sizeof(sector));
+	check(fclose(f) == 0);
+	return path;
+}
+
+/*
+ * The NTFS verdict for each kind of mount an operator may hand seedd: ntfs-3g
+ * on a device (fuseblk: cryptsetup's dm-crypt device, a disk) or on a regular
+ * file (fuse: dislocker's dislocker-file), with or without a subtype; ntfs3;
+ * dislocker's own mount; others.
+ */
+static void
+test_mountinfo_ntfs(void)
+{
+	_cleanup_free_ char *dir = make_tmpdir();
+	_cleanup_free_ char *ntfs = boot_sector_file(dir, "dislocker-file", "NTFS    ");
+	_cleanup_free_ char *fat = boot_sector_file(dir, "fat.img", "MSDOS5.0");
+	_cleanup_free_ char *spaced = xprintf("%s/my disk", dir);
+	_cleanup_free_ char *spaced_file = NULL, *escaped = NULL;
+	bool a, b;
+
+	check(mkdir(spaced, 0755) == 0);
+	spaced_file = boot_sector_file(spaced, "dislocker-file", "NTFS    ");
+	escaped = xprintf("%s/my\\040disk/dislocker-file", dir);
+
+	expect_mount("fuse", ntfs, true, true);     /* ntfs-3g on dislocker-file */
+	expect_mount("fuseblk", ntfs, true, true);  /* the same through a loop device's view */
+	expect_mount("fuse", escaped, true, true);  /* mountinfo's \040 for a space */
+	expect_mount("fuse", fat, false, true);     /* some other FUSE on an image */
+	expect_mount("fuse.ntfs-3g", "/dev/mapper/bitlk-1", true, false);
+	expect_mount("fuseblk.ntfs-3g", "/dev/sdb1", true, false);
+	expect_mount("fuseblk.lowntfs-3g", "/dev/sdb1", true, false);
+	expect_mount("ntfs3", "/dev/sdb1", true, false);
+	expect_mount("ntfs", "/dev/sdb1", true, false);
+	/* dislocker's own mount (the directory holding dislocker-file) is no NTFS. */
+	expect_mount("fuse.dislocker-fuse", "dislocker-fuse", false, false);
+	/* A FUSE filesystem with another subtype is not read for a boot sector. */
+	expect_mount("fuse.sshfs", ntfs, false, true);
+	expect_mount("fuse", "/nonexistent/dislocker-file", false, false);
+	expect_mount("ext4", ntfs, false, true);
+	expect_mount("tmpfs", "tmpfs", false, false);
+	check_int(drive_mountinfo_ntfs("46 27 0:41 / /mnt rw\n", &a, &b), -EBADMSG);
+	check_int(drive_mountinfo_ntfs("x 27 0:41 / /mnt rw - fuse /x rw\n", &a, &b), -EBADMSG);
+
+	check(unlink(spaced_file) == 0 && rmdir(spaced) == 0);
+	check(unlink(ntfs) == 0 && unlink(fat) == 0 && rmdir(dir) == 0);
+}
+
 int
 main(void)
 {
@@ -567,6 +657,7 @@ main(void)
 	test_foreign();
 	test_usage();
 	test_decide();
+	test_mountinfo_ntfs();
 	test_attach_dir();
 	test_tmpfs();
 	return 0;
