@@ -7,6 +7,9 @@ namespace (unshare), so nothing shows up in the host's mount table:
     is_ntfs, mount root, disk = the loop device; AddDrive's checks pass and
     write the marker, which then refuses another job; mounted read-only, the
     drive is refused;
+  - NTFS in an image file, mounted with ntfs-3g straight on the file (as on
+    dislocker's dislocker-file, tests/integration/test_bitlocker.py): fuse,
+    is_ntfs by the boot sector, no disk and no serial;
   - NTFS in partition 1 of a loop device: disk = the loop device (partition
     walked up to its disk);
   - ext4: not NTFS, refused under RequireNTFS;
@@ -149,14 +152,24 @@ def test_ntfs_whole(tmp, loops, probe_drive, mnt):
     j = probe(probe_drive, ntfs3g, mnt, JOB)
     expect(j["attach"]["error"] is None, "our own drive again", j)
 
-    # ntfs-3g straight on the image file: no block device, the boot sector still tells.
-    j = probe(probe_drive, ["ntfs-3g", img, mnt], mnt)
-    expect(j["is_ntfs"] and j["disk"] is None and j["serial"] is None, "image file", j)
-
     j = probe(probe_drive, ["ntfs-3g", "-o", "ro", dev, mnt], mnt, JOB)
     expect(j["read_only"] and j["is_ntfs"], "read-only probe", j)
     expect("read-only" in (j["attach"].get("message") or ""), "read-only refused", j)
     print(f"ok: ntfs-3g on {dev}")
+
+
+def test_ntfs_file(tmp, probe_drive, mnt):
+    """ntfs-3g straight on a regular file, as on dislocker's dislocker-file: "fuse"."""
+    img = os.path.join(tmp, "file.img")
+    make_image(img)
+    run("mkntfs", "-F", "-Q", img)
+    j = probe(probe_drive, ["ntfs-3g", "-o", "windows_names", img, mnt], mnt, JOB)
+    expect(j["fs_type"] == "fuse" and j["source"] == img, "a fuse mount of the file", j)
+    expect(j["is_ntfs"] and j["source_is_file"], "NTFS by the file's boot sector", j)
+    expect(j["disk"] is None and j["serial"] is None, "no disk, no serial", j)
+    expect(j["is_mount_root"] and not j["read_only"], "mount root, writable", j)
+    expect(j["attach"]["error"] is None, "attachable with a given serial", j)
+    print(f"ok: ntfs-3g on the image file {img}")
 
 
 def test_ntfs_partition(tmp, loops, probe_drive, mnt):
@@ -224,6 +237,7 @@ def main():
         os.mkdir(mnt)
         try:
             test_ntfs_whole(tmp, loops, probe_drive, mnt)
+            test_ntfs_file(tmp, probe_drive, mnt)
             test_ntfs_partition(tmp, loops, probe_drive, mnt)
             test_ext4(tmp, loops, probe_drive, mnt)
             test_ntfs3(tmp, loops, probe_drive, mnt)
