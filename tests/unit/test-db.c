@@ -308,20 +308,21 @@ test_newer_schema_refused(void)
 	_cleanup_free_ char *path = db_path("newer");
 	_cleanup_free_ char *err = NULL;
 	_cleanup_free_ char *want = NULL;
+	_cleanup_free_ char *newer = xprintf("PRAGMA user_version = %d", DB_SCHEMA_VERSION + 1);
 	struct db *db = NULL;
 	sqlite3 *raw = raw_open(path);
 
-	raw_exec(raw, "PRAGMA user_version = 2");
+	raw_exec(raw, newer);
 	sqlite3_close(raw);
 	check_int(db_open(path, &db, &err), -EPROTO);
 	check(db == NULL);
-	want = xprintf("database schema version 2 is newer than this seedd supports (%d); "
+	want = xprintf("database schema version %d is newer than this seedd supports (%d); "
 	               "upgrade seedd",
-	               DB_SCHEMA_VERSION);
+	               DB_SCHEMA_VERSION + 1, DB_SCHEMA_VERSION);
 	check_str(err, want);
 
 	raw = raw_open(path);
-	check_int(raw_int(raw, "PRAGMA user_version"), 2);
+	check_int(raw_int(raw, "PRAGMA user_version"), DB_SCHEMA_VERSION + 1);
 	sqlite3_close(raw);
 }
 
@@ -1405,8 +1406,22 @@ test_drives(struct db *db)
 	check_int(d.files, 0);
 	check_str(d.state, "attached");
 	check(d.manifest_hash == NULL);
+	check_int(d.direct_io, 3); /* O_DIRECT both ways until a probe says otherwise */
 	drive_row_done(&d);
 	check(d.serial == NULL);
+
+	/* What the drive takes of O_DIRECT: 0-3, kept in the row. */
+	check_int(db_drive_set_direct_io(db, id, 1), 0);
+	check_int(db_drive_get(db, id, &d), 0);
+	check_int(d.direct_io, 1);
+	drive_row_done(&d);
+	check_int(db_drive_set_direct_io(db, id, 4), -EINVAL);
+	check_int(db_drive_set_direct_io(db, id, -1), -EINVAL);
+	check_int(db_drive_set_direct_io(db, 999999, 0), -ENOENT);
+	check_int(db_drive_set_direct_io(db, id, 0), 0);
+	check_int(db_drive_get(db, id, &d), 0);
+	check_int(d.direct_io, 0);
+	drive_row_done(&d);
 
 	check_int(db_drive_add(db, job, "WD-9", "/mnt/y", "u-x", 1, 1, &again), -EEXIST);
 	check_int(again, 0);
