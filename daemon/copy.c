@@ -1874,7 +1874,8 @@ job_start_verifier(struct job *j)
 	bool direct = false;
 
 	if (!j->req->verify || j->req->defer_sync ||
-	    verify_open(j->dir, j->res->tmp_name, true, &j->vfd, &direct) < 0)
+	    verify_open(j->dir, j->res->tmp_name, (j->c->drive_direct & COPY_DIRECT_READ) != 0,
+	                &j->vfd, &direct) < 0)
 		return;
 	if (verifier_start(j->c, j->tmp, j->vfd, direct, j->res->blocks) < 0) {
 		close(j->vfd);
