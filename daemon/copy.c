@@ -219,8 +219,10 @@ direct_fault(unsigned which)
 }
 
 /*
- * Errors by which a filesystem refuses O_DIRECT rather than failing the I/O:
- * EINVAL (alignment), EFAULT (FUSE: ntfs-3g on a dislocker file), EOPNOTSUPP.
+ * Errors by which a filesystem may refuse O_DIRECT rather than fail the I/O:
+ * EINVAL (alignment), EFAULT (FUSE), EOPNOTSUPP. Whether it was O_DIRECT is
+ * told by redoing the I/O buffered: dislocker, for one, fails writes over
+ * BitLocker's metadata with EFAULT however they come.
  */
 static bool
 direct_refused(int r)
@@ -676,9 +678,8 @@ reader_fill(struct copier *c)
 	int fd = c->fd;
 	bool direct = c->direct;
 	uint64_t off = c->pos;
+	bool drive = c->mode == RING_VERIFY; /* RING_COPY reads the source */
 	ssize_t n;
-
-	bool drive = c->mode == RING_VERIFY;
 
 	c->busy = true;
 	pthread_mutex_unlock(&c->lock);
@@ -1299,9 +1300,9 @@ verify_file(struct copier *c, int dir, const char *name, const struct copy_block
 	r = verify_pass(c, fd, direct, blocks, n_blocks, chunk, cancel, detail);
 	if (direct && (direct_refused(r) || r == -EIO)) {
 		/*
-		 * The drive refused O_DIRECT, or gave back short or wrong data
-		 * (ntfs-3g on a dislocker file): verify through the dropped cache.
-		 * If that matches, O_DIRECT was at fault, not the drive's bytes.
+		 * The drive refused O_DIRECT, or gave back short or wrong data:
+		 * verify through the dropped cache. If that matches, O_DIRECT was
+		 * at fault, not the drive's bytes.
 		 */
 		int direct_r = r;
 
@@ -2157,7 +2158,7 @@ probe_run(int dirfd, int fd, unsigned char *buf, unsigned char *back, unsigned *
           char *detail)
 {
 	const size_t len = COPY_BLOCK_SIZE;
-	int r;
+	int r = 0;
 
 	*flags = 0;
 	for (size_t i = 0; i < len; i++)

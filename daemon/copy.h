@@ -28,11 +28,12 @@
 
 /*
  * What a drive takes of O_DIRECT (DESIGN §3a), as copy_direct_probe() finds at
- * AddDrive and the drive's row keeps. FUSE drives may refuse it in surprising
- * ways: ntfs-3g on a dislocker file gives short O_DIRECT writes and reads and
- * then EFAULT. Without COPY_DIRECT_WRITE the copier writes through the page
- * cache (sync_file_range, fdatasync, POSIX_FADV_DONTNEED); without
- * COPY_DIRECT_READ it re-reads after POSIX_FADV_DONTNEED.
+ * AddDrive and the drive's row keeps; FUSE drives may refuse it (EINVAL,
+ * EFAULT, EOPNOTSUPP). Without COPY_DIRECT_WRITE the copier writes through
+ * the page cache (sync_file_range, fdatasync, POSIX_FADV_DONTNEED); without
+ * COPY_DIRECT_READ it re-reads after POSIX_FADV_DONTNEED. (The EFAULT seen
+ * on ntfs-3g over dislocker's dislocker-file is not O_DIRECT's: dislocker
+ * refuses any write over BitLocker's metadata blocks, buffered ones too.)
  */
 #define COPY_DIRECT_WRITE 1u /* whole-block O_DIRECT writes complete */
 #define COPY_DIRECT_READ 2u  /* O_DIRECT reads give back what was written */

@@ -184,8 +184,8 @@ probe_msg_free(struct worker_msg *m)
 
 /*
  * Whether the drive takes O_DIRECT, with a test file of seedd's own (DESIGN
- * §3a): FUSE drives such as ntfs-3g on a dislocker file refuse it with
- * short I/O and EFAULT. A drive that fails even buffered I/O is refused.
+ * §3a: FUSE drives may refuse it). A drive that fails even buffered I/O is
+ * refused.
  */
 static int
 probe_direct(struct probe *pr, int root_fd)

@@ -806,7 +806,7 @@ copy_checked(struct copier *c, const char *src, const char *dst, const unsigned 
 
 /*
  * The O_DIRECT probe, and a drive that refuses O_DIRECT at run time (the
- * test hook makes it fail with EFAULT, as ntfs-3g on a dislocker file does):
+ * test hook makes it fail with EFAULT, as FUSE drives may):
  * the copy goes on buffered, verified, and the copier stays buffered.
  */
 static void
