@@ -1040,14 +1040,20 @@ direct_lost(struct daemon *d, const char *job_name, int64_t job_id, const struct
 	flags = row.direct_io & ~(int64_t)res->direct_what;
 	if (flags != row.direct_io && db_drive_set_direct_io(d->db, row.id, flags) == 0) {
 		struct log_ctx ctx = {.job = job_name, .state = "drive_prep", .drive = row.serial};
+		unsigned what = res->direct_what & COPY_DIRECT_ALL;
 		_cleanup_free_ char *t = xprintf(
-		    "drive %s refuses O_DIRECT %s (%s); seedd %s it through the page cache from now "
-		    "on (fdatasync, cache dropped before the re-read); nothing was lost",
+		    "drive %s refuses O_DIRECT %s (%s); seedd goes through the page cache for them "
+		    "from now on (fdatasync, the cache dropped before each re-read); nothing was lost",
 		    row.serial,
-		    res->direct_what & COPY_DIRECT_WRITE ? "writes" : "reads", strerror(res->direct_error),
-		    res->direct_what & COPY_DIRECT_WRITE ? "writes" : "reads");
+		    what == COPY_DIRECT_ALL     ? "writes and reads"
+		    : what == COPY_DIRECT_WRITE ? "writes"
+		                                : "reads",
+		    strerror(res->direct_error));
 
-		log_ctx(LOG_WARNING, &ctx, "job %s: %s", job_name ? job_name : "?", t);
+		if (job_name != NULL)
+			log_ctx(LOG_WARNING, &ctx, "job %s: %s", job_name, t);
+		else
+			log_ctx(LOG_WARNING, &ctx, "%s", t);
 		(void)db_event_add(d->db, job_id, "note", t, daemon_now());
 	}
 	drive_row_done(&row);
