@@ -171,9 +171,25 @@ static const char schema_v2_direct_io[] =
     "ALTER TABLE drives ADD COLUMN direct_io INTEGER NOT NULL DEFAULT 3 "
     "CHECK (direct_io BETWEEN 0 AND 3);";
 
+/*
+ * v3: what the real service and real drives taught (issue 9). One step for
+ * the whole change; each block below is one part of it.
+ */
+/* clang-format off */
+static const char schema_v3_real_world[] =
+	/* BitLocker: the volume the recovery password was checked against. */
+	"ALTER TABLE drives ADD COLUMN bitlocker_device TEXT;" /* NULL: none (RequireBitLocker=no) */
+	"ALTER TABLE drives ADD COLUMN bitlocker_guid TEXT;"   /* the volume's GUID */
+	"ALTER TABLE drives ADD COLUMN bitlocker_cipher TEXT;" /* e.g. aes-xts-plain64 */
+	/* Import verification (reconcile). */
+	/* Azure control plane. */
+	"";
+/* clang-format on */
+
 static const struct migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2_direct_io},
+    {3, schema_v3_real_world},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,

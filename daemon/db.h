@@ -115,7 +115,7 @@ struct block_row {
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 /* Event kinds (events.kind). */
 #define DB_EVENT_CREATED "created"
