@@ -76,6 +76,8 @@ struct drive_row {
 	/* As the Azure job last reported the drive: NULL and 0 until it does. */
 	char *azure_status, *error_log, *verbose_log;
 	int64_t azure_bytes, azure_total, azure_files_errored;
+	/* The BitLocker volume checked at AddDrive; all NULL when the check was skipped. */
+	char *bitlocker_device, *bitlocker_guid, *bitlocker_cipher;
 };
 
 /* One staging entry from the scanner; nothing is owned. */
@@ -338,6 +340,9 @@ int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *
 int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
 /* What the drive takes of O_DIRECT: COPY_DIRECT_* flags, 0-3 (else -EINVAL). */
 int db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags);
+/* The BitLocker volume the key was checked against (device, volume GUID, cipher; none NULL). */
+int db_drive_set_bitlocker(struct db *db, int64_t drive_id, const char *device, const char *guid,
+                           const char *cipher);
 /* The hash of the drive's written manifest (NULL clears it). */
 int db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash);
 /*

@@ -342,6 +342,8 @@ test_keyfile(void)
 	check_int(build(argv, &inv, &err), 0);
 	check_str(json_string_value(json_object_get(inv.params, "bitlockerKey")),
 		  "123456-234567-345678-456789-567890-678901-789012-890123");
+	/* The file's name goes along, for seedd's refusal of a key that does not open the volume. */
+	check_str(json_string_value(json_object_get(inv.params, "bitlockerKeyFile")), key);
 	invocation_done(&inv);
 
 	/* Refused key files; the message names the file and never shows the content. */
@@ -377,7 +379,8 @@ test_help(void)
 	static const char *const contract[] = {
 		"status", "job create NAME --staging DIR [--container C]", "job list",
 		"job show NAME", "job log NAME",
-		"drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F]",
+		"drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F] "
+		"[--bitlocker-device DEV]",
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
 		"job report NAME", "watch [NAME]",
