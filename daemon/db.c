@@ -1989,6 +1989,41 @@ db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path
 	return 0;
 }
 
+static int secret_put(struct db *db, int64_t job_id, int64_t drive_id, const char *kind,
+                      const void *value, size_t len);
+
+int
+db_drive_attach(struct db *db, int64_t job_id, const struct drive_new *n, int64_t *ret_id)
+{
+	bool bl = n->bitlocker_device != NULL;
+	int64_t id;
+	int r;
+
+	if (!nonempty(n->serial) || !nonempty(n->path) || !nonempty(n->uuid) || n->capacity < 0 ||
+	    n->free_bytes < 0 || n->direct_io < 0 || n->direct_io > 3 ||
+	    (bl && (!nonempty(n->bitlocker_device) || !nonempty(n->bitlocker_guid) ||
+	            !nonempty(n->bitlocker_cipher))) ||
+	    (n->key != NULL && !nonempty(n->key)))
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_INSERT, job_id, "tttii", n->serial, n->path, n->uuid, n->capacity,
+	        n->free_bytes);
+	id = sqlite3_last_insert_rowid(db->sqlite);
+	if (r >= 0)
+		r = run(db, STMT_DRIVE_SET_DIRECT_IO, id, "i", n->direct_io);
+	if (r >= 0 && bl)
+		r = run(db, STMT_DRIVE_SET_BITLOCKER, id, "ttt", n->bitlocker_device,
+		        n->bitlocker_guid, n->bitlocker_cipher);
+	if (r >= 0 && n->key != NULL)
+		r = secret_put(db, job_id, id, "bitlocker-key", n->key, strlen(n->key));
+	if ((r = tx_end(db, r)) < 0)
+		return r;
+	if (ret_id != NULL)
+		*ret_id = id;
+	return 0;
+}
+
 /* Step a bound single-drive SELECT. */
 static int
 drive_get_one(struct db *db, sqlite3_stmt *st, struct drive_row *ret)

@@ -330,6 +330,21 @@ int db_drive_list(struct db *db, int64_t job_id, struct drive_row **ret, size_t 
 /* A new 'attached' drive. -EEXIST if the job already has this serial. */
 int db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path,
 		 const char *uuid, int64_t capacity, int64_t free_bytes, int64_t *ret_id);
+/* A drive as AddDrive records it, all in one transaction (db_drive_attach). */
+struct drive_new {
+	const char *serial, *path, *uuid;
+	int64_t capacity, free_bytes;
+	int64_t direct_io; /* COPY_DIRECT_* flags, 0-3 */
+	/* The BitLocker volume checked: all three, or all NULL (check skipped). */
+	const char *bitlocker_device, *bitlocker_guid, *bitlocker_cipher;
+	const char *key; /* the recovery key, stored as the secret "bitlocker-key"; NULL: none */
+};
+/*
+ * db_drive_add, the O_DIRECT verdict, the BitLocker volume and the key in one
+ * transaction, so a crash leaves the drive whole or absent. -EEXIST if the job
+ * already has this serial; -EINVAL for a missing field.
+ */
+int db_drive_attach(struct db *db, int64_t job_id, const struct drive_new *n, int64_t *ret_id);
 /* Fill *ret (free its strings with drive_row_done()). -ENOENT if there is no such drive. */
 int db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret);
 /* Count and size of the files planned or verified on the drive. */

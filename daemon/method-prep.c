@@ -307,16 +307,20 @@ probe_record(struct probe *pr, struct call *call)
 		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
 		goto out;
 	}
-	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, pr->uuid,
-			 at->capacity, at->probe.free_bytes, &id);
-	/* A crash in between leaves the default, O_DIRECT with the run-time fallback. */
-	if (r == 0 && pr->direct != COPY_DIRECT_ALL)
-		r = db_drive_set_direct_io(call->d->db, id, pr->direct);
-	if (r == 0 && at->bitlocker_device != NULL)
-		r = db_drive_set_bitlocker(call->d->db, id, at->bitlocker_device, at->bitlocker_guid,
-					   at->bitlocker_cipher);
-	if (r == 0 && pr->key != NULL)
-		r = db_secret_put(call->d->db, j->id, id, "bitlocker-key", pr->key, strlen(pr->key));
+	r = db_drive_attach(call->d->db, j->id,
+			    &(struct drive_new){
+				.serial = at->serial,
+				.path = at->probe.mount_point,
+				.uuid = pr->uuid,
+				.capacity = at->capacity,
+				.free_bytes = at->probe.free_bytes,
+				.direct_io = pr->direct,
+				.bitlocker_device = at->bitlocker_device,
+				.bitlocker_guid = at->bitlocker_guid,
+				.bitlocker_cipher = at->bitlocker_cipher,
+				.key = pr->key,
+			    },
+			    &id);
 	if (r < 0) {
 		_cleanup_free_ char *m = r == -EEXIST
 						 ? xprintf("drive %s is already attached to job %s",
@@ -327,13 +331,13 @@ probe_record(struct probe *pr, struct call *call)
 		goto out;
 	}
 	log_drive(j, at->serial, at->probe.mount_point, at->capacity, pr->direct);
-	log_bitlocker(call->d, j, at->serial, at);
 	{
 		_cleanup_free_ char *t = xprintf("drive %s attached at %s%s", at->serial,
 						 at->probe.mount_point,
 						 pr->key ? " with its BitLocker key" : "");
 		(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
 	}
+	log_bitlocker(call->d, j, at->serial, at);
 	if (j->state == JOB_DRIVE_PREP)
 		prep_drive_added(call->d, j->id);
 	{
