@@ -122,16 +122,24 @@ volume_open(const char *device, struct crypt_device **ret_cd, struct bitlocker_v
 	return 0;
 }
 
+/*
+ * One libcryptsetup call at a time: its crypto backend is initialised lazily
+ * without a lock, and two AddDrive probes may run at once. A check takes a
+ * fraction of a second, and operators add drives one by one.
+ */
+static pthread_mutex_t crypt_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int
 bitlocker_volume_load(const char *device, struct bitlocker_volume *ret)
 {
 	struct crypt_device *cd = NULL;
 	int r;
 
-	if ((r = volume_open(device, &cd, ret)) < 0)
-		return r;
-	crypt_free(cd);
-	return 0;
+	pthread_mutex_lock(&crypt_lock);
+	if ((r = volume_open(device, &cd, ret)) >= 0)
+		crypt_free(cd);
+	pthread_mutex_unlock(&crypt_lock);
+	return r < 0 ? r : 0;
 }
 
 int
@@ -143,12 +151,16 @@ bitlocker_volume_check(const char *device, const char *key, struct bitlocker_vol
 
 	if (!bitlocker_key_valid(key))
 		return -EINVAL;
-	if ((r = volume_open(device, &cd, &v)) < 0)
+	pthread_mutex_lock(&crypt_lock);
+	if ((r = volume_open(device, &cd, &v)) < 0) {
+		pthread_mutex_unlock(&crypt_lock);
 		return r;
+	}
 	/* A NULL name only checks the passphrase: no device-mapper, nothing written. */
 	r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, key, strlen(key),
 	                                 CRYPT_ACTIVATE_READONLY);
 	crypt_free(cd); /* wipes the volume key it unwrapped */
+	pthread_mutex_unlock(&crypt_lock);
 	*ret = v;
 	/*
 	 * No protector (VMK) unwrapped with it: -EPERM, or -EINVAL from the AES-CCM
