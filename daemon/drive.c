@@ -1087,9 +1087,10 @@ drive_bitlocker_check(const struct drive_attach_args *a, struct drive_attach *at
 	at->bitlocker_guid = TAKE_PTR(v.guid);
 	at->bitlocker_cipher = TAKE_PTR(v.cipher);
 	if (a->bitlocker_key == NULL)
-		at->bitlocker_note = xprintf("BitLocker volume %s found; no recovery password given "
-		                             "yet, so none checked",
-		                             dev);
+		at->bitlocker_note =
+		    xprintf("BitLocker volume %s found; no recovery password given yet, so none "
+		            "checked",
+		            dev);
 	return 0;
 }
 

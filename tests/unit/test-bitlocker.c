@@ -170,8 +170,9 @@ static bool
 find_archive(char *out, size_t size)
 {
 	const char *env = getenv("SEEDD_BITLOCKER_IMAGES"), *root = getenv("SOURCE_ROOT");
-	static const char *const rel[] = {"/../shared/reference/bitlocker/bitlocker-images.tar.xz",
-	                                  "/../../shared/reference/bitlocker/bitlocker-images.tar.xz"};
+	static const char *const rel[] = {
+	    "/../shared/reference/bitlocker/bitlocker-images.tar.xz",
+	    "/../../shared/reference/bitlocker/bitlocker-images.tar.xz"};
 
 	if (env != NULL) {
 		snprintf(out, size, "%s", env);
@@ -200,8 +201,8 @@ read_images_conf(const char *path, struct image img[IMAGE_MAX])
 		line[strcspn(line, "\n")] = '\0';
 		if (line[0] == '[' && n < IMAGE_MAX) {
 			memset(&img[n], 0, sizeof(img[n]));
-			snprintf(img[n].name, sizeof(img[n].name), "%.*s", (int)strcspn(line + 1, "]"),
-			         line + 1);
+			snprintf(img[n].name, sizeof(img[n].name), "%.*s",
+			         (int)strcspn(line + 1, "]"), line + 1);
 			n++;
 		} else if (cur != NULL && strncmp(line, "RP=", 3) == 0)
 			snprintf(cur->rp, sizeof(cur->rp), "%s", line + 3);
@@ -290,7 +291,8 @@ test_volumes(void)
 	size_t n;
 
 	if (!find_archive(archive, sizeof(archive))) {
-		printf("SKIP volume tests: no bitlocker-images.tar.xz (SOURCE_ROOT/../shared/reference/"
+		printf("SKIP volume tests: no bitlocker-images.tar.xz "
+		       "(SOURCE_ROOT/../shared/reference/"
 		       "bitlocker or $SEEDD_BITLOCKER_IMAGES)\n");
 		return;
 	}
@@ -308,7 +310,8 @@ test_volumes(void)
 	check_image(dir, &img[0], &img[1]);
 	check_image(dir, &img[1], &img[0]);
 	check_not_bitlocker(dir, &img[0]);
-	check(!bitlocker_cipher_is_cbc("aes-xts-plain64") && bitlocker_cipher_is_cbc("aes-cbc-elephant"));
+	check(!bitlocker_cipher_is_cbc("aes-xts-plain64") &&
+	      bitlocker_cipher_is_cbc("aes-cbc-elephant"));
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	check(system(cmd) == 0);
 }
