@@ -30,6 +30,7 @@ static const struct option_spec option_table[] = {
 	{OPT_SERIAL, "serial", {"S", "serial", ARG_TEXT, false}},
 	{OPT_CAPACITY, "capacity", {"BYTES", "capacity", ARG_SIZE, false}},
 	{OPT_KEYFILE, "bitlocker-key-file", {"F", "bitlockerKey", ARG_KEYFILE, false}},
+	{OPT_BLDEVICE, "bitlocker-device", {"DEV", "bitlockerDevice", ARG_PATH, false}},
 	{OPT_CARRIER, "carrier", {"C", "carrier", ARG_TEXT, false}},
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
 };
@@ -77,7 +78,7 @@ const struct command commands_table[] = {
 		.args = {ARG_NAME, {"PATH", "path", ARG_PATH, false}},
 		.min_args = 2,
 		.max_args = 2,
-		.options = OPT_SERIAL | OPT_CAPACITY | OPT_KEYFILE,
+		.options = OPT_SERIAL | OPT_CAPACITY | OPT_KEYFILE | OPT_BLDEVICE,
 		.method = "AddDrive",
 		.reply_key = "drive",
 		.print = output_drive,
@@ -575,6 +576,12 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 		label = xprintf("--%s", option_table[i].name);
 		if ((r = arg_convert(&option_table[i].arg, label, cl->optval[i], &v, err)) == 0)
 			json_object_set_new(params, option_table[i].arg.param, v);
+		/* The key file's name too ("bitlockerKeyFile"): seedd names it in a refusal. */
+		if (r == 0 && option_table[i].arg.kind == ARG_KEYFILE) {
+			_cleanup_free_ char *name = xprintf("%sFile", option_table[i].arg.param);
+			_cleanup_free_ char *file = path_absolute(cl->optval[i]);
+			json_object_set_new(params, name, json_string(file));
+		}
 	}
 	if (r < 0) {
 		json_decref(params);

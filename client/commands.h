@@ -46,6 +46,7 @@ enum {
 	OPT_KEYFILE = 1u << 4,
 	OPT_CARRIER = 1u << 5,
 	OPT_TRACKING = 1u << 6,
+	OPT_BLDEVICE = 1u << 7,
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */

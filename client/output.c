@@ -312,6 +312,13 @@ output_drive(FILE *f, json_t *d)
 	kv(f, "", "Used", "%s", used);
 	kv(f, "", "Files", "%" PRId64, jint(d, "files"));
 	kv(f, "", "State", "%s", jstr(d, "state"));
+	if (json_is_object(json_object_get(d, "bitlocker"))) {
+		json_t *b = json_object_get(d, "bitlocker");
+		kv(f, "", "BitLocker", "%s", jstr(b, "device"));
+		kv(f, "", "Volume GUID", "%s", jstr(b, "guid"));
+		kv(f, "", "Cipher", "%s", jstr(b, "cipher"));
+	} else
+		kv(f, "", "BitLocker", "not checked");
 }
 
 static void
@@ -336,10 +343,32 @@ drives_table(FILE *f, json_t *drives, const char *indent)
 	table_flush(f, &t, indent);
 }
 
+/* Each drive's BitLocker volume as AddDrive checked it; "-" where the check was skipped. */
+static void
+bitlocker_table(FILE *f, json_t *drives)
+{
+	struct table t = {.ncols = 4};
+	size_t i;
+	json_t *d;
+
+	table_add(&t, "SERIAL", "BITLOCKER", "VOLUME GUID", "CIPHER");
+	json_array_foreach(drives, i, d) {
+		json_t *b = json_object_get(d, "bitlocker");
+		bool ok = json_is_object(b);
+		table_add(&t, jstr(d, "serial"), ok ? jstr(b, "device") : "-",
+			  ok ? jstr(b, "guid") : "-", ok ? jstr(b, "cipher") : "-");
+	}
+	table_flush(f, &t, "");
+}
+
 void
 output_drives(FILE *f, json_t *drives)
 {
 	drives_table(f, drives, "");
+	if (json_array_size(drives) > 0) {
+		fputc('\n', f);
+		bitlocker_table(f, drives);
+	}
 }
 
 void

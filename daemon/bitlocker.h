@@ -27,4 +27,36 @@ bool bitlocker_key_valid(const char *key);
  */
 void bitlocker_key_mask(const char *key, char out[static 56]);
 
+/*
+ * The BitLocker volume itself, read with libcryptsetup (BITLK): blocking, for
+ * a worker thread (AddDrive's probe thread), never the loop. Nothing is
+ * activated and nothing is written: the metadata is read, and the password is
+ * checked by unwrapping the volume key in memory (CONTRACT §5, DESIGN §3a).
+ */
+struct bitlocker_volume {
+	char *guid;   /* the volume GUID as bitlkDump shows it, e.g. "8f595209-f5b9-…" */
+	char *cipher; /* "aes-xts-plain64", "aes-cbc-eboiv", "aes-cbc-elephant" */
+};
+
+/*
+ * Load device (a block device, or an image file in tests) as BITLK. 0 and *ret
+ * filled; -EMEDIUMTYPE if it is no BitLocker volume (libcryptsetup finds no
+ * BITLK signature); else -errno (-ENOENT, -EACCES, ...).
+ */
+int bitlocker_volume_load(const char *device, struct bitlocker_volume *ret);
+
+/*
+ * Load device as bitlocker_volume_load() does and check that key (a valid
+ * recovery password) unlocks its volume key. 0: it does, *ret filled;
+ * -EPERM: it does not (*ret filled all the same); -EMEDIUMTYPE as above; else
+ * -errno. Takes about a quarter of a second (BitLocker's key stretching).
+ */
+int bitlocker_volume_check(const char *device, const char *key, struct bitlocker_volume *ret);
+
+/* True for a CBC cipher (AES-CBC, with or without the Elephant diffuser). */
+bool bitlocker_cipher_is_cbc(const char *cipher);
+
+/* Free what a volume holds; the struct is zeroed. Accepts a zeroed struct. */
+void bitlocker_volume_done(struct bitlocker_volume *v);
+
 #endif

@@ -95,6 +95,7 @@ static const struct key_def config_keys[] = {
 	    return_carrier_account_number_file, NULL),
 
 	KEY("Drives", "RequireNTFS", KEY_BOOL, require_ntfs, "yes"),
+	KEY("Drives", "RequireBitLocker", KEY_BOOL, require_bitlocker, "yes"),
 	KEY("Drives", "Verify", KEY_BOOL, verify, "yes"),
 	KEY_RANGE("Drives", "ShipDeadlineDays", ship_deadline_days, "14", 1, 90),
 	KEY_RANGE("Drives", "ReceiveWarnDays", receive_warn_days, "10", 1, 90),

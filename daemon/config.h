@@ -68,6 +68,7 @@ struct config {
 
 	/* [Drives] */
 	bool require_ntfs;
+	bool require_bitlocker; /* the drive must be on a BitLocker volume its key opens */
 	bool verify;
 	unsigned ship_deadline_days;
 	unsigned receive_warn_days; /* warn when shipped drives are not received after this */

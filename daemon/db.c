@@ -47,7 +47,7 @@
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
 	"free_bytes, azure_status, error_log, verbose_log, azure_bytes, azure_total, "              \
-	"azure_files_errored, direct_io"
+	"azure_files_errored, direct_io, bitlocker_device, bitlocker_guid, bitlocker_cipher"
 #define PAGE_SQL(where)                                                                            \
 	"SELECT " FILE_COLUMNS " FROM files WHERE " where " AND id > ?2 ORDER BY id LIMIT ?3"
 
@@ -177,6 +177,8 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_DRIVE_SET_STATE] = "UPDATE drives SET state = ?2 WHERE id = ?1",
 	[STMT_DRIVE_SET_MANIFEST] = "UPDATE drives SET manifest_hash = ?2 WHERE id = ?1",
 	[STMT_DRIVE_SET_DIRECT_IO] = "UPDATE drives SET direct_io = ?2 WHERE id = ?1",
+	[STMT_DRIVE_SET_BITLOCKER] = "UPDATE drives SET bitlocker_device = ?2, bitlocker_guid = ?3, "
+				     "bitlocker_cipher = ?4 WHERE id = ?1",
 	[STMT_DRIVE_ADD_USED] = "UPDATE drives SET files = files + ?2, "
 				"used_bytes = used_bytes + ?3 WHERE id = ?1",
 	[STMT_DRIVE_VERIFIED] = "SELECT " FILE_COLUMNS " FROM files "
@@ -837,6 +839,9 @@ drive_row_read(sqlite3_stmt *st, struct drive_row *d)
 	    .azure_total = sqlite3_column_int64(st, 15),
 	    .azure_files_errored = sqlite3_column_int64(st, 16),
 	    .direct_io = sqlite3_column_int64(st, 17),
+	    .bitlocker_device = col_str(st, 18),
+	    .bitlocker_guid = col_str(st, 19),
+	    .bitlocker_cipher = col_str(st, 20),
 	};
 }
 
@@ -913,6 +918,9 @@ drive_row_done(struct drive_row *d)
 	free(d->azure_status);
 	free(d->error_log);
 	free(d->verbose_log);
+	free(d->bitlocker_device);
+	free(d->bitlocker_guid);
+	free(d->bitlocker_cipher);
 	*d = (struct drive_row){0};
 }
 
@@ -1981,6 +1989,41 @@ db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path
 	return 0;
 }
 
+static int secret_put(struct db *db, int64_t job_id, int64_t drive_id, const char *kind,
+                      const void *value, size_t len);
+
+int
+db_drive_attach(struct db *db, int64_t job_id, const struct drive_new *n, int64_t *ret_id)
+{
+	bool bl = n->bitlocker_device != NULL;
+	int64_t id;
+	int r;
+
+	if (!nonempty(n->serial) || !nonempty(n->path) || !nonempty(n->uuid) || n->capacity < 0 ||
+	    n->free_bytes < 0 || n->direct_io < 0 || n->direct_io > 3 ||
+	    (bl && (!nonempty(n->bitlocker_device) || !nonempty(n->bitlocker_guid) ||
+	            !nonempty(n->bitlocker_cipher))) ||
+	    (n->key != NULL && !nonempty(n->key)))
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_INSERT, job_id, "tttii", n->serial, n->path, n->uuid, n->capacity,
+	        n->free_bytes);
+	id = sqlite3_last_insert_rowid(db->sqlite);
+	if (r >= 0)
+		r = run(db, STMT_DRIVE_SET_DIRECT_IO, id, "i", n->direct_io);
+	if (r >= 0 && bl)
+		r = run(db, STMT_DRIVE_SET_BITLOCKER, id, "ttt", n->bitlocker_device,
+		        n->bitlocker_guid, n->bitlocker_cipher);
+	if (r >= 0 && n->key != NULL)
+		r = secret_put(db, job_id, id, "bitlocker-key", n->key, strlen(n->key));
+	if ((r = tx_end(db, r)) < 0)
+		return r;
+	if (ret_id != NULL)
+		*ret_id = id;
+	return 0;
+}
+
 /* Step a bound single-drive SELECT. */
 static int
 drive_get_one(struct db *db, sqlite3_stmt *st, struct drive_row *ret)
@@ -2083,6 +2126,22 @@ db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags)
 	if ((r = db_tx_begin(db)) < 0)
 		return r;
 	r = run(db, STMT_DRIVE_SET_DIRECT_IO, drive_id, "i", flags);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	return tx_end(db, r);
+}
+
+int
+db_drive_set_bitlocker(struct db *db, int64_t drive_id, const char *device, const char *guid,
+                       const char *cipher)
+{
+	int r;
+
+	if (!nonempty(device) || !nonempty(guid) || !nonempty(cipher))
+		return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_SET_BITLOCKER, drive_id, "ttt", device, guid, cipher);
 	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
 		r = -ENOENT;
 	return tx_end(db, r);

@@ -76,6 +76,8 @@ struct drive_row {
 	/* As the Azure job last reported the drive: NULL and 0 until it does. */
 	char *azure_status, *error_log, *verbose_log;
 	int64_t azure_bytes, azure_total, azure_files_errored;
+	/* The BitLocker volume checked at AddDrive; all NULL when the check was skipped. */
+	char *bitlocker_device, *bitlocker_guid, *bitlocker_cipher;
 };
 
 /* One staging entry from the scanner; nothing is owned. */
@@ -328,6 +330,21 @@ int db_drive_list(struct db *db, int64_t job_id, struct drive_row **ret, size_t 
 /* A new 'attached' drive. -EEXIST if the job already has this serial. */
 int db_drive_add(struct db *db, int64_t job_id, const char *serial, const char *path,
 		 const char *uuid, int64_t capacity, int64_t free_bytes, int64_t *ret_id);
+/* A drive as AddDrive records it, all in one transaction (db_drive_attach). */
+struct drive_new {
+	const char *serial, *path, *uuid;
+	int64_t capacity, free_bytes;
+	int64_t direct_io; /* COPY_DIRECT_* flags, 0-3 */
+	/* The BitLocker volume checked: all three, or all NULL (check skipped). */
+	const char *bitlocker_device, *bitlocker_guid, *bitlocker_cipher;
+	const char *key; /* the recovery key, stored as the secret "bitlocker-key"; NULL: none */
+};
+/*
+ * db_drive_add, the O_DIRECT verdict, the BitLocker volume and the key in one
+ * transaction, so a crash leaves the drive whole or absent. -EEXIST if the job
+ * already has this serial; -EINVAL for a missing field.
+ */
+int db_drive_attach(struct db *db, int64_t job_id, const struct drive_new *n, int64_t *ret_id);
 /* Fill *ret (free its strings with drive_row_done()). -ENOENT if there is no such drive. */
 int db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret);
 /* Count and size of the files planned or verified on the drive. */
@@ -338,6 +355,9 @@ int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *
 int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
 /* What the drive takes of O_DIRECT: COPY_DIRECT_* flags, 0-3 (else -EINVAL). */
 int db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags);
+/* The BitLocker volume the key was checked against (device, volume GUID, cipher; none NULL). */
+int db_drive_set_bitlocker(struct db *db, int64_t drive_id, const char *device, const char *guid,
+                           const char *cipher);
 /* The hash of the drive's written manifest (NULL clears it). */
 int db_drive_set_manifest(struct db *db, int64_t drive_id, const char *manifest_hash);
 /*

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitlocker.h"
 #include "copy.h"
 #include "drive.h"
 #include "lint.h"
@@ -33,6 +34,7 @@
 #define DM_DEPTH_MAX 16     /* dm/partition hops from the mounted device to its disk */
 #define USAGE_DEPTH_MAX 300 /* directory levels below <job>: 254 blob segments and slack */
 #define NTFS_OEM_ID "NTFS    "
+#define DM_UUID_BITLK "CRYPT-BITLK-" /* cryptsetup's dm uuid prefix for a BITLK mapping */
 
 /* One line of /proc/self/mountinfo (proc(5)). */
 struct mount_entry {
@@ -386,6 +388,57 @@ disk_serial(sd_device *disk)
 	return serial_from_vpd(disk);
 }
 
+int
+drive_dm_bitlk_slave(const char *sysdir, char **ret_name)
+{
+	_cleanup_free_ char *file = xprintf("%s/dm/uuid", sysdir), *dir = NULL, *name = NULL;
+	char uuid[256];
+	struct dirent *de;
+	ssize_t len;
+	int fd, n = 0;
+	DIR *d;
+
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+	len = read(fd, uuid, sizeof(uuid) - 1);
+	close(fd);
+	if (len < 0)
+		return -errno;
+	uuid[len] = '\0';
+	if (strncmp(uuid, DM_UUID_BITLK, strlen(DM_UUID_BITLK)) != 0)
+		return 0;
+	dir = xprintf("%s/slaves", sysdir);
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n++ == 0)
+			name = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n != 1)
+		return 0;
+	*ret_name = TAKE_PTR(name);
+	return 1;
+}
+
+/* The BitLocker volume under a cryptsetup BITLK mapping: "/dev/<slave>", or NULL. */
+static char *
+bitlk_backing(sd_device *dev)
+{
+	_cleanup_(sd_device_unrefp) sd_device *slave = NULL;
+	_cleanup_free_ char *name = NULL;
+	const char *syspath, *node;
+
+	if (sd_device_get_syspath(dev, &syspath) < 0 || drive_dm_bitlk_slave(syspath, &name) <= 0)
+		return NULL;
+	if (sd_device_new_from_subsystem_sysname(&slave, "block", name) >= 0 &&
+	    sd_device_get_devname(slave, &node) >= 0)
+		return xstrdup(node);
+	return xprintf("/dev/%s", name);
+}
+
 /* Fill p's device facts (is_ntfs, serial) from the mount's block device, if any. */
 static void
 probe_device(const struct mount_entry *m, struct drive_probe *p)
@@ -399,6 +452,8 @@ probe_device(const struct mount_entry *m, struct drive_probe *p)
 	else if (p->source_is_file)
 		node = m->source; /* ntfs-3g on dislocker's dislocker-file or an image */
 	p->is_ntfs = mount_is_ntfs(m, node);
+	if (dev != NULL)
+		p->bitlocker_device = bitlk_backing(dev);
 	if (dev == NULL || walk_to_disk(dev, &disk) < 0)
 		return;
 	node = NULL;
@@ -458,6 +513,7 @@ drive_probe_done(struct drive_probe *p)
 	free(p->fs_type);
 	free(p->source);
 	free(p->disk);
+	free(p->bitlocker_device);
 	free(p->serial);
 	*p = (struct drive_probe){0};
 }
@@ -964,6 +1020,80 @@ check_root(const struct drive_probe *p, const char *job_name, int64_t *ret_used,
 	return 0;
 }
 
+/* Why the check does not run, or NULL if it must. */
+static const char *
+bitlocker_skip_reason(const struct drive_attach_args *a, const char *dev)
+{
+	if (a->bitlocker_device != NULL)
+		return NULL; /* named by the operator: always checked */
+	if (!a->require_bitlocker)
+		return "RequireBitLocker=no";
+	if (dev == NULL && !a->require_ntfs)
+		return "RequireNTFS=no and no BitLocker volume found under it";
+	return NULL;
+}
+
+/* The refusal for what bitlocker_volume_check/load said of dev. */
+static void
+bitlocker_refusal(const struct drive_attach_args *a, const char *mp, const char *dev,
+                  const struct bitlocker_volume *v, int r, char **ret_err)
+{
+	if (r == -EMEDIUMTYPE)
+		xasprintf(ret_err, "%s, the device under %s, is not a BitLocker volume%s", dev, mp,
+		          a->require_bitlocker ? " (RequireBitLocker=yes)" : "");
+	else if (r == -EPERM && a->bitlocker_key_file != NULL)
+		xasprintf(ret_err,
+		          "the recovery password in %s does not open the BitLocker volume %s "
+		          "(GUID %s): Azure could not unlock this drive",
+		          a->bitlocker_key_file, dev, v->guid);
+	else if (r == -EPERM)
+		xasprintf(ret_err,
+		          "the recovery password given does not open the BitLocker volume %s "
+		          "(GUID %s): Azure could not unlock this drive",
+		          dev, v->guid);
+	else
+		xasprintf(ret_err, "cannot check the BitLocker volume %s under %s: %s", dev, mp,
+		          strerror(-r));
+}
+
+int
+drive_bitlocker_check(const struct drive_attach_args *a, struct drive_attach *at, char **ret_err)
+{
+	const char *dev = a->bitlocker_device ? a->bitlocker_device : at->probe.bitlocker_device;
+	const char *mp = at->probe.mount_point, *skip = bitlocker_skip_reason(a, dev);
+	struct bitlocker_volume v = {0};
+	int r;
+
+	if (skip != NULL) {
+		at->bitlocker_note = xprintf("BitLocker check skipped (%s)", skip);
+		return 0;
+	}
+	if (dev == NULL) {
+		xasprintf(ret_err,
+		          "%s is not on a BitLocker volume seedd can find (RequireBitLocker=yes): "
+		          "unlock it with cryptsetup open --type bitlk, or give --bitlocker-device "
+		          "with the BitLocker device %s",
+		          mp, at->probe.source_is_file ? "dislocker opened" : "under it");
+		return -EMEDIUMTYPE;
+	}
+	r = a->bitlocker_key != NULL ? bitlocker_volume_check(dev, a->bitlocker_key, &v)
+	                             : bitlocker_volume_load(dev, &v);
+	if (r < 0) {
+		bitlocker_refusal(a, mp, dev, &v, r, ret_err);
+		bitlocker_volume_done(&v);
+		return r;
+	}
+	at->bitlocker_device = xstrdup(dev);
+	at->bitlocker_guid = TAKE_PTR(v.guid);
+	at->bitlocker_cipher = TAKE_PTR(v.cipher);
+	if (a->bitlocker_key == NULL)
+		at->bitlocker_note =
+		    xprintf("BitLocker volume %s found; no recovery password given yet, so none "
+		            "checked",
+		            dev);
+	return 0;
+}
+
 int
 drive_attach_check(const char *path, const struct drive_attach_args *a, struct drive_attach *ret,
                    char **ret_err)
@@ -976,7 +1106,8 @@ drive_attach_check(const char *path, const struct drive_attach_args *a, struct d
 	if ((r = check_probe(&at.probe, a, ret_err)) < 0 ||
 	    (r = check_root(&at.probe, a->job_name, &at.used_bytes, ret_err)) < 0 ||
 	    (r = drive_decide(&at.probe, a, at.used_bytes, &at.serial, &at.capacity, ret_err)) <
-	        0) {
+	        0 ||
+	    (r = drive_bitlocker_check(a, &at, ret_err)) < 0) {
 		drive_attach_done(&at);
 		return r;
 	}
@@ -999,5 +1130,9 @@ drive_attach_done(struct drive_attach *a)
 {
 	drive_probe_done(&a->probe);
 	free(a->serial);
+	free(a->bitlocker_device);
+	free(a->bitlocker_guid);
+	free(a->bitlocker_cipher);
+	free(a->bitlocker_note);
 	*a = (struct drive_attach){0};
 }

@@ -43,6 +43,9 @@ struct drive_probe {
 	char *disk;          /* the whole disk under the mount (dm slaves and partitions
 	                        followed), e.g. "/dev/sdb"; NULL if none */
 	char *serial;        /* that disk's serial; NULL if none */
+	char *bitlocker_device; /* the mounted device is a BITLK dm-crypt mapping (cryptsetup
+	                           open --type bitlk): its one slave, the BitLocker volume,
+	                           e.g. "/dev/sdb1"; NULL otherwise (dislocker hides it) */
 	int64_t total_bytes; /* statvfs f_blocks * f_frsize */
 	int64_t free_bytes;  /* statvfs f_bavail * f_frsize */
 };
@@ -68,6 +71,16 @@ int drive_mountinfo_ntfs(const char *line, bool *ret_is_ntfs, bool *ret_source_i
 
 /* Free what a probe holds; the struct is zeroed. Accepts a zeroed struct. */
 void drive_probe_done(struct drive_probe *p);
+
+/*
+ * The device-mapper half of the BitLocker lookup, on the sysfs directory of a
+ * block device (e.g. /sys/devices/virtual/block/dm-0): its dm/uuid starts with
+ * "CRYPT-BITLK-" (what cryptsetup gives a BITLK mapping) and slaves/ holds
+ * exactly one entry. 1 and *ret_name (xmalloc'd kernel name, "sdb1") if so;
+ * 0 if it is no BITLK mapping (no dm/uuid, another prefix, no or several
+ * slaves); -errno if dm/uuid cannot be read for another reason.
+ */
+int drive_dm_bitlk_slave(const char *sysdir, char **ret_name);
 
 /* True if serial can be a DriveId: 1-128 printable ASCII, no space at either end. */
 bool drive_serial_valid(const char *serial, const char **reason);
@@ -127,6 +140,10 @@ struct drive_attach_args {
 	int64_t capacity;     /* --capacity in bytes; 0: none */
 	bool require_ntfs;    /* RequireNTFS= */
 	bool allow_directory; /* accept a directory that is not a mount root (tests) */
+	bool require_bitlocker;       /* RequireBitLocker= */
+	const char *bitlocker_device; /* --bitlocker-device: where dislocker hides it; NULL: probe */
+	const char *bitlocker_key;    /* the recovery password to check; NULL: none given yet */
+	const char *bitlocker_key_file; /* where seedctl read it, for messages; NULL: unknown */
 };
 
 /* What AddDrive records. */
@@ -135,6 +152,9 @@ struct drive_attach {
 	char *serial;       /* the DriveId sent to Azure */
 	int64_t capacity;   /* bytes seedd may use for this job, used_bytes included */
 	int64_t used_bytes; /* this job's files already on the drive */
+	/* The BitLocker volume checked (all NULL when the check was skipped). */
+	char *bitlocker_device, *bitlocker_guid, *bitlocker_cipher;
+	char *bitlocker_note; /* for the job log: why the check was skipped; NULL if it ran */
 };
 
 /*
@@ -150,9 +170,23 @@ int drive_decide(const struct drive_probe *p, const struct drive_attach_args *a,
                  char **ret_serial, int64_t *ret_capacity, char **ret_err);
 
 /*
+ * The BitLocker part of AddDrive (CONTRACT §5, DESIGN §3a), after the probe:
+ * the volume is --bitlocker-device, else the one found through device-mapper.
+ * Skipped (a note, no refusal) under RequireBitLocker=no unless a device is
+ * given, and under RequireNTFS=no when none is given or found (directories in
+ * tests). Otherwise refuses (-EMEDIUMTYPE) a drive with no BitLocker volume
+ * found, or one that is not BITLK, and (-EPERM) a key that does not open it,
+ * naming the key file and the device. Without a key the volume is only loaded.
+ * Fills at->bitlocker_*. Blocking: libcryptsetup, ~0.3 s with a key.
+ */
+int drive_bitlocker_check(const struct drive_attach_args *a, struct drive_attach *at,
+                          char **ret_err);
+
+/*
  * Everything AddDrive checks, in order: probe, drive_check_foreign, job usage,
- * drive_decide. Writes nothing: call drive_marker_write() once the drive is
- * recorded. Errors as above, always with *ret_err set.
+ * drive_decide, drive_bitlocker_check. Writes nothing: call
+ * drive_marker_write() once the drive is recorded. Errors as above, always
+ * with *ret_err set.
  */
 int drive_attach_check(const char *path, const struct drive_attach_args *a,
                        struct drive_attach *ret, char **ret_err);

@@ -64,6 +64,11 @@ drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr)
 					      (json_int_t)dr->azure_files_errored, "errorLog",
 					      json_str_or_null(el), "verboseLog", json_str_or_null(vl)));
 	}
+	if (dr->bitlocker_device != NULL)
+		json_object_set_new(o, "bitlocker",
+				    json_pack("{s:o,s:o,s:o}", "device", json_text(dr->bitlocker_device),
+					      "guid", json_text(dr->bitlocker_guid), "cipher",
+					      json_text(dr->bitlocker_cipher)));
 	if (prep_drive_progress(d, job_id, dr->id, &pg)) {
 		json_object_set_new(o, "copiedBytes", json_integer(pg.bytes_done));
 		json_object_set_new(o, "rate", json_integer((json_int_t)pg.rate));

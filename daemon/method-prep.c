@@ -105,30 +105,22 @@ log_drive(const struct job_row *j, const char *serial, const char *path, int64_t
 		j->name, serial, path, capacity, direct_note(direct));
 }
 
-/*
- * The drive is attached already and a key is given: store (or replace) its
- * BitLocker key, e.g. when the Azure job could not be created without it.
- * Returns true if it answered the call.
- */
-static bool
-update_key(struct call *call, const struct job_row *j, const char *serial, const char *key)
+/* Store (or replace) an attached drive's BitLocker key and answer with the drive. */
+static void
+store_key(struct call *call, int64_t job_id, int64_t drive_id, const char *key, const char *how)
 {
 	struct drive_row row = {0};
-	bool found = db_drive_by_serial(call->d->db, j->id, serial, &row) == 0;
 
-	if (found) {
-		if (db_secret_put(call->d->db, j->id, row.id, "bitlocker-key", key, strlen(key)) < 0)
-			reply_internal(call, "storing the key failed; see the journal");
-		else {
-			_cleanup_free_ char *t = xprintf("drive %s: BitLocker key stored", serial);
-			(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
-			conn_reply(call->conn, json_pack("{s:o}", "drive",
-							 drive_json(call->d, j->id, &row)),
-				   false);
-		}
+	if (db_drive_get(call->d->db, drive_id, &row) < 0 ||
+	    db_secret_put(call->d->db, job_id, drive_id, "bitlocker-key", key, strlen(key)) < 0)
+		reply_internal(call, "storing the key failed; see the journal");
+	else {
+		_cleanup_free_ char *t = xprintf("drive %s: BitLocker key stored%s", row.serial, how);
+		(void)db_event_add(call->d->db, job_id, "drive", t, daemon_now());
+		conn_reply(call->conn, json_pack("{s:o}", "drive", drive_json(call->d, job_id, &row)),
+			   false);
 	}
 	drive_row_done(&row);
-	return found;
 }
 
 /*
@@ -143,8 +135,9 @@ struct probe {
 	struct conn_ref *ref;
 	struct worker_queue *queue;
 	int64_t job_id;
-	char *job_name, *path, *serial, *key;
+	char *job_name, *path, *serial, *key, *key_file, *bitlocker_device;
 	struct drive_attach_args args;
+	int64_t rekey_drive_id; /* > 0: the drive is attached; only check and store the key */
 	/* Results. */
 	int r;
 	char *err;
@@ -172,6 +165,8 @@ probe_free(struct probe *pr)
 	free(pr->job_name);
 	free(pr->path);
 	free(pr->serial);
+	free(pr->key_file);
+	free(pr->bitlocker_device);
 	free(pr->err);
 	free(pr);
 }
@@ -207,8 +202,11 @@ probe_thread(void *arg)
 	int fd;
 
 	atomic_store(&pr->w.busy, true);
-	pr->r = drive_attach_check(pr->path, &pr->args, &pr->at, &pr->err);
-	if (pr->r == 0) {
+	if (pr->rekey_drive_id > 0) {
+		/* The key of an attached drive, against the volume recorded for it. */
+		pr->at.probe.mount_point = xstrdup(pr->path);
+		pr->r = drive_bitlocker_check(&pr->args, &pr->at, &pr->err);
+	} else if ((pr->r = drive_attach_check(pr->path, &pr->args, &pr->at, &pr->err)) == 0) {
 		fd = open(pr->at.probe.mount_point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		pr->r = fd < 0 ? -errno : probe_direct(pr, fd);
 		if (pr->r == 0 &&
@@ -227,6 +225,63 @@ probe_thread(void *arg)
 	pm->pr = pr;
 	worker_queue_push(pr->queue, &pm->m);
 	return NULL;
+}
+
+/* A line in the job log and the journal (warning or info) about the drive. */
+static void
+drive_note(struct daemon *d, const struct job_row *j, const char *serial, int priority,
+	   const char *text)
+{
+	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
+			      .drive = serial};
+	_cleanup_free_ char *t = xprintf("drive %s: %s", serial, text);
+
+	log_ctx(priority, &ctx, "job %s: %s", j->name, t);
+	(void)db_event_add(d->db, j->id, "drive", t, daemon_now());
+}
+
+/*
+ * What the BitLocker check found: skipped and why, or the volume; a warning
+ * for AES-CBC, which Azure's documentation does not clearly say it accepts
+ * (it names XTS-AES for Windows 10 and later, AES-128/256 otherwise).
+ */
+static void
+log_bitlocker(struct daemon *d, const struct job_row *j, const char *serial,
+	      const struct drive_attach *at)
+{
+	if (at->bitlocker_note != NULL)
+		drive_note(d, j, serial, LOG_INFO, at->bitlocker_note);
+	if (at->bitlocker_device != NULL) {
+		_cleanup_free_ char *t = xprintf("BitLocker volume %s, GUID %s, %s%s",
+						 at->bitlocker_device, at->bitlocker_guid,
+						 at->bitlocker_cipher,
+						 at->bitlocker_note ? "" : ", recovery password checked");
+		drive_note(d, j, serial, LOG_INFO, t);
+	}
+	if (bitlocker_cipher_is_cbc(at->bitlocker_cipher)) {
+		_cleanup_free_ char *t =
+		    xprintf("its BitLocker volume uses AES-CBC (%s); Azure's docs are unclear that "
+			    "it is accepted: prefer XTS-AES (re-encrypt on Windows)",
+			    at->bitlocker_cipher);
+		drive_note(d, j, serial, LOG_WARNING, t);
+	}
+}
+
+/* The key of an attached drive was checked: store it, or refuse it. */
+static void
+rekey_record(struct probe *pr, struct call *call)
+{
+	struct job_row *j = NULL;
+
+	if (pr->r < 0)
+		reply_drive_rejected(call, pr->err ? pr->err : strerror(-pr->r));
+	else if (db_job_get_by_id(call->d->db, pr->job_id, &j) < 0 || !takes_drives(j))
+		reply_invalid_state(call, pr->job_name, j ? job_state_to_string(j->state) : "gone",
+				    "the job moved on while the key was checked");
+	else
+		store_key(call, j->id, pr->rekey_drive_id, pr->key,
+			  ", checked against its BitLocker volume");
+	job_row_free(j);
 }
 
 /* Record the probed drive; answer on the connection if it is still there. */
@@ -252,13 +307,20 @@ probe_record(struct probe *pr, struct call *call)
 		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
 		goto out;
 	}
-	r = db_drive_add(call->d->db, j->id, at->serial, at->probe.mount_point, pr->uuid,
-			 at->capacity, at->probe.free_bytes, &id);
-	/* A crash in between leaves the default, O_DIRECT with the run-time fallback. */
-	if (r == 0 && pr->direct != COPY_DIRECT_ALL)
-		r = db_drive_set_direct_io(call->d->db, id, pr->direct);
-	if (r == 0 && pr->key != NULL)
-		r = db_secret_put(call->d->db, j->id, id, "bitlocker-key", pr->key, strlen(pr->key));
+	r = db_drive_attach(call->d->db, j->id,
+			    &(struct drive_new){
+				.serial = at->serial,
+				.path = at->probe.mount_point,
+				.uuid = pr->uuid,
+				.capacity = at->capacity,
+				.free_bytes = at->probe.free_bytes,
+				.direct_io = pr->direct,
+				.bitlocker_device = at->bitlocker_device,
+				.bitlocker_guid = at->bitlocker_guid,
+				.bitlocker_cipher = at->bitlocker_cipher,
+				.key = pr->key,
+			    },
+			    &id);
 	if (r < 0) {
 		_cleanup_free_ char *m = r == -EEXIST
 						 ? xprintf("drive %s is already attached to job %s",
@@ -275,6 +337,7 @@ probe_record(struct probe *pr, struct call *call)
 						 pr->key ? " with its BitLocker key" : "");
 		(void)db_event_add(call->d->db, j->id, "drive", t, daemon_now());
 	}
+	log_bitlocker(call->d, j, at->serial, at);
 	if (j->state == JOB_DRIVE_PREP)
 		prep_drive_added(call->d, j->id);
 	{
@@ -297,7 +360,10 @@ probe_handle_msg(struct daemon *d, struct worker_msg *m)
 	struct call call = {.d = d, .method = "io.seedd.AddDrive", .conn = conn_ref_get(pr->ref)};
 
 	worker_thread_stop(&pr->w);
-	probe_record(pr, &call);
+	if (pr->rekey_drive_id > 0)
+		rekey_record(pr, &call);
+	else
+		probe_record(pr, &call);
 	probe_free(pr);
 }
 
@@ -314,19 +380,99 @@ probe_stop_all(struct daemon *d)
 		worker_thread_stop(&pr->w);
 }
 
+/* A probe of the call's drive with its parameters; not started. */
+static struct probe *
+probe_new(struct call *call, const struct job_row *j, const char *path)
+{
+	struct probe *pr = xcalloc(1, sizeof(*pr));
+	const char *opt;
+
+	pr->d = call->d;
+	pr->queue = call->d->queue;
+	pr->job_id = j->id;
+	pr->job_name = xstrdup(j->name);
+	pr->path = xstrdup(path);
+	pr->serial = param_has(call, "serial") ? xstrdup(param_str(call, "serial")) : NULL;
+	pr->key = param_has(call, "bitlockerKey") ? xstrdup(param_str(call, "bitlockerKey")) : NULL;
+	opt = param_has(call, "bitlockerKeyFile") ? param_str(call, "bitlockerKeyFile") : NULL;
+	pr->key_file = opt ? xstrdup(opt) : NULL;
+	opt = param_has(call, "bitlockerDevice") ? param_str(call, "bitlockerDevice") : NULL;
+	pr->bitlocker_device = opt ? xstrdup(opt) : NULL;
+	pr->args = (struct drive_attach_args){
+		.job_name = pr->job_name,
+		.serial = pr->serial,
+		.capacity = param_has(call, "capacity") ? param_int(call, "capacity") : 0,
+		.require_ntfs = call->d->config->require_ntfs,
+		.allow_directory = pr->serial != NULL, /* directories (tests) name their serial */
+		.require_bitlocker = call->d->config->require_bitlocker,
+		.bitlocker_device = pr->bitlocker_device,
+		.bitlocker_key = pr->key,
+		.bitlocker_key_file = pr->key_file,
+	};
+	pr->ref = conn_ref_new(call->conn);
+	LIST_INSERT_HEAD(&call->d->probes, pr, link);
+	return pr;
+}
+
+static void
+probe_start(struct call *call, struct probe *pr)
+{
+	if (worker_thread_start(&pr->w, probe_thread, pr) < 0) {
+		probe_free(pr);
+		reply_internal(call, "cannot start a thread to probe the drive");
+	}
+}
+
+/*
+ * The drive is attached already and a key is given: store (or replace) its
+ * BitLocker key, e.g. when the Azure job could not be created without it,
+ * checked on a thread against the volume recorded at attach when there is
+ * one. Returns true if it took the call.
+ */
+static bool
+update_key(struct call *call, const struct job_row *j, const char *serial, const char *key)
+{
+	struct drive_row row = {0};
+	struct probe *pr;
+
+	if (db_drive_by_serial(call->d->db, j->id, serial, &row) < 0)
+		return false;
+	if (row.bitlocker_device == NULL) {
+		store_key(call, j->id, row.id, key, " (not checked: no BitLocker volume recorded)");
+	} else {
+		pr = probe_new(call, j, row.path);
+		pr->rekey_drive_id = row.id;
+		free(pr->bitlocker_device);
+		pr->bitlocker_device = xstrdup(row.bitlocker_device);
+		pr->args.bitlocker_device = pr->bitlocker_device;
+		probe_start(call, pr);
+	}
+	drive_row_done(&row);
+	return true;
+}
+
 void
 method_add_drive(struct call *call)
 {
 	const char *path = param_str(call, "path");
 	const char *key = param_has(call, "bitlockerKey") ? param_str(call, "bitlockerKey") : NULL;
 	const char *serial = param_has(call, "serial") ? param_str(call, "serial") : NULL;
-	struct probe *pr;
+	const char *bl_dev = param_has(call, "bitlockerDevice") ? param_str(call, "bitlockerDevice")
+								 : NULL;
 	struct job_row *j;
 	size_t n = 0;
 
 	if ((j = call_job_in(call, takes_drives, "drives can be added only before shipping")) ==
 	    NULL)
 		return;
+	if (key != NULL && !bitlocker_key_valid(key)) {
+		reply_drive_rejected(call, "the BitLocker recovery key is not 8 groups of 6 digits, "
+					   "each divisible by 11 and below 720896");
+		goto out;
+	}
+	/* Before the drive count: a job with 10 drives still takes a key for one of them. */
+	if (serial != NULL && key != NULL && update_key(call, j, serial, key))
+		goto out;
 	if (count_drives(call->d, j->id, &n) < 0 || n >= DRIVES_PER_JOB_MAX) {
 		reply_drive_rejected(call, "a job takes at most 10 drives (an Azure limit)");
 		goto out;
@@ -335,34 +481,11 @@ method_add_drive(struct call *call)
 		reply_invalid_argument(call, "path", "%s is not an absolute path", path);
 		goto out;
 	}
-	if (key != NULL && !bitlocker_key_valid(key)) {
-		reply_drive_rejected(call, "the BitLocker recovery key is not 8 groups of 6 digits, "
-					   "each divisible by 11 and below 720896");
+	if (bl_dev != NULL && bl_dev[0] != '/') {
+		reply_invalid_argument(call, "bitlockerDevice", "%s is not an absolute path", bl_dev);
 		goto out;
 	}
-	if (serial != NULL && key != NULL && update_key(call, j, serial, key))
-		goto out;
-	pr = xcalloc(1, sizeof(*pr));
-	pr->d = call->d;
-	pr->queue = call->d->queue;
-	pr->job_id = j->id;
-	pr->job_name = xstrdup(j->name);
-	pr->path = xstrdup(path);
-	pr->serial = serial ? xstrdup(serial) : NULL;
-	pr->key = key ? xstrdup(key) : NULL;
-	pr->args = (struct drive_attach_args){
-		.job_name = pr->job_name,
-		.serial = pr->serial,
-		.capacity = param_has(call, "capacity") ? param_int(call, "capacity") : 0,
-		.require_ntfs = call->d->config->require_ntfs,
-		.allow_directory = pr->serial != NULL, /* directories (tests) name their serial */
-	};
-	pr->ref = conn_ref_new(call->conn);
-	LIST_INSERT_HEAD(&call->d->probes, pr, link);
-	if (worker_thread_start(&pr->w, probe_thread, pr) < 0) {
-		probe_free(pr);
-		reply_internal(call, "cannot start a thread to probe the drive");
-	}
+	probe_start(call, probe_new(call, j, path));
 out:
 	job_row_free(j);
 }

@@ -53,6 +53,8 @@ static const struct param_spec params_add_drive[] = {
 	{"serial", PARAM_STRING, false, 128, 0, 0},
 	{"capacity", PARAM_INT, false, 0, 1, INT64_MAX},
 	{"bitlockerKey", PARAM_STRING, false, 64, 0, 0},
+	{"bitlockerKeyFile", PARAM_STRING, false, PATH_PARAM_MAX, 0, 0},
+	{"bitlockerDevice", PARAM_STRING, false, PATH_PARAM_MAX, 0, 0},
 	P_END,
 };
 static const struct param_spec params_watch[] = {

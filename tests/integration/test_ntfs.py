@@ -13,6 +13,8 @@ namespace (unshare), so nothing shows up in the host's mount table:
   - NTFS in partition 1 of a loop device: disk = the loop device (partition
     walked up to its disk);
   - ext4: not NTFS, refused under RequireNTFS;
+  - the NTFS loop device under RequireBitLocker=yes: no BitLocker volume under
+    it (no dm-crypt mapping), refused naming --bitlocker-device;
   - the in-kernel ntfs3 driver, if this kernel has it.
 Needs root, losetup, unshare, mkntfs, ntfs-3g, mkfs.ext4 and /dev/fuse; exits
 77 (skip) naming what is missing. The probe helper (tests/unit/probe-drive) comes
@@ -67,7 +69,7 @@ class Loops:
                 time.sleep(0.1)
 
 
-def probe(probe_drive, mount_argv, mnt, job=None):
+def probe(probe_drive, mount_argv, mnt, job=None, require_bitlocker=False):
     """Mount in a private namespace, run probe-drive, unmount; return its JSON."""
     script = '''
 mnt=$1; probe=$2; job=$3; shift 3
@@ -78,7 +80,8 @@ exit $rc
 '''
     argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
             mnt, probe_drive, job or ""] + mount_argv
-    p = subprocess.run(argv, capture_output=True, text=True)
+    env = dict(os.environ, PROBE_REQUIRE_BITLOCKER="1" if require_bitlocker else "0")
+    p = subprocess.run(argv, capture_output=True, text=True, env=env)
     if p.returncode == 90:
         raise AssertionError(f"mount {mount_argv} failed: {p.stderr.strip()}")
     assert p.returncode == 0, f"probe-drive failed ({p.returncode}): {p.stderr.strip()}"
@@ -151,6 +154,12 @@ def test_ntfs_whole(tmp, loops, probe_drive, mnt):
            "another job is refused", j)
     j = probe(probe_drive, ntfs3g, mnt, JOB)
     expect(j["attach"]["error"] is None, "our own drive again", j)
+
+    expect(j["bitlocker_device"] is None, "no BitLocker volume under a plain loop device", j)
+    j = probe(probe_drive, ntfs3g, mnt, JOB, require_bitlocker=True)
+    msg = j["attach"].get("message") or ""
+    expect("not on a BitLocker volume" in msg and "--bitlocker-device" in msg,
+           "RequireBitLocker=yes refuses NTFS without BitLocker", j)
 
     j = probe(probe_drive, ["ntfs-3g", "-o", "ro", dev, mnt], mnt, JOB)
     expect(j["read_only"] and j["is_ntfs"], "read-only probe", j)

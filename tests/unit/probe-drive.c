@@ -3,12 +3,14 @@
  * test helper for tests/integration/test_ntfs.py; not installed). With JOB,
  * also run AddDrive's checks (RequireNTFS=yes, --serial TEST-SERIAL when none
  * is probed), write the marker on success and check the root again, under
- * "attach". Exit 0, or 1 with the error on stderr.
+ * "attach". With $PROBE_REQUIRE_BITLOCKER=1 the checks run under
+ * RequireBitLocker=yes. Exit 0, or 1 with the error on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,12 +20,13 @@
 static json_t *
 probe_json(const struct drive_probe *p)
 {
-	return json_pack("{s:s, s:b, s:b, s:s, s:s, s:b, s:b, s:s?, s:s?, s:I, s:I}",
+	return json_pack("{s:s, s:b, s:b, s:s, s:s, s:b, s:b, s:s?, s:s?, s:I, s:I, s:s?}",
 	                 "mount_point", p->mount_point, "is_mount_root", p->is_mount_root,
 	                 "read_only", p->read_only, "fs_type", p->fs_type, "source", p->source,
 	                 "is_ntfs", p->is_ntfs, "source_is_file", p->source_is_file, "disk",
 	                 p->disk, "serial", p->serial, "total_bytes", (json_int_t)p->total_bytes,
-	                 "free_bytes", (json_int_t)p->free_bytes);
+	                 "free_bytes", (json_int_t)p->free_bytes, "bitlocker_device",
+	                 p->bitlocker_device);
 }
 
 /* AddDrive's checks, the marker, and the foreign check once the marker is ours. */
@@ -34,6 +37,8 @@ attach_json(const struct drive_probe *p, const char *job)
 	    .job_name = job,
 	    .serial = p->serial != NULL ? NULL : "TEST-SERIAL",
 	    .require_ntfs = true,
+	    .require_bitlocker = getenv("PROBE_REQUIRE_BITLOCKER") != NULL &&
+	                         strcmp(getenv("PROBE_REQUIRE_BITLOCKER"), "1") == 0,
 	};
 	struct drive_attach at = {0};
 	char uuid[DRIVE_UUID_LEN + 1];

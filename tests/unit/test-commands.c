@@ -326,6 +326,21 @@ test_paths(void)
 	check_int(build((const char *[]){"drive", "add", "abc", "not/there", NULL}, &inv, &err), 0);
 	check_str(json_string_value(json_object_get(inv.params, "path")), missing);
 	invocation_done(&inv);
+	/* --bitlocker-device is a path too, sent absolute; only drive add takes it. */
+	check_int(build((const char *[]){"drive", "add", "abc", "/", "--bitlocker-device", "stage",
+					 NULL},
+			&inv, &err),
+		  0);
+	check_str(json_string_value(json_object_get(inv.params, "bitlockerDevice")), stage);
+	check(json_object_get(inv.params, "bitlockerKeyFile") == NULL);
+	invocation_done(&inv);
+	check_int(build((const char *[]){"job", "show", "abc", "--bitlocker-device", "/dev/sdb1",
+					 NULL},
+			&inv, &err),
+		  SEEDCTL_EXIT_USAGE);
+	check(strstr(err, "--bitlocker-device does not apply") != NULL);
+	free(err);
+	err = NULL;
 	check_int(chdir(old), 0);
 }
 
@@ -342,6 +357,8 @@ test_keyfile(void)
 	check_int(build(argv, &inv, &err), 0);
 	check_str(json_string_value(json_object_get(inv.params, "bitlockerKey")),
 		  "123456-234567-345678-456789-567890-678901-789012-890123");
+	/* The file's name goes along, for seedd's refusal of a key that does not open the volume. */
+	check_str(json_string_value(json_object_get(inv.params, "bitlockerKeyFile")), key);
 	invocation_done(&inv);
 
 	/* Refused key files; the message names the file and never shows the content. */
@@ -377,7 +394,8 @@ test_help(void)
 	static const char *const contract[] = {
 		"status", "job create NAME --staging DIR [--container C]", "job list",
 		"job show NAME", "job log NAME",
-		"drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F]",
+		("drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F] "
+		 "[--bitlocker-device DEV]"),
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
 		"job report NAME", "watch [NAME]",

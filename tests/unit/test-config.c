@@ -106,6 +106,7 @@ test_defaults(void)
 	check(c->vault_container == NULL);
 	check_str(c->access_tier, "Cool");
 	check(c->require_ntfs);
+	check(c->require_bitlocker);
 	check(c->verify);
 	check_int(c->ship_deadline_days, 14);
 	check(!config_azure_ready(c));
@@ -199,6 +200,7 @@ test_full(void)
 	         "ReturnCarrierAccountNumberFile=%s\n"
 	         "[Drives]\n"
 	         "RequireNTFS=off\n"
+	         "RequireBitLocker=no\n"
 	         "Verify=0\n"
 	         "ShipDeadlineDays=90\n",
 	         secret_path, long_id, key_path, sas_path, acct_path);
@@ -242,6 +244,7 @@ test_full(void)
 	check_str(c->return_carrier, "DHL");
 	check_str(c->return_carrier_account_number.value, "12345");
 	check(!c->require_ntfs);
+	check(!c->require_bitlocker);
 	check(!c->verify);
 	check_int(c->ship_deadline_days, 90);
 	check(config_azure_ready(c));
@@ -263,6 +266,8 @@ static const struct {
     {"[Drives]\nShipDeadlineDays=91\n", 2, "ShipDeadlineDays=91: out of range"},
     {"[Drives]\nRequireNTFS=maybe\n", 2,
      "RequireNTFS=maybe: not a boolean (yes, no, true, false, on, off, 1, 0)"},
+    {"[Drives]\nRequireBitLocker=sometimes\n", 2,
+     "RequireBitLocker=sometimes: not a boolean (yes, no, true, false, on, off, 1, 0)"},
     {"[Drives]\nVerify=Yes\n", 2,
      "Verify=Yes: not a boolean (yes, no, true, false, on, off, 1, 0)"},
     {"[Daemon]\nPollIntervalSec=60\n[Drives]\nVerify=yes\n[Daemon]\nPollIntervalSec=70\n", 6,
@@ -577,14 +582,14 @@ test_example_file(void)
 		strcat(text, l);
 	}
 	fclose(f);
-	check_int(keys, 40); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays */
+	check_int(keys, 41); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays */
 	c = load_good(text);
 	check_int(c->poll_interval_sec, 900);
 	check_int(c->cloud, CLOUD_AZURE_PUBLIC);
 	check_str(c->authority_host, "https://login.microsoftonline.com");
 	check_str(c->import_container, "seedd-import");
 	check_str(c->access_tier, "Cool");
-	check(c->require_ntfs && c->verify);
+	check(c->require_ntfs && c->require_bitlocker && c->verify);
 	check_int(c->ship_deadline_days, 14);
 	config_free(c);
 }

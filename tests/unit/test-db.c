@@ -1455,6 +1455,63 @@ test_drives(struct db *db)
 	check_int(db_drive_get(db, 999999, &d), -ENOENT);
 }
 
+/* AddDrive's record: row, O_DIRECT verdict, BitLocker volume and key, one transaction. */
+static void
+test_drive_attach(struct db *db)
+{
+	int64_t job = new_job(db, "drive-attach"), id = 0, id2 = 0;
+	const char *key = "235818-357951-253979-013365-241120-245575-342914-591910";
+	struct drive_new n = {
+	    .serial = "BL-1", .path = "/mnt/bl", .uuid = "u-bl", .capacity = 100,
+	    .free_bytes = 90, .direct_io = 1, .bitlocker_device = "/dev/sdb1",
+	    .bitlocker_guid = "8f595209-f5b9-49a0-85d4-cb8f80258c27",
+	    .bitlocker_cipher = "aes-xts-plain64", .key = key,
+	};
+	struct drive_row d;
+	char *v = NULL;
+
+	check_int(db_drive_attach(db, job, &n, &id), 0);
+	check_int(db_drive_get(db, id, &d), 0);
+	check_str(d.serial, "BL-1");
+	check_int(d.direct_io, 1);
+	check_str(d.bitlocker_device, "/dev/sdb1");
+	check_str(d.bitlocker_guid, "8f595209-f5b9-49a0-85d4-cb8f80258c27");
+	check_str(d.bitlocker_cipher, "aes-xts-plain64");
+	drive_row_done(&d);
+	check(d.bitlocker_device == NULL);
+	check_int(db_secret_get(db, id, "bitlocker-key", &v), 0);
+	check_str(v, key);
+	free(v);
+
+	/* The check skipped: no volume, no key; the columns stay NULL. */
+	n = (struct drive_new){.serial = "DIR-1", .path = "/tmp/d", .uuid = "u-d", .direct_io = 3};
+	check_int(db_drive_attach(db, job, &n, &id2), 0);
+	check_int(db_drive_get(db, id2, &d), 0);
+	check(d.bitlocker_device == NULL && d.bitlocker_guid == NULL && d.bitlocker_cipher == NULL);
+	drive_row_done(&d);
+	check_int(db_secret_get(db, id2, "bitlocker-key", &v), -ENOENT);
+
+	/* All or nothing: a duplicate serial leaves no half drive, and no key behind. */
+	n = (struct drive_new){.serial = "BL-1", .path = "/mnt/other", .uuid = "u-o",
+	                       .direct_io = 3, .key = key};
+	check_int(db_drive_attach(db, job, &n, NULL), -EEXIST);
+	n.serial = "BL-2";
+	n.bitlocker_device = "/dev/sdc1"; /* without GUID and cipher */
+	check_int(db_drive_attach(db, job, &n, NULL), -EINVAL);
+	n.bitlocker_device = NULL;
+	n.direct_io = 4;
+	check_int(db_drive_attach(db, job, &n, NULL), -EINVAL);
+	check_int(db_drive_by_serial(db, job, "BL-2", &d), -ENOENT);
+
+	/* Setting the volume later (same columns). */
+	check_int(db_drive_set_bitlocker(db, id2, "/dev/sdd1", "g", "aes-cbc-eboiv"), 0);
+	check_int(db_drive_get(db, id2, &d), 0);
+	check_str(d.bitlocker_cipher, "aes-cbc-eboiv");
+	drive_row_done(&d);
+	check_int(db_drive_set_bitlocker(db, id2, "/dev/sdd1", NULL, "x"), -EINVAL);
+	check_int(db_drive_set_bitlocker(db, 999999, "/dev/sdd1", "g", "x"), -ENOENT);
+}
+
 static bool
 has(const char *field, const char *secret)
 {
@@ -2148,6 +2205,7 @@ main(void)
 	test_reindex_unplace(db);
 	test_waiting_counts_clear(db);
 	test_drives(db);
+	test_drive_attach(db);
 	test_secrets(db, path);
 	test_azure_name(db);
 	test_azure_created(db);

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -646,6 +647,154 @@ test_mountinfo_ntfs(void)
 	check(unlink(ntfs) == 0 && unlink(fat) == 0 && rmdir(dir) == 0);
 }
 
+/* A fake sysfs directory of a dm device: dm/uuid and slaves/ as the kernel shows them. */
+static char *
+fake_dm(const char *base, const char *name, const char *uuid, const char *const *slaves)
+{
+	char *dir = xprintf("%s/%s", base, name);
+	_cleanup_free_ char *dm = xprintf("%s/dm", dir), *sl = xprintf("%s/slaves", dir);
+
+	check(mkdir(dir, 0755) == 0 && mkdir(sl, 0755) == 0);
+	if (uuid != NULL) {
+		check(mkdir(dm, 0755) == 0);
+		_cleanup_free_ char *f = xprintf("%s/uuid", dm);
+		FILE *out = fopen(f, "we");
+		check(out != NULL && fprintf(out, "%s\n", uuid) > 0 && fclose(out) == 0);
+	}
+	for (size_t i = 0; slaves != NULL && slaves[i] != NULL; i++) {
+		_cleanup_free_ char *link = xprintf("%s/%s", sl, slaves[i]);
+		check(symlink("../../sdb1", link) == 0);
+	}
+	return dir;
+}
+
+/* The device-mapper half of the BitLocker lookup: cryptsetup's BITLK uuid, one slave. */
+static void
+test_dm_bitlk(void)
+{
+	_cleanup_free_ char *base = make_tmpdir();
+	static const char *const one[] = {"sdb1", NULL}, *const two[] = {"sdb1", "sdc1", NULL};
+	static const struct {
+		const char *name, *uuid;
+		const char *const *slaves;
+		int want;
+	} cases[] = {
+	    /* cryptsetup open --type bitlk: "CRYPT-BITLK-<GUID without dashes>-<name>"
+	       (dm_prepare_uuid in cryptsetup's lib/libdevmapper.c) */
+	    {"bitlk", "CRYPT-BITLK-8f595209f5b949a085d4cb8f80258c27-disk1", one, 1},
+	    {"luks", "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-disk1", one, 0},
+	    {"plain", "CRYPT-PLAIN-disk1", one, 0},
+	    {"lvm", "LVM-abcdef", one, 0},
+	    {"nouuid", NULL, one, 0},          /* not a dm device at all */
+	    {"noslave", "CRYPT-BITLK-x-y", NULL, 0},
+	    {"twoslaves", "CRYPT-BITLK-x-y", two, 0},
+	    {"lower", "crypt-bitlk-x-y", one, 0}, /* the kernel keeps the case cryptsetup gave */
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *dir = fake_dm(base, cases[i].name, cases[i].uuid, cases[i].slaves);
+		char *name = NULL;
+		int r = drive_dm_bitlk_slave(dir, &name);
+
+		if (r != cases[i].want)
+			fprintf(stderr, "%s: %d\n", cases[i].name, r);
+		check_int(r, cases[i].want);
+		if (r == 1)
+			check_str(name, "sdb1");
+		else
+			check(name == NULL);
+		free(name);
+	}
+	rm_rf(base);
+}
+
+/* The archive of reference/bitlocker (as in test-bitlocker.c); NULL if absent. */
+static char *
+bitlocker_archive(void)
+{
+	const char *root = getenv("SOURCE_ROOT");
+	static const char *const rel[] = {"/../shared/reference/bitlocker/bitlocker-images.tar.xz",
+	                                  "/../../shared/reference/bitlocker/bitlocker-images.tar.xz"};
+
+	for (size_t i = 0; root != NULL && i < ELEMENTSOF(rel); i++) {
+		char *p = xprintf("%s%s", root, rel[i]);
+		if (access(p, R_OK) == 0)
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
+/* drive_bitlocker_check's decision, on a directory drive: skips, refusals, the volume. */
+static void
+test_bitlocker_decision(void)
+{
+	_cleanup_free_ char *dir = make_tmpdir(), *archive = bitlocker_archive(), *cmd = NULL;
+	_cleanup_free_ char *img = xprintf("%s/bitlocker/bitlk-aes-xts-128.img", dir);
+	_cleanup_free_ char *plain = xprintf("%s/plain.img", dir);
+	/* reference/bitlocker/images.conf, [bitlk-aes-xts-128] and [bitlk-aes-cbc-128] RP= */
+	const char *rp = "235818-357951-253979-013365-241120-245575-342914-591910";
+	const char *other = "042647-302313-590458-071500-554323-116567-412181-516978";
+	struct drive_attach_args a = {.job_name = JOB, .require_ntfs = true};
+	struct drive_attach at = {.probe.mount_point = xstrdup(dir)};
+	char *err = NULL;
+	int fd;
+
+	/* RequireBitLocker=no: skipped, said so. */
+	check_int(drive_bitlocker_check(&a, &at, &err), 0);
+	check(strstr(at.bitlocker_note, "RequireBitLocker=no") != NULL && at.bitlocker_device == NULL);
+	free(TAKE_PTR(at.bitlocker_note));
+	/* RequireBitLocker=yes, no volume under a plain directory: refused unless RequireNTFS=no. */
+	a.require_bitlocker = true;
+	check_int(drive_bitlocker_check(&a, &at, &err), -EMEDIUMTYPE);
+	check(strstr(err, "--bitlocker-device") != NULL && strstr(err, dir) != NULL);
+	free(TAKE_PTR(err));
+	a.require_ntfs = false;
+	check_int(drive_bitlocker_check(&a, &at, &err), 0);
+	check(strstr(at.bitlocker_note, "RequireNTFS=no") != NULL && at.bitlocker_device == NULL);
+	free(TAKE_PTR(at.bitlocker_note));
+	/* A named device that is no BitLocker volume is refused, naming it. */
+	fd = open(plain, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	check(fd >= 0 && ftruncate(fd, 1 << 20) == 0);
+	close(fd);
+	a.bitlocker_device = plain;
+	check_int(drive_bitlocker_check(&a, &at, &err), -EMEDIUMTYPE);
+	check(strstr(err, plain) != NULL && strstr(err, "not a BitLocker volume") != NULL);
+	free(TAKE_PTR(err));
+
+	if (archive == NULL) {
+		printf("BitLocker image cases skipped: no reference/bitlocker archive\n");
+		drive_attach_done(&at);
+		rm_rf(dir);
+		return;
+	}
+	cmd = xprintf("tar -xJf '%s' -C '%s'", archive, dir);
+	check(system(cmd) == 0);
+	a.bitlocker_device = img;
+	a.bitlocker_key = other;
+	a.bitlocker_key_file = "/root/keys/disk1.txt";
+	check_int(drive_bitlocker_check(&a, &at, &err), -EPERM);
+	check(strstr(err, "/root/keys/disk1.txt") != NULL && strstr(err, img) != NULL);
+	check(strstr(err, other) == NULL && strstr(err, "8f595209-f5b9-49a0-85d4-cb8f80258c27"));
+	check(at.bitlocker_device == NULL);
+	free(TAKE_PTR(err));
+	a.bitlocker_key = rp;
+	check_int(drive_bitlocker_check(&a, &at, &err), 0);
+	check(err == NULL && at.bitlocker_note == NULL);
+	check_str(at.bitlocker_device, img);
+	check_str(at.bitlocker_guid, "8f595209-f5b9-49a0-85d4-cb8f80258c27");
+	check_str(at.bitlocker_cipher, "aes-xts-plain64");
+	drive_attach_done(&at);
+	/* Without a key (given later): the volume is loaded, and the note says nothing was checked. */
+	at.probe.mount_point = xstrdup(dir);
+	a.bitlocker_key = NULL;
+	check_int(drive_bitlocker_check(&a, &at, &err), 0);
+	check_str(at.bitlocker_guid, "8f595209-f5b9-49a0-85d4-cb8f80258c27");
+	check(strstr(at.bitlocker_note, "no recovery password") != NULL);
+	drive_attach_done(&at);
+	rm_rf(dir);
+}
+
 int
 main(void)
 {
@@ -660,5 +809,7 @@ main(void)
 	test_mountinfo_ntfs();
 	test_attach_dir();
 	test_tmpfs();
+	test_dm_bitlk();
+	test_bitlocker_decision();
 	return 0;
 }
