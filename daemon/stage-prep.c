@@ -760,7 +760,8 @@ write_manifest(struct prep_drive *dr)
 	}
 	r = db_drive_foreach_verified(ro, dr->drive_id, manifest_add_cb, &mc);
 	if (r >= 0 && (r = props_sync(&mc)) < 0)
-		mm->error = xprintf("syncing the properties files on %s: %s", dr->path, strerror(-r));
+		mm->error =
+		    xprintf("syncing the properties files on %s: %s", dr->path, strerror(-r));
 	else if (r < 0)
 		mm->error = xprintf("writing the manifest of %s: %s", dr->path, strerror(-r));
 	if (r < 0) {
