@@ -614,8 +614,7 @@ struct manifest_ctx {
 	struct manifest_block *blocks;
 	size_t cap;
 	struct prep_drive *dr;
-	int dirs[3];      /* <job>, <job>/.seedd-tmp, <job>/.seedd-tmp/properties; -1 if not open */
-	uint64_t written; /* properties files (re)written this pass */
+	int dirs[3]; /* <job>, <job>/.seedd-tmp, <job>/.seedd-tmp/properties; < 0 if not open */
 };
 
 /* Open (making it if need be) the directory name in parent. */
@@ -682,7 +681,6 @@ blob_properties(struct manifest_ctx *mc, const struct file_row *f, struct manife
 		return -EINVAL; /* a verified file always has its MD5 (copy.c) */
 	if ((r = manifest_properties_put(mc->dirs[2], f->md5, blob->properties_hash)) < 0)
 		return r;
-	mc->written += (uint64_t)r;
 	manifest_properties_name(f->md5, name);
 	*ret_path = xprintf("%s/%s/%s/%s", mc->dr->p->job_name, PROPS_PARENT, PROPS_DIR, name);
 	blob->properties_path = *ret_path;
