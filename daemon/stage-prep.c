@@ -2,8 +2,7 @@
  * Stage `drive_prep`: one worker thread per drive copies its planned files
  * (copy.c: hash, write, fdatasync, verify by re-reading), then writes the
  * blobs' properties files and the drive's DriveManifest.xml (manifest.c)
- * from a read-only database
- * connection. The loop half feeds each worker a bounded queue of tasks read
+ * from a read-only database connection. The loop half feeds each worker a bounded queue of tasks read
  * from the store, commits every result in one transaction (a file counts as
  * copied only once verified), moves files off a full drive, re-plans a file
  * that changed in staging, and waits in phase `needs-drive` when no drive
