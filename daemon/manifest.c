@@ -9,14 +9,22 @@
  * Format choices, each from shared/reference/drive-format/README.md:
  *  - element order per the 2014-11-01 grammar (§1.2): DriveId, ClientCreator,
  *    one BlobList; Blob = BlobPath, FilePath, Length, ImportDisposition,
- *    BlockList. No credential element (§1.8: current tools write none);
+ *    BlockList, PropertiesPath (the per-blob override, after the BlockList as
+ *    the grammar places it). No credential element (§1.8: current tools
+ *    write none);
  *  - FilePath in Windows form with a leading backslash, as every sample (§1.2);
  *  - Block Hash = upper-case hex MD5 of the block (§1.3); Block Id = "MD5/" +
  *    base64 of the raw MD5, as WAImportExport writes it (§1.3 recommendation):
  *    28 characters for every block, itself valid base64;
  *  - an empty file gets an empty <BlockList></BlockList>: the grammar makes
  *    every Block optional (examples/manifest-grammar-2014-11-01.txt);
+ *  - PropertiesPath Hash = upper-case hex MD5 of the properties file (§1.3),
+ *    its text a Windows path like FilePath;
  *  - UTF-8 without BOM, two-space indentation like the samples (§1.7).
+ *
+ * Properties files (§5) are rendered from a fixed template rather than with
+ * libxml2: the only variable text is Base64, which needs no escaping, and
+ * the bytes must be the same on every run for the name-fixes-content rule.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -251,6 +259,7 @@ check_blob(const struct manifest_blob *b)
 	uint64_t end = 0;
 
 	if (!text_ok(b->blob_path) || !file_path_ok(b->file_path) ||
+	    (b->properties_path != NULL && !file_path_ok(b->properties_path)) ||
 	    (unsigned)b->disposition >= ELEMENTSOF(disposition_names))
 		return -EINVAL;
 	/* The 2014-11-01 format cannot describe a block blob of more blocks. */
@@ -309,6 +318,23 @@ write_block(struct manifest_writer *w, const struct manifest_block *k)
 	return xml_check(w, xmlTextWriterEndElement(w->xml));
 }
 
+/* <PropertiesPath Hash="HEX">\path</PropertiesPath>, or nothing. */
+static int
+write_properties_path(struct manifest_writer *w, const struct manifest_blob *b)
+{
+	char hash[33];
+	int r;
+
+	if (b->properties_path == NULL)
+		return 0;
+	manifest_hash_hex(b->properties_hash, hash);
+	if ((r = start_element(w, "PropertiesPath")) < 0 || (r = write_attr(w, "Hash", hash)) < 0 ||
+	    (r = xml_check(w, xmlTextWriterWriteString(
+	                          w->xml, BAD_CAST windows_path(w, b->properties_path)))) < 0)
+		return r;
+	return xml_check(w, xmlTextWriterEndElement(w->xml));
+}
+
 int
 manifest_writer_add_blob(struct manifest_writer *w, const struct manifest_blob *b)
 {
@@ -331,6 +357,7 @@ manifest_writer_add_blob(struct manifest_writer *w, const struct manifest_blob *
 		if ((r = write_block(w, &b->blocks[i])) < 0)
 			return r;
 	if ((r = xml_check(w, xmlTextWriterFullEndElement(w->xml))) < 0 ||
+	    (r = write_properties_path(w, b)) < 0 ||
 	    (r = xml_check(w, xmlTextWriterEndElement(w->xml))) < 0)
 		return r;
 	w->n_blobs++;
@@ -432,4 +459,88 @@ manifest_block_id(const unsigned char md5[16], char out[static MANIFEST_BLOCK_ID
 {
 	memcpy(out, "MD5/", 4);
 	EVP_EncodeBlock((unsigned char *)out + 4, md5, 16);
+}
+
+size_t
+manifest_properties_bytes(const unsigned char content_md5[16],
+                          char out[static MANIFEST_PROPERTIES_MAX])
+{
+	unsigned char b64[25];
+
+	EVP_EncodeBlock(b64, content_md5, 16);
+	return (size_t)snprintf(out, MANIFEST_PROPERTIES_MAX,
+	                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	                        "<Properties>\n"
+	                        "    <Content-MD5>%s</Content-MD5>\n"
+	                        "</Properties>\n",
+	                        (const char *)b64);
+}
+
+void
+manifest_properties_name(const unsigned char content_md5[16],
+                         char out[static MANIFEST_PROPERTIES_NAME_LEN + 1])
+{
+	manifest_hash_hex(content_md5, out);
+	memcpy(out + 32, ".xml", 5);
+}
+
+/* 1 if fd holds exactly want[0, n), 0 if not, or -errno. */
+static int
+same_bytes(int fd, const char *want, size_t n)
+{
+	char buf[MANIFEST_PROPERTIES_MAX + 1];
+	size_t got = 0;
+	ssize_t k;
+
+	while (got < sizeof(buf)) {
+		k = read(fd, buf + got, sizeof(buf) - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return got == n && memcmp(buf, want, n) == 0;
+}
+
+/* Is dirfd/name already the file we want? 1 yes, 0 no (rewrite it), -errno. */
+static int
+properties_present(int dirfd, const char *name, const char *want, size_t n)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return same_bytes(fd, want, n);
+}
+
+int
+manifest_properties_put(int dirfd, const unsigned char content_md5[16], unsigned char hash_out[16])
+{
+	char bytes[MANIFEST_PROPERTIES_MAX], name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+	size_t n = manifest_properties_bytes(content_md5, bytes);
+	unsigned int md5_len = 0;
+	int fd, r;
+
+	if (EVP_Digest(bytes, n, hash_out, &md5_len, EVP_md5(), NULL) != 1 || md5_len != 16)
+		return -EIO;
+	manifest_properties_name(content_md5, name);
+	/* The usual case, a new drive: create it; only an existing file is read back. */
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 && errno != EEXIST)
+		return -errno;
+	if (fd < 0) {
+		if ((r = properties_present(dirfd, name, bytes, n)) != 0)
+			return r < 0 ? r : 0;
+		/* Short or different (a crash while it was written): write it again. */
+		fd = openat(dirfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return -errno;
+	}
+	r = write_all(fd, (const unsigned char *)bytes, n);
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r < 0 ? r : 1;
 }

@@ -39,6 +39,13 @@ struct manifest_blob {
 	enum manifest_disposition disposition;
 	size_t n_blocks; /* 0 only for an empty file (written as an empty BlockList) */
 	const struct manifest_block *blocks;
+	/*
+	 * The blob's properties file (README §5), or NULL for none: relative to
+	 * the drive root like file_path, written as <PropertiesPath Hash="...">
+	 * after the BlockList, where the grammar puts the per-blob override.
+	 */
+	const char *properties_path;
+	unsigned char properties_hash[16]; /* MD5 of the properties file's bytes */
 };
 
 struct manifest_writer;
@@ -83,5 +90,38 @@ void manifest_hash_hex(const unsigned char md5[16], char out[static 33]);
 
 /* Block Id as WAImportExport writes it: "MD5/" + base64 of the raw MD5. */
 void manifest_block_id(const unsigned char md5[16], char out[static MANIFEST_BLOCK_ID_LEN + 1]);
+
+/*
+ * Properties files [DOC] drive-format/README.md §1.3, §5: a blob imported
+ * from its blocks gets a Content-MD5 only from a properties file the
+ * manifest names. seedd writes one per distinct content MD5, named after it
+ * (MANIFEST_PROPERTIES_NAME_LEN: 32 upper-case hex digits + ".xml"), so
+ * blobs of equal content share one file, the name fixes the bytes (a file
+ * found on resume is checked by comparing), and no two contents collide.
+ * The bytes follow the official sample (examples/properties-sample.xml):
+ * the same declaration, <Properties>, four-space indentation, LF endings,
+ * and only <Content-MD5> (Base64 of the 16 raw bytes).
+ */
+#define MANIFEST_PROPERTIES_MAX 160
+#define MANIFEST_PROPERTIES_NAME_LEN 36
+
+/* The properties file for content_md5; returns its length (no NUL is counted). */
+size_t manifest_properties_bytes(const unsigned char content_md5[16],
+                                 char out[static MANIFEST_PROPERTIES_MAX]);
+
+/* Its name: "<HEX-MD5>.xml". */
+void manifest_properties_name(const unsigned char content_md5[16],
+                              char out[static MANIFEST_PROPERTIES_NAME_LEN + 1]);
+
+/*
+ * Make dirfd/<name> hold exactly the properties file of content_md5 and put
+ * the MD5 of its bytes (the PropertiesPath Hash) into hash_out. A file that
+ * is already there with the right bytes is left alone (returns 0); a missing,
+ * short or otherwise different one (a crash mid-write) is rewritten
+ * (returns 1). Nothing is synced: the caller syncs the filesystem once
+ * before the manifest that names these files is renamed into place.
+ */
+int manifest_properties_put(int dirfd, const unsigned char content_md5[16],
+                            unsigned char hash_out[16]);
 
 #endif

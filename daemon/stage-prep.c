@@ -1,8 +1,8 @@
 /*
  * Stage `drive_prep`: one worker thread per drive copies its planned files
  * (copy.c: hash, write, fdatasync, verify by re-reading), then writes the
- * drive's DriveManifest.xml (manifest.c) from a read-only database
- * connection. The loop half feeds each worker a bounded queue of tasks read
+ * blobs' properties files and the drive's DriveManifest.xml (manifest.c)
+ * from a read-only database connection. The loop half feeds each worker a bounded queue of tasks read
  * from the store, commits every result in one transaction (a file counts as
  * copied only once verified), moves files off a full drive, re-plans a file
  * that changed in staging, and waits in phase `needs-drive` when no drive
@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "drive.h"
+#include "lint.h"
 #include "log.h"
 #include "manifest.h"
 #include "plan.h"
@@ -38,6 +39,16 @@
 #define SMALL_GROUP_BYTES (64u << 20)
 #define MANIFEST_NAME DRIVE_MANIFEST_NAME
 #define MANIFEST_TMP DRIVE_MANIFEST_TMP
+/*
+ * Properties files (manifest.h) go to <job>/PROPS_PARENT/PROPS_DIR/. The
+ * parent ".seedd-tmp" cannot be a staged name: lint refuses every path
+ * segment ending in LINT_TMP_SUFFIX, and a copy's temporary name is a
+ * staged name + that suffix, never the suffix alone. Inside <job>/ the
+ * files pass drive_check_foreign and count in drive_job_usage. They are
+ * not blobs: only PropertiesPath names them.
+ */
+#define PROPS_PARENT LINT_TMP_SUFFIX
+#define PROPS_DIR "properties"
 #define PROGRESS_SEC 1
 
 enum task_kind {
@@ -603,13 +614,85 @@ struct manifest_ctx {
 	struct manifest_block *blocks;
 	size_t cap;
 	struct prep_drive *dr;
+	int dirs[3]; /* <job>, <job>/.seedd-tmp, <job>/.seedd-tmp/properties; < 0 if not open */
 };
+
+/* Open (making it if need be) the directory name in parent. */
+static int
+open_subdir(int parent, const char *name)
+{
+	int fd;
+
+	if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Open <job>/.seedd-tmp/properties on the drive. */
+static int
+props_open(struct manifest_ctx *mc)
+{
+	const char *names[] = {mc->dr->p->job_name, PROPS_PARENT, PROPS_DIR};
+	int parent = mc->dr->root_fd;
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		if ((mc->dirs[i] = open_subdir(parent, names[i])) < 0)
+			return mc->dirs[i];
+		parent = mc->dirs[i];
+	}
+	return 0;
+}
+
+/*
+ * Make the properties files durable before the manifest naming them is
+ * renamed into place: syncfs for the files (one flush, as for a group of
+ * small files), then fsync of the directories they were entered in (on a
+ * FUSE mount that fsync is what reaches ntfs-3g).
+ */
+static int
+props_sync(struct manifest_ctx *mc)
+{
+	if (syncfs(mc->dr->root_fd) < 0)
+		return -errno;
+	for (size_t i = ELEMENTSOF(mc->dirs); i-- > 0;)
+		if (fsync(mc->dirs[i]) < 0 && errno != EINVAL)
+			return -errno;
+	return 0;
+}
+
+static void
+props_close(struct manifest_ctx *mc)
+{
+	for (size_t i = 0; i < ELEMENTSOF(mc->dirs); i++)
+		if (mc->dirs[i] >= 0)
+			(void)close(mc->dirs[i]);
+}
+
+/* The blob's properties file: written if missing or wrong; its Hash set, its path in *ret_path. */
+static int
+blob_properties(struct manifest_ctx *mc, const struct file_row *f, struct manifest_blob *blob,
+                char **ret_path)
+{
+	char name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+	int r;
+
+	if (!f->has_md5)
+		return -EINVAL; /* a verified file always has its MD5 (copy.c) */
+	if ((r = manifest_properties_put(mc->dirs[2], f->md5, blob->properties_hash)) < 0)
+		return r;
+	manifest_properties_name(f->md5, name);
+	*ret_path = xprintf("%s/%s/%s/%s", mc->dr->p->job_name, PROPS_PARENT, PROPS_DIR, name);
+	blob->properties_path = *ret_path;
+	return 0;
+}
 
 static int
 manifest_add_cb(const struct file_row *f, const struct block_row *b, size_t n, void *userdata)
 {
 	struct manifest_ctx *mc = userdata;
-	_cleanup_free_ char *file_path = NULL;
+	_cleanup_free_ char *file_path = NULL, *props_path = NULL;
+	int r;
 
 	if (atomic_load(&mc->dr->w.cancel))
 		return -ECANCELED; /* shutting down: the manifest is written again at restart */
@@ -632,16 +715,22 @@ manifest_add_cb(const struct file_row *f, const struct block_row *b, size_t n, v
 		.n_blocks = n,
 		.blocks = mc->blocks,
 	};
+	r = blob_properties(mc, f, &blob, &props_path);
 	worker_thread_beat(&mc->dr->w);
-	return manifest_writer_add_blob(mc->mw, &blob);
+	return r < 0 ? r : manifest_writer_add_blob(mc->mw, &blob);
 }
 
-/* Write DriveManifest.xml from the verified rows of this drive. */
+/*
+ * Write DriveManifest.xml from the verified rows of this drive, each blob's
+ * properties file on the way (cost measured in bench/README.md: one small
+ * create per distinct content here, on the worker, instead of during the
+ * copy, where a resumed group would have to redo or re-check them).
+ */
 static void
 write_manifest(struct prep_drive *dr)
 {
 	struct manifest_msg *mm = xcalloc(1, sizeof(*mm));
-	struct manifest_ctx mc = {.dr = dr};
+	struct manifest_ctx mc = {.dr = dr, .dirs = {-1, -1, -1}};
 	_cleanup_free_ char *err = NULL;
 	struct db *ro = NULL;
 	unsigned char md5[16];
@@ -656,6 +745,11 @@ write_manifest(struct prep_drive *dr)
 		mm->error = xprintf("opening the store: %s", err ? err : strerror(-r));
 		goto out;
 	}
+	if ((r = props_open(&mc)) < 0) {
+		mm->error = xprintf("creating %s/%s/%s on %s: %s", dr->p->job_name, PROPS_PARENT,
+		                    PROPS_DIR, dr->path, strerror(-r));
+		goto out;
+	}
 	mc.mw = manifest_writer_open(dr->root_fd, MANIFEST_TMP, dr->serial, "seedd " SEEDD_VERSION,
 				     &r);
 	if (mc.mw == NULL) {
@@ -663,9 +757,13 @@ write_manifest(struct prep_drive *dr)
 		goto out;
 	}
 	r = db_drive_foreach_verified(ro, dr->drive_id, manifest_add_cb, &mc);
+	if (r >= 0 && (r = props_sync(&mc)) < 0)
+		mm->error =
+		    xprintf("syncing the properties files on %s: %s", dr->path, strerror(-r));
+	else if (r < 0)
+		mm->error = xprintf("writing the manifest of %s: %s", dr->path, strerror(-r));
 	if (r < 0) {
 		manifest_writer_abort(mc.mw);
-		mm->error = xprintf("writing the manifest of %s: %s", dr->path, strerror(-r));
 		goto out;
 	}
 	if ((r = manifest_writer_close(mc.mw, MANIFEST_NAME, md5)) < 0) {
@@ -676,6 +774,7 @@ write_manifest(struct prep_drive *dr)
 out:
 	mm->status = r;
 	free(mc.blocks);
+	props_close(&mc);
 	db_close(ro);
 	worker_queue_push(dr->p->queue, &mm->m);
 }

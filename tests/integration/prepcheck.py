@@ -1,6 +1,10 @@
 """Checks shared by the drive-prep tests: wait for a job, and prove the drives
 hold every staged file exactly once, byte for byte, with a DriveManifest.xml
-whose blobs, lengths and block MD5s match."""
+whose blobs, lengths and block MD5s match, and whose every blob names a
+properties file (PropertiesPath, after the BlockList as the 2014-11-01
+grammar puts it) that is on the drive, has the MD5 the Hash attribute says,
+and carries the file's whole-file Content-MD5 (drive-format README §1.2,
+§1.3, §5)."""
 import base64
 import hashlib
 import os
@@ -43,9 +47,37 @@ def manifest_blobs(path):
         for b in bl.findall("Blob"):
             blocks = [(int(x.get("Offset")), int(x.get("Length")), x.get("Id"), x.get("Hash"))
                       for x in b.find("BlockList").findall("Block")]
+            pp = b.find("PropertiesPath")
             blobs.append({"BlobPath": b.findtext("BlobPath"), "FilePath": b.findtext("FilePath"),
-                          "Length": int(b.findtext("Length")), "blocks": blocks})
+                          "Length": int(b.findtext("Length")), "blocks": blocks,
+                          "order": [c.tag for c in b],
+                          "PropertiesPath": None if pp is None else pp.text,
+                          "PropertiesHash": None if pp is None else pp.get("Hash")})
     return drive.findtext("DriveId"), blobs
+
+
+BLOB_ORDER = ["BlobPath", "FilePath", "Length", "ImportDisposition", "BlockList", "PropertiesPath"]
+PROPS_HEAD = b'<?xml version="1.0" encoding="UTF-8"?>\n<Properties>\n'
+
+
+def verify_properties(drive_path, job, b, data):
+    """The blob's PropertiesPath: on the drive, its Hash, its Content-MD5 = the file's MD5."""
+    rel = b["FilePath"]
+    check(b["order"] == BLOB_ORDER, "element order of %s: %r" % (rel, b["order"]))
+    path, want = b["PropertiesPath"], b["PropertiesHash"]
+    check(path is not None and path.startswith("\\" + job + "\\"),
+          "PropertiesPath of %s under the job's directory: %r" % (rel, path))
+    local = os.path.join(drive_path, *path[1:].split("\\"))
+    check(os.path.isfile(local), "properties file of %s on the drive: %s" % (rel, local))
+    raw = open(local, "rb").read()
+    check(want == hashlib.md5(raw).hexdigest().upper(),
+          "PropertiesPath Hash of %s is the MD5 of %s" % (rel, path))
+    check(raw.startswith(PROPS_HEAD), "properties file %s has the sample's head" % path)
+    root = ET.fromstring(raw)
+    check(root.tag == "Properties" and [c.tag for c in root] == ["Content-MD5"],
+          "properties file %s: <Properties> with <Content-MD5> only" % path)
+    check(root.findtext("Content-MD5") == base64.b64encode(hashlib.md5(data).digest()).decode(),
+          "Content-MD5 in %s is the MD5 of %s" % (path, rel))
 
 
 def verify_drives(staging, job, container, files, drives):
@@ -74,6 +106,7 @@ def verify_drives(staging, job, container, files, drives):
             check(b["Length"] == len(data), "Length of %s" % rel)
             on_drive = open(os.path.join(dr["path"], job, rel), "rb").read()
             check(on_drive == data, "%s byte-identical on drive %s" % (rel, dr["serial"]))
+            verify_properties(dr["path"], job, b, data)
             expect = [(o, min(BLOCK, len(data) - o)) for o in range(0, len(data), BLOCK)]
             check([(o, n) for o, n, _, _ in b["blocks"]] == expect, "blocks of %s" % rel)
             for o, n, bid, h in b["blocks"]:

@@ -23,6 +23,15 @@
 #include "daemon/manifest.h"
 #include "proto/util.h"
 
+/* A blob without a properties file (positional, like the struct's first fields). */
+#define BLOB(bp, fp, len, disp, n, blk)                                                            \
+	((struct manifest_blob){.blob_path = (bp),                                                 \
+	                        .file_path = (fp),                                                 \
+	                        .length = (len),                                                   \
+	                        .disposition = (disp),                                             \
+	                        .n_blocks = (n),                                                   \
+	                        .blocks = (blk)})
+
 static char tmpdir[256];
 static int dirfd_ = -1;
 static char *data_dir;
@@ -314,7 +323,25 @@ sample_blocks(const char *const *hashes, size_t n, uint32_t len, struct manifest
 	}
 }
 
-/* Write the koala (import log) and canyon (export manifest) blobs + an empty one. */
+/* The properties file of content_md5 and its Hash, as stage-prep names it. */
+static void
+sample_properties(struct manifest_blob *b, const unsigned char content_md5[16], char *path,
+                  size_t size)
+{
+	char bytes[MANIFEST_PROPERTIES_MAX], name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+
+	manifest_properties_name(content_md5, name);
+	snprintf(path, size, ".seedd-tmp/properties/%s", name);
+	b->properties_path = path;
+	md5_of(bytes, manifest_properties_bytes(content_md5, bytes), b->properties_hash);
+}
+
+/*
+ * Write the koala (import log) and canyon (export manifest) blobs + an empty
+ * one. Koala and the empty file carry a PropertiesPath: koala's content MD5
+ * is the official properties sample's placeholder ("Check Integrity!"), the
+ * empty file's is the real MD5 of nothing; canyon has none.
+ */
 static void
 write_sample_manifest(const char *final, unsigned char md5[16])
 {
@@ -331,17 +358,23 @@ write_sample_manifest(const char *final, unsigned char md5[16])
 	};
 	struct manifest_block kb[5], cb[4];
 	struct manifest_blob blobs[] = {
-	    {"pictures/animals/koala.jpg", "animals/koala.jpg", 30310, MANIFEST_RENAME, 5, kb},
-	    {"pictures/wild/canyon.jpg", "pictures/wild/canyon.jpg", 10884, MANIFEST_OVERWRITE, 4,
-	     cb},
-	    {"pictures/notes/empty.txt", "pictures/notes/empty.txt", 0, MANIFEST_NO_OVERWRITE, 0,
-	     NULL},
+	    BLOB("pictures/animals/koala.jpg", "animals/koala.jpg", 30310, MANIFEST_RENAME, 5, kb),
+	    BLOB("pictures/wild/canyon.jpg", "pictures/wild/canyon.jpg", 10884, MANIFEST_OVERWRITE,
+	         4, cb),
+	    BLOB("pictures/notes/empty.txt", "pictures/notes/empty.txt", 0, MANIFEST_NO_OVERWRITE,
+	         0, NULL),
 	};
+	char koala_props[128], empty_props[128];
+	unsigned char empty_md5[16];
 	struct manifest_writer *w;
 	int err = 0;
 
 	sample_blocks(koala, 5, 6062, kb);
 	sample_blocks(canyon, 4, 2721, cb);
+	sample_properties(&blobs[0], (const unsigned char *)"Check Integrity!", koala_props,
+	                  sizeof(koala_props));
+	md5_of("", 0, empty_md5);
+	sample_properties(&blobs[2], empty_md5, empty_props, sizeof(empty_props));
 	w = manifest_writer_open(dirfd_, "sample.tmp", "9WM35C2V", "seedd 0.1.0", &err);
 	check(w != NULL);
 	for (size_t i = 0; i < ELEMENTSOF(blobs); i++)
@@ -535,17 +568,17 @@ test_real_data(void)
 	                         &err);
 	check(w != NULL);
 	check(exists("DriveManifest.xml.tmp"));
-	check_int(manifest_writer_add_blob(w, &(struct manifest_blob){"seed/job/big.bin", "big.bin",
+	check_int(manifest_writer_add_blob(w, &BLOB("seed/job/big.bin", "big.bin",
 	                                                              big_size, MANIFEST_OVERWRITE,
-	                                                              3, big_blocks}),
+	                                                              3, big_blocks)),
 	          0);
 	check_int(manifest_writer_add_blob(
-	              w, &(struct manifest_blob){"seed/job/small.bin", "small.bin", small_size,
-	                                         MANIFEST_OVERWRITE, 1, small_blocks}),
+	              w, &BLOB("seed/job/small.bin", "small.bin", small_size,
+	                                         MANIFEST_OVERWRITE, 1, small_blocks)),
 	          0);
 	check_int(
-	    manifest_writer_add_blob(w, &(struct manifest_blob){"seed/job/empty.bin", "empty.bin",
-	                                                        0, MANIFEST_OVERWRITE, 0, NULL}),
+	    manifest_writer_add_blob(w, &BLOB("seed/job/empty.bin", "empty.bin",
+	                                                        0, MANIFEST_OVERWRITE, 0, NULL)),
 	    0);
 	check_int(manifest_writer_close(w, "DriveManifest.xml", md5), 0);
 
@@ -578,7 +611,7 @@ test_real_data(void)
 static void
 test_replace_and_abort(void)
 {
-	struct manifest_blob b = {"c/x", "x", 0, MANIFEST_RENAME, 0, NULL};
+	struct manifest_blob b = BLOB("c/x", "x", 0, MANIFEST_RENAME, 0, NULL);
 	unsigned char md5[16], again[16], *bytes;
 	struct manifest_writer *w;
 	size_t len;
@@ -644,20 +677,20 @@ test_blob_refusals(void)
 	struct manifest_block huge = {.offset = 0, .length = MANIFEST_BLOCK_MAX + 1};
 	struct manifest_block zero = {.offset = 0, .length = 0};
 	struct manifest_blob bad[] = {
-	    {"c/a", "a", 11, MANIFEST_RENAME, 1, &one},                      /* length != sum */
-	    {"c/a", "a", 10, MANIFEST_RENAME, 0, NULL},                      /* no blocks */
-	    {"c/a", "a", 0, MANIFEST_RENAME, 1, &zero},                      /* empty block */
-	    {"c/a", "a", 21, MANIFEST_RENAME, 2, gap},                       /* not contiguous */
-	    {"c/a", "a", MANIFEST_BLOCK_MAX + 1, MANIFEST_RENAME, 1, &huge}, /* > 4 MiB */
-	    {"c/a", "/a", 10, MANIFEST_RENAME, 1, &one},                     /* absolute */
-	    {"c/a", "a\\b", 10, MANIFEST_RENAME, 1, &one},                   /* backslash */
-	    {"c/a", "a//b", 10, MANIFEST_RENAME, 1, &one},                   /* empty segment */
-	    {"c/a", "a/", 10, MANIFEST_RENAME, 1, &one},                     /* trailing '/' */
-	    {"c/a", "", 10, MANIFEST_RENAME, 1, &one},                       /* empty */
-	    {"c/\xc3", "a", 10, MANIFEST_RENAME, 1, &one},                   /* bad UTF-8 */
-	    {"c/a", "a\x01", 10, MANIFEST_RENAME, 1, &one},                  /* control */
-	    {NULL, "a", 10, MANIFEST_RENAME, 1, &one},                       /* no blob path */
-	    {"c/a", "a", 10, (enum manifest_disposition)3, 1, &one},         /* disposition */
+	    BLOB("c/a", "a", 11, MANIFEST_RENAME, 1, &one),                      /* length != sum */
+	    BLOB("c/a", "a", 10, MANIFEST_RENAME, 0, NULL),                      /* no blocks */
+	    BLOB("c/a", "a", 0, MANIFEST_RENAME, 1, &zero),                      /* empty block */
+	    BLOB("c/a", "a", 21, MANIFEST_RENAME, 2, gap),                       /* not contiguous */
+	    BLOB("c/a", "a", MANIFEST_BLOCK_MAX + 1, MANIFEST_RENAME, 1, &huge), /* > 4 MiB */
+	    BLOB("c/a", "/a", 10, MANIFEST_RENAME, 1, &one),                     /* absolute */
+	    BLOB("c/a", "a\\b", 10, MANIFEST_RENAME, 1, &one),                   /* backslash */
+	    BLOB("c/a", "a//b", 10, MANIFEST_RENAME, 1, &one),                   /* empty segment */
+	    BLOB("c/a", "a/", 10, MANIFEST_RENAME, 1, &one),                     /* trailing '/' */
+	    BLOB("c/a", "", 10, MANIFEST_RENAME, 1, &one),                       /* empty */
+	    BLOB("c/\xc3", "a", 10, MANIFEST_RENAME, 1, &one),                   /* bad UTF-8 */
+	    BLOB("c/a", "a\x01", 10, MANIFEST_RENAME, 1, &one),                  /* control */
+	    BLOB(NULL, "a", 10, MANIFEST_RENAME, 1, &one),                       /* no blob path */
+	    BLOB("c/a", "a", 10, (enum manifest_disposition)3, 1, &one),         /* disposition */
 	};
 	struct manifest_block *many = xcalloc(MANIFEST_BLOCKS_MAX + 1, sizeof(*many));
 	struct manifest_writer *w;
@@ -677,16 +710,16 @@ test_blob_refusals(void)
 	}
 	/* 50 000 blocks are the limit; one more is -EFBIG. */
 	check_int(manifest_writer_add_blob(
-	              w, &(struct manifest_blob){"c/many", "many", MANIFEST_BLOCKS_MAX + 1,
-	                                         MANIFEST_RENAME, MANIFEST_BLOCKS_MAX + 1, many}),
+	              w, &BLOB("c/many", "many", MANIFEST_BLOCKS_MAX + 1,
+	                                         MANIFEST_RENAME, MANIFEST_BLOCKS_MAX + 1, many)),
 	          -EFBIG);
 	check_int(manifest_writer_add_blob(
-	              w, &(struct manifest_blob){"c/many", "many", MANIFEST_BLOCKS_MAX,
-	                                         MANIFEST_RENAME, MANIFEST_BLOCKS_MAX, many}),
+	              w, &BLOB("c/many", "many", MANIFEST_BLOCKS_MAX,
+	                                         MANIFEST_RENAME, MANIFEST_BLOCKS_MAX, many)),
 	          0);
 	/* Refused blobs left no trace: the document is well-formed. */
 	check_int(manifest_writer_add_blob(
-	              w, &(struct manifest_blob){"c/a &<>", "a & b", 10, MANIFEST_RENAME, 1, &one}),
+	              w, &BLOB("c/a &<>", "a & b", 10, MANIFEST_RENAME, 1, &one)),
 	          0);
 	check_int(manifest_writer_close(w, "refuse.xml", md5), 0);
 	doc = parse_in_tmp("refuse.xml");
@@ -701,7 +734,7 @@ test_blob_refusals(void)
 static void
 test_write_error(void)
 {
-	struct manifest_blob b = {"c/x", "x", 0, MANIFEST_RENAME, 0, NULL};
+	struct manifest_blob b = BLOB("c/x", "x", 0, MANIFEST_RENAME, 0, NULL);
 	struct rlimit old, lim;
 	struct manifest_writer *w;
 	unsigned char md5[16];
@@ -721,6 +754,171 @@ test_write_error(void)
 	check_int(r, -EFBIG);
 	check(!exists("full.tmp"));
 	check(!exists("full.xml"));
+}
+
+/* ---- properties files -------------------------------------------------- */
+
+/*
+ * The official sample with its Content-Type and Cache-Control lines taken
+ * out is exactly what seedd writes for the sample's Content-MD5 value.
+ */
+static void
+test_properties_sample(void)
+{
+	char ours[MANIFEST_PROPERTIES_MAX], want[512], name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+	unsigned char *sample;
+	size_t len, n, w = 0;
+	int ddir;
+
+	check((ddir = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	sample = slurp(ddir, "properties-sample.xml", &len);
+	close(ddir);
+	for (char *line = (char *)sample, *nl; *line != '\0'; line = nl + 1) {
+		check((nl = strchr(line, '\n')) != NULL);
+		if (strncmp(line, "    <Content-Type>", 18) == 0 ||
+		    strncmp(line, "    <Cache-Control>", 19) == 0)
+			continue;
+		check(w + (size_t)(nl + 1 - line) < sizeof(want));
+		memcpy(want + w, line, (size_t)(nl + 1 - line));
+		w += (size_t)(nl + 1 - line);
+	}
+	n = manifest_properties_bytes((const unsigned char *)"Check Integrity!", ours);
+	if (n != w || memcmp(ours, want, n) != 0)
+		fprintf(stderr, "ours:\n%.*s\nsample without two lines:\n%.*s\n", (int)n, ours,
+		        (int)w, want);
+	check_int(n, w);
+	check(memcmp(ours, want, n) == 0);
+	manifest_properties_name((const unsigned char *)"Check Integrity!", name);
+	check_str(name, "436865636B20496E7465677269747921.xml");
+	free(sample);
+}
+
+/* The file under its name holds the bytes; hash_out is their MD5. */
+static void
+check_properties_file(int dfd, const unsigned char content[16], const unsigned char hash[16])
+{
+	char want[MANIFEST_PROPERTIES_MAX], name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+	size_t n = manifest_properties_bytes(content, want), len;
+	unsigned char md5[16], *got;
+
+	manifest_properties_name(content, name);
+	got = slurp(dfd, name, &len);
+	check_int(len, n);
+	check(memcmp(got, want, n) == 0);
+	md5_of(got, len, md5);
+	check(memcmp(md5, hash, 16) == 0);
+	free(got);
+}
+
+/* Replace dfd/name with len bytes of text (a crash left this much). */
+static void
+put_file(int dfd, const char *name, const char *text, size_t len)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	check(fd >= 0);
+	check(write(fd, text, len) == (ssize_t)len);
+	close(fd);
+}
+
+/*
+ * manifest_properties_put: a new file is written (1); a right one is left
+ * alone (0, same inode, no write); a half-written, empty, longer or
+ * different one (what a crash or an old run leaves) is rewritten (1); a
+ * directory in the way is an error. Equal contents share one file.
+ */
+static void
+test_properties_put(void)
+{
+	unsigned char content[16], other[16], hash[16], hash2[16];
+	char bytes[MANIFEST_PROPERTIES_MAX], name[MANIFEST_PROPERTIES_NAME_LEN + 1];
+	size_t n;
+	struct stat a, b;
+	int dfd;
+
+	check(mkdirat(dirfd_, "props", 0755) == 0);
+	check((dfd = openat(dirfd_, "props", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	md5_of("koala", 5, content);
+	md5_of("canyon", 6, other);
+	manifest_properties_name(content, name);
+	n = manifest_properties_bytes(content, bytes);
+
+	check_int(manifest_properties_put(dfd, content, hash), 1);
+	check_properties_file(dfd, content, hash);
+	check(fstatat(dfd, name, &a, 0) == 0);
+	check_int(manifest_properties_put(dfd, content, hash2), 0); /* same content: shared */
+	check(memcmp(hash, hash2, 16) == 0);
+	check(fstatat(dfd, name, &b, 0) == 0);
+	check(a.st_ino == b.st_ino && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+	      a.st_mtim.tv_nsec == b.st_mtim.tv_nsec);
+
+	put_file(dfd, name, bytes, n / 2); /* half-written */
+	check_int(manifest_properties_put(dfd, content, hash2), 1);
+	check_properties_file(dfd, content, hash2);
+	put_file(dfd, name, "", 0); /* created, never written */
+	check_int(manifest_properties_put(dfd, content, hash2), 1);
+	check_properties_file(dfd, content, hash2);
+	bytes[n] = 'x';
+	put_file(dfd, name, bytes, n + 1); /* one byte too many */
+	check_int(manifest_properties_put(dfd, content, hash2), 1);
+	check_properties_file(dfd, content, hash2);
+	bytes[n - 20] ^= 1;
+	put_file(dfd, name, bytes, n); /* same length, one bit off */
+	check_int(manifest_properties_put(dfd, content, hash2), 1);
+	check_properties_file(dfd, content, hash2);
+
+	check_int(manifest_properties_put(dfd, other, hash2), 1);
+	check(memcmp(hash, hash2, 16) != 0);
+	check_properties_file(dfd, other, hash2);
+	check_properties_file(dfd, content, hash);
+
+	manifest_properties_name(other, name);
+	check(unlinkat(dfd, name, 0) == 0);
+	check(mkdirat(dfd, name, 0755) == 0);
+	check(manifest_properties_put(dfd, other, hash2) < 0);
+	check(unlinkat(dfd, name, AT_REMOVEDIR) == 0);
+	manifest_properties_name(content, name);
+	check(unlinkat(dfd, name, 0) == 0);
+	close(dfd);
+	check(unlinkat(dirfd_, "props", AT_REMOVEDIR) == 0);
+}
+
+/* PropertiesPath: after the BlockList, Hash first and only, Windows path. */
+static void
+test_properties_path(void)
+{
+	struct manifest_block one = {.offset = 0, .length = 3};
+	struct manifest_blob b = BLOB("c/job/a", "job/a", 3, MANIFEST_RENAME, 1, &one);
+	char buf[256];
+	unsigned char md5[16];
+	struct manifest_writer *w;
+	xmlNodePtr blob, last;
+	xmlDocPtr doc;
+	int err = 0;
+
+	md5_of("abc", 3, one.md5);
+	b.properties_path = "job/.seedd-tmp/properties/X.xml";
+	memset(b.properties_hash, 0xab, 16);
+	check((w = manifest_writer_open(dirfd_, "pp.tmp", "D", "seedd", &err)) != NULL);
+	check_int(manifest_writer_add_blob(w, &b), 0);
+	b.properties_path = "/abs.xml"; /* refused like a FilePath */
+	check_int(manifest_writer_add_blob(w, &b), -EINVAL);
+	b.properties_path = "a\\b.xml";
+	check_int(manifest_writer_add_blob(w, &b), -EINVAL);
+	check_int(manifest_writer_close(w, "pp.xml", md5), 0);
+	doc = parse_in_tmp("pp.xml");
+	check_grammar_order(doc);
+	blob = find_blob(xmlDocGetRootElement(doc), "\\job\\a");
+	check(blob != NULL);
+	for (last = first_element(blob); next_element(last->next) != NULL;
+	     last = next_element(last->next))
+		;
+	check(named(last, "PropertiesPath"));
+	check_str(text_of(last, buf, sizeof(buf)), "\\job\\.seedd-tmp\\properties\\X.xml");
+	check_str(attr_of(last, "Hash", buf, sizeof(buf)), "ABABABABABABABABABABABABABABABAB");
+	check(last->properties != NULL && last->properties->next == NULL);
+	xmlFreeDoc(doc);
+	check(unlinkat(dirfd_, "pp.xml", 0) == 0);
 }
 
 static void
@@ -753,11 +951,14 @@ main(void)
 	test_replace_and_abort();
 	test_real_data();
 	test_write_error();
+	test_properties_put();
+	test_properties_path();
 	if (src != NULL) {
 		data_dir = xprintf("%s/tests/unit/data", src);
 		test_ids_match_sample_log();
 		test_sample_bytes();
 		test_sample_tree();
+		test_properties_sample();
 	} else {
 		unsigned char md5[16];
 
