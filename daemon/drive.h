@@ -11,6 +11,9 @@
  * Layout seedd writes on a drive, all at its root:
  *   .seedd-drive.json   marker: {"job", "uuid", "serial", "created"}
  *   <job>/<rel path>    the job's files, i.e. manifest FilePath "\<job>\<rel>"
+ *   <job>/.seedd-tmp/properties/<MD5>.xml
+ *                       one properties file (Content-MD5) per distinct content,
+ *                       the manifest's PropertiesPath
  *   DriveManifest.xml   written last (temporary name DRIVE_MANIFEST_TMP)
  * Anything else at the root, apart from the system directories Windows and
  * Linux create themselves, is data seedd did not write: the drive is refused.

@@ -18,6 +18,7 @@
  */
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 #include "lint.h"
@@ -187,10 +188,14 @@ check_segment(const unsigned char *s, size_t n)
 		return "path segment longer than 255 characters";
 	if (is_device_name(s, n))
 		return "path segment is a reserved Windows device name (CON, NUL, COM1, ...)";
-	/* seedd's own: copies are written under this suffix and renamed. */
+	/*
+	 * seedd's own: copies are written under this suffix and renamed, and
+	 * properties files live in <job>/.seedd-tmp/. In any case: Windows reads
+	 * the drive's NTFS case-insensitively, so ".SEEDD-TMP" would collide.
+	 */
 	if (n >= sizeof(LINT_TMP_SUFFIX) - 1 &&
-	    memcmp(s + n - (sizeof(LINT_TMP_SUFFIX) - 1), LINT_TMP_SUFFIX,
-		   sizeof(LINT_TMP_SUFFIX) - 1) == 0)
+	    strncasecmp((const char *)s + n - (sizeof(LINT_TMP_SUFFIX) - 1), LINT_TMP_SUFFIX,
+			sizeof(LINT_TMP_SUFFIX) - 1) == 0)
 		return "path segment ends in " LINT_TMP_SUFFIX ", which seedd uses for its "
 		       "temporary files";
 	return NULL;

@@ -34,20 +34,23 @@ struct plan_cost {
 
 /*
  * The default, deliberately generous. A <Blob> without BlobPath/FilePath text
- * is about 250 bytes of markup, so 512 leaves room for names of ~260 bytes
- * when plan_file.name_bytes is 0; a <Block> line is about 140 bytes, so 200.
+ * is about 250 bytes of markup and its PropertiesPath line about 150 more plus
+ * the job's name, so 768 leaves room for names of ~300 bytes when
+ * plan_file.name_bytes is 0; a <Block> line is about 140 bytes, so 200.
  * 64 KiB covers the XML head/tail and rounding. Clusters of 4 KiB are NTFS's
- * default up to 16 TB volumes; 4 KiB per file covers a 1 KiB MFT record (4 KiB
- * on 4Kn-formatted volumes) and directory index entries. For 1 M small files
- * that is ~4.5 GB held back, which beats an ENOSPC halfway through a drive.
+ * default up to 16 TB volumes; 8 KiB per file covers two 1 KiB MFT records
+ * (4 KiB on 4Kn-formatted volumes): the file's and its properties file's (one
+ * per distinct content, so at most one per file), and directory index entries.
+ * For 1 M small files that is ~8.8 GB held back, which beats an ENOSPC halfway
+ * through a drive.
  */
 #define PLAN_COST_DEFAULT                                                                          \
 	((struct plan_cost){                                                                       \
 	    .drive_base = 64 * 1024,                                                               \
-	    .per_file = 512,                                                                       \
+	    .per_file = 768,                                                                       \
 	    .per_block = 200,                                                                      \
 	    .cluster = 4096,                                                                       \
-	    .fs_per_file = 4096,                                                                   \
+	    .fs_per_file = 8192,                                                                   \
 	})
 
 struct plan_file {

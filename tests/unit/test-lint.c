@@ -109,6 +109,8 @@ test_blob_table(void)
 	    {"CON", 0, false, "device name"},
 	    {"dir/backup.bak.seedd-tmp", 0, false, "temporary files"},
 	    {"dir.seedd-tmp/x", 0, false, "temporary files"},
+	    {"dir/X.SEEDD-TMP", 0, false, "temporary files"},
+	    {".Seedd-Tmp/properties/x", 0, false, "temporary files"},
 	    {"dir/x.seedd-tmpx", 0, true, NULL},
 	    {"dir/con.txt", 0, false, "device name"},
 	    {"nul", 0, false, "device name"},

@@ -147,16 +147,16 @@ test_cost_default(void)
 	const struct plan_cost c = PLAN_COST_DEFAULT;
 	struct plan_file f = {0};
 
-	/* An empty file: its MFT record and its <Blob> element. */
-	check_int(plan_file_cost(&c, &f), 4096 + 512);
+	/* An empty file: its and its properties file's MFT records, its <Blob> element. */
+	check_int(plan_file_cost(&c, &f), 8192 + 768);
 	f.size = 1;
-	check_int(plan_file_cost(&c, &f), 4096 + 4096 + 512 + 200);
+	check_int(plan_file_cost(&c, &f), 4096 + 8192 + 768 + 200);
 	f.size = PLAN_BLOCK_SIZE;
-	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 4096 + 512 + 200);
+	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 8192 + 768 + 200);
 	f.size = PLAN_BLOCK_SIZE + 1;
-	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 4096 + 4096 + 512 + 400);
+	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 4096 + 8192 + 768 + 400);
 	f.name_bytes = 300;
-	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 4096 + 4096 + 812 + 400);
+	check_int(plan_file_cost(&c, &f), PLAN_BLOCK_SIZE + 4096 + 8192 + 1068 + 400);
 	f.size = UINT64_MAX;
 	check(plan_file_cost(&c, &f) == UINT64_MAX);
 }
@@ -289,7 +289,7 @@ test_zero_byte_files(void)
 {
 	const struct plan_cost c = PLAN_COST_DEFAULT;
 	struct plan_file files[4] = {{.id = 1}, {.id = 2}, {.id = 3}, {.id = 4}};
-	struct plan_drive drive = {.id = 1, .free = 64 * 1024 + 3 * (4096 + 512)};
+	struct plan_drive drive = {.id = 1, .free = 64 * 1024 + 3 * (8192 + 768)};
 	struct plan p;
 
 	/* Room for exactly three empty files' metadata. */
