@@ -566,6 +566,8 @@ drivelog_parse(const char *xml, size_t len, struct drivelog *ret, char **ret_err
 		l->drive_status = xstrdup("");
 	l->drive_ok = strcmp(l->drive_status, "Completed") == 0 ||
 	              strcmp(l->drive_status, "CompletedWithWarnings") == 0;
+	l->drive_failed = !l->drive_ok && *l->drive_status != '\0' &&
+	                  strcmp(l->drive_status, "CompletedWithErrors") != 0;
 	build_index(l);
 	*ret = *l;
 	return 0;
