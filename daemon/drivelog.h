@@ -102,6 +102,9 @@ char *drivelog_file_path_to_rel(const char *file_path);
  */
 const struct drivelog_blob *drivelog_find_file(const struct drivelog *l, const char *rel);
 
+/* Whether a DriveLog/Status is a drive-level failure (see drive_failed); NULL: no. */
+bool drivelog_drive_failed_status(const char *status);
+
 /* "OK", "RENAMED", "SKIPPED", "FAILED". */
 const char *drivelog_verdict_to_string(enum drivelog_verdict v);
 

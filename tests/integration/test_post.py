@@ -87,6 +87,9 @@ def check_clean(d, name, n, want_method):
     job = prepcheck.wait_state(d, name, "done", 180)
     imp, by = job["afterImport"]["import"], job["afterImport"].get("verifiedBy", {})
     print("# %s: import %r, verified by %r" % (name, imp, by), flush=True)
+    if imp.get("repaired"):
+        print("# notOk: %r" % job["afterImport"]["notOk"][:4])
+        print("# log: " + " | ".join(e["text"] for e in d.ctl_json("job", "log", name))[-3000:])
     check(imp.get("repaired", 0) == 0, "%s: a clean documented import repairs nothing: %r" %
           (name, imp))
     check(imp["ok"] == n, "%s: every file reconciled ok: %r" % (name, imp))
@@ -152,15 +155,17 @@ def test_faults(d, sim, store):
     check(by.get("repaired-upload") == len(FAULTS) and
           by.get("block-list") == len(files) - len(FAULTS), "verified by: %r" % by)
     bad = {b["path"]: b["detail"] for b in job["afterImport"]["notOk"]}
+    log = " ".join(e["text"] for e in d.ctl_json("job", "log", "faulty"))
+    print("# faulty log: %s" % log[log.find("reconciling"):log.find("copying-to-vault")],
+          flush=True)
     check(set(bad) == set(FAULTS.values()), "the repaired files are listed: %r" % bad)
     check_vault(store, "faulty", files)
-    log = " ".join(e["text"] for e in d.ctl_json("job", "log", "faulty"))
     check("repaired db/full.bak" in log, "repairs are logged")
     rep = json.load(open(d.ctl_json("job", "report", "faulty")["reportFile"]))
     methods = {f["path"]: f.get("verifiedBy") for f in rep["files"]}
     check(methods["db/full.bak"] == "repaired-upload" and
-          methods["docs/05/f-005.txt"] == "block-list", "the report says how: %r" %
-          {k: methods[k] for k in ("db/full.bak", "docs/05/f-005.txt")})
+          methods["docs/00/f-005.txt"] == "block-list", "the report says how: %r" %
+          {k: methods[k] for k in ("db/full.bak", "docs/00/f-005.txt")})
 
 
 def test_drive_failure(d, sim, store):
@@ -189,8 +194,9 @@ def test_drive_failure(d, sim, store):
           "the job log names it")
     check_vault(store, "drivefail", files)
     rep = json.load(open(d.ctl_json("job", "report", "drivefail")["reportFile"]))
-    check([x.get("logStatus") for x in rep["drives"] if x["serial"] == bad["serial"]] ==
-          ["BitLockerKeyInvalid"], "the report names it: %r" % rep.get("drives"))
+    check(rep["job"]["afterImport"]["driveFailures"] == fails and
+          [x["azure"]["logStatus"] for x in rep["job"]["drives"] if x["serial"] == bad["serial"]]
+          == ["BitLockerKeyInvalid"], "the report names it")
 
 
 def test_changed_staging(d, sim, store):
