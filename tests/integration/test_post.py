@@ -106,6 +106,8 @@ def test_clean(d, sim, store):
     props = manifest_has_properties(d, "clean")
     job = check_clean(d, "clean", len(files), "content-md5" if props else "block-list")
     check(job["afterImport"]["vaultVerified"] == len(files), "every vault copy verified")
+    text = d.ctl("job", "show", "clean", check_rc=0).stdout
+    check("Verified by" in text and "repaired 0" in text, "job show says how:\n%s" % text)
     check_vault(store, "clean", files)
     check(not any(os.path.isfile(os.path.join(r, f)) for r, _, fs in
                   os.walk(os.path.join(d.tmp, "staging-clean")) for f in fs),
@@ -189,6 +191,9 @@ def test_drive_failure(d, sim, store):
           "its files were repaired over the network, not shown as missing: %r" % imp)
     details = {b["detail"] for b in job["afterImport"]["notOk"]}
     check(all("BitLockerKeyInvalid" in (x or "") for x in details), "details: %r" % details)
+    text = d.ctl("job", "show", "drivefail", check_rc=0).stdout
+    check("Drive failed" in text and "%s: BitLockerKeyInvalid" % bad["serial"] in text,
+          "seedctl job show names the failed drive:\n%s" % text)
     log = " ".join(e["text"] for e in d.ctl_json("job", "log", "drivefail"))
     check("drive %s: Azure could not import it: BitLockerKeyInvalid" % bad["serial"] in log,
           "the job log names it")
