@@ -350,13 +350,19 @@ verdict(struct file_mark *m, char **detail, const char *state, const char *metho
 
 /*
  * A file that was already verified (or repaired) before a restart keeps how:
- * its Content-MD5 may be the one seedd set after checking its block list.
+ * its Content-MD5 may be the one seedd set after checking its block list. So
+ * does one whose block check was pending: a blob judged without Content-MD5
+ * that has one now got it from seedd, after its block list matched.
  */
 static const char *
 earlier_method(const struct file_row *f, const char *fallback)
 {
-	if (f->import_state != NULL && f->import_method != NULL &&
-	    (strcmp(f->import_state, "ok") == 0 || strcmp(f->import_state, "repaired") == 0))
+	if (f->import_state == NULL || f->import_method == NULL)
+		return fallback;
+	if (strcmp(f->import_state, "ok") == 0 || strcmp(f->import_state, "repaired") == 0)
+		return f->import_method;
+	if (strcmp(f->import_state, "corrupt") == 0 &&
+	    strncmp(f->import_method, BY_BLOCKS, strlen(BY_BLOCKS)) == 0)
 		return f->import_method;
 	return fallback;
 }

@@ -223,11 +223,13 @@ def test_crashes(d, sim, store):
     files = tree(300)
     azenv.prepared_job(d, "crashy", drives=1, files=files)
     ship_and_import(d, sim, "crashy")
-    for state in ("vault_copy", "cleanup"):
-        prepcheck.wait_job(d, "crashy", lambda j, s=state: j["state"] == s or
-                           j["state"] == "done", state, 180)
+    for state in ("imported", "vault_copy", "cleanup"):
+        order = ("imported", "vault_copy", "cleanup", "done")
+        prepcheck.wait_job(d, "crashy", lambda j, s=state: j["state"] in order and
+                           order.index(j["state"]) >= order.index(s), state, 180)
         job = d.ctl_json("job", "show", "crashy")
         if job["state"] == state:
+            print("# crashy: kill -9 in %s (phase %s)" % (state, job["phase"]), flush=True)
             d.kill9()
             # Nothing deleted without a verified vault copy, at any moment.
             vault = blobs(store, "vault", "crashy/")
@@ -235,7 +237,12 @@ def test_crashes(d, sim, store):
                                                                 "crashy/"))
             check(gone <= set(vault), "import blobs deleted only after their vault copy")
             d.start()
-    prepcheck.wait_state(d, "crashy", "done", 180)
+    job = prepcheck.wait_state(d, "crashy", "done", 180)
+    imp, by = job["afterImport"]["import"], job["afterImport"]["verifiedBy"]
+    print("# crashy: import %r, verified by %r" % (imp, by), flush=True)
+    check(imp.get("repaired", 0) == 0 and imp["ok"] == len(files) and
+          sum(by.values()) == len(files), "kill -9 during the reconcile re-sends nothing: %r %r" %
+          (imp, by))
     check_vault(store, "crashy", files)
 
 
