@@ -35,8 +35,8 @@ struct blob_props {
 	unsigned char md5[16]; /* Content-MD5 (base64 on the wire) */
 	char *etag;
 	char *content_type; /* NULL if not reported */
-	char *access_tier; /* NULL if not reported */
-	char *copy_status; /* pending, success, aborted, failed; NULL if never copied */
+	char *access_tier;  /* NULL if not reported */
+	char *copy_status;  /* pending, success, aborted, failed; NULL if never copied */
 	char *copy_id;
 	char *copy_status_description;
 	int64_t copy_done, copy_total; /* from x-ms-copy-progress "done/total" */

@@ -115,7 +115,8 @@ got_cb(const struct blob_result *r, void *userdata)
 	if (r->n_blocks > 0) {
 		g->blocks = xcalloc(r->n_blocks, sizeof(*g->blocks));
 		for (size_t i = 0; i < r->n_blocks; i++)
-			g->blocks[i] = (struct blob_block){xstrdup(r->blocks[i].id), r->blocks[i].size};
+			g->blocks[i] =
+			    (struct blob_block){xstrdup(r->blocks[i].id), r->blocks[i].size};
 		g->n_blocks = r->n_blocks;
 	}
 	if (r->body != NULL) {
@@ -615,8 +616,10 @@ test_block_list(struct blob_client *bc)
 	check_int(g.props.length, sizeof(data));
 	CALL(g, blob_get_block_list, bc, "vault", "blocklist-copy");
 	/* Not relied on: the docs found do not say Copy Blob keeps the block list. */
-	fprintf(stderr, "Azurite: a Copy Blob's committed block list has %zu blocks "
-		"(the source has 3)\n", g.n_blocks);
+	fprintf(stderr,
+	        "Azurite: a Copy Blob's committed block list has %zu blocks "
+	        "(the source has 3)\n",
+	        g.n_blocks);
 	got_clear(&g);
 }
 

@@ -409,8 +409,8 @@ test_drive_failed(void)
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		_cleanup_free_ char *xml = xprintf("<DriveLog Version=\"2014-11-01\"><DriveId>D1"
-						   "</DriveId><Status>%s</Status></DriveLog>",
-						   cases[i].status);
+		                                   "</DriveId><Status>%s</Status></DriveLog>",
+		                                   cases[i].status);
 		struct drivelog l;
 
 		parse_str(xml, &l);
