@@ -357,13 +357,18 @@ verdict(struct file_mark *m, char **detail, const char *state, const char *metho
 static const char *
 earlier_method(const struct file_row *f, const char *fallback)
 {
-	if (f->import_state == NULL || f->import_method == NULL)
+	static const char *const methods[] = {BY_MD5, BY_BLOCKS, BY_BLOCKS_NO_LOG, BY_REPAIR};
+	const char *st = f->import_state;
+
+	if (st == NULL || f->import_method == NULL)
 		return fallback;
-	if (strcmp(f->import_state, "ok") == 0 || strcmp(f->import_state, "repaired") == 0)
-		return f->import_method;
-	if (strcmp(f->import_state, "corrupt") == 0 &&
-	    strncmp(f->import_method, BY_BLOCKS, strlen(BY_BLOCKS)) == 0)
-		return f->import_method;
+	if (strcmp(st, "ok") != 0 && strcmp(st, "repaired") != 0 &&
+	    (strcmp(st, "corrupt") != 0 || strncmp(f->import_method, BY_BLOCKS, strlen(BY_BLOCKS)) != 0))
+		return fallback;
+	/* The mark outlives f: hand back our own static string. */
+	for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+		if (strcmp(f->import_method, methods[i]) == 0)
+			return methods[i];
 	return fallback;
 }
 

@@ -246,6 +246,38 @@ def test_crashes(d, sim, store):
     check_vault(store, "crashy", files)
 
 
+def test_importexport(blob, store):
+    """The legacy API end to end: seedd asks for the verbose log (logLevel
+    Verbose) and a clean documented import re-sends nothing."""
+    d = Daemon()
+    sim = azenv.Sim(d.tmp, blob=blob)
+    with open(d.config, "w") as f:
+        f.write(azenv.config(d.tmp, sim, api="ImportExport", blob=blob))
+    d.start()
+    try:
+        files = tree(8)
+        azenv.prepared_job(d, "iejob", drives=1, files=files)
+        prepcheck.wait_phase(d, "iejob", "awaiting-tracking", 120)
+        puts = azenv.arm_requests(sim, "PUT", "/jobs/iejob")
+        check(puts and puts[0]["body"]["properties"]["logLevel"] == "Verbose",
+              "the ImportExport job asks for the verbose log")
+        job = d.ctl_json("job", "show", "iejob")
+        sim.ctl("POST", "/jobs/iejob/drives?kind=importexport",
+                {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
+        d.ctl("job", "ship", "iejob", "--carrier", "UPS", "--tracking", "1Z-IE-POST", check_rc=0)
+        prepcheck.wait_state(d, "iejob", "shipped", 60)
+        for state in ("Received", "Transferring", "Completed"):
+            sim.advance("iejob", state)
+        check_clean(d, "iejob", len(files), "content-md5" if
+                    manifest_has_properties(d, "iejob") else "block-list")
+        check_vault(store, "iejob", files)
+        d.stop()
+    finally:
+        if d.alive():
+            d.proc.kill()
+        sim.stop()
+
+
 def main():
     try:
         blob = azurite.info()
@@ -271,6 +303,7 @@ def main():
         if d.alive():
             d.proc.kill()
         sim.stop()
+    test_importexport(blob, store)
     print("ok")
 
 
