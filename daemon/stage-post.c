@@ -8,15 +8,18 @@
  * checked every block against the manifest's Hash, README §0 step 5) and its
  * committed block list (Get Block List), whose ids encode each block's MD5
  * ("MD5/" + base64) and must be the manifest's, in order, with their sizes;
- * seedd then sets the verified Content-MD5 on it (Set Blob Properties) so the
- * vault copy can be checked like any other. Each file records how it was
+ * seedd then sets the verified Content-MD5 on it (Set Blob Properties): Copy
+ * Blob copies a blob's properties, so the vault copy is checked by length and
+ * Content-MD5 like any other. (Whether Copy Blob keeps the committed block
+ * list the docs we found do not say; Azurite keeps it, tests/unit/
+ * test-azure-blob.c; seedd does not rely on it.) Each file records how it was
  * verified (files.import_method). A drive whose log ends in a drive-level
- * status (BitLockerKeyInvalid, ManifestCorrupted, ...) imported nothing:
- * it is named in a journal event, in the drive's row and the report, and its
- * files are repaired over the network;
- * re-upload from staging whatever is missing, corrupt or renamed (the repair
- * list), check it again; copy every blob into the vault container and verify
- * each copy; then clean up: delete the job's import blobs and the staging
+ * status (BitLockerKeyInvalid, ManifestCorrupted, ...) imported nothing: it
+ * is named in a journal event, the drive's row and the report, and its files
+ * join the repair list. Then re-upload from staging whatever is missing,
+ * corrupt, renamed or failed in Azure's log (the repair list), check it
+ * again; copy every blob into the vault container and verify each copy;
+ * then clean up: delete the job's import blobs and the staging
  * files it indexed (only unchanged ones, never through a symlink), and write
  * the audit report. Nothing is deleted before its vault copy is verified.
  * Each step is idempotent and its progress is in the store, so a restart
