@@ -230,6 +230,45 @@ output_azure(FILE *f, json_t *az)
 	kv(f, "  ", "Ship by", "%s", jstr(az, "shipDeadline"));
 }
 
+/* "k1 n1, k2 n2" of an object of counts. */
+static void
+counts_line(FILE *f, const char *key, json_t *counts)
+{
+	char *line = NULL;
+	size_t size = 0;
+	FILE *m = open_memstream(&line, &size);
+	const char *k;
+	json_t *v;
+
+	if (m == NULL)
+		return;
+	json_object_foreach(counts, k, v)
+		fprintf(m, "%s%s %" PRId64, ftell(m) > 0 ? ", " : "", k,
+			(int64_t)json_integer_value(v));
+	if (fclose(m) == 0 && line != NULL)
+		kv(f, "  ", key, "%s", *line ? line : "none yet");
+	free(line);
+}
+
+/* The reconcile: outcomes, how files were verified, drives Azure could not import. */
+static void
+output_after_import(FILE *f, json_t *after)
+{
+	json_t *d;
+	size_t i;
+
+	if (!json_is_object(after))
+		return;
+	fputs("After import:\n", f);
+	counts_line(f, "Reconciled", json_object_get(after, "import"));
+	counts_line(f, "Verified by", json_object_get(after, "verifiedBy"));
+	json_array_foreach(json_object_get(after, "driveFailures"), i, d)
+		kv(f, "  ", "Drive failed", "%s: %s (Azure imported none of its %" PRId64
+		   " files; they go over the network)",
+		   jstr(d, "serial"), jstr(d, "status"), jint(d, "files"));
+	kv(f, "  ", "Vault verified", "%" PRId64, jint(after, "vaultVerified"));
+}
+
 void
 output_job(FILE *f, json_t *job)
 {
@@ -258,6 +297,7 @@ output_job(FILE *f, json_t *job)
 		fputs("Drives:\n", f);
 		drives_table(f, drives, "  ");
 	}
+	output_after_import(f, json_object_get(job, "afterImport"));
 }
 
 void

@@ -31,6 +31,8 @@
 
 #define BLOB_LIST_MAX_RESULTS 5000u
 #define BLOB_LIST_MAX_RESPONSE ((size_t)32 << 20) /* 5000 entries with 1 KiB names */
+/* 50,000 blocks (the most a blob has) of ~100 bytes of XML each. */
+#define BLOB_BLOCK_LIST_MAX_RESPONSE ((size_t)8 << 20)
 #define BLOB_GET_MIN_RESPONSE ((size_t)64 << 10)  /* room for an Error XML */
 #define BLOB_CALL_MAX_HEADERS 4
 
@@ -50,6 +52,8 @@ enum blob_op {
 	OP_SET_TIER,
 	OP_DELETE,
 	OP_CREATE_CONTAINER,
+	OP_BLOCK_LIST,
+	OP_SET_PROPERTIES,
 };
 
 struct blob_client {
@@ -92,6 +96,8 @@ struct outcome {
 	struct blob_props props;
 	struct blob_props *list;
 	size_t n_list;
+	struct blob_block *blocks;
+	size_t n_blocks;
 	char *next_marker, *code, *message;
 };
 
@@ -874,6 +880,7 @@ props_from_headers(struct blob_props *p, const struct http_response *resp, const
 		p->has_md5 = true;
 	}
 	p->etag = dup_or_null(http_response_header(resp, "etag"));
+	p->content_type = dup_or_null(http_response_header(resp, "content-type"));
 	p->access_tier = dup_or_null(http_response_header(resp, "x-ms-access-tier"));
 	p->copy_status = dup_or_null(http_response_header(resp, "x-ms-copy-status"));
 	p->copy_id = dup_or_null(http_response_header(resp, "x-ms-copy-id"));
@@ -904,6 +911,8 @@ entry_property(struct blob_props *p, const xmlNode *n)
 	}
 	if (is_elem(n, "Etag"))
 		field = &p->etag;
+	else if (is_elem(n, "Content-Type"))
+		field = &p->content_type;
 	else if (is_elem(n, "AccessTier"))
 		field = &p->access_tier;
 	else if (is_elem(n, "CopyStatus"))
@@ -985,6 +994,50 @@ list_parse(struct outcome *o, const struct http_response *resp)
 	return r;
 }
 
+/* One <Block><Name/><Size/></Block> of a Get Block List answer. */
+static int
+block_parse(struct outcome *o, const xmlNode *blk)
+{
+	struct blob_block b = {.size = -1};
+
+	for (const xmlNode *n = blk->children; n != NULL; n = n->next) {
+		_cleanup_free_ char *t = NULL;
+		if (is_elem(n, "Name") && b.id == NULL)
+			b.id = xml_text(n);
+		else if (is_elem(n, "Size") && parse_int64(t = xml_text(n), &b.size) < 0)
+			b.size = -1;
+	}
+	if (b.id == NULL || *b.id == '\0' || b.size < 0) {
+		free(b.id);
+		return -EBADMSG;
+	}
+	o->blocks = xreallocarray(o->blocks, o->n_blocks + 1, sizeof(*o->blocks));
+	o->blocks[o->n_blocks++] = b;
+	return 0;
+}
+
+/* <BlockList><CommittedBlocks><Block/>...</CommittedBlocks>...</BlockList> */
+static int
+block_list_parse(struct outcome *o, const struct http_response *resp)
+{
+	xmlDoc *doc = xml_read(resp->body, resp->body_len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	int r = -EBADMSG;
+
+	if (root != NULL && is_elem(root, "BlockList")) {
+		r = 0;
+		for (xmlNode *n = root->children; n != NULL && r == 0; n = n->next) {
+			if (!is_elem(n, "CommittedBlocks"))
+				continue;
+			for (xmlNode *b = n->children; b != NULL && r == 0; b = b->next)
+				if (is_elem(b, "Block"))
+					r = block_parse(o, b);
+		}
+	}
+	xmlFreeDoc(doc);
+	return r;
+}
+
 static void
 outcome_http_error(struct outcome *o, const struct blob_call *c, const struct http_response *resp)
 {
@@ -1040,6 +1093,14 @@ outcome_success(struct outcome *o, const struct blob_call *c, const struct http_
 		r->n_list = o->n_list;
 		r->next_marker = o->next_marker;
 		break;
+	case OP_BLOCK_LIST:
+		if (block_list_parse(o, resp) < 0) {
+			outcome_fail(o, -EBADMSG, "unreadable Get Block List answer");
+			break;
+		}
+		r->blocks = o->blocks;
+		r->n_blocks = o->n_blocks;
+		break;
 	case OP_GET:
 		if (resp->body_len > c->max_body) {
 			o->message = xprintf("blob larger than %zu bytes", c->max_body);
@@ -1061,6 +1122,9 @@ outcome_done(struct outcome *o)
 	for (size_t i = 0; i < o->n_list; i++)
 		blob_props_done(&o->list[i]);
 	free(o->list);
+	for (size_t i = 0; i < o->n_blocks; i++)
+		free(o->blocks[i].id);
+	free(o->blocks);
 	free(o->next_marker);
 	free(o->code);
 	free(o->message);
@@ -1100,6 +1164,7 @@ blob_props_done(struct blob_props *p)
 		return;
 	free(p->name);
 	free(p->etag);
+	free(p->content_type);
 	free(p->access_tier);
 	free(p->copy_status);
 	free(p->copy_id);
@@ -1266,6 +1331,32 @@ blob_set_tier(struct blob_client *bc, const char *container, const char *name, c
 	if (tier == NULL || *tier == '\0')
 		call_fail(c, -EINVAL, NULL, "no access tier");
 	call_header(c, "x-ms-access-tier", tier != NULL ? tier : "");
+	return call_start(c);
+}
+
+struct blob_call *
+blob_get_block_list(struct blob_client *bc, const char *container, const char *name,
+                    blob_done_fn done, void *ud)
+{
+	struct blob_call *c = call_on(bc, OP_BLOCK_LIST, "GET", container, name != NULL ? name : "",
+	                              "comp=blocklist&blocklisttype=committed", done, ud);
+
+	c->max_response = BLOB_BLOCK_LIST_MAX_RESPONSE;
+	return call_start(c);
+}
+
+struct blob_call *
+blob_set_content_md5(struct blob_client *bc, const char *container, const char *name,
+                     const unsigned char md5[16], const char *content_type, blob_done_fn done,
+                     void *ud)
+{
+	_cleanup_free_ char *m = b64_encode(md5, 16);
+	struct blob_call *c = call_on(bc, OP_SET_PROPERTIES, "PUT", container,
+	                              name != NULL ? name : "", "comp=properties", done, ud);
+
+	call_header(c, "x-ms-blob-content-md5", m);
+	if (content_type != NULL)
+		call_header(c, "x-ms-blob-content-type", content_type);
 	return call_start(c);
 }
 

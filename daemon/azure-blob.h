@@ -34,13 +34,20 @@ struct blob_props {
 	bool has_md5;
 	unsigned char md5[16]; /* Content-MD5 (base64 on the wire) */
 	char *etag;
-	char *access_tier; /* NULL if not reported */
-	char *copy_status; /* pending, success, aborted, failed; NULL if never copied */
+	char *content_type; /* NULL if not reported */
+	char *access_tier;  /* NULL if not reported */
+	char *copy_status;  /* pending, success, aborted, failed; NULL if never copied */
 	char *copy_id;
 	char *copy_status_description;
 	int64_t copy_done, copy_total; /* from x-ms-copy-progress "done/total" */
 };
 void blob_props_done(struct blob_props *p);
+
+/* One committed block from Get Block List. */
+struct blob_block {
+	char *id; /* as Azure lists it: the base64 id it was put with */
+	int64_t size;
+};
 
 struct blob_result {
 	long status;         /* HTTP status, 0 if none */
@@ -55,6 +62,8 @@ struct blob_result {
 	const char *next_marker; /* list: NULL when no more pages */
 	const char *body;        /* get */
 	size_t body_len;
+	const struct blob_block *blocks; /* get_block_list: committed blocks, in order */
+	size_t n_blocks;
 };
 typedef void (*blob_done_fn)(const struct blob_result *r, void *userdata);
 
@@ -99,6 +108,23 @@ struct blob_call *blob_copy(struct blob_client *bc, const char *container, const
                             const char *source_url, const char *tier, blob_done_fn done, void *ud);
 struct blob_call *blob_set_tier(struct blob_client *bc, const char *container, const char *name,
                                 const char *tier, blob_done_fn done, void *ud);
+/*
+ * Get Block List, committed blocks only (comp=blocklist&blocklisttype=committed):
+ * result->blocks in blob order. A blob without blocks (empty, or written by Put
+ * Blob) answers an empty list.
+ */
+struct blob_call *blob_get_block_list(struct blob_client *bc, const char *container,
+                                      const char *name, blob_done_fn done, void *ud);
+/*
+ * Set Blob Properties (comp=properties) with x-ms-blob-content-md5 and, if
+ * content_type is not NULL, x-ms-blob-content-type. Azure clears the other
+ * x-ms-blob-content-* properties not sent (Cache-Control, Content-Encoding,
+ * Content-Language, Content-Disposition); callers use it only on blobs that
+ * carry none.
+ */
+struct blob_call *blob_set_content_md5(struct blob_client *bc, const char *container,
+                                       const char *name, const unsigned char md5[16],
+                                       const char *content_type, blob_done_fn done, void *ud);
 /* 404 counts as success (error 0). */
 struct blob_call *blob_delete(struct blob_client *bc, const char *container, const char *name,
                               blob_done_fn done, void *ud);

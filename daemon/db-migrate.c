@@ -182,6 +182,8 @@ static const char schema_v3_real_world[] =
 	"ALTER TABLE drives ADD COLUMN bitlocker_guid TEXT;"   /* the volume's GUID */
 	"ALTER TABLE drives ADD COLUMN bitlocker_cipher TEXT;" /* e.g. aes-xts-plain64 */
 	/* Import verification (reconcile). */
+	"ALTER TABLE files ADD COLUMN import_method TEXT;" /* content-md5, block-list, ... */
+	"ALTER TABLE drives ADD COLUMN log_status TEXT;"   /* DriveLog/Status of Azure's log */
 	/* Azure control plane. */
 	"";
 /* clang-format on */

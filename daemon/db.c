@@ -42,7 +42,7 @@
 
 #define FILE_COLUMNS                                                                               \
 	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, state, reason, "   \
-	"md5, import_state, import_detail, vault_state, cleanup_state"
+	"md5, import_state, import_detail, vault_state, cleanup_state, import_method"
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
@@ -114,8 +114,8 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_FILE_PAGE_NOT_OK] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
 				  "import_state IS NOT NULL AND import_state != 'ok' AND id > ?2 "
 				  "ORDER BY id LIMIT ?3",
-	[STMT_FILE_MARK_IMPORT] = "UPDATE files SET import_state = ?2, import_detail = ?3 "
-				  "WHERE id = ?1 AND state = 'verified'",
+	[STMT_FILE_MARK_IMPORT] = "UPDATE files SET import_state = ?2, import_detail = ?3, "
+				  "import_method = ?4 WHERE id = ?1 AND state = 'verified'",
 	[STMT_FILE_MARK_VAULT] = "UPDATE files SET vault_state = ?2 WHERE id = ?1 AND state = 'verified'",
 	[STMT_FILE_MARK_CLEANUP] = "UPDATE files SET cleanup_state = ?2 "
 				   "WHERE id = ?1 AND state = 'verified'",
@@ -123,6 +123,10 @@ const char *const db_statements[_STMT_MAX] = {
 				   "job_id = ?1 AND state = 'verified' AND import_state IS ?2",
 	[STMT_FILE_COUNT_VAULT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
 				  "job_id = ?1 AND state = 'verified' AND vault_state IS ?2",
+	[STMT_FILE_COUNT_METHOD] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
+				   "job_id = ?1 AND state = 'verified' AND import_method IS ?2",
+	[STMT_DRIVE_SET_LOG_STATUS] = "UPDATE drives SET log_status = ?2 WHERE id = ?1",
+	[STMT_DRIVE_LOG_STATUS] = "SELECT log_status FROM drives WHERE id = ?1",
 	[STMT_FILE_COUNT_CLEANUP] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
 				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
@@ -1405,6 +1409,7 @@ file_row_read(sqlite3_stmt *st, struct file_row *f)
 	f->import_detail = col_str(st, 12);
 	f->vault_state = col_str(st, 13);
 	f->cleanup_state = col_str(st, 14);
+	f->import_method = col_str(st, 15);
 }
 
 static void
@@ -1418,6 +1423,7 @@ file_row_done(struct file_row *f)
 	free(f->import_detail);
 	free(f->vault_state);
 	free(f->cleanup_state);
+	free(f->import_method);
 }
 
 void
@@ -2269,7 +2275,7 @@ mark_one(struct db *db, enum db_mark kind, const struct file_mark *m)
 	int r, rc;
 
 	if (kind == DB_MARK_IMPORT)
-		r = bind(db, st, "itt", m->file_id, m->state, m->detail);
+		r = bind(db, st, "ittt", m->file_id, m->state, m->detail, m->method);
 	else
 		r = bind(db, st, "it", m->file_id, m->state);
 	if (r < 0)
@@ -2309,6 +2315,52 @@ db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char
 		return db_error(db, rc);
 	ret->files = sqlite3_column_int64(st, 0);
 	ret->bytes = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int
+db_files_count_method(struct db *db, int64_t job_id, const char *method, struct file_count *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_COUNT_METHOD];
+	int r, rc;
+
+	if ((r = bind(db, st, "it", job_id, method)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_error(db, rc);
+	ret->files = sqlite3_column_int64(st, 0);
+	ret->bytes = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int
+db_drive_set_log_status(struct db *db, int64_t drive_id, const char *status)
+{
+	int r;
+
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_DRIVE_SET_LOG_STATUS, drive_id, "t", status);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	return tx_end(db, r);
+}
+
+int
+db_drive_log_status(struct db *db, int64_t drive_id, char **ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_LOG_STATUS];
+	int r, rc;
+
+	*ret = NULL;
+	if ((r = bind(db, st, "i", drive_id)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return db_error(db, rc);
+	*ret = col_str(st, 0);
 	return 0;
 }
 

@@ -104,6 +104,7 @@ struct file_row {
 	char *import_detail; /* Azure's status, or what differed */
 	char *vault_state;   /* copying, verified */
 	char *cleanup_state; /* blob-deleted, staging-deleted, staging-kept */
+	char *import_method; /* how the import was verified: content-md5, block-list, ... */
 };
 
 struct placement {
@@ -406,11 +407,19 @@ struct file_mark {
 	int64_t file_id;
 	const char *state;  /* NULL clears the mark */
 	const char *detail; /* DB_MARK_IMPORT: Azure's status or what differed; may be NULL */
+	const char *method; /* DB_MARK_IMPORT: how it was verified (files.import_method), or NULL */
 };
 int db_files_mark(struct db *db, enum db_mark kind, const struct file_mark *m, size_t n);
 /* Verified files of the job whose mark of this kind is value (NULL: unset). */
 int db_files_count_mark(struct db *db, int64_t job_id, enum db_mark kind, const char *value,
 			struct file_count *ret);
+
+/* Verified files of the job whose import_method is method (NULL: unset). */
+int db_files_count_method(struct db *db, int64_t job_id, const char *method,
+			  struct file_count *ret);
+/* Azure's DriveLog/Status of the drive (drives.log_status, NULL: none), set by the reconcile. */
+int db_drive_set_log_status(struct db *db, int64_t drive_id, const char *status);
+int db_drive_log_status(struct db *db, int64_t drive_id, char **ret);
 
 /* Files whose import mark is set and not ok (missing, corrupt, ..., repaired), in id order. */
 int db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t limit,

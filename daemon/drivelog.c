@@ -566,9 +566,17 @@ drivelog_parse(const char *xml, size_t len, struct drivelog *ret, char **ret_err
 		l->drive_status = xstrdup("");
 	l->drive_ok = strcmp(l->drive_status, "Completed") == 0 ||
 	              strcmp(l->drive_status, "CompletedWithWarnings") == 0;
+	l->drive_failed = drivelog_drive_failed_status(l->drive_status);
 	build_index(l);
 	*ret = *l;
 	return 0;
+}
+
+bool
+drivelog_drive_failed_status(const char *s)
+{
+	return s != NULL && *s != '\0' && strcmp(s, "Completed") != 0 &&
+	       strcmp(s, "CompletedWithWarnings") != 0 && strcmp(s, "CompletedWithErrors") != 0;
 }
 
 void

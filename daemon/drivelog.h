@@ -66,6 +66,15 @@ struct drivelog {
 	char *drive_id;     /* "" if absent */
 	char *drive_status; /* DriveLog/Status text, "" if absent */
 	bool drive_ok;      /* Completed or CompletedWithWarnings */
+	/*
+	 * A drive-level failure (README §4.3: BitLockerKeyInvalid,
+	 * ManifestCorrupted, ManifestDriveIdMismatch, DiskNotFound, ...,
+	 * unknown statuses included): any status but Completed,
+	 * CompletedWithWarnings and CompletedWithErrors, which are about blobs.
+	 * Nothing of the drive can be taken as imported. An absent Status is not
+	 * one (the blobs decide).
+	 */
+	bool drive_failed;
 	struct drivelog_blob *blobs;
 	size_t n_blobs;
 	const struct drivelog_blob **by_path; /* private: blobs sorted by rel_path, for lookups */
@@ -92,6 +101,9 @@ char *drivelog_file_path_to_rel(const char *file_path);
  * NULL. O(log n). Should the path be logged twice, the worst verdict wins.
  */
 const struct drivelog_blob *drivelog_find_file(const struct drivelog *l, const char *rel);
+
+/* Whether a DriveLog/Status is a drive-level failure (see drive_failed); NULL: no. */
+bool drivelog_drive_failed_status(const char *status);
 
 /* "OK", "RENAMED", "SKIPPED", "FAILED". */
 const char *drivelog_verdict_to_string(enum drivelog_verdict v);

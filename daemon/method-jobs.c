@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "daemon.h"
 #include "db.h"
+#include "drivelog.h"
 #include "job.h"
 #include "log.h"
 #include "methods.h"
@@ -56,8 +57,11 @@ drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr)
 	if (dr->azure_status != NULL) {
 		_cleanup_free_ char *el = dr->error_log ? http_redact_url(dr->error_log) : NULL;
 		_cleanup_free_ char *vl = dr->verbose_log ? http_redact_url(dr->verbose_log) : NULL;
+		_cleanup_free_ char *ls = NULL;
+		(void)db_drive_log_status(d->db, dr->id, &ls);
 		json_object_set_new(o, "azure",
-				    json_pack("{s:s,s:I,s:I,s:I,s:o,s:o}", "copyStatus",
+				    json_pack("{s:o,s:s,s:I,s:I,s:I,s:o,s:o}", "logStatus",
+					      json_str_or_null(ls), "copyStatus",
 					      dr->azure_status, "bytesProcessed",
 					      (json_int_t)dr->azure_bytes, "totalBytes",
 					      (json_int_t)dr->azure_total, "filesErrored",
@@ -136,6 +140,43 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 	return a;
 }
 
+/* How many files each import verification method verified (files.import_method). */
+static json_t *
+verified_by_json(struct daemon *d, int64_t job_id)
+{
+	static const char *const methods[] = {"content-md5", "block-list",
+					      "block-list-no-verbose-log", "repaired-upload"};
+	json_t *o = json_object();
+	struct file_count fc;
+
+	for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+		if (db_files_count_method(d->db, job_id, methods[i], &fc) == 0 && fc.files > 0)
+			json_object_set_new(o, methods[i], json_integer(fc.files));
+	return o;
+}
+
+/* Drives whose Azure log ends in a drive-level failure: nothing of them was imported. */
+static json_t *
+drive_failures_json(struct daemon *d, int64_t job_id)
+{
+	struct drive_row *rows = NULL;
+	json_t *a = json_array();
+	size_t n = 0;
+
+	if (db_drive_list(d->db, job_id, &rows, &n) < 0)
+		return a;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *ls = NULL;
+		if (db_drive_log_status(d->db, rows[i].id, &ls) == 0 &&
+		    drivelog_drive_failed_status(ls))
+			json_array_append_new(a, json_pack("{s:o,s:s,s:I}", "serial",
+							   json_text(rows[i].serial), "status", ls,
+							   "files", (json_int_t)rows[i].files));
+	}
+	drive_rows_free(rows, n);
+	return a;
+}
+
 /* Counts of the reconcile, vault copy and cleanup, and the files that were not ok. */
 static json_t *
 after_import_json(struct daemon *d, int64_t job_id)
@@ -167,7 +208,9 @@ after_import_json(struct daemon *d, int64_t job_id)
 		}
 		file_rows_free(rows, n);
 	}
-	json_t *o = json_pack("{s:o,s:o}", "import", counts, "notOk", bad);
+	json_t *o = json_pack("{s:o,s:o,s:o,s:o}", "import", counts, "notOk", bad, "verifiedBy",
+			      verified_by_json(d, job_id), "driveFailures",
+			      drive_failures_json(d, job_id));
 	if (db_files_count_mark(d->db, job_id, DB_MARK_VAULT, "verified", &fc) == 0)
 		json_object_set_new(o, "vaultVerified", json_integer(fc.files));
 	if (db_files_count_mark(d->db, job_id, DB_MARK_CLEANUP, "staging-deleted", &fc) == 0)

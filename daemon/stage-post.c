@@ -1,10 +1,25 @@
 /*
  * After Azure's import, on the loop: reconcile what the import container
  * holds against seedd's own record of every file (the same data the
- * manifests were written from), using Azure's copy logs for the reasons;
- * re-upload from staging whatever is missing, corrupt or renamed (the repair
- * list), check it again; copy every blob into the vault container and verify
- * each copy; then clean up: delete the job's import blobs and the staging
+ * manifests were written from), using Azure's copy logs for the reasons.
+ * A blob with a Content-MD5 (from the properties file seedd wrote, README
+ * §1.2, §5) is checked by its length and that MD5; a blob without one by
+ * what Azure does record: its length, its verbose-log entry (the service
+ * checked every block against the manifest's Hash, README §0 step 5) and its
+ * committed block list (Get Block List), whose ids encode each block's MD5
+ * ("MD5/" + base64) and must be the manifest's, in order, with their sizes;
+ * seedd then sets the verified Content-MD5 on it (Set Blob Properties): Copy
+ * Blob copies a blob's properties, so the vault copy is checked by length and
+ * Content-MD5 like any other. (Whether Copy Blob keeps the committed block
+ * list the docs we found do not say; Azurite keeps it, tests/unit/
+ * test-azure-blob.c; seedd does not rely on it.) Each file records how it was
+ * verified (files.import_method). A drive whose log ends in a drive-level
+ * status (BitLockerKeyInvalid, ManifestCorrupted, ...) imported nothing: it
+ * is named in a journal event, the drive's row and the report, and its files
+ * join the repair list. Then re-upload from staging whatever is missing,
+ * corrupt, renamed or failed in Azure's log (the repair list), check it
+ * again; copy every blob into the vault container and verify each copy;
+ * then clean up: delete the job's import blobs and the staging
  * files it indexed (only unchanged ones, never through a symlink), and write
  * the audit report. Nothing is deleted before its vault copy is verified.
  * Each step is idempotent and its progress is in the store, so a restart
@@ -38,6 +53,19 @@
 #define COPY_POLL_SEC 2
 #define COPY_POLLS_MAX 43200 /* a day of polls for one server-side copy */
 #define EXAMPLES 20
+#define BLOCK_CHECKS_IN_FLIGHT 16
+/* The import verification methods (files.import_method). */
+#define BY_MD5 "content-md5"
+#define BY_BLOCKS "block-list"
+#define BY_BLOCKS_NO_LOG "block-list-no-verbose-log"
+#define BY_REPAIR "repaired-upload"
+#define BLOCKS_PENDING "no Content-MD5; its block list is checked next"
+/*
+ * Content-Type set with the verified Content-MD5. Set Blob Properties clears
+ * what it is not given; a blob without Content-MD5 had no properties file
+ * applied, so the import gave it no other x-ms-blob-content-* [INFERRED].
+ */
+#define IMPORTED_CONTENT_TYPE "application/octet-stream"
 
 static void post_next(struct post *p);
 static void repair_free(struct post *p);
@@ -69,6 +97,10 @@ post_free(struct post *p)
 		event_free(p->timer);
 	for (size_t i = 0; i < p->n_logs; i++)
 		drivelog_done(&p->logs[i]);
+	for (size_t i = 0; i < p->n_failed; i++) {
+		free(p->failed[i].serial);
+		free(p->failed[i].status);
+	}
 	for (size_t i = 0; i < p->n_renamed; i++)
 		free(p->renamed[i]);
 	free(p->renamed);
@@ -239,31 +271,147 @@ log_of(const struct post *p, const char *rel)
 	return found;
 }
 
+/* ---- reconcile: drive-level failures ------------------------------------------ */
+
+/* The drive-level failure status of a file's drive, or NULL. */
+static const char *
+drive_failure(const struct post *p, int64_t drive_id)
+{
+	for (size_t i = 0; i < p->n_failed; i++)
+		if (p->failed[i].drive_id == drive_id)
+			return p->failed[i].status;
+	return NULL;
+}
+
+static const char *
+drive_serial(const struct post *p, int64_t drive_id)
+{
+	for (size_t i = 0; i < p->n_failed; i++)
+		if (p->failed[i].drive_id == drive_id)
+			return p->failed[i].serial;
+	return "?";
+}
+
+/* Name a drive-level failure once (journal, job log), the first time it is recorded. */
+static void
+drive_failed_note(struct post *p, const struct drive_row *dr, const char *status)
+{
+	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(p->state),
+			      .drive = dr->serial, .message_id = SEEDD_MESSAGE_DRIVE_IMPORT_FAILED};
+	_cleanup_free_ char *t = xprintf(
+	    "drive %s: Azure could not import it: %s; its %" PRId64 " files (%" PRId64
+	    " bytes) are uploaded from staging over the network instead",
+	    dr->serial, status, dr->files, dr->used_bytes);
+
+	log_ctx(LOG_WARNING, &ctx, "job %s: %s", p->name, t);
+	note(p, t);
+}
+
+/*
+ * Record each drive's DriveLog/Status in its row and collect the drives whose
+ * status is a drive-level failure (README §4.3): nothing of them was imported.
+ */
+static void
+drive_statuses(struct post *p)
+{
+	struct drive_row *rows = NULL;
+	size_t n = 0;
+
+	if (db_drive_list(p->d->db, p->job_id, &rows, &n) < 0)
+		return;
+	for (size_t k = 0; k < p->n_logs; k++) {
+		const struct drivelog *l = &p->logs[k];
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_free_ char *old = NULL;
+			if (strcmp(rows[i].serial, l->drive_id) != 0 || *l->drive_status == '\0')
+				continue;
+			(void)db_drive_log_status(p->d->db, rows[i].id, &old);
+			if (old == NULL || strcmp(old, l->drive_status) != 0) {
+				(void)db_drive_set_log_status(p->d->db, rows[i].id, l->drive_status);
+				if (l->drive_failed)
+					drive_failed_note(p, &rows[i], l->drive_status);
+			}
+			if (l->drive_failed && drive_failure(p, rows[i].id) == NULL &&
+			    p->n_failed < ELEMENTSOF(p->failed))
+				p->failed[p->n_failed++] = (struct post_failed_drive){
+				    rows[i].id, xstrdup(rows[i].serial), xstrdup(l->drive_status)};
+		}
+	}
+	drive_rows_free(rows, n);
+}
+
 /* ---- reconcile: the listing ------------------------------------------------ */
 
-/* The verdict on one listed blob that names a file of ours. */
+static void
+verdict(struct file_mark *m, char **detail, const char *state, const char *method, char *text)
+{
+	m->state = state;
+	m->method = method;
+	*detail = text;
+	m->detail = text;
+}
+
+/*
+ * A file that was already verified (or repaired) before a restart keeps how:
+ * its Content-MD5 may be the one seedd set after checking its block list. So
+ * does one whose block check was pending: a blob judged without Content-MD5
+ * that has one now got it from seedd, after its block list matched.
+ */
+static const char *
+earlier_method(const struct file_row *f, const char *fallback)
+{
+	static const char *const methods[] = {BY_MD5, BY_BLOCKS, BY_BLOCKS_NO_LOG, BY_REPAIR};
+	const char *st = f->import_state;
+
+	if (st == NULL || f->import_method == NULL)
+		return fallback;
+	if (strcmp(st, "ok") != 0 && strcmp(st, "repaired") != 0 &&
+	    (strcmp(st, "corrupt") != 0 || strncmp(f->import_method, BY_BLOCKS, strlen(BY_BLOCKS)) != 0))
+		return fallback;
+	/* The mark outlives f: hand back our own static string. */
+	for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+		if (strcmp(f->import_method, methods[i]) == 0)
+			return methods[i];
+	return fallback;
+}
+
+/*
+ * The verdict on one listed blob that names a file of ours: renamed, a fault
+ * in Azure's log, the wrong length, Content-MD5 checked; without Content-MD5
+ * its block list is compared next (POST_BLOCKS): until then it is "corrupt"
+ * with a block-list method, so a crash leaves it to be checked again or
+ * repaired, never taken as imported.
+ */
 static void
 judge(struct post *p, const struct file_row *f, const struct blob_props *b,
       struct file_mark *m, char **detail)
 {
 	const struct drivelog_blob *lb = log_of(p, f->rel_path);
+	const char *dfail = drive_failure(p, f->drive_id);
 
 	m->file_id = f->id;
-	if (lb != NULL && lb->verdict == DLOG_RENAMED) {
-		m->state = "renamed";
-		*detail = xprintf("Azure stored it as %s", lb->blob_path ? lb->blob_path : "?");
-	} else if (b->length != f->size) {
-		m->state = "corrupt";
-		*detail = xprintf("%" PRId64 " bytes in Azure, %" PRId64 " staged", b->length, f->size);
-	} else if (!b->has_md5 || memcmp(b->md5, f->md5, 16) != 0) {
-		m->state = "corrupt";
-		*detail = xstrdup(b->has_md5 ? "Content-MD5 differs from the staged file's"
-					     : "Azure has no Content-MD5 for it");
-	} else {
-		m->state = "ok";
-		*detail = NULL;
-	}
-	m->detail = *detail;
+	if (dfail != NULL)
+		verdict(m, detail, "failed", NULL,
+			xprintf("drive %s: %s", drive_serial(p, f->drive_id), dfail));
+	else if (lb != NULL && lb->verdict == DLOG_RENAMED)
+		verdict(m, detail, "renamed", NULL,
+			xprintf("Azure stored it as %s", lb->blob_path ? lb->blob_path : "?"));
+	else if (b->length != f->size)
+		verdict(m, detail, "corrupt", NULL,
+			xprintf("%" PRId64 " bytes in Azure, %" PRId64 " staged", b->length,
+				f->size));
+	else if (lb != NULL && lb->verdict != DLOG_OK)
+		verdict(m, detail, "failed", NULL, xprintf("Azure: %s", lb->status));
+	else if (b->has_md5 && memcmp(b->md5, f->md5, 16) != 0)
+		verdict(m, detail, "corrupt", NULL,
+			xstrdup("Content-MD5 differs from the staged file's"));
+	else if (b->has_md5 && f->import_state != NULL && strcmp(f->import_state, "repaired") == 0)
+		verdict(m, detail, "repaired", BY_REPAIR, NULL);
+	else if (b->has_md5)
+		verdict(m, detail, "ok", earlier_method(f, BY_MD5), NULL);
+	else /* the schema knows no "checking" state: corrupt until its block list is checked */
+		verdict(m, detail, "corrupt", lb != NULL ? BY_BLOCKS : BY_BLOCKS_NO_LOG,
+			xstrdup(BLOCKS_PENDING));
 }
 
 /* A listed blob Azure made by renaming one of ours: delete it once ours is repaired. */
@@ -362,8 +510,12 @@ mark_unlisted(struct post *p)
 			if (rows[i].import_state != NULL)
 				continue;
 			lb = log_of(p, rows[i].rel_path);
-			marks[k].file_id = rows[i].id;
-			if (lb != NULL && lb->verdict == DLOG_RENAMED) {
+			marks[k] = (struct file_mark){.file_id = rows[i].id};
+			if (drive_failure(p, rows[i].drive_id) != NULL) {
+				marks[k].state = "failed";
+				details[k] = xprintf("drive %s: %s", drive_serial(p, rows[i].drive_id),
+						     drive_failure(p, rows[i].drive_id));
+			} else if (lb != NULL && lb->verdict == DLOG_RENAMED) {
 				marks[k].state = "renamed";
 				details[k] = xprintf("Azure stored it as %s", lb->blob_path);
 			} else if (lb != NULL && lb->verdict != DLOG_OK) {
@@ -382,6 +534,126 @@ mark_unlisted(struct post *p)
 			free(details[i]);
 		file_rows_free(rows, n);
 	}
+}
+
+/* ---- reconcile: block lists of blobs without Content-MD5 ---------------------- */
+
+static void blocks_fill(struct post *p);
+
+/* Whether Azure's committed blocks are the manifest's: same ids, in order, same sizes. */
+static bool
+blocks_match(const struct blob_block *got, size_t n_got, const struct block_row *want,
+	     size_t n_want, char **ret_why)
+{
+	char id[MANIFEST_BLOCK_ID_LEN + 1];
+
+	if (n_got != n_want) {
+		*ret_why = xprintf("Azure committed %zu blocks, the manifest has %zu", n_got, n_want);
+		return false;
+	}
+	for (size_t i = 0; i < n_want; i++) {
+		manifest_block_id(want[i].md5, id);
+		if (strcmp(got[i].id, id) != 0 || got[i].size != want[i].length) {
+			*ret_why = xprintf("committed block %zu is %s (%" PRId64 " bytes), the "
+					   "manifest's %s (%" PRId64 " bytes)",
+					   i, got[i].id, got[i].size, id, want[i].length);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+md5_set(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	struct file_mark m = {.file_id = op->file_id, .state = "ok", .method = op->method};
+
+	op->call = NULL;
+	if (r->error != 0) {
+		post_fail(p, "setting the verified Content-MD5 on an imported blob failed", r);
+		return;
+	}
+	if (db_files_mark(p->d->db, DB_MARK_IMPORT, &m, 1) < 0)
+		log_warning("job %s: recording the reconcile failed: %s", p->name,
+			    db_errmsg(p->d->db));
+	post_op_free(op);
+	blocks_fill(p);
+}
+
+static void
+block_list_got(const struct blob_result *r, void *userdata)
+{
+	struct post_op *op = userdata;
+	struct post *p = op->p;
+	_cleanup_free_ struct block_row *want = NULL;
+	_cleanup_free_ char *why = NULL;
+	size_t n_want = 0;
+
+	op->call = NULL;
+	if (r->error == -ENOENT)
+		why = xstrdup("gone from the import container");
+	else if (r->error != 0) {
+		post_fail(p, "reading the block list of an imported blob failed", r);
+		return;
+	} else if (db_file_blocks(p->d->db, op->file_id, &want, &n_want) < 0) {
+		post_fail(p, "reading a file's blocks failed", NULL);
+		return;
+	}
+	if (why == NULL && blocks_match(r->blocks, r->n_blocks, want, n_want, &why)) {
+		/* Verified: give it the Content-MD5 its vault copy is checked by. */
+		op->call = blob_set_content_md5(p->d->blob, p->container, op->name, op->md5,
+						IMPORTED_CONTENT_TYPE, md5_set, op);
+		return;
+	}
+	struct file_mark m = {.file_id = op->file_id, .state = "corrupt", .detail = why};
+	_cleanup_free_ char *t = xprintf("%s: %s", op->name, why);
+	note(p, t);
+	(void)db_files_mark(p->d->db, DB_MARK_IMPORT, &m, 1);
+	post_op_free(op);
+	blocks_fill(p);
+}
+
+static bool
+wants_blocks(const struct file_row *f)
+{
+	return f->import_state != NULL && strcmp(f->import_state, "corrupt") == 0 &&
+	       f->import_method != NULL && strncmp(f->import_method, BY_BLOCKS, strlen(BY_BLOCKS)) == 0;
+}
+
+static void
+block_check_start(struct post *p, const struct file_row *f)
+{
+	struct post_op *op = post_op_new(p, f->id);
+	const char *slash = strchr(f->blob_name, '/');
+
+	op->name = xstrdup(slash ? slash + 1 : f->blob_name);
+	op->size = f->size;
+	memcpy(op->md5, f->md5, 16);
+	op->method = f->import_method != NULL && strcmp(f->import_method, BY_BLOCKS) == 0
+			 ? BY_BLOCKS
+			 : BY_BLOCKS_NO_LOG;
+	op->call = blob_get_block_list(p->d->blob, p->container, op->name, block_list_got, op);
+}
+
+static void fill(struct post *p, unsigned max, bool (*want)(const struct file_row *f),
+		 void (*start)(struct post *p, const struct file_row *f));
+
+/* Compare the block list of every blob the listing found without Content-MD5. */
+static void
+blocks_fill(struct post *p)
+{
+	fill(p, BLOCK_CHECKS_IN_FLIGHT, wants_blocks, block_check_start);
+}
+
+static void
+blocks_start(struct post *p)
+{
+	p->step = POST_BLOCKS;
+	p->cursor = 0;
+	p->exhausted = false;
+	blocks_fill(p);
 }
 
 /* Start the reconcile from scratch: forget earlier verdicts that were not repairs. */
@@ -411,6 +683,7 @@ repair_free(struct post *p)
 	free(rp->block_ids);
 	free(rp->rel_path);
 	free(rp->blob_name);
+	free(rp->why);
 	free(rp);
 	p->repair = NULL;
 }
@@ -421,8 +694,10 @@ repair_checked(const struct blob_result *r, void *userdata)
 	struct post_op *op = userdata;
 	struct post *p = op->p;
 	struct repair *rp = p->repair;
-	struct file_mark m = {.file_id = rp->file_id, .state = "repaired",
-			      .detail = "uploaded again from staging and checked"};
+	_cleanup_free_ char *detail = xprintf("uploaded again from staging and checked (%s)",
+					      rp->why ? rp->why : "not imported");
+	struct file_mark m = {.file_id = rp->file_id, .state = "repaired", .detail = detail,
+			      .method = BY_REPAIR};
 
 	op->call = NULL;
 	post_op_free(op);
@@ -437,7 +712,8 @@ repair_checked(const struct blob_result *r, void *userdata)
 	p->repaired++;
 	if (p->repaired <= EXAMPLES) {
 		_cleanup_free_ char *t = xprintf("repaired %s: uploaded from staging, Content-MD5 "
-						 "checked", rp->rel_path);
+						 "checked (%s)",
+						 rp->rel_path, rp->why ? rp->why : "not imported");
 		note(p, t);
 	}
 	repair_free(p);
@@ -580,6 +856,7 @@ repair_next(struct post *p)
 	rp = xcalloc(1, sizeof(*rp));
 	rp->file_id = f.id;
 	rp->rel_path = xstrdup(f.rel_path);
+	rp->why = f.import_detail ? xstrdup(f.import_detail) : NULL;
 	slash = strchr(f.blob_name, '/');
 	rp->blob_name = xstrdup(slash ? slash + 1 : f.blob_name);
 	rp->size = f.size;
@@ -625,15 +902,19 @@ delete_renamed(struct post *p)
 static bool
 reconciled(struct post *p)
 {
-	struct file_count ok = {0}, rep = {0};
+	struct file_count ok = {0}, rep = {0}, md5 = {0}, bl = {0}, blnl = {0};
 	_cleanup_free_ char *text = NULL;
 
 	(void)db_files_count_mark(p->d->db, p->job_id, DB_MARK_IMPORT, "ok", &ok);
 	(void)db_files_count_mark(p->d->db, p->job_id, DB_MARK_IMPORT, "repaired", &rep);
-	text = xprintf("reconciled: %" PRId64 " files as imported, %" PRId64
-		       " repaired from staging; every file is in the import container, "
-		       "Content-MD5 checked",
-		       ok.files, rep.files);
+	(void)db_files_count_method(p->d->db, p->job_id, BY_MD5, &md5);
+	(void)db_files_count_method(p->d->db, p->job_id, BY_BLOCKS, &bl);
+	(void)db_files_count_method(p->d->db, p->job_id, BY_BLOCKS_NO_LOG, &blnl);
+	text = xprintf("reconciled: %" PRId64 " files as imported (%" PRId64
+		       " by Content-MD5, %" PRId64 " by block list and Azure's verbose log, %" PRId64
+		       " by block list without a verbose log), %" PRId64
+		       " repaired from staging; every file is in the import container",
+		       ok.files, md5.files, bl.files, blnl.files, rep.files);
 	return advance(p, JOB_VAULT_COPY, "copying-to-vault", text);
 }
 
@@ -941,10 +1222,14 @@ post_next(struct post *p)
 			reconcile_start(p);
 			return;
 		case POST_LOGS:
+			drive_statuses(p);
 			list_page(p);
 			return;
 		case POST_LIST:
 			mark_unlisted(p);
+			blocks_start(p);
+			return;
+		case POST_BLOCKS:
 			p->cursor = 0;
 			repair_next(p);
 			return;

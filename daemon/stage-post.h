@@ -24,6 +24,7 @@ enum post_step {
 	POST_START,
 	POST_LOGS,    /* imported: fetching Azure's copy logs */
 	POST_LIST,    /* imported: listing the import container */
+	POST_BLOCKS,  /* imported: Get Block List of blobs without Content-MD5 */
 	POST_REPAIR,  /* imported: re-uploading the repair list */
 	POST_RENAMED, /* imported: deleting Azure's renamed copies of ours */
 	POST_VAULT,   /* vault_copy: copying and verifying */
@@ -41,6 +42,7 @@ struct post_op {
 	char *name;
 	int64_t size;
 	unsigned char md5[16];
+	const char *method; /* block checks: BY_BLOCKS or BY_BLOCKS_NO_LOG (static) */
 	unsigned polls;
 	struct event *timer; /* the next poll of a pending copy */
 };
@@ -49,6 +51,7 @@ struct post_op {
 struct repair {
 	int64_t file_id;
 	char *rel_path, *blob_name; /* blob name within the container */
+	char *why;                  /* the reconcile's detail: what was wrong */
 	int64_t size, mtime_ns;
 	unsigned char md5[16];
 	char **block_ids;
@@ -80,6 +83,12 @@ struct post {
 	struct drivelog logs[2 * DRIVES_PER_JOB_MAX];
 	size_t n_logs;
 	char *marker;
+	/* Drives whose log says a drive-level failure (README §4.3): nothing imported. */
+	struct post_failed_drive {
+		int64_t drive_id;
+		char *serial, *status;
+	} failed[DRIVES_PER_JOB_MAX];
+	size_t n_failed;
 	char **renamed; /* Azure's renamed copies of our blobs, to delete */
 	size_t n_renamed;
 	/* repair */

@@ -8,6 +8,7 @@ HTTPS with a private CA.
   c.put_block(container, name, block_id, data, md5=None)
   c.put_block_list(container, name, ids, content_md5=None)
   c.put_blob(container, name, data, content_type=None)
+  c.block_list(container, name)         committed [(id, size)] (Get Block List)
   c.exists(container, name)             Get Blob Properties, True/False
   c.properties(container, name)         dict of the answer's headers
   c.list(container, prefix=None)        [{name, length, contentMD5, etag,...}]
@@ -183,6 +184,13 @@ class BlobClient:
     def properties(self, container, name):
         _, rh, _ = self.request("HEAD", self._path(container, name))
         return rh
+
+    def block_list(self, container, name):
+        _, _, data = self.request("GET", self._path(container, name),
+            {"comp": "blocklist", "blocklisttype": "committed"})
+        root = ET.fromstring(data)
+        return [(b.findtext("Name"), int(b.findtext("Size")))
+            for b in root.iter("Block")]
 
     def exists(self, container, name):
         try:

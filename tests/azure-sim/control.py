@@ -11,7 +11,9 @@ to configure the simulator, move jobs along and inspect what it received.
                                         (+ "disks"/"drives", "outcome", "error")
   POST   /jobs/{name}/drive-status      {serial, copyStatus, bytesProcessed...}
   GET|POST /jobs/{name}/drives          {serial: "/drive/dir"...}
-  GET|POST|DELETE /jobs/{name}/import-faults {drop|corrupt|rename: [path]}
+  GET|POST|DELETE /jobs/{name}/import-faults {drop|corrupt|...: [path]}
+  GET|POST|DELETE /jobs/{name}/import-options {contentMd5, verboseLog,
+                                        blockIdsInLog, driveFailure}
   GET|POST /jobs/{name}/import          results / import told drives now
                                         (the last three: datacenter.py)
   GET    /faults   POST /faults   DELETE /faults

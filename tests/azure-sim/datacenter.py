@@ -33,8 +33,14 @@ drive; drives nobody told it about keep the manual behaviour.  Per drive:
     Block (Id as in the manifest, else base64 of the 4-byte LE index),
     each block's MD5 checked against Hash (mismatch: block Corrupted, short
     file: FileUnexpectedEnd; the blob is then CompletedWithErrors and not
-    committed), then Put Block List with x-ms-blob-content-md5 = MD5 of
-    the bytes uploaded.  ImportDisposition rename (default): an existing
+    committed), then Put Block List with those ids ([DOC] drive-format
+    README §0 step 5, §1.3).  Content-MD5 comes ONLY from the blob's
+    properties file ([DOC] §1.2, §5): PropertiesPath of the Blob, else of
+    its BlobList; its Hash must be the file's MD5 (else Properties
+    Status="Corrupted"), a missing file is FileNotFound, unreadable XML
+    XmlReadFailed (each makes the blob CompletedWithErrors; its blocks are
+    still committed [INFERRED]); <Content-MD5> (Base64) and <Content-Type>
+    are set on Put Block List.  No properties file: no Content-MD5.  ImportDisposition rename (default): an existing
     blob makes us store "name (2).ext" (README §1.5, on the last path
     segment) and log Status="Renamed" with the new BlobPath; overwrite:
     Overwritten; no-overwrite: Skipped (nothing uploaded).  A missing file
@@ -42,8 +48,10 @@ drive; drives nobody told it about keep the manual behaviour.  Per drive:
     (not simulated).
   * logs (DriveLog Version="2014-11-01", element order of the grammar):
     verbose = every blob and block; error = blobs that failed or were
-    renamed/skipped, with only their failed blocks.  Both are always
-    written, as block blobs "<job>_<serial>_<YYYYMMDD-HHMMSS-fff>_error.xml"
+    renamed/skipped, with only their failed blocks.  The error log is
+    always written, the verbose log when the job asked for it ([DOC]
+    README §4.1: ImportExport logLevel, DataBox logCollectionLevel
+    Verbose), as block blobs "<job>_<serial>_<YYYYMMDD-HHMMSS-fff>_error.xml"
     and "_verbose.xml" in container "waimportexport" (ImportExport: the
     job's diagnosticsPath), and linked from copyLogDetails (DataBox) or
     driveList errorLogUri/verboseLogUri (ImportExport).
@@ -54,17 +62,50 @@ drive; drives nobody told it about keep the manual behaviour.  Per drive:
     Completed (drive status Completed) or CompletedMoreInfo, copyStatus =
     the drive status, percentComplete 100, bytesSucceeded.
 
+Options (POST /jobs/{name}/import-options {...}, GET shows them, DELETE
+resets; applied by the next import), each the documented behaviour by
+default and a switch for an alternative:
+  contentMd5     "properties" [DOC] README §1.2, §5: from properties files
+                 only; "always" [no basis: the simulator's old behaviour]:
+                 MD5 of the bytes uploaded on every blob; "ignore-properties"
+                 [INFERRED alternative]: properties files not applied, no
+                 blob gets a Content-MD5 (Properties not logged).
+  verboseLog     "logLevel" [DOC] README §4.1: only when the job asked for
+                 Verbose; "always"; "never" [INFERRED alternative: the
+                 verbose log missing although asked for].
+  blockIdsInLog  true [SAMPLE] log-verbose-sample.xml carries Id; false
+                 [INFERRED alternative]: logged Blocks have no Id.
+  driveFailure   {"SERIAL": "STATUS"}: that drive fails at drive level
+                 with STATUS (README §4.3, e.g. BitLockerKeyInvalid,
+                 ManifestCorrupted, ManifestDriveIdMismatch) before any blob
+                 is imported; its logs hold only DriveId and Status [DOC
+                 §4.2; that nothing is imported then is INFERRED].
+
 Faults (POST /jobs/{name}/import-faults {"drop": [...], "corrupt": [...],
-"rename": [...]}, applied by the next import).  A path names a blob by its
+"rename": [...], ...}, applied by the next import).  A path names a blob by its
 FilePath ("job/a/b.bin", "/" or "\\" separators, leading one optional), by
 that path without its first segment ("a/b.bin", the staging path under
 the job directory) or by its BlobPath ("container/name"):
   drop     the file is treated as absent: FileNotFound, nothing uploaded;
-  corrupt  one byte of the first block is flipped before Put Block; the
-           log still says Completed (silent corruption) and the blob's
-           Content-MD5 is the MD5 of the corrupted bytes;
+  corrupt  the drive's copy of the first block is damaged (one byte
+           flipped as read): the service's MD5 check against the manifest
+           Hash fails, the block is Corrupted, the blob CompletedWithErrors
+           and not committed [DOC §0 step 5, §4.3];
+  corrupt-silent  one byte of the first block is flipped after that check
+           (before Put Block): the log says Completed; with contentMd5
+           "always" the Content-MD5 is the MD5 of the stored bytes, else
+           nothing Azure records shows it (what block-list verification
+           cannot see) [INFERRED: a service-side fault];
   rename   a blob with other content is put at BlobPath first, so the
-           import renames (or skips, overwrites) ours.
+           import renames (or skips, overwrites) ours;
+  length   the last block is left out of Put Block List: the blob is
+           short, the log still says Completed [INFERRED];
+  failed   the blob is committed but logged Status="BlobRequestFailed"
+           with its last block Failed [INFERRED];
+  blocklist  the blocks are put and committed under other ids (base64 of
+           the 4-byte LE index, the service's export form [SAMPLE]): the
+           same bytes, a committed block list that differs from the
+           manifest.
 """
 
 import base64
@@ -79,8 +120,13 @@ import blobstore
 
 LOG_VERSION = "2014-11-01"
 LOG_CONTAINER = "waimportexport"
-ACTIONS = ("drives", "import-faults", "import")
-FAULT_KINDS = ("drop", "corrupt", "rename")
+ACTIONS = ("drives", "import-faults", "import-options", "import")
+FAULT_KINDS = ("drop", "corrupt", "corrupt-silent", "rename", "length",
+    "failed", "blocklist")
+OPTIONS = {"contentMd5": "properties", "verboseLog": "logLevel",
+    "blockIdsInLog": True, "driveFailure": {}}
+OPTION_VALUES = {"contentMd5": ("properties", "always", "ignore-properties"),
+    "verboseLog": ("logLevel", "always", "never")}
 DISPOSITIONS = ("rename", "no-overwrite", "overwrite")
 PRE_EXISTING = b"A blob that was in the account before the import " \
     b"(simulated 'rename' fault).\n"
@@ -193,14 +239,24 @@ def read_manifest(root, drive):
             "not the drive's serial %r" % (disk.findtext("DriveId"), rel,
             drive["serial"]))
     try:
-        blobs = [_blob(b) for bl in disk.findall("BlobList")
-            for b in bl.findall("Blob")]
+        blobs = [_blob(b, _props_path(bl, True)) for bl in
+            disk.findall("BlobList") for b in bl.findall("Blob")]
     except (ValueError, TypeError, AttributeError) as e:
         raise DriveError("ManifestFormatInvalid", "%s: %s" % (rel, e))
     return blobs
 
 
-def _blob(el):
+def _props_path(el, list_level):
+    """PropertiesPath of a BlobList or Blob as {path, hash, global}, or
+    None ([DOC] README §1.2: a Blob's overrides its list's)."""
+    p = el.find("PropertiesPath")
+    if p is None:
+        return None
+    return {"path": (p.text or "").strip(), "global": list_level,
+        "hash": (p.get("Hash") or "").strip().upper()}
+
+
+def _blob(el, list_props=None):
     path = (el.findtext("BlobPath") or "").strip()
     if "/" not in path.strip("/"):
         raise ValueError("BlobPath %r is not container/name" % path)
@@ -212,12 +268,12 @@ def _blob(el):
         "length": int(el.findtext("Length")), "disposition": disp,
         "dispositionStatus": None, "status": None, "fault": None,
         "contentMD5": None, "pageBlob": el.find("PageRangeList") is not None,
-        "blocks": []}
+        "properties": _props_path(el, False) or list_props,
+        "propertiesStatus": None, "blocks": []}
     for i, blk in enumerate(el.findall("BlockList/Block")):
         b["blocks"].append({"offset": int(blk.get("Offset")),
             "length": int(blk.get("Length")),
-            "id": blk.get("Id") or base64.b64encode(struct.pack("<I",
-            i)).decode(), "hash": blk.get("Hash").strip().upper(),
+            "id": blk.get("Id") or _index_id(i), "hash": blk.get("Hash").strip().upper(),
             "status": None})
     return b
 
@@ -252,9 +308,14 @@ class DriveImport:
         self.applied = []
         self.logs = {}
         self.containers = set()
+        self.options = options(job)
 
     def run(self):
+        forced = self.options["driveFailure"].get(self.serial)
         try:
+            if forced:
+                raise DriveError(forced, "drive-level failure %s (simulated "
+                    "by import-options driveFailure)" % forced)
             self.blobs = read_manifest(self.root, self.drive)
         except DriveError as e:
             self.status, self.message = e.status, str(e)
@@ -331,33 +392,86 @@ class DriveImport:
             self._set_blocks(b, "Cancelled")
             return
         b["blobPath"] = container + "/" + name
-        corrupt = bool(b["blocks"]) and b["blocks"][0]["length"] > 0 and \
-            self._fault(b, "corrupt")
+        first = bool(b["blocks"]) and b["blocks"][0]["length"] > 0
+        damaged = first and self._fault(b, "corrupt")
+        silent = first and not damaged and self._fault(b, "corrupt-silent")
+        other_ids = self._fault(b, "blocklist")
         whole = hashlib.md5()
-        for blk in b["blocks"]:
+        ids = []
+        for i, blk in enumerate(b["blocks"]):
             f.seek(blk["offset"])
             data = f.read(blk["length"])
             if len(data) < blk["length"]:
                 blk["status"] = "FileUnexpectedEnd"
                 continue
+            if i == 0 and damaged:
+                data = _flip(data)
+            # [DOC] README §0 step 5: each block's MD5 against the manifest.
             if hashlib.md5(data).hexdigest().upper() != blk["hash"]:
                 blk["status"] = "Corrupted"
                 continue
-            if corrupt and blk is b["blocks"][0] and data:
-                i = len(data) // 2
-                data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
-            self.client.put_block(container, name, blk["id"], data)
+            if i == 0 and silent:
+                data = _flip(data)
+            bid = _index_id(i) if other_ids else blk["id"]
+            self.client.put_block(container, name, bid, data)
             blk["status"] = "Uncommitted"
+            ids.append(bid)
             whole.update(data)
         if any(blk["status"] != "Uncommitted" for blk in b["blocks"]):
             b["status"] = "CompletedWithErrors"
             return
-        md5 = base64.b64encode(whole.digest()).decode()
-        self.client.put_block_list(container, name,
-            [blk["id"] for blk in b["blocks"]], md5)
+        props = self._properties(b)
+        if self.options["contentMd5"] == "always":
+            # No basis: the simulator's behaviour before issue 9.
+            props["Content-MD5"] = base64.b64encode(whole.digest()).decode()
+        if ids and self._fault(b, "length"):
+            ids.pop()
+        self.client.put_block_list(container, name, ids,
+            props.get("Content-MD5"), props.get("Content-Type") or
+            "application/octet-stream")
         self._set_blocks(b, "Completed")
-        b["status"] = "Completed"
-        b["contentMD5"] = md5
+        b["status"] = "Completed" if b["propertiesStatus"] in (None,
+            "Completed") else "CompletedWithErrors"
+        if self._fault(b, "failed"):
+            b["status"] = "BlobRequestFailed"
+            if b["blocks"]:
+                b["blocks"][-1]["status"] = "Failed"
+        b["contentMD5"] = props.get("Content-MD5")
+
+    def _properties(self, b):
+        """The blob's properties file as {name: value}, its status in
+        b["propertiesStatus"] ([DOC] README §1.3, §4.3, §5)."""
+        pp = b["properties"]
+        if pp is None or self.options["contentMd5"] == "ignore-properties":
+            b["properties"] = None
+            return {}
+        rel = _rel(pp["path"])
+        if rel is None:
+            b["propertiesStatus"] = "FileNameInvalid"
+            return {}
+        try:
+            with open(os.path.join(self.root, rel), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            b["propertiesStatus"] = "FileNotFound"
+            return {}
+        except OSError:
+            b["propertiesStatus"] = "FileAccessDenied"
+            return {}
+        if hashlib.md5(data).hexdigest().upper() != pp["hash"]:
+            b["propertiesStatus"] = "Corrupted"
+            return {}
+        try:
+            root = ET.fromstring(data)
+        except ET.ParseError:
+            b["propertiesStatus"] = "XmlReadFailed"
+            return {}
+        if root.tag != "Properties":
+            b["propertiesStatus"] = "XmlReadFailed"
+            return {}
+        b["propertiesStatus"] = "Completed"
+        return {c.tag: (c.text or "").strip() for c in root
+            if c.tag in ("Content-MD5", "Content-Type")}
 
     def _disposition(self, b, container, name):
         """The name to write, or None to skip."""
@@ -390,19 +504,32 @@ class DriveImport:
         container, prefix = self._log_place()
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y%m%d-%H%M%S-%f")[:-3]
+        kinds = ("error", "verbose") if self._verbose() else ("error",)
         try:
             self.client.create_container(container)
-            for kind in ("error", "verbose"):
+            for kind in kinds:
                 name = "%s%s_%s_%s_%s.xml" % (prefix, self.job["name"],
                     self.serial, stamp, kind)
                 self.client.put_blob(container, name,
                     drive_log(self.serial, self.blobs, self.status,
-                    kind == "error"), "application/xml")
+                    kind == "error", self.options["blockIdsInLog"]),
+                    "application/xml")
                 self.logs[kind] = {"blob": container + "/" + name,
                     "url": self.client.url(container, name)}
         except (blobstore.BlobError, OSError) as e:
             self.logs = {}
             self.message = "could not write the copy logs: %s" % e
+
+    def _verbose(self):
+        """[DOC] README §4.1: the verbose log only with logLevel /
+        logCollectionLevel Verbose; the switch can force it either way."""
+        mode = self.options["verboseLog"]
+        if mode != "logLevel":
+            return mode == "always"
+        if self.kind == "importexport":
+            return self.job["props"].get("logLevel") == "Verbose"
+        return any(d.get("logCollectionLevel") == "Verbose" for d in
+            self.job["details"].get("dataImportDetails", []))
 
     def counters(self):
         ok = [b for b in self.blobs if b["status"] == "Completed"]
@@ -416,7 +543,8 @@ class DriveImport:
         """What GET /jobs/{name}/import shows (kept in the job)."""
         blobs = [{k: b[k] for k in ("filePath", "blobPath",
             "requestedBlobPath", "length", "status", "disposition",
-            "dispositionStatus", "fault", "contentMD5")} for b in self.blobs]
+            "dispositionStatus", "fault", "contentMD5", "propertiesStatus")}
+            for b in self.blobs]
         return {"serial": self.serial, "path": self.root,
             "status": self.status, "message": self.message,
             "errorLog": self.logs.get("error", {}).get("blob"),
@@ -445,7 +573,7 @@ class DriveImport:
                 "details": [], "additionalInfo": []}
         if self.logs:
             out["errorLogLink"] = self.logs["error"]["url"]
-            out["verboseLogLink"] = self.logs["verbose"]["url"]
+            out["verboseLogLink"] = self.logs.get("verbose", {}).get("url")
         return out
 
     def _ie_progress(self):
@@ -455,8 +583,24 @@ class DriveImport:
             "bytesSucceeded": self.counters()["bytesProcessed"]}
         if self.logs:
             out["errorLogUri"] = self.logs["error"]["url"]
-            out["verboseLogUri"] = self.logs["verbose"]["url"]
+            out["verboseLogUri"] = self.logs.get("verbose", {}).get("url")
         return out
+
+
+def _flip(data):
+    i = len(data) // 2
+    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+
+
+def _index_id(i):
+    """The service's own block id form (export samples [SAMPLE])."""
+    return base64.b64encode(struct.pack("<I", i)).decode()
+
+
+def options(job):
+    out = dict(OPTIONS)
+    out.update(job.get("dcOptions") or {})
+    return out
 
 
 def renamed(name, n):
@@ -471,14 +615,15 @@ def renamed(name, n):
     return head + sep + last
 
 
-def drive_log(serial, blobs, status, errors_only):
+def drive_log(serial, blobs, status, errors_only, block_ids=True):
     """A DriveLog document (bytes), in the grammar's element order."""
     out = ['<?xml version="1.0" encoding="utf-8"?>',
         '<DriveLog Version="%s">' % LOG_VERSION,
         "  <DriveId>%s</DriveId>" % escape(serial)]
     for b in blobs:
         failed = b["status"] != "Completed" or b["dispositionStatus"] in \
-            ("Renamed", "Skipped")
+            ("Renamed", "Skipped") or b["propertiesStatus"] not in (None,
+            "Completed")
         if errors_only and not failed:
             continue
         out.append("  <Blob Status=%s>" % quoteattr(b["status"]))
@@ -492,22 +637,36 @@ def drive_log(serial, blobs, status, errors_only):
         blocks = [blk for blk in b["blocks"] if not errors_only or
             blk["status"] not in ("Completed", "Uncommitted")]
         if not b["pageBlob"]:
-            out.extend(_block_list(blocks))
+            out.extend(_block_list(blocks, block_ids))
+        out.extend(_properties_log(b))
         out.append("  </Blob>")
     out.append("  <Status>%s</Status>" % escape(status))
     out.append("</DriveLog>")
     return ("\n".join(out) + "\n").encode("utf-8")
 
 
-def _block_list(blocks):
+def _properties_log(b):
+    """[SAMPLE] log-verbose-sample.xml: <Properties Status><Path Hash> for
+    a blob's own file, GlobalPath for its list's default."""
+    pp = b["properties"]
+    if pp is None or b["propertiesStatus"] is None:
+        return []
+    tag = "GlobalPath" if pp["global"] else "Path"
+    return ["    <Properties Status=%s>" % quoteattr(b["propertiesStatus"]),
+        "      <%s Hash=%s>%s</%s>" % (tag, quoteattr(pp["hash"]),
+        escape(pp["path"]), tag), "    </Properties>"]
+
+
+def _block_list(blocks, block_ids=True):
     if not blocks:
         return ["    <BlockList />"]
     out = ["    <BlockList>"]
     for blk in blocks:
-        out.append('      <Block Offset="%d" Length="%d" Id=%s Hash=%s '
-            'Status=%s />' % (blk["offset"], blk["length"],
-            quoteattr(blk["id"]), quoteattr(blk["hash"]),
-            quoteattr(blk["status"] or "Cancelled")))
+        bid = " Id=%s" % quoteattr(blk["id"]) if block_ids else ""
+        out.append('      <Block Offset="%d" Length="%d"%s Hash=%s '
+            'Status=%s />' % (blk["offset"], blk["length"], bid,
+            quoteattr(blk["hash"]), quoteattr(blk["status"] or
+            "Cancelled")))
     out.append("    </BlockList>")
     return out
 
@@ -536,6 +695,8 @@ def control(job, method, action, data, mod):
         return _ctl_drives(job, method, data)
     if action == "import-faults":
         return _ctl_faults(job, method, data)
+    if action == "import-options":
+        return _ctl_options(job, method, data)
     if method == "GET":
         return 200, _import_view(job, [])
     if method != "POST":
@@ -590,3 +751,26 @@ def _ctl_faults(job, method, data):
         return 405, {"error": "GET, POST or DELETE"}
     return 200, {"faults": job.get("dcFaults") or {},
         "unmatched": unmatched_faults(job)}
+
+
+def _ctl_options(job, method, data):
+    if method == "POST":
+        for k, v in data.items():
+            if k not in OPTIONS:
+                return 400, {"error": "unknown option '%s' (use %s)" % (k,
+                    ", ".join(OPTIONS))}
+            if k in OPTION_VALUES and v not in OPTION_VALUES[k]:
+                return 400, {"error": "'%s' must be one of %s" % (k,
+                    ", ".join(OPTION_VALUES[k]))}
+            if k == "blockIdsInLog" and not isinstance(v, bool):
+                return 400, {"error": "'blockIdsInLog' must be a boolean"}
+            if k == "driveFailure" and not (isinstance(v, dict) and all(
+                isinstance(x, str) and x for x in v.values())):
+                return 400, {"error": "'driveFailure' must map serials to "
+                    "drive status codes"}
+        job.setdefault("dcOptions", {}).update(data)
+    elif method == "DELETE":
+        job["dcOptions"] = {}
+    elif method != "GET":
+        return 405, {"error": "GET, POST or DELETE"}
+    return 200, {"options": options(job)}

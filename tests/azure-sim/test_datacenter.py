@@ -58,14 +58,35 @@ def md5hex(data):
 
 # -- drives -------------------------------------------------------------------
 
+def props_file(root, job, rel, data, bad_hash=False):
+    """A properties file for rel (README §5: <Properties> with a Base64
+    Content-MD5) and its PropertiesPath element."""
+    text = ('<?xml version="1.0" encoding="UTF-8"?>\n<Properties>\n'
+        '  <Content-Type>application/x-test</Content-Type>\n'
+        '  <Content-MD5>%s</Content-MD5>\n</Properties>\n' %
+        blobstore.b64md5(data)).encode()
+    rp = os.path.join(job, "props", rel + ".properties")
+    path = os.path.join(root, rp)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(text)
+    h = md5hex(b"other") if bad_hash else md5hex(text)
+    return '        <PropertiesPath Hash="%s">\\%s</PropertiesPath>\n' % (
+        h, escape(rp.replace("/", "\\")))
+
+
 def make_drive(root, serial, job, container, files, absent=(), bad_block=None,
-    drive_id=None):
+    drive_id=None, props=(), bad_props=()):
     """Write files under root/<job>/ and a DriveManifest.xml in the format
     of drive-format README §1 (blocks of BLOCK bytes, "MD5/<b64>"
     ids).  absent: listed in the manifest, not written; bad_block: (rel,
-    index) whose Hash is wrong.  Returns the manifest's MD5 (hex)."""
+    index) whose Hash is wrong; props: files given a properties file
+    (PropertiesPath after the BlockList), bad_props: ... with a wrong
+    Hash.  Returns the manifest's MD5 (hex)."""
     blobs = []
     for rel, data in files.items():
+        pp = props_file(root, job, rel, data, rel in bad_props) \
+            if rel in props or rel in bad_props else ""
         if rel not in absent:
             path = os.path.join(root, job, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -89,8 +110,8 @@ def make_drive(root, serial, job, container, files, absent=(), bad_block=None,
         <BlockList>
 %s
         </BlockList>
-      </Blob>""" % (container, escape(rel), job,
-            escape(rel.replace("/", "\\")), len(data), "\n".join(blocks)))
+%s      </Blob>""" % (container, escape(rel), job,
+            escape(rel.replace("/", "\\")), len(data), "\n".join(blocks), pp))
     text = """<?xml version="1.0" encoding="UTF-8"?>
 <DriveManifest Version="2014-11-01">
   <Drive>
@@ -121,6 +142,12 @@ class DcSim(ts.Sim):
             text=True)
         info = json.loads(self.proc.stdout.readline())
         self.url, self.control = info["url"], info["control"]
+
+
+def manifest_ids(data):
+    return [("MD5/" + base64.b64encode(hashlib.md5(data[o:o + BLOCK])
+        .digest()).decode(), len(data[o:o + BLOCK]))
+        for o in range(0, len(data), BLOCK)]
 
 
 def log_doc(blob, url):
@@ -157,7 +184,8 @@ def t_databox(api, blob, tmp, tag):
         "missing.bin": os.urandom(300), "zeros.bin": bytes(2 * BLOCK)}
     dirs = {s: os.path.join(tmp, name, s) for s in ("D1", "D2", "D3")}
     hashes = {"D1": make_drive(dirs["D1"], "D1", name, cont, d1,
-        absent=("missing.bin",), bad_block=("bad.bin", 1)),
+        absent=("missing.bin",), bad_block=("bad.bin", 1),
+        props=("a/one.bin", "b/two.txt")),
         "D2": "0" * 32,
         "D3": make_drive(dirs["D3"], "D3", name, cont, {"x": b"x"},
         drive_id="SOMEONE-ELSE"), "D4": ts.HASH}
@@ -204,12 +232,11 @@ def t_databox(api, blob, tmp, tag):
     check(ts.db_errors(j) == [], "DataCopy: job validates against the spec")
     det = j["properties"]["details"]
     cp = {c["serialNumber"]: c for c in det["copyProgress"]}
-    ok = ("a/one.bin", "b/two.txt", "empty.dat", "corrupt.bin", "rename.txt",
-        "zeros.bin")
+    ok = ("a/one.bin", "b/two.txt", "empty.dat", "rename.txt", "zeros.bin")
     c1 = cp["D1"]
     check(c1["copyStatus"] == "CompletedWithErrors" and
-        c1["totalFilesToProcess"] == 9 and c1["filesProcessed"] == 6 and
-        c1["filesErroredOut"] == 3 and c1["totalBytesToProcess"] ==
+        c1["totalFilesToProcess"] == 9 and c1["filesProcessed"] == 5 and
+        c1["filesErroredOut"] == 4 and c1["totalBytesToProcess"] ==
         sum(map(len, d1.values())) and c1["bytesProcessed"] ==
         sum(len(d1[k]) for k in ok), "D1 copyProgress: %s" % json.dumps(c1))
     check(cp["D2"]["copyStatus"] == "MetadataFilesModifiedOrRemoved" and
@@ -248,27 +275,29 @@ def t_databox(api, blob, tmp, tag):
     check(cp["D1"]["copyStatus"] == "CompletedWithErrors" and
         cp["D4"]["copyStatus"] == "Completed", "final: D1 kept its result, "
         "D4 completed by hand")
-    check(len(blob.list(cont)) == 7, "no second import on the way out")
+    check(len(blob.list(cont)) == 6, "no second import on the way out")
 
 
 def t_databox_blobs(blob, cont, d1):
     got = {b["name"]: b for b in blob.list(cont)}
     check(sorted(got) == sorted(["a/one.bin", "b/two.txt", "empty.dat",
-        "corrupt.bin", "rename.txt", "rename (2).txt", "zeros.bin"]),
+        "rename.txt", "rename (2).txt", "zeros.bin"]),
         "blobs: imported ones only: %s" % sorted(got))
     for rel in ("a/one.bin", "b/two.txt", "empty.dat", "zeros.bin"):
         b = got.get(rel, {})
+        want = blobstore.b64md5(d1[rel]) if rel in ("a/one.bin",
+            "b/two.txt") else None
         check(b.get("length") == len(d1[rel]) and b.get("contentMD5") ==
-            blobstore.b64md5(d1[rel]), "blob %s: length + Content-MD5" % rel)
+            want, "blob %s: length, Content-MD5 only from a properties "
+            "file: %r" % (rel, b.get("contentMD5")))
+        check(blob.block_list(cont, rel) == manifest_ids(d1[rel]),
+            "blob %s: committed block list = the manifest's ids" % rel)
+    check(got["a/one.bin"].get("contentType") == "application/x-test",
+        "properties file: Content-Type applied")
     check(blob.get(cont, "a/one.bin") == d1["a/one.bin"],
         "blob a/one.bin: content (4 blocks)")
-    data = blob.get(cont, "corrupt.bin")
-    diff = [i for i in range(len(data)) if data[i] != d1["corrupt.bin"][i]]
-    b = got.get("corrupt.bin", {})
-    check(len(data) == len(d1["corrupt.bin"]) and len(diff) == 1 and
-        diff[0] < BLOCK and b.get("contentMD5") == blobstore.b64md5(data) !=
-        blobstore.b64md5(d1["corrupt.bin"]),
-        "corrupt fault: one byte flipped, Content-MD5 of the stored bytes")
+    check("corrupt.bin" not in got, "corrupt fault: a damaged drive block "
+        "is not committed")
     check(blob.get(cont, "rename.txt") == datacenter.PRE_EXISTING and
         blob.get(cont, "rename (2).txt") == d1["rename.txt"],
         "rename fault: ours stored as 'rename (2).txt'")
@@ -289,8 +318,17 @@ def t_databox_logs(blob, links, name, cont):
         all(b.get("Status") == "Completed" and b.get("Id").startswith("MD5/")
         for b in blocks) and one.find("ImportDisposition").get("Status") ==
         "Created", "verbose: a/one.bin Completed, 4 blocks, Created")
-    check(vb[fp % "corrupt.bin"].get("Status") == "Completed",
-        "verbose: corrupt fault is silent (Completed)")
+    cor = vb[fp % "corrupt.bin"]
+    check(cor.get("Status") == "CompletedWithErrors" and
+        [x.get("Status") for x in cor.findall("BlockList/Block")] ==
+        ["Corrupted", "Uncommitted"], "verbose: corrupt fault -> first block "
+        "Corrupted (the service's MD5 check)")
+    pr = one.find("Properties")
+    check(pr is not None and pr.get("Status") == "Completed" and
+        pr.find("Path") is not None and len(pr.find("Path").get("Hash")) ==
+        32, "verbose: Properties Completed with its Path and Hash")
+    check(vb[fp % "empty.dat"].find("Properties") is None,
+        "verbose: no Properties for a blob without a properties file")
     ren = vb[fp % "rename.txt"]
     disp = ren.find("ImportDisposition")
     check(ren.findtext("BlobPath") == cont + "/rename (2).txt" and
@@ -309,7 +347,8 @@ def t_databox_logs(blob, links, name, cont):
         "verbose: bad.bin block 1 Corrupted, blob not committed")
     eb = by_file(e)
     check(sorted(eb) == sorted(fp % r for r in ("drop.bin", "missing.bin",
-        "bad.bin", "rename.txt")), "error log: failed + renamed blobs only")
+        "bad.bin", "rename.txt", "corrupt.bin")),
+        "error log: failed + renamed blobs only")
     check([x.get("Status") for x in eb[fp % "bad.bin"].findall(
         "BlockList/Block")] == ["Corrupted"],
         "error log: only the failed block")
@@ -371,13 +410,94 @@ def t_importexport(api, blob, tmp, tag):
     check(len(v.findall("Blob")) == 2 and not e.findall("Blob") and
         e.findtext("Status") == "Completed", "IE logs: 2 blobs, no errors")
     got = {b["name"]: b for b in blob.list(cont)}
-    check(all(got[k]["contentMD5"] == blobstore.b64md5(d) and
-        got[k]["length"] == len(d) for k, d in files.items()),
-        "IE blobs: length + Content-MD5")
+    check(all(got[k]["contentMD5"] is None and got[k]["length"] == len(d)
+        and blob.block_list(cont, k) == manifest_ids(d)
+        for k, d in files.items()),
+        "IE blobs: length + block list, no Content-MD5 (no properties file)")
     for want in ("Transferring", "Packaging", "Completed"):
         st, out = api.ctl("POST", "/jobs/%s/advance%s" % (name, q), {})
         check(out["status"] == want, "IE: advance -> %s" % want)
     check(len(blob.list(cont)) == 2, "IE: imported once")
+
+
+# -- import options and the newer faults ------------------------------------
+
+def run_job(api, blob, tmp, name, cont, drives, opts, faults=None):
+    """A DataBox job over drives {serial: (files, props)} imported with
+    import-options opts; returns (copyProgress, copyLogDetails) by serial."""
+    dirs = {s: os.path.join(tmp, name, s) for s in drives}
+    body = ts.job_body(list(drives))
+    for s, (files, props) in drives.items():
+        body["properties"]["details"]["importDiskDetailsCollection"][s][
+            "manifestHash"] = make_drive(dirs[s], s, name, cont, files,
+            props=props)
+    ts.create(api, name, body)
+    api.arm("POST", ts.job_path(name) + "/markDevicesShipped",
+        {"deliverToDcPackageDetails": {"carrierName": "FedEx",
+        "trackingId": "TRK-" + name}})
+    api.ctl("POST", "/jobs/%s/drives" % name, dirs)
+    st, out = api.ctl("POST", "/jobs/%s/import-options" % name, opts)
+    check(st == 200 and all(out["options"][k] == v for k, v in
+        opts.items()), "import-options set: %r" % out)
+    if faults:
+        api.ctl("POST", "/jobs/%s/import-faults" % name, faults)
+    for _ in range(2):
+        api.ctl("POST", "/jobs/%s/advance" % name, {})
+    det = api.arm("GET", ts.job_path(name) + "?$expand=details").json()[
+        "properties"]["details"]
+    return ({c["serialNumber"]: c for c in det["copyProgress"]},
+        {c["serialNumber"]: c for c in det["copyLogDetails"]})
+
+
+def t_options(api, blob, tmp, tag):
+    st, _ = api.ctl("POST", "/jobs/dc-db-%s/import-options" % tag,
+        {"contentMd5": "sometimes"})
+    check(st == 400, "import-options: a bad value -> 400")
+    name, cont = "dc-opt-" + tag, "dcopt-" + tag
+    f = {n: os.urandom(2 * BLOCK + 11) for n in ("len.bin", "fail.bin",
+        "ids.bin", "silent.bin", "props.bin")}
+    cp, links = run_job(api, blob, tmp, name, cont, {"O1": (f, ("props.bin",
+        "fail.bin")), "O2": ({"x": b"x"}, ())}, {"contentMd5": "always",
+        "blockIdsInLog": False, "driveFailure": {"O2": "BitLockerKeyInvalid"}},
+        {"length": ["len.bin"], "failed": ["fail.bin"], "blocklist":
+        ["ids.bin"], "corrupt-silent": ["silent.bin"]})
+    got = {b["name"]: b for b in blob.list(cont)}
+    check(all(got[k]["contentMD5"] is not None for k in got),
+        "contentMd5=always: every blob has a Content-MD5")
+    check(got["len.bin"]["length"] == 2 * BLOCK, "length fault: the last "
+        "block is not committed")
+    check(got["silent.bin"]["contentMD5"] != blobstore.b64md5(f["silent.bin"])
+        and got["silent.bin"]["length"] == len(f["silent.bin"]),
+        "corrupt-silent + always: Content-MD5 of the stored bytes")
+    ids = blob.block_list(cont, "ids.bin")
+    check(ids != manifest_ids(f["ids.bin"]) and [n for _, n in ids] ==
+        [n for _, n in manifest_ids(f["ids.bin"])] and blob.get(cont,
+        "ids.bin") == f["ids.bin"], "blocklist fault: same bytes, other ids")
+    v = by_file(log_doc(blob, links["O1"]["verboseLogLink"]))
+    fp = "\\%s\\%%s" % name
+    check(v[fp % "fail.bin"].get("Status") == "BlobRequestFailed" and
+        v[fp % "len.bin"].get("Status") == "Completed" and
+        v[fp % "silent.bin"].get("Status") == "Completed",
+        "failed fault logged BlobRequestFailed; length, silent Completed")
+    check(all(b.get("Id") is None for x in v.values() for b in
+        x.findall("BlockList/Block")), "blockIdsInLog=false: no Id")
+    check(cp["O2"]["copyStatus"] == "MetadataFilesModifiedOrRemoved" and
+        cp["O2"]["error"]["code"] == "BitLockerKeyInvalid", "driveFailure: "
+        "%r" % cp["O2"])
+    e = log_doc(blob, links["O2"]["errorLogLink"])
+    check(e.findtext("Status") == "BitLockerKeyInvalid" and
+        not e.findall("Blob"), "driveFailure: the log names the status only")
+    check(not any(k == "x" for k in got), "driveFailure: nothing imported")
+
+    name, cont = "dc-opt2-" + tag, "dcopt2-" + tag
+    cp, links = run_job(api, blob, tmp, name, cont, {"P1": ({"p.bin":
+        b"props ignored"}, ("p.bin",))}, {"contentMd5": "ignore-properties",
+        "verboseLog": "never"})
+    got = {b["name"]: b for b in blob.list(cont)}
+    check(got["p.bin"]["contentMD5"] is None, "ignore-properties: no "
+        "Content-MD5 despite the properties file")
+    check(links["P1"].get("verboseLogLink") is None and
+        links["P1"]["errorLogLink"], "verboseLog=never: no verbose log link")
 
 
 def t_manual(tmp):
@@ -420,6 +540,7 @@ def main():
         t_units()
         t_databox(api, blob, tmp, tag)
         t_importexport(api, blob, tmp, tag)
+        t_options(api, blob, tmp, tag)
         t_manual(tmp)
     finally:
         code = sim.stop()

@@ -1,7 +1,13 @@
 """After the import, against Azurite and the simulator's datacenter (which
-imports the shipped drive directories for real): a clean import ends in
-`done` with every file verified in the vault; a dropped, a corrupted and a
-renamed file are found by the reconcile, repaired from staging and verified;
+imports the shipped drive directories for real, as documented: the
+manifest's blocks and ids, Put Block List, Content-MD5 only from properties
+files): a clean import ends in `done` with every file verified in the vault
+and nothing repaired, with Content-MD5 from properties files, without them
+(ignore-properties), with the old always-MD5 datacenter and without a
+verbose log; each fault class (missing, corrupt block, wrong length,
+renamed, failed blob status, differing block list) is found by the
+reconcile, repaired from staging and verified; a drive-level failure
+(BitLockerKeyInvalid) is named per drive;
 a staging file changed after indexing is kept and reported; kill -9 during
 the vault copy and during cleanup resume; nothing is deleted before its vault
 copy is verified."""
@@ -40,13 +46,15 @@ def blobs(store, container, prefix):
         raise
 
 
-def ship_and_import(d, sim, name, faults=None):
+def ship_and_import(d, sim, name, faults=None, options=None):
     prepcheck.wait_phase(d, name, "awaiting-tracking", 120)
     job = d.ctl_json("job", "show", name)
     sim.ctl("POST", "/jobs/%s/drives" % name,
             {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
     if faults:
         sim.ctl("POST", "/jobs/%s/import-faults" % name, faults)
+    if options:
+        sim.ctl("POST", "/jobs/%s/import-options" % name, options)
     d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking", "T-" + name, check_rc=0)
     prepcheck.wait_state(d, name, "shipped", 60)
     for status in ("AtAzureDC", "DataCopy", "Completed"):
@@ -66,15 +74,40 @@ def check_vault(store, name, files):
     check(not left, "the job's import blobs are deleted: %r" % sorted(left)[:3])
 
 
+def manifest_has_properties(d, name):
+    """Whether seedd's manifests carry PropertiesPath (Content-MD5 from properties files)."""
+    for dr in d.ctl_json("job", "show", name)["drives"]:
+        p = os.path.join(dr["path"], "DriveManifest.xml")
+        if dr["files"] and os.path.exists(p) and b"<PropertiesPath" in open(p, "rb").read():
+            return True
+    return False
+
+
+def check_clean(d, name, n, want_method):
+    job = prepcheck.wait_state(d, name, "done", 180)
+    imp, by = job["afterImport"]["import"], job["afterImport"].get("verifiedBy", {})
+    print("# %s: import %r, verified by %r" % (name, imp, by), flush=True)
+    if imp.get("repaired"):
+        print("# notOk: %r" % job["afterImport"]["notOk"][:4])
+        print("# log: " + " | ".join(e["text"] for e in d.ctl_json("job", "log", name))[-3000:])
+    check(imp.get("repaired", 0) == 0, "%s: a clean documented import repairs nothing: %r" %
+          (name, imp))
+    check(imp["ok"] == n, "%s: every file reconciled ok: %r" % (name, imp))
+    check(by.get(want_method) == n and sum(by.values()) == n,
+          "%s: every file verified by %s: %r" % (name, want_method, by))
+    return job
+
+
 def test_clean(d, sim, store):
     files = tree()
     staging = os.path.join(d.tmp, "staging-clean")
     azenv.prepared_job(d, "clean", drives=2, files=files)
     ship_and_import(d, sim, "clean")
-    job = prepcheck.wait_state(d, "clean", "done", 180)
-    check(job["afterImport"]["import"]["ok"] == len(files), "every file reconciled ok: %r" %
-          job["afterImport"]["import"])
+    props = manifest_has_properties(d, "clean")
+    job = check_clean(d, "clean", len(files), "content-md5" if props else "block-list")
     check(job["afterImport"]["vaultVerified"] == len(files), "every vault copy verified")
+    text = d.ctl("job", "show", "clean", check_rc=0).stdout
+    check("Verified by" in text and "repaired 0" in text, "job show says how:\n%s" % text)
     check_vault(store, "clean", files)
     check(not any(os.path.isfile(os.path.join(r, f)) for r, _, fs in
                   os.walk(os.path.join(d.tmp, "staging-clean")) for f in fs),
@@ -91,21 +124,84 @@ def test_clean(d, sim, store):
           "every transition is in the report")
 
 
+def test_clean_variants(d, sim, store):
+    """The same clean import through the datacenter's switches: properties
+    files ignored, the old always-MD5 behaviour, no verbose log and no block
+    ids in the logs."""
+    for name, opts, method in (
+            ("noprops", {"contentMd5": "ignore-properties"}, "block-list"),
+            ("always", {"contentMd5": "always"}, "content-md5"),
+            ("noverbose", {"contentMd5": "ignore-properties", "verboseLog": "never",
+                           "blockIdsInLog": False}, "block-list-no-verbose-log")):
+        files = tree(8)
+        azenv.prepared_job(d, name, drives=1, files=files)
+        ship_and_import(d, sim, name, options=opts)
+        check_clean(d, name, len(files), method)
+        check_vault(store, name, files)
+
+
+FAULTS = {"drop": "docs/00/f-000.txt", "corrupt": "db/full.bak", "rename": "docs/01/f-001.txt",
+          "length": "docs/02/f-002.txt", "failed": "docs/03/f-003.txt",
+          "blocklist": "docs/04/f-004.txt"}
+
+
 def test_faults(d, sim, store):
     files = tree(12)
     azenv.prepared_job(d, "faulty", drives=1, files=files)
-    ship_and_import(d, sim, "faulty", {"drop": ["docs/00/f-000.txt"],
-                                       "corrupt": ["db/full.bak"],
-                                       "rename": ["docs/01/f-001.txt"]})
+    ship_and_import(d, sim, "faulty", {k: [v] for k, v in FAULTS.items()},
+                    {"contentMd5": "ignore-properties"})
     job = prepcheck.wait_state(d, "faulty", "done", 180)
-    imp = job["afterImport"]["import"]
-    check(imp["repaired"] == 3, "three files repaired: %r" % imp)
-    bad = {b["path"] for b in job["afterImport"]["notOk"]}
-    check(bad == {"docs/00/f-000.txt", "db/full.bak", "docs/01/f-001.txt"},
-          "the repaired files are listed: %r" % bad)
-    check_vault(store, "faulty", files)
+    imp, by = job["afterImport"]["import"], job["afterImport"].get("verifiedBy", {})
+    print("# faulty: import %r, verified by %r" % (imp, by), flush=True)
+    check(imp["repaired"] == len(FAULTS), "every fault class repaired: %r" % imp)
+    check(by.get("repaired-upload") == len(FAULTS) and
+          by.get("block-list") == len(files) - len(FAULTS), "verified by: %r" % by)
+    bad = {b["path"]: b["detail"] for b in job["afterImport"]["notOk"]}
     log = " ".join(e["text"] for e in d.ctl_json("job", "log", "faulty"))
+    print("# faulty log: %s" % log[log.find("reconciling"):log.find("copying-to-vault")],
+          flush=True)
+    check(set(bad) == set(FAULTS.values()), "the repaired files are listed: %r" % bad)
+    check_vault(store, "faulty", files)
     check("repaired db/full.bak" in log, "repairs are logged")
+    rep = json.load(open(d.ctl_json("job", "report", "faulty")["reportFile"]))
+    methods = {f["path"]: f.get("verifiedBy") for f in rep["files"]}
+    check(methods["db/full.bak"] == "repaired-upload" and
+          methods["docs/00/f-005.txt"] == "block-list", "the report says how: %r" %
+          {k: methods[k] for k in ("db/full.bak", "docs/00/f-005.txt")})
+
+
+def test_drive_failure(d, sim, store):
+    files = tree(10)
+    azenv.prepared_job(d, "drivefail", drives=2, files=files)
+    prepcheck.wait_phase(d, "drivefail", "awaiting-tracking", 120)
+    drives = [dr for dr in d.ctl_json("job", "show", "drivefail")["drives"] if dr["files"]]
+    check(len(drives) == 2, "both drives carry files")
+    bad = drives[0]
+    ship_and_import(d, sim, "drivefail", options={
+        "contentMd5": "ignore-properties", "driveFailure": {bad["serial"]: "BitLockerKeyInvalid"}})
+    job = prepcheck.wait_state(d, "drivefail", "done", 180)
+    imp = job["afterImport"]["import"]
+    fails = job["afterImport"]["driveFailures"]
+    print("# drivefail: import %r, drive failures %r" % (imp, fails), flush=True)
+    check(fails == [{"serial": bad["serial"], "status": "BitLockerKeyInvalid",
+                     "files": bad["files"]}], "the drive-level failure is named: %r" % fails)
+    dj = [dr for dr in job["drives"] if dr["serial"] == bad["serial"]][0]
+    check(dj["azure"]["logStatus"] == "BitLockerKeyInvalid", "job show names it per drive")
+    check(imp["repaired"] == bad["files"] and imp.get("missing", 0) == 0,
+          "its files were repaired over the network, not shown as missing: %r" % imp)
+    details = {b["detail"] for b in job["afterImport"]["notOk"]}
+    check(all("BitLockerKeyInvalid" in (x or "") for x in details), "details: %r" % details)
+    text = d.ctl("job", "show", "drivefail", check_rc=0).stdout
+    check("Drive failed" in text and "%s: BitLockerKeyInvalid" % bad["serial"] in text,
+          "seedctl job show names the failed drive:\n%s" % text)
+    log = " ".join(e["text"] for e in d.ctl_json("job", "log", "drivefail"))
+    check("drive %s: Azure could not import it: BitLockerKeyInvalid" % bad["serial"] in log,
+          "the job log names it")
+    check_vault(store, "drivefail", files)
+    rep = json.load(open(d.ctl_json("job", "report", "drivefail")["reportFile"]))
+    check(rep["job"]["afterImport"]["driveFailures"] == fails and
+          [x["azure"]["logStatus"] for x in rep["job"]["drives"] if x["serial"] == bad["serial"]]
+          == ["BitLockerKeyInvalid"], "the report names it")
 
 
 def test_changed_staging(d, sim, store):
@@ -127,11 +223,13 @@ def test_crashes(d, sim, store):
     files = tree(300)
     azenv.prepared_job(d, "crashy", drives=1, files=files)
     ship_and_import(d, sim, "crashy")
-    for state in ("vault_copy", "cleanup"):
-        prepcheck.wait_job(d, "crashy", lambda j, s=state: j["state"] == s or
-                           j["state"] == "done", state, 180)
+    for state in ("imported", "vault_copy", "cleanup"):
+        order = ("imported", "vault_copy", "cleanup", "done")
+        prepcheck.wait_job(d, "crashy", lambda j, s=state: j["state"] in order and
+                           order.index(j["state"]) >= order.index(s), state, 180)
         job = d.ctl_json("job", "show", "crashy")
         if job["state"] == state:
+            print("# crashy: kill -9 in %s (phase %s)" % (state, job["phase"]), flush=True)
             d.kill9()
             # Nothing deleted without a verified vault copy, at any moment.
             vault = blobs(store, "vault", "crashy/")
@@ -139,8 +237,45 @@ def test_crashes(d, sim, store):
                                                                 "crashy/"))
             check(gone <= set(vault), "import blobs deleted only after their vault copy")
             d.start()
-    prepcheck.wait_state(d, "crashy", "done", 180)
+    job = prepcheck.wait_state(d, "crashy", "done", 180)
+    imp, by = job["afterImport"]["import"], job["afterImport"]["verifiedBy"]
+    print("# crashy: import %r, verified by %r" % (imp, by), flush=True)
+    check(imp.get("repaired", 0) == 0 and imp["ok"] == len(files) and
+          sum(by.values()) == len(files), "kill -9 during the reconcile re-sends nothing: %r %r" %
+          (imp, by))
     check_vault(store, "crashy", files)
+
+
+def test_importexport(blob, store):
+    """The legacy API end to end: seedd asks for the verbose log (logLevel
+    Verbose) and a clean documented import re-sends nothing."""
+    d = Daemon()
+    sim = azenv.Sim(d.tmp, blob=blob)
+    with open(d.config, "w") as f:
+        f.write(azenv.config(d.tmp, sim, api="ImportExport", blob=blob))
+    d.start()
+    try:
+        files = tree(8)
+        azenv.prepared_job(d, "iejob", drives=1, files=files)
+        prepcheck.wait_phase(d, "iejob", "awaiting-tracking", 120)
+        puts = azenv.arm_requests(sim, "PUT", "/jobs/iejob")
+        check(puts and puts[0]["body"]["properties"]["logLevel"] == "Verbose",
+              "the ImportExport job asks for the verbose log")
+        job = d.ctl_json("job", "show", "iejob")
+        sim.ctl("POST", "/jobs/iejob/drives?kind=importexport",
+                {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
+        d.ctl("job", "ship", "iejob", "--carrier", "UPS", "--tracking", "1Z-IE-POST", check_rc=0)
+        prepcheck.wait_state(d, "iejob", "shipped", 60)
+        for state in ("Received", "Transferring", "Completed"):
+            sim.advance("iejob", state)
+        check_clean(d, "iejob", len(files), "content-md5" if
+                    manifest_has_properties(d, "iejob") else "block-list")
+        check_vault(store, "iejob", files)
+        d.stop()
+    finally:
+        if d.alive():
+            d.proc.kill()
+        sim.stop()
 
 
 def main():
@@ -156,7 +291,9 @@ def main():
     d.start()
     try:
         test_clean(d, sim, store)
+        test_clean_variants(d, sim, store)
         test_faults(d, sim, store)
+        test_drive_failure(d, sim, store)
         test_changed_staging(d, sim, store)
         test_crashes(d, sim, store)
         d.stop()
@@ -166,6 +303,7 @@ def main():
         if d.alive():
             d.proc.kill()
         sim.stop()
+    test_importexport(blob, store)
     print("ok")
 
 

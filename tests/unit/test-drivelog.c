@@ -389,6 +389,39 @@ test_hashes(void)
 	}
 }
 
+/* README §4.3: drive statuses that mean nothing of the drive was imported. */
+static void
+test_drive_failed(void)
+{
+	static const struct {
+		const char *status;
+		bool ok, failed;
+	} cases[] = {
+	    {"Completed", true, false},
+	    {"CompletedWithWarnings", true, false},
+	    {"CompletedWithErrors", false, false},
+	    {"BitLockerKeyInvalid", false, true},
+	    {"ManifestCorrupted", false, true},
+	    {"ManifestDriveIdMismatch", false, true},
+	    {"DiskNotFound", false, true},
+	    {"SomethingNew", false, true},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *xml = xprintf("<DriveLog Version=\"2014-11-01\"><DriveId>D1"
+		                                   "</DriveId><Status>%s</Status></DriveLog>",
+		                                   cases[i].status);
+		struct drivelog l;
+
+		parse_str(xml, &l);
+		check_str(l.drive_status, cases[i].status);
+		check(l.drive_ok == cases[i].ok);
+		check(l.drive_failed == cases[i].failed);
+		check_int(l.n_blobs, 0);
+		drivelog_done(&l);
+	}
+}
+
 static void
 test_odd_documents(void)
 {
@@ -402,6 +435,7 @@ test_odd_documents(void)
 	check_str(l.drive_id, "");
 	check_str(l.drive_status, "");
 	check(!l.drive_ok);
+	check(!l.drive_failed); /* no Status: the blobs decide */
 	check_int(l.n_blobs, 0);
 	check(drivelog_find_file(&l, "x") == NULL);
 	drivelog_done(&l);
@@ -684,6 +718,7 @@ main(void)
 	test_unknown_status_kept();
 	test_renamed();
 	test_hashes();
+	test_drive_failed();
 	test_odd_documents();
 	test_duplicate_path();
 	test_file_path_to_rel();
