@@ -32,6 +32,7 @@ static const struct option_spec option_table[] = {
 	{OPT_KEYFILE, "bitlocker-key-file", {"F", "bitlockerKey", ARG_KEYFILE, false}},
 	{OPT_CARRIER, "carrier", {"C", "carrier", ARG_TEXT, false}},
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
+	{OPT_ACTION, "action", {"A", "action", ARG_TEXT, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
 
@@ -115,6 +116,18 @@ const struct command commands_table[] = {
 		.method = "Watch",
 		.reply_key = "job",
 		.stream = true,
+	},
+	{
+		.name = "job mitigate",
+		.about = "Answer Azure's WaitingForCustomerAction with its mitigate call.",
+		.args = {ARG_NAME},
+		.min_args = 1,
+		.max_args = 1,
+		.options = OPT_ACTION | OPT_SERIAL,
+		.required = OPT_ACTION,
+		.method = "MitigateJob",
+		.reply_key = "job",
+		.print = output_job,
 	},
 };
 const size_t commands_count = ELEMENTSOF(commands_table);

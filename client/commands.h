@@ -46,6 +46,7 @@ enum {
 	OPT_KEYFILE = 1u << 4,
 	OPT_CARRIER = 1u << 5,
 	OPT_TRACKING = 1u << 6,
+	OPT_ACTION = 1u << 12, /* job mitigate */
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */
