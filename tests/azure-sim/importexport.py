@@ -37,8 +37,9 @@ _KEY_RE = re.compile(r"^\d{6}(-\d{6}){7}$")
 _LOCATIONS = None
 
 
-def spec():
-    return validate.importexport()
+def spec(req=None):
+    """The spec of the request's api-version (validate.importexport)."""
+    return validate.importexport(req.q("api-version") if req is not None else None)
 
 
 def locations():
@@ -220,7 +221,7 @@ def _schema(req, definition):
         body = req.json()
     except arm.BadBody as e:
         return None, _bad([arm.problem("", "InvalidJson", str(e))])
-    errors, warnings = spec().validate(definition, body, "request")
+    errors, warnings = spec(req).validate(definition, body, "request")
     req.warn(warnings)
     return body, (_bad(errors) if errors else None)
 
@@ -604,7 +605,10 @@ def set_state(job, state):
         for d in drives.values():
             if d["state"] in ("Specified", "Received", "Transferring"):
                 d["state"] = "Completed"
-                d["copyStatus"] = "Completed"
+                # copyStatus is free text [spec "Detailed status about the
+                # data transfer process"]; its words are [inferred], and
+                # config copyStatusCompleted sets other ones.
+                d["copyStatus"] = _copy_text()
                 d["percentComplete"] = 100
     if state in TERMINAL[:2]:
         _ship_back(job)
@@ -613,6 +617,13 @@ def set_state(job, state):
     job.setdefault("stages", {})[state] = now
     job["statusChangedAt"] = time.time()
     job["modifiedAt"] = now
+
+
+def _copy_text():
+    import store as store_mod
+    cur = store_mod.current()
+    return (cur.config.get("copyStatusCompleted") if cur else None) or \
+        "Completed"
 
 
 def _ship_back(job):
