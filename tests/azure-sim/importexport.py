@@ -18,6 +18,7 @@ import time
 
 import arm
 import datacenter
+import store as store_mod
 import validate
 
 RTYPE = "Microsoft.ImportExport/jobs"
@@ -599,7 +600,13 @@ def set_state(job, state):
             if job["props"]["backupDriveManifest"]:
                 d.setdefault("manifestUri", _log_uri(job, i, "manifest"))
         _merge(job, dc.copy_started("importexport", job, _drives(job)))
-    if state in ("Packaging",) + TERMINAL[:2] and not job.get("copied"):
+    ahead = (store_mod.current().config.get("jobAheadOfDrives")
+        if store_mod.current() else False)
+    if state in ("Packaging",) + TERMINAL[:2] and not job.get("copied") \
+        and not ahead:
+        # [inferred] the drives finish when the job leaves Transferring;
+        # config jobAheadOfDrives is the alternative: the job's state runs
+        # ahead and each drive's state is set on its own (control API).
         job["copied"] = True
         _merge(job, _aliased(dc.copy("importexport", job, _drives(job))))
         for d in drives.values():
@@ -620,7 +627,6 @@ def set_state(job, state):
 
 
 def _copy_text():
-    import store as store_mod
     cur = store_mod.current()
     return (cur.config.get("copyStatusCompleted") if cur else None) or \
         "Completed"

@@ -64,6 +64,9 @@ DEFAULT_CONFIG = {
     # ImportExport: copyStatus of a drive the simulator completes (free text
     # [spec]; "Completed" is [inferred]).
     "copyStatusCompleted": "Completed",
+    # ImportExport: the job's state may run ahead of its drives' states
+    # (entering Packaging does not complete the drives).
+    "jobAheadOfDrives": False,
 }
 
 _CURRENT = None
