@@ -27,12 +27,12 @@ struct option_spec {
 static const struct option_spec option_table[] = {
 	{OPT_STAGING, "staging", {"DIR", "stagingPath", ARG_PATH, false}},
 	{OPT_CONTAINER, "container", {"C", "container", ARG_TEXT, false}},
+	{OPT_ACTION, "action", {"A", "action", ARG_TEXT, false}}, /* before --serial in usage */
 	{OPT_SERIAL, "serial", {"S", "serial", ARG_TEXT, false}},
 	{OPT_CAPACITY, "capacity", {"BYTES", "capacity", ARG_SIZE, false}},
 	{OPT_KEYFILE, "bitlocker-key-file", {"F", "bitlockerKey", ARG_KEYFILE, false}},
 	{OPT_CARRIER, "carrier", {"C", "carrier", ARG_TEXT, false}},
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
-	{OPT_ACTION, "action", {"A", "action", ARG_TEXT, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
 
