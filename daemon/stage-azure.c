@@ -888,6 +888,8 @@ apply_status(struct azjob *a, json_t *job)
 	switch (st.stage) {
 	case AZ_COMPLETED:
 	case AZ_COMPLETED_PROBLEMS:
+		/* A wait for the customer is over; what is left of it is in the problems text. */
+		(void)db_job_set_azure_error(a->d->db, a->job_id, NULL, daemon_now());
 		imported(a, &st);
 		break;
 	case AZ_FAILED:
