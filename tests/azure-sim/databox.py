@@ -8,6 +8,7 @@ Shapes follow the customer-disk recordings (api 2025-02-01) [rec] and the
 """
 
 import copy
+import datetime
 import hashlib
 import re
 import time
@@ -94,6 +95,8 @@ ROUTES = [
     (_RG + ["jobs", "{name}", "mitigate"], {"POST": "mitigate"}),
     (_SUB + ["locations", "{loc}", "operationResults", "{op}"],
         {"GET": "op_result"}),
+    (_SUB + ["locations", "{loc}", "operationStatuses", "{op}"],
+        {"GET": "op_status"}),
     (_SUB + ["locations", "{loc}", "validateInputs"],
         {"POST": "validate_inputs"}),
     (_RG + ["locations", "{loc}", "validateInputs"],
@@ -551,8 +554,16 @@ def _accepted(store, req, sub, op):
         # (after lroSeconds).
         return _answer(store, req, sub, 202, b"", arm.retry_after(store))
     loc = arm.op_location(req, store, op)
+    extra = []
+    if op["kind"] == "create" and store.config.get("createAsyncOperation"):
+        # [inferred] alternative: the ARM RPC's Azure-AsyncOperation header
+        # (besides Location), whose status resource says Succeeded/Failed.
+        extra = [("Azure-AsyncOperation", "%s/subscriptions/%s/providers/"
+            "Microsoft.DataBox/locations/%s/operationStatuses/%s"
+            "?api-version=%s" % (req.base, op["sub"], op["location"],
+            op["id"], op["apiVersion"]))]
     return _answer(store, req, sub, 202, b"",
-        [("Location", loc)] + arm.retry_after(store))
+        extra + [("Location", loc)] + arm.retry_after(store))
 
 
 def _finish(store, op):
@@ -791,6 +802,31 @@ def h_op_result(store, req, sub, loc, op):
         "?api-version=%s" % (req.base, rec["sub"], rec["rg"], RTYPE,
         rec["name"], rec["apiVersion"])
     return _answer(store, req, sub, 202, b"", [("Location", url)])
+
+
+def h_op_status(store, req, sub, loc, op):
+    """Azure-AsyncOperation status resource [doc ARM async operations]:
+    200 {id, name, status: InProgress|Succeeded|Failed, startTime,
+    endTime?, error?}; lroPolls answers InProgress, like operationResults."""
+    rec = store.ops.get(op)
+    if rec is None or rec["sub"].lower() != sub.lower():
+        return arm.error(404, "ResourceNotFound",
+            "The operation '%s' was not found." % op)
+    if not rec["done"]:
+        rec["polls"] += 1
+        if rec["polls"] > store.config["lroPolls"]:
+            _finish(store, rec)
+        store.save()
+    body = {"id": req.path, "name": rec["id"], "status": "InProgress",
+        "startTime": datetime.datetime.fromtimestamp(rec["started"],
+        datetime.timezone.utc).isoformat()}
+    if rec["done"]:
+        body["status"] = "Failed" if rec["fail"] else "Succeeded"
+        body["endTime"] = arm.now_iso()
+        if rec["fail"]:
+            body["error"] = {"code": rec["fail"]["code"],
+                "message": rec["fail"]["message"]}
+    return _answer(store, req, sub, 200, arm.compact(body))
 
 
 def h_mark_shipped(store, req, sub, rg, name):

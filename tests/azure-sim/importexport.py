@@ -185,7 +185,10 @@ def render(job, api, drives=True, display=True):
     if drives:
         props["driveList"] = [_render_drive(job["drives"][i])
             for i in job["driveOrder"]]
-    props["provisioningState"] = "Succeeded"
+    # "Succeeded" as recorded; config provisioningSeconds is the [inferred]
+    # alternative of a job shown before its provisioning ends.
+    props["provisioningState"] = "Creating" if time.time() < job.get(
+        "provisionedAt", 0) else "Succeeded"
     props["encryptionKey"] = copy.deepcopy(p["encryptionKey"])
     out = {}
     if api >= "2020-08-01":
@@ -401,6 +404,9 @@ def h_put(store, req, sub, rg, name):
         "state": "Creating", "cancelRequested": False,
         "createdBy": tok.get("clientId", "unknown"), "createdAt": now,
         "stages": {"Creating": now}, "statusChangedAt": time.time()}
+    cur = store.config.get("provisioningSeconds") or 0
+    if cur > 0:
+        job["provisionedAt"] = time.time() + cur
     _fill(job, body)
     store.jobs[key(sub, rg, name)] = job
     store.save()

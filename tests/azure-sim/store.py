@@ -59,6 +59,11 @@ DEFAULT_CONFIG = {
     # A DataBox create is answered 202 without Location (and without
     # Azure-AsyncOperation).
     "createNoLocation": False,
+    # A DataBox create's 202 also carries Azure-AsyncOperation.
+    "createAsyncOperation": False,
+    # ImportExport: for this many seconds after the PUT the job shows
+    # provisioningState "Creating" (0: "Succeeded" at once, as recorded).
+    "provisioningSeconds": 0,
     # Retry-After on LRO answers as an HTTP-date instead of seconds.
     "lroRetryAfterDate": False,
     # ImportExport: copyStatus of a drive the simulator completes (free text

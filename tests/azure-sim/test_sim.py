@@ -782,6 +782,17 @@ def t_importexport_more(api, prov):
         "IE cancelRequested while Creating [rec]")
     r = api.arm("GET", path, api="2020-08-01")
     check("systemData" in r.json(), "IE systemData from 2020-08-01")
+    api.ctl("POST", "/config", {"provisioningSeconds": 1})
+    path = job_path("ie3", provider=prov)
+    r = api.arm("PUT", path, body, api="2020-08-01")
+    g1 = api.arm("GET", path, api="2020-08-01").json()
+    time.sleep(1.1)
+    g2 = api.arm("GET", path, api="2020-08-01").json()
+    check(r.status == 201 and r.json()["properties"]["provisioningState"] ==
+        "Creating" and g1["properties"]["provisioningState"] == "Creating" and
+        g2["properties"]["provisioningState"] == "Succeeded",
+        "provisioningSeconds: Creating, then Succeeded")
+    api.ctl("POST", "/config", {"provisioningSeconds": 0})
 
 
 def t_log(api):
@@ -949,6 +960,26 @@ def t_switches(api):
         dropped = True
     st, out = api.ctl("GET", "/jobs/job-sw5")
     check(dropped and st == 200, "hang then execute: no answer, job made")
+    api.ctl("POST", "/config", {"createAsyncOperation": True, "lroPolls": 1})
+    r = api.arm("PUT", job_path("job-sw6"), job_body())
+    aop = r.h("Azure-AsyncOperation") or ""
+    check(r.status == 202 and "/operationStatuses/" in aop and r.h("Location"),
+        "createAsyncOperation: 202 with Azure-AsyncOperation and Location")
+    s1 = api.arm("GET", aop, api=None).json()
+    s2 = api.arm("GET", aop, api=None).json()
+    check(s1["status"] == "InProgress" and s2["status"] == "Succeeded" and
+        api.arm("GET", job_path("job-sw6")).status == 200,
+        "createAsyncOperation: InProgress, then Succeeded and the job exists")
+    api.ctl("POST", "/faults", {"fault": "lro_fail", "code": "Nope",
+        "match": {"method": "PUT", "path_regex": "job-sw7$"}})
+    aop = api.arm("PUT", job_path("job-sw7"), job_body()).h(
+        "Azure-AsyncOperation")
+    api.arm("GET", aop, api=None)
+    s2 = api.arm("GET", aop, api=None).json()
+    check(s2["status"] == "Failed" and s2["error"]["code"] == "Nope" and
+        api.arm("GET", job_path("job-sw7")).status == 404,
+        "createAsyncOperation + lro_fail: Failed with the error, no job")
+    api.ctl("POST", "/config", {"createAsyncOperation": False})
     # ImportExport: the spec follows the api-version.
     e20 = validate.importexport("2020-08-01").validate("DriveStatus",
         {"percentComplete": 2 ** 40}, "request")[0]

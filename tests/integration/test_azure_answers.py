@@ -11,10 +11,15 @@ plausible alternatives to its [inferred] behaviours (tests/azure-sim README,
   outlasts seedd's looks: the second PUT's 409 sends seedd back to GET;
 * a create answered 202 without Location (createNoLocation);
 * an operation's Retry-After as an HTTP-date (lroRetryAfterDate);
+* a create followed through Azure-AsyncOperation (createAsyncOperation), and
+  its Failed status;
+* a job that ends Completed although a disk's copy had errors;
 * DataBox WaitingForCustomerAction with properties.error and per-disk errors:
   Azure's code and message in the phase, the job's error and the journal
   (stderr here); `seedctl job mitigate` over the mitigate call;
-* ImportExport at api-version 2020-08-01; a drive's state wins over its
+* ImportExport at api-version 2020-08-01; a job shown with provisioningState
+  Creating after its PUT (provisioningSeconds) is waited for; a drive's state
+  wins over its
   copyStatus, and a job whose state runs ahead of its drives
   (jobAheadOfDrives) is imported only when every drive has completed.
 """
@@ -162,6 +167,44 @@ def test_retry_after_date(d, sim):
     sim_config(sim, lroRetryAfter=None, lroRetryAfterDate=False, lroPolls=1)
 
 
+def test_async_operation(d, sim):
+    # Alternative: the create's 202 carries Azure-AsyncOperation (ARM's other LRO form).
+    name = "a-async"
+    sim_config(sim, createAsyncOperation=True, lroPolls=2)
+    azenv.prepared_job(d, name, drives=1)
+    prepcheck.wait_phase(d, name, "awaiting-tracking", 90)
+    put = [r for r in job_requests(sim, name) if r[0] == "PUT"]
+    later = [r for r in sim.requests() if r["time"] > put[0][3]["time"]]
+    check(len(put) == 1 and len([r for r in later if "/operationStatuses/" in r["path"]]) == 3
+          and not [r for r in later if "/operationResults/" in r["path"]],
+          "the operation is followed through Azure-AsyncOperation only")
+    name = "a-asyncfail"
+    sim.fault("lro_fail", method="PUT", path_regex="/jobs/%s$" % name, code="QuotaExceeded",
+              message="too many orders")
+    azenv.prepared_job(d, name, drives=1)
+    job = prepcheck.wait_state(d, name, "failed", 90)
+    check("QuotaExceeded: too many orders" in job["error"],
+          "a Failed operation status fails the step with Azure's error: %r" % job["error"])
+    check(len([r for r in job_requests(sim, name) if r[0] == "PUT"]) == 1, "and is not resent")
+    sim_config(sim, createAsyncOperation=False, lroPolls=1)
+
+
+def test_completed_with_disk_errors(d, sim):
+    # Alternative: the job ends "Completed" although a disk's copy had errors.
+    name = "a-diskerr"
+    azenv.prepared_job(d, name, drives=1)
+    prepcheck.wait_phase(d, name, "awaiting-tracking", 90)
+    d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking", "TRK-" + name, check_rc=0)
+    prepcheck.wait_state(d, name, "shipped", 60)
+    sim.advance(name, "AtAzureDC")
+    sim.advance(name, "DataCopy", disks={"%s-SN0" % name.upper(): {
+        "copyStatus": "CompletedWithErrors", "filesErroredOut": 2}})
+    sim.advance(name, "Completed")
+    job = prepcheck.wait_state(d, name, "imported", 60)
+    check(job["phase"] == "import-problems", "a disk with errors is a problem whatever the "
+          "job's final status: %r" % job["phase"])
+
+
 def test_waiting_for_action(d, sim):
     name = "a-wait"
     azenv.prepared_job(d, name, drives=2)
@@ -238,9 +281,19 @@ def test_importexport(tmp_root):
     d.start()
     try:
         name = "ie-state"
-        sim_config(sim, jobAheadOfDrives=True)
+        # Alternatives: the job shows provisioningState Creating for 4 s after its PUT,
+        # and its state runs ahead of its drives'.
+        sim_config(sim, jobAheadOfDrives=True, provisioningSeconds=4)
         two_drive_job(d, name)
         prepcheck.wait_phase(d, name, "awaiting-tracking", 90)
+        reqs = job_requests(sim, name)
+        put = [r for r in reqs if r[0] == "PUT"]
+        gets = [r for r in reqs[reqs.index(put[0]) + 1:] if r[0] == "GET"]
+        check(len(put) == 1 and put[0][2] == 201 and len(gets) >= 3 and
+              gets[-1][3]["time"] - put[0][3]["time"] >= 3.5,
+              "seedd waits for provisioning to end, GETting the job: %r" %
+              [(m, st) for m, _, st, _ in reqs])
+        sim_config(sim, provisioningSeconds=0)
         d.ctl("job", "ship", name, "--carrier", "UPS", "--tracking", "1Z-IES", check_rc=0)
         prepcheck.wait_state(d, name, "shipped", 60)
         versions = {r["query"].get("api-version") for r in sim.requests()
@@ -294,6 +347,8 @@ def main():
         test_reput_conflict(d, sim)
         test_no_location(d, sim)
         test_retry_after_date(d, sim)
+        test_async_operation(d, sim)
+        test_completed_with_disk_errors(d, sim)
         test_waiting_for_action(d, sim)
         d.stop()
         azenv.no_secrets(d.read_log(), "seedd's log")
