@@ -7,8 +7,9 @@ plausible alternatives to its [inferred] behaviours (tests/azure-sim README,
 * a create PUT that timed out after Azure acted, with the job invisible while
   it is created (the default) or visible at once (getWhileCreating): a GET by
   name comes first, one PUT only;
-* the same with every re-PUT answered 409 (rePutConflict) and a creation that
-  outlasts seedd's looks: the second PUT's 409 sends seedd back to GET;
+* a creation that outlasts seedd's looks: the second PUT is answered 202 with
+  the same operation (the default) or 409 (rePutConflict), which sends seedd
+  back to GET;
 * a create answered 202 without Location (createNoLocation);
 * an operation's Retry-After as an HTTP-date (lroRetryAfterDate);
 * a create followed through Azure-AsyncOperation (createAsyncOperation), and
@@ -135,6 +136,18 @@ def test_reput_conflict(d, sim):
     sim_config(sim, rePutConflict=False, lroSeconds=30)
     one_job(sim, name)
     ship_and_import(d, sim, name, "TRK-" + name)
+
+
+def test_reput_while_creating(d, sim):
+    # Default reading: a creation that outlasts seedd's 10 looks; the re-PUT (identical
+    # body) is answered 202 with the same operation, which seedd follows.
+    name = "a-reput"
+    put_timed_out(d, sim, name, lroSeconds=14, lroPolls=30)
+    puts = [r for r in job_requests(sim, name) if r[0] == "PUT"]
+    check(len(puts) == 2 and puts[1][2] == 202, "one more PUT after 10 looks, answered 202: %r"
+          % [r[2] for r in puts])
+    sim_config(sim, lroSeconds=30, lroPolls=1)
+    one_job(sim, name)
 
 
 def test_no_location(d, sim):
@@ -345,6 +358,7 @@ def main():
         test_put_timeout(d, sim)
         test_get_while_creating(d, sim)
         test_reput_conflict(d, sim)
+        test_reput_while_creating(d, sim)
         test_no_location(d, sim)
         test_retry_after_date(d, sim)
         test_async_operation(d, sim)
