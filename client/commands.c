@@ -27,6 +27,7 @@ struct option_spec {
 static const struct option_spec option_table[] = {
 	{OPT_STAGING, "staging", {"DIR", "stagingPath", ARG_PATH, false}},
 	{OPT_CONTAINER, "container", {"C", "container", ARG_TEXT, false}},
+	{OPT_ACTION, "action", {"A", "action", ARG_TEXT, false}}, /* before --serial in usage */
 	{OPT_SERIAL, "serial", {"S", "serial", ARG_TEXT, false}},
 	{OPT_CAPACITY, "capacity", {"BYTES", "capacity", ARG_SIZE, false}},
 	{OPT_KEYFILE, "bitlocker-key-file", {"F", "bitlockerKey", ARG_KEYFILE, false}},
@@ -116,6 +117,18 @@ const struct command commands_table[] = {
 		.method = "Watch",
 		.reply_key = "job",
 		.stream = true,
+	},
+	{
+		.name = "job mitigate",
+		.about = "Answer Azure's WaitingForCustomerAction with its mitigate call.",
+		.args = {ARG_NAME},
+		.min_args = 1,
+		.max_args = 1,
+		.options = OPT_ACTION | OPT_SERIAL,
+		.required = OPT_ACTION,
+		.method = "MitigateJob",
+		.reply_key = "job",
+		.print = output_job,
 	},
 };
 const size_t commands_count = ELEMENTSOF(commands_table);

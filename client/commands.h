@@ -47,6 +47,7 @@ enum {
 	OPT_CARRIER = 1u << 5,
 	OPT_TRACKING = 1u << 6,
 	OPT_BLDEVICE = 1u << 7,
+	OPT_ACTION = 1u << 8, /* job mitigate */
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */

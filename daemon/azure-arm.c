@@ -367,6 +367,7 @@ arm_finish(struct arm_call *c, long status, json_t *body, int error, const char 
 		.code = code,
 		.message = message,
 		.location = location,
+		.in_operation = c->in_lro,
 	};
 	arm_done_fn done = c->done;
 	void *ud = c->userdata;
@@ -403,6 +404,7 @@ arm_token_cb(const char *token, const char *code, const char *message, void *use
 		.max_response = ARM_MAX_RESPONSE,
 		.timeout_ms = (long)c->az->config->request_timeout_sec * 1000,
 		.connect_timeout_ms = (long)c->az->config->request_timeout_sec * 1000,
+		.once_unless_refused = (c->flags & ARM_CREATE) && !c->in_lro,
 		.log_name = "arm",
 	};
 	c->http = http_send(c->az->http, &req, arm_http_cb, c);
@@ -426,12 +428,12 @@ lro_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 lro_schedule(struct arm_call *c, const struct http_response *resp)
 {
-	const char *ra = http_response_header(resp, "retry-after");
-	long ms = c->az->lro_poll_ms;
+	/* Seconds or an HTTP-date [RFC 9110 §10.2.3]; 0 or a past date: poll at once. */
+	long ms = http_retry_after_ms(resp);
 	struct timeval tv;
 
-	if (ra != NULL && strtol(ra, NULL, 10) > 0)
-		ms = strtol(ra, NULL, 10) * 1000;
+	if (ms < 0)
+		ms = c->az->lro_poll_ms;
 	if (ms > 600000)
 		ms = 600000;
 	tv.tv_sec = ms / 1000;

@@ -27,11 +27,18 @@ struct arm_result {
 	const char *code;    /* Azure's error code (ARM or Entra), or a seedd one; NULL if ok */
 	const char *message; /* a human sentence for AzureError; NULL if ok */
 	const char *location; /* Location header of the final answer, if any */
+	bool in_operation;    /* the answer came from following the operation, not the request */
 };
 
 typedef void (*arm_done_fn)(const struct arm_result *r, void *userdata);
 
 #define ARM_FOLLOW_LRO 0x1 /* follow 201/202 to the end of the operation */
+/*
+ * A create: the request itself is resent only where Azure cannot have acted
+ * (429, 503, no connection); a timeout, reset or other 5xx comes back to the
+ * caller, who looks the resource up by name before anything else.
+ */
+#define ARM_CREATE 0x2
 
 struct azure *azure_new(struct event_base *base, const struct config *c, char **ret_err);
 struct azure *azure_free(struct azure *az);
@@ -43,7 +50,9 @@ void azure_set_config(struct azure *az, const struct config *c);
  * "/subscriptions/…/jobs/x") or an absolute URL, with api-version appended
  * to a path. body may be NULL. done gets the outcome on a later loop
  * iteration; a result counts as success when error is 0 and 200 <= status
- * < 300. Never NULL.
+ * < 300. Never NULL. A 201/202 without Location or Azure-AsyncOperation
+ * ends the call at once (status 201/202, body as answered, maybe NULL):
+ * the caller reads the resource to learn the outcome.
  */
 struct arm_call *arm_request(struct azure *az, const char *method, const char *path,
 			     const char *api_version, json_t *body, unsigned flags, arm_done_fn done,

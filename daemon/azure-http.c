@@ -65,6 +65,7 @@ struct http_call {
 	long connect_timeout_ms, timeout_ms, backoff_ms;
 	size_t max_response;
 	unsigned max_attempts;
+	bool once_unless_refused;
 	http_done_fn done;
 	void *userdata;
 
@@ -270,7 +271,7 @@ static bool
 call_should_retry(const struct http_call *c, CURLcode result)
 {
 	const struct http_response *r = c->resp;
-	bool post = strcmp(c->method, "POST") == 0;
+	bool post = strcmp(c->method, "POST") == 0 || c->once_unless_refused;
 
 	if (r->attempts >= c->max_attempts)
 		return false;
@@ -781,6 +782,7 @@ call_copy_request(struct http_call *c, const struct http_request *req)
 	if (c->max_response > HTTP_MAX_RESPONSE_CAP)
 		c->max_response = HTTP_MAX_RESPONSE_CAP;
 	c->max_attempts = req->max_attempts > 0 ? req->max_attempts : HTTP_MAX_ATTEMPTS;
+	c->once_unless_refused = req->once_unless_refused;
 
 	if (*c->method == '?') {
 		response_set_error(c->resp, -EINVAL, "unsupported HTTP method");

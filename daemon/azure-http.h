@@ -33,6 +33,9 @@ struct http_request {
 	unsigned max_attempts;   /* 0: 5; 1: no retry */
 	long backoff_ms;         /* first retry delay without Retry-After; 0: 1 s */
 	bool redact_body_in_log; /* no effect: request bodies are never logged */
+	bool once_unless_refused; /* retried like POST whatever the method: only on 429, 503
+	                             and when no connection was made (a create PUT whose
+	                             outcome is unknown is checked with a GET, not resent) */
 	const char *log_name;    /* short label for the log line; NULL: "http" */
 };
 
@@ -99,7 +102,7 @@ void http_set_system_ca_path(struct http *h, const char *dir);
  * an HTTP-date, at most 10 minutes) if given, else backoff_ms doubled per
  * attempt up to 60 s, with +-25% jitter. POST is not idempotent: it is
  * retried only on 429 and 503 (refusals asking for a retry) and when no
- * connection could be made. PATCH counts as idempotent (ARM's PATCH sets
+ * connection could be made; so is any request with once_unless_refused. PATCH counts as idempotent (ARM's PATCH sets
  * fields). Other 4xx and redirects are returned as they are.
  */
 struct http_call *http_send(struct http *h, const struct http_request *req, http_done_fn done,

@@ -146,6 +146,47 @@ databox_validate_body(const struct config *c, const struct azure_disk *disks, si
 			 "individualRequestDetails", details);
 }
 
+/*
+ * [spec] ValidationStatus: CertainInputValidationsSkipped means the
+ * service did not run some checks, not that an input is wrong; the job is
+ * created and the job log names what was skipped. A check that did run and
+ * failed still stops it.
+ */
+static int
+validate_skipped(json_t *items, char **ret_err)
+{
+	char *names = xstrdup("");
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(items, i, it) {
+		const char *type = json_string_value(json_object_get(it, "validationType"));
+		const char *v = json_string_value(json_object_get(it, "status"));
+		const char *a = json_string_value(json_object_get(it, "validationStatus"));
+		const char *st = v ? v : a;
+		char *n;
+		if (st == NULL || strcmp(st, "Valid") == 0)
+			continue;
+		if (strcmp(st, "Skipped") != 0) {
+			free(names);
+			xasprintf(ret_err, "Azure's validation %s: %s: %s", type ? type : "(no type)",
+				  st, json_string_value(json_object_get(json_object_get(it, "error"),
+									 "message"))
+					  ?: "no reason given");
+			return -EINVAL;
+		}
+		n = xprintf("%s%s%s", names, *names ? ", " : "", type ? type : "(no type)");
+		free(names);
+		names = n;
+	}
+	xasprintf(ret_err,
+		  "Azure skipped some input validations (CertainInputValidationsSkipped: %s); the job "
+		  "is created anyway",
+		  *names ? names : "none named");
+	free(names);
+	return 1;
+}
+
 int
 databox_validate_result(json_t *reply, char **ret_err)
 {
@@ -160,6 +201,8 @@ databox_validate_result(json_t *reply, char **ret_err)
 	if (strcmp(status, "AllValidToProceed") == 0)
 		return 0;
 	items = json_object_get(props, "individualResponseDetails");
+	if (strcmp(status, "CertainInputValidationsSkipped") == 0)
+		return validate_skipped(items, ret_err);
 	json_array_foreach(items, i, it) {
 		const char *v = json_string_value(json_object_get(it, "status"));
 		const char *a = json_string_value(json_object_get(it, "validationStatus"));
@@ -177,6 +220,26 @@ databox_validate_result(json_t *reply, char **ret_err)
 	}
 	xasprintf(ret_err, "Azure's validation says %s", status);
 	return -EINVAL;
+}
+
+static const char *const resolution_codes[] = {"None", "MoveToCleanUpDevice", "Resume",
+					      "Restart", "ReachOutToOperation"};
+
+bool
+databox_resolution_valid(const char *action)
+{
+	for (size_t i = 0; i < ELEMENTSOF(resolution_codes); i++)
+		if (action != NULL && strcmp(action, resolution_codes[i]) == 0)
+			return true;
+	return false;
+}
+
+json_t *
+databox_mitigate_body(const char *action, const char *serial)
+{
+	if (serial != NULL) /* [spec] examples/JobMitigate.json */
+		return json_pack("{s:{s:s}}", "serialNumberCustomerResolutionMap", serial, action);
+	return json_pack("{s:s}", "customerResolutionCode", action);
 }
 
 json_t *
@@ -295,6 +358,40 @@ drive_slot(struct azure_status *st, const char *serial)
 	return &st->drives[st->n_drives++];
 }
 
+/* ["A","B"] as "A, B"; NULL for none. */
+static char *
+join_strings(json_t *arr)
+{
+	char *t = NULL;
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(arr, i, it) {
+		char *n;
+		if (!json_is_string(it))
+			continue;
+		n = xprintf("%s%s%s", t ? t : "", t ? ", " : "", json_string_value(it));
+		free(t);
+		t = n;
+	}
+	return t;
+}
+
+/* [spec] StageStatus WaitingForCustomerAction, …ForKek, …ForCleanUp in details.jobStages[]. */
+static bool
+stages_waiting(json_t *details)
+{
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(json_object_get(details, "jobStages"), i, it) {
+		const char *s = json_string_value(json_object_get(it, "stageStatus"));
+		if (s != NULL && strncmp(s, "WaitingForCustomerAction", 24) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void
 parse_databox_drives(json_t *details, struct azure_status *st)
 {
@@ -313,6 +410,12 @@ parse_databox_drives(json_t *details, struct azure_status *st)
 		d->files_processed = get_int(it, "filesProcessed");
 		d->total_files = get_int(it, "totalFilesToProcess");
 		d->files_errored = get_int(it, "filesErroredOut");
+		free(d->error_code);
+		free(d->error_message);
+		free(d->actions);
+		d->error_code = dup_str(json_object_get(it, "error"), "code");
+		d->error_message = dup_str(json_object_get(it, "error"), "message");
+		d->actions = join_strings(json_object_get(it, "actions"));
 	}
 	json_array_foreach(json_object_get(details, "copyLogDetails"), i, it) {
 		const char *serial = json_string_value(json_object_get(it, "serialNumber"));
@@ -338,33 +441,70 @@ parse_importexport_drives(json_t *props, struct azure_status *st)
 			continue;
 		struct azure_drive_status *d = drive_slot(st, serial);
 		free(d->copy_status); /* a driveId listed twice: the last entry wins */
+		free(d->state);
 		free(d->error_log);
 		free(d->verbose_log);
 		d->copy_status = dup_str(it, "copyStatus");
-		if (d->copy_status == NULL)
-			d->copy_status = dup_str(it, "state");
+		d->state = dup_str(it, "state");
 		d->bytes_processed = get_int(it, "bytesSucceeded");
 		d->error_log = dup_str(it, "errorLogUri");
 		d->verbose_log = dup_str(it, "verboseLogUri");
 	}
 }
 
-/* A finished job whose drives did not all finish cleanly has problems. */
+/*
+ * ImportExport: the drive's state [spec DriveStatus.state; doc drive
+ * states] decides, not copyStatus, which is free text [spec: "Detailed
+ * status about the data transfer process"]. Completed and ShippedBack are
+ * done; CompletedMoreInfo and NeverReceived are done with problems; anything
+ * else (Specified, Received, Transferring, or a state seedd does not know)
+ * is not done. Without a state (not seen in any spec version) copyStatus is
+ * read the old way.
+ */
+enum drive_end { DRIVE_NOT_DONE, DRIVE_DONE, DRIVE_PROBLEM };
+
+static enum drive_end
+importexport_drive_end(const struct azure_drive_status *d)
+{
+	const char *s = d->state;
+
+	if (s == NULL) {
+		s = d->copy_status;
+		if (s == NULL)
+			return DRIVE_DONE;
+		return is(s, "CompletedMoreInfo") || is(s, "Failed") ? DRIVE_PROBLEM : DRIVE_DONE;
+	}
+	if (is(s, "Completed") || is(s, "ShippedBack"))
+		return DRIVE_DONE;
+	if (is(s, "CompletedMoreInfo") || is(s, "NeverReceived"))
+		return DRIVE_PROBLEM;
+	return DRIVE_NOT_DONE;
+}
+
+/*
+ * A finished job whose drives did not all finish cleanly has problems; an
+ * ImportExport job whose state says finished while a drive has not is still
+ * copying (imported only when every drive has completed).
+ */
 static void
 refine_completed(enum job_api api, struct azure_status *st)
 {
-	const char *ok = api == JOB_API_DATABOX ? "Completed" : NULL;
+	bool not_done = false;
 
-	if (st->stage != AZ_COMPLETED)
+	if (st->stage != AZ_COMPLETED && st->stage != AZ_COMPLETED_PROBLEMS)
 		return;
 	for (size_t i = 0; i < st->n_drives; i++) {
 		const char *cs = st->drives[i].copy_status;
-		if (cs == NULL)
-			continue;
-		if ((ok && strcmp(cs, ok) != 0) ||
-		    (!ok && (strcmp(cs, "CompletedMoreInfo") == 0 || strcmp(cs, "Failed") == 0)))
+		if (api == JOB_API_IMPORTEXPORT) {
+			enum drive_end e = importexport_drive_end(&st->drives[i]);
+			not_done |= e == DRIVE_NOT_DONE;
+			if (e == DRIVE_PROBLEM)
+				st->stage = AZ_COMPLETED_PROBLEMS;
+		} else if (cs != NULL && strcmp(cs, "Completed") != 0)
 			st->stage = AZ_COMPLETED_PROBLEMS;
 	}
+	if (not_done)
+		st->stage = AZ_COPYING;
 }
 
 int
@@ -380,12 +520,22 @@ azure_status_parse(enum job_api api, json_t *job, struct azure_status *st)
 		return -EBADMSG;
 	st->stage = azure_stage_of(api, st->status);
 	if (api == JOB_API_DATABOX) {
+		json_t *details = json_object_get(props, "details");
 		st->cancellable = json_is_true(json_object_get(props, "isCancellable"));
-		parse_databox_drives(json_object_get(props, "details"), st);
+		parse_databox_drives(details, st);
+		st->actions = join_strings(json_object_get(details, "actions"));
+		st->waiting = stages_waiting(details) || is(st->status, "WaitingForCustomerAction");
 	} else {
 		st->cancellable = st->stage == AZ_AWAITING_SHIPMENT;
 		parse_importexport_drives(props, st);
 	}
+	/*
+	 * ARM's provisioningState [spec ImportExport JobDetails; ARM RPC]: a
+	 * resource found while its create is still running is not created yet.
+	 */
+	const char *ps = json_string_value(json_object_get(props, "provisioningState"));
+	st->provisioning = ps != NULL && !is(ps, "Succeeded") && !is(ps, "Failed") &&
+			   !is(ps, "Canceled");
 	json_t *err = json_object_get(props, "error");
 	if (json_is_object(err)) {
 		st->error_code = dup_str(err, "code");
@@ -401,6 +551,10 @@ azure_status_done(struct azure_status *st)
 	for (size_t i = 0; i < st->n_drives; i++) {
 		free(st->drives[i].serial);
 		free(st->drives[i].copy_status);
+		free(st->drives[i].state);
+		free(st->drives[i].error_code);
+		free(st->drives[i].error_message);
+		free(st->drives[i].actions);
 		free(st->drives[i].error_log);
 		free(st->drives[i].verbose_log);
 	}
@@ -408,6 +562,7 @@ azure_status_done(struct azure_status *st)
 	free(st->status);
 	free(st->error_code);
 	free(st->error_message);
+	free(st->actions);
 	*st = (struct azure_status){0};
 }
 

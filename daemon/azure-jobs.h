@@ -16,7 +16,8 @@
 #include "config.h"
 
 #define DATABOX_API_VERSION "2025-07-01"
-#define IMPORTEXPORT_API_VERSION "2021-01-01"
+/* The stable version [spec] importexport-api/spec/2020-08-01, not the 2021-01-01 preview. */
+#define IMPORTEXPORT_API_VERSION "2020-08-01"
 #define AZURE_MANIFEST_FILE "\\DriveManifest.xml"
 
 /* One prepared drive, as the job needs it. */
@@ -42,6 +43,9 @@ enum azure_stage {
 struct azure_drive_status {
 	char *serial;
 	char *copy_status; /* Azure's words, e.g. Completed, InProgress */
+	char *state;       /* ImportExport: the drive's DriveState, which wins over copy_status */
+	char *error_code, *error_message; /* DataBox: copyProgress[].error, if any */
+	char *actions;     /* DataBox: copyProgress[].actions, comma-separated, or NULL */
 	int64_t bytes_processed, total_bytes;
 	int64_t files_processed, total_files, files_errored;
 	char *error_log, *verbose_log; /* blob URLs of the drive's copy logs, or NULL */
@@ -52,6 +56,9 @@ struct azure_status {
 	enum azure_stage stage;
 	bool cancellable;
 	char *error_code, *error_message; /* properties.error, if any */
+	char *actions;  /* DataBox: details.actions (CustomerResolutionCode), comma-separated */
+	bool provisioning; /* properties.provisioningState is there and not terminal: still being created */
+	bool waiting;   /* DataBox: a stage is WaitingForCustomerAction*: answer with mitigate */
 	struct azure_drive_status *drives;
 	size_t n_drives;
 };
@@ -65,8 +72,16 @@ json_t *databox_job_body(const struct config *c, const struct azure_disk *disks,
 json_t *databox_ship_body(const char *carrier, const char *tracking);
 /* POST validateInputs body for the job about to be created. */
 json_t *databox_validate_body(const struct config *c, const struct azure_disk *disks, size_t n);
-/* The validateInputs answer: 0 if all valid, else -EINVAL and *ret_err says what is not. */
+/*
+ * The validateInputs answer: 0 if all valid; 1 if Azure skipped some checks
+ * (CertainInputValidationsSkipped: proceed, *ret_err names the skipped ones
+ * for the job log); else -EINVAL and *ret_err says what is not valid.
+ */
 int databox_validate_result(json_t *reply, char **ret_err);
+/* POST mitigate body [spec] MitigateJobRequest: per serial if serial is not NULL. */
+json_t *databox_mitigate_body(const char *action, const char *serial);
+/* Is action one of the CustomerResolutionCode values [spec]? */
+bool databox_resolution_valid(const char *action);
 
 /* PUT body of an ImportExport import job. */
 json_t *importexport_job_body(const struct config *c, const struct azure_disk *disks, size_t n,

@@ -197,6 +197,10 @@ const char *const db_statements[_STMT_MAX] = {
 				     "updated = ?4 WHERE id = ?1",
 	[STMT_JOB_SET_AZURE_STATE] = "UPDATE jobs SET azure_state = ?2, updated = ?3 "
 				     "WHERE id = ?1 AND azure_state IS NOT ?2",
+	/* Azure's own error on a job that goes on (not failed): set, or cleared with NULL. */
+	[STMT_JOB_SET_AZURE_ERROR] = "UPDATE jobs SET error = ?2, updated = ?3 "
+				     "WHERE id = ?1 AND state NOT IN ('failed', 'cancelled', 'done') "
+				     "AND error IS NOT ?2",
 	[STMT_JOB_SET_WARNED] = "UPDATE jobs SET deadline_warned = ?2, receive_warned = ?3 "
 				"WHERE id = ?1",
 	/* NULL strings keep the old value. */
@@ -1261,6 +1265,30 @@ db_job_set_azure_state(struct db *db, int64_t id, const char *azure_state, int64
 	r = job_update(db, STMT_JOB_SET_AZURE_STATE, id, "ti", azure_state, now);
 	if (r == -ESTALE)
 		r = 0; /* the same state: nothing to write */
+	else if (r >= 0) {
+		changed = true;
+		r = event_insert(db, id, DB_EVENT_AZURE, text, now);
+	}
+	if ((r = tx_end(db, r)) < 0)
+		return r;
+	return changed ? 1 : 0;
+}
+
+int
+db_job_set_azure_error(struct db *db, int64_t id, const char *error, int64_t now)
+{
+	_cleanup_free_ char *text = NULL;
+	bool changed = false;
+	int r;
+
+	if (error != NULL && *error == '\0')
+		return -EINVAL;
+	text = error ? xprintf("Azure reports: %s", error) : xstrdup("Azure's error is cleared");
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_update(db, STMT_JOB_SET_AZURE_ERROR, id, "ti", error, now);
+	if (r == -ESTALE)
+		r = 0; /* the same error, or a job that is over: nothing to write */
 	else if (r >= 0) {
 		changed = true;
 		r = event_insert(db, id, DB_EVENT_AZURE, text, now);

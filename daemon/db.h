@@ -204,6 +204,12 @@ int db_job_azure_created(struct db *db, int64_t id, const char *azure_state,
 			 int64_t ship_deadline, int64_t now);
 /* 1 and an "azure" event "Azure status: S" if the state changed, 0 if it is the same. */
 int db_job_set_azure_state(struct db *db, int64_t id, const char *azure_state, int64_t now);
+/*
+ * Azure's error on a job still in progress (error NULL clears it): 1 and an
+ * "azure" event if it changed, 0 if the same or the job is failed, cancelled
+ * or complete.
+ */
+int db_job_set_azure_error(struct db *db, int64_t id, const char *error, int64_t now);
 /* Which warnings were given (see struct job_row); no event, jobs.updated kept. */
 int db_job_set_warned(struct db *db, int64_t id, int deadline_warned, bool receive_warned);
 

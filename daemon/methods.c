@@ -57,6 +57,12 @@ static const struct param_spec params_add_drive[] = {
 	{"bitlockerDevice", PARAM_STRING, false, PATH_PARAM_MAX, 0, 0},
 	P_END,
 };
+static const struct param_spec params_mitigate[] = {
+	P_NAME,
+	{"action", PARAM_STRING, true, 32, 0, 0},
+	{"serial", PARAM_STRING, false, 128, 0, 0},
+	P_END,
+};
 static const struct param_spec params_watch[] = {
 	{"name", PARAM_STRING, false, JOB_NAME_MAX, 0, 0},
 	P_END,
@@ -82,6 +88,7 @@ static const struct method method_table[] = {
 	{"io.seedd.ShipJob", METHOD_MUTATES, params_ship, method_ship_job},
 	{"io.seedd.CancelJob", METHOD_MUTATES, params_name, method_cancel_job},
 	{"io.seedd.RetryJob", METHOD_MUTATES, params_name, method_retry_job},
+	{"io.seedd.MitigateJob", METHOD_MUTATES, params_mitigate, method_mitigate_job},
 	{"io.seedd.GetJobLog", 0, params_name, method_get_job_log},
 	{"io.seedd.GetJobReport", 0, params_name, method_get_job_report},
 	{"io.seedd.AddDrive", METHOD_MUTATES, params_add_drive, method_add_drive},

@@ -63,6 +63,7 @@ void method_prepare_job(struct call *call);
 void method_ship_job(struct call *call);
 void method_cancel_job(struct call *call);
 void method_retry_job(struct call *call);
+void method_mitigate_job(struct call *call);
 void method_get_job_log(struct call *call);
 void method_get_job_report(struct call *call);
 void method_add_drive(struct call *call);

@@ -26,6 +26,14 @@
 
 #define DEADLINE_CHECK_SEC 3600
 #define DAY 86400
+/*
+ * A create whose outcome is unknown (timed out, reset, 5xx, 409, or 202
+ * without anywhere to follow) is confirmed by reading the job by name, up to
+ * this many times OperationPollSec= apart, before the PUT is sent again; and
+ * a PUT is sent at most this many times per attempt of the step.
+ */
+#define CONFIRM_POLLS 10
+#define CREATE_ROUNDS 3
 
 enum az_step {
 	STEP_IDLE,
@@ -48,6 +56,14 @@ struct azjob {
 	enum az_step step;
 	struct arm_call *call;
 	char *cancel_back_phase; /* the phase to return to if Azure refuses a cancel */
+	struct event *timer;     /* the next confirming GET of a create */
+	unsigned confirm_polls, create_rounds;
+	char *why_confirm;       /* what made the create uncertain, for the log and the error */
+	/* A MitigateJob in flight (beside polling). */
+	struct arm_call *mitigate;
+	char *mitigate_text;
+	azure_mitigate_fn mitigate_done;
+	void *mitigate_ud;
 };
 
 
@@ -86,9 +102,24 @@ azjob_free(struct azjob *a)
 {
 	LIST_REMOVE(a, link);
 	arm_cancel(a->call);
+	arm_cancel(a->mitigate);
+	if (a->mitigate_done != NULL)
+		a->mitigate_done("Cancelled", "seedd stopped following the job before Azure answered",
+				 a->mitigate_ud);
+	free(a->mitigate_text);
+	if (a->timer != NULL)
+		event_free(a->timer);
+	free(a->why_confirm);
 	free(a->cancel_back_phase);
 	free(a->name);
 	free(a);
+}
+
+/* A request in flight or a confirming GET waiting on its timer. */
+static bool
+busy(const struct azjob *a)
+{
+	return a->call != NULL || (a->timer != NULL && evtimer_pending(a->timer, NULL));
 }
 
 static const char *
@@ -240,17 +271,142 @@ created(struct azjob *a, const struct arm_result *r)
 	azure_check_deadlines(a->d);
 }
 
+static void create_send(struct azjob *a);
+static void confirm_start(struct azjob *a, const char *why);
+
+/* Is this job resource done being created? (A GET may find it while it is not [inferred].) */
+static bool
+provisioned(const struct azjob *a, json_t *body)
+{
+	struct azure_status st;
+	bool done;
+
+	if (azure_status_parse(a->api, body, &st) < 0)
+		return false;
+	done = !st.provisioning;
+	azure_status_done(&st);
+	return done;
+}
+
+/*
+ * Could Azure have acted on a create that did not answer success? A
+ * timeout or reset after sending, a 5xx other than the refusals the HTTP
+ * layer resends (429, 503), a 409 (the job may exist already: the re-PUT
+ * answer is undocumented [inferred]), or a transport failure while
+ * following the operation. A failed operation (its own error answer) and
+ * other 4xx are definite.
+ */
+static bool
+create_uncertain(const struct arm_result *r)
+{
+	if (r->error == -EACCES || r->error == -EBADMSG)
+		return false;
+	if (r->error != 0 && r->status == 0)
+		return true;
+	if (r->in_operation)
+		return false;
+	return r->status == 409 || r->status == 500 || r->status == 502 || r->status == 504;
+}
+
 static void
 create_done(const struct arm_result *r, void *userdata)
 {
 	struct azjob *a = userdata;
+	_cleanup_free_ char *why = NULL;
 
 	a->call = NULL;
-	if (!ok(r) || r->body == NULL) {
-		fail_job(a, JOB_DRIVE_PREP, "creating the Azure job failed", r);
+	if (ok(r) && r->body != NULL && provisioned(a, r->body)) {
+		created(a, r);
 		return;
 	}
-	created(a, r);
+	if (ok(r)) { /* 201/202 with nothing to follow, or a job still being provisioned */
+		why = xprintf("Azure answered the create with HTTP %ld and no operation to follow",
+			      r->status);
+		confirm_start(a, why);
+		return;
+	}
+	if (create_uncertain(r)) {
+		why = xprintf("the create's outcome is unknown (%s: %s)", r->code ? r->code : "error",
+			      r->message ? r->message : "no message");
+		confirm_start(a, why);
+		return;
+	}
+	fail_job(a, JOB_DRIVE_PREP, "creating the Azure job failed", r);
+}
+
+/* ---- confirming an uncertain create: GET by name before any second PUT ---- */
+
+static void confirm_get(struct azjob *a);
+
+static void
+confirm_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	confirm_get(arg);
+}
+
+static void
+confirm_later(struct azjob *a)
+{
+	struct timeval tv = {(time_t)a->d->config->operation_poll_sec, 0};
+
+	if (a->timer == NULL)
+		a->timer = evtimer_new(a->d->base, confirm_timer_cb, a);
+	evtimer_add(a->timer, &tv);
+}
+
+static void
+confirm_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct log_ctx ctx = {.job = a->name, .state = "drive_prep"};
+
+	a->call = NULL;
+	if (ok(r) && r->body != NULL && provisioned(a, r->body)) {
+		log_ctx(LOG_INFO, &ctx, "job %s: the Azure job was found by name after %s", a->name,
+			a->why_confirm);
+		created(a, r);
+		return;
+	}
+	if (!ok(r) && r->status != 404) {
+		fail_job(a, JOB_DRIVE_PREP, "looking up the Azure job after an uncertain create failed",
+			 r);
+		return;
+	}
+	if (++a->confirm_polls < CONFIRM_POLLS) {
+		confirm_later(a);
+		return;
+	}
+	if (ok(r) || a->create_rounds >= CREATE_ROUNDS) {
+		_cleanup_free_ char *err = xprintf(
+			"%s, and the Azure job %s after %u looks; `seedctl job retry %s` looks again "
+			"before creating it",
+			a->why_confirm, ok(r) ? "is still being created" : "was not found", a->confirm_polls,
+			a->name);
+		fail_job(a, JOB_DRIVE_PREP, err, NULL);
+		return;
+	}
+	log_ctx(LOG_NOTICE, &ctx, "job %s: no Azure job after %s; sending the create again",
+		a->name, a->why_confirm);
+	create_send(a); /* checked: no job by this name exists */
+}
+
+static void
+confirm_get(struct azjob *a)
+{
+	call(a, STEP_LOOKUP, "GET", "", NULL, 0, confirm_done);
+}
+
+static void
+confirm_start(struct azjob *a, const char *why)
+{
+	struct log_ctx ctx = {.job = a->name, .state = "drive_prep"};
+
+	free(a->why_confirm);
+	a->why_confirm = xstrdup(why);
+	a->confirm_polls = 0;
+	log_ctx(LOG_NOTICE, &ctx, "job %s: %s; reading the job by name before anything else",
+		a->name, why);
+	confirm_get(a);
 }
 
 static void
@@ -272,7 +428,8 @@ create_send(struct azjob *a)
 		fail_job(a, JOB_DRIVE_PREP, err, NULL);
 		return;
 	}
-	call(a, STEP_CREATE, "PUT", "", body, ARM_FOLLOW_LRO, create_done);
+	a->create_rounds++;
+	call(a, STEP_CREATE, "PUT", "", body, ARM_FOLLOW_LRO | ARM_CREATE, create_done);
 	json_decref(body); /* it holds BitLocker keys: not kept */
 }
 
@@ -287,9 +444,15 @@ validate_done(const struct arm_result *r, void *userdata)
 		fail_job(a, JOB_DRIVE_PREP, "validating the Azure job inputs failed", r);
 		return;
 	}
-	if (databox_validate_result(r->body, &err) < 0) {
+	int v = databox_validate_result(r->body, &err);
+	if (v < 0) {
 		fail_job(a, JOB_DRIVE_PREP, err, NULL);
 		return;
+	}
+	if (v > 0) {
+		struct log_ctx ctx = {.job = a->name, .state = "drive_prep"};
+		(void)db_event_add(a->d->db, a->job_id, "azure", err, daemon_now());
+		log_ctx(LOG_NOTICE, &ctx, "job %s: %s", a->name, err);
 	}
 	create_send(a);
 }
@@ -324,8 +487,12 @@ lookup_done(const struct arm_result *r, void *userdata)
 	struct azjob *a = userdata;
 
 	a->call = NULL;
-	if (ok(r) && r->body != NULL) {
+	if (ok(r) && r->body != NULL && provisioned(a, r->body)) {
 		created(a, r); /* made before a crash or an earlier attempt: never PUT again */
+		return;
+	}
+	if (ok(r)) { /* found while still being created: wait for it, never PUT */
+		confirm_start(a, "the Azure job exists but is still being created");
 		return;
 	}
 	if (r->status != 404) {
@@ -343,6 +510,7 @@ create_start(struct azjob *a)
 {
 	(void)db_job_set_azure_name(a->d->db, a->job_id, a->name, api_name(a->api), daemon_now());
 	set_phase(a, JOB_DRIVE_PREP, "creating-azure-job");
+	a->create_rounds = 0;
 	call(a, STEP_LOOKUP, "GET", "", NULL, 0, lookup_done);
 }
 
@@ -515,6 +683,60 @@ cancel_start(struct azjob *a)
 	call(a, STEP_CANCEL_GET, "GET", "", NULL, 0, cancel_get_done);
 }
 
+/* ---- mitigate -------------------------------------------------------------- */
+
+static void poll_job(struct azjob *a);
+
+static void
+mitigate_done(const struct arm_result *r, void *userdata)
+{
+	struct azjob *a = userdata;
+	struct log_ctx ctx = {.job = a->name, .state = "shipped"};
+	azure_mitigate_fn done = a->mitigate_done;
+	void *ud = a->mitigate_ud;
+	_cleanup_free_ char *text = a->mitigate_text;
+
+	a->mitigate = NULL;
+	a->mitigate_done = NULL;
+	a->mitigate_text = NULL;
+	if (!ok(r)) {
+		_cleanup_free_ char *t = xprintf("Azure refused %s: %s: %s", text,
+						 r->code ? r->code : "error",
+						 r->message ? r->message : "no message");
+		(void)db_event_add(a->d->db, a->job_id, "azure", t, daemon_now());
+		log_ctx(LOG_WARNING, &ctx, "job %s: %s", a->name, t);
+		done(r->code ? r->code : "AzureError", r->message ? r->message : "no message", ud);
+		return;
+	}
+	(void)db_event_add(a->d->db, a->job_id, "azure", text, daemon_now());
+	log_ctx(LOG_NOTICE, &ctx, "job %s: %s; Azure accepted it", a->name, text);
+	done(NULL, NULL, ud);
+	poll_job(a); /* the answer shows in the job's next status */
+}
+
+void
+azure_mitigate(struct daemon *d, const struct job_row *j, const char *action, const char *serial,
+	       azure_mitigate_fn done, void *userdata)
+{
+	struct azjob *a = azjob_get(d, j);
+	_cleanup_free_ char *jp = job_path(a), *path = NULL;
+	json_t *body;
+
+	if (a->mitigate != NULL) {
+		done("Busy", "a mitigate call for this job is still waiting for Azure", userdata);
+		return;
+	}
+	a->mitigate_done = done;
+	a->mitigate_ud = userdata;
+	a->mitigate_text = serial ? xprintf("mitigate sent: %s for drive %s", action, serial)
+				  : xprintf("mitigate sent: %s", action);
+	path = xprintf("%s/mitigate", jp);
+	body = databox_mitigate_body(action, serial);
+	a->mitigate = arm_request(d->azure, "POST", path, DATABOX_API_VERSION, body, 0,
+				  mitigate_done, a);
+	json_decref(body);
+}
+
 /* ---- poll ---------------------------------------------------------------- */
 
 static void
@@ -523,8 +745,10 @@ record_drives(struct azjob *a, const struct azure_status *st)
 	for (size_t i = 0; i < st->n_drives; i++) {
 		const struct azure_drive_status *ds = &st->drives[i];
 		struct drive_row row = {0};
+		/* ImportExport: the drive's state is what counts (azure-jobs.c), so it is kept. */
+		const char *status = ds->state ? ds->state : ds->copy_status;
 		if (db_drive_by_serial(a->d->db, a->job_id, ds->serial, &row) == 0)
-			(void)db_drive_set_azure(a->d->db, row.id, ds->copy_status,
+			(void)db_drive_set_azure(a->d->db, row.id, status,
 						 ds->bytes_processed, ds->total_bytes,
 						 ds->files_errored, ds->error_log, ds->verbose_log);
 		drive_row_done(&row);
@@ -554,11 +778,16 @@ problems_text(const struct azure_status *st)
 
 	for (size_t i = 0; i < st->n_drives; i++) {
 		const struct azure_drive_status *ds = &st->drives[i];
+		const char *s = ds->state ? ds->state : ds->copy_status;
 		char *n;
-		if (ds->copy_status && strcmp(ds->copy_status, "Completed") == 0)
+		if (s && (strcmp(s, "Completed") == 0 || strcmp(s, "ShippedBack") == 0))
 			continue;
-		n = xprintf("%s; drive %s: %s, %" PRId64 " files errored", t, ds->serial,
-			    ds->copy_status ? ds->copy_status : "unknown", ds->files_errored);
+		if (ds->state != NULL)
+			n = xprintf("%s; drive %s: %s (copy status: %s)", t, ds->serial, ds->state,
+				    ds->copy_status ? ds->copy_status : "none");
+		else
+			n = xprintf("%s; drive %s: %s, %" PRId64 " files errored", t, ds->serial,
+				    s ? s : "unknown", ds->files_errored);
 		free(t);
 		t = n;
 	}
@@ -587,6 +816,62 @@ imported(struct azjob *a, const struct azure_status *st)
 	post_resume_id(d, id);
 }
 
+/*
+ * Azure's properties.error and the drives' copyProgress[].error on a job
+ * that goes on, with the actions Azure offers [spec
+ * examples/JobsGetWaitingForAction.json: status stays DataCopy, a stage is
+ * WaitingForCustomerAction, details.actions lists the codes]. NULL if none.
+ */
+static char *
+azure_error_text(const struct azure_status *st)
+{
+	char *t = NULL, *n;
+
+	if (st->error_code != NULL || st->error_message != NULL)
+		t = xprintf("%s%s: %s", st->waiting ? "waiting for customer action: " : "",
+			    st->error_code ? st->error_code : "error",
+			    st->error_message ? st->error_message : "no message");
+	else if (st->waiting)
+		t = xstrdup("waiting for customer action");
+	if (t != NULL && st->actions != NULL) {
+		n = xprintf("%s (actions: %s)", t, st->actions);
+		free(t);
+		t = n;
+	}
+	for (size_t i = 0; i < st->n_drives; i++) {
+		const struct azure_drive_status *ds = &st->drives[i];
+		if (ds->error_code == NULL && ds->error_message == NULL && ds->actions == NULL)
+			continue;
+		n = xprintf("%s%sdrive %s: %s: %s%s%s%s", t ? t : "", t ? "; " : "", ds->serial,
+			    ds->error_code ? ds->error_code : "error",
+			    ds->error_message ? ds->error_message : "no message",
+			    ds->actions ? " (actions: " : "", ds->actions ? ds->actions : "",
+			    ds->actions ? ")" : "");
+		free(t);
+		t = n;
+	}
+	return t;
+}
+
+/* Record Azure's error in the job (and the journal, once per change), or clear it. */
+static void
+note_azure_error(struct azjob *a, const struct azure_status *st, const char *text)
+{
+	struct log_ctx ctx = {.job = a->name, .state = "shipped",
+			      .message_id = SEEDD_MESSAGE_AZURE_ACTION_NEEDED};
+
+	if (db_job_set_azure_error(a->d->db, a->job_id, text, daemon_now()) <= 0 || text == NULL)
+		return;
+	if (st->waiting || st->actions != NULL)
+		log_ctx(LOG_WARNING, &ctx,
+			"job %s: Azure is waiting for the customer (status %s): %s; answer with "
+			"`seedctl job mitigate %s --action ACTION [--serial SERIAL]`",
+			a->name, st->status, text, a->name);
+	else
+		log_ctx(LOG_WARNING, &ctx, "job %s: Azure reports an error (status %s): %s", a->name,
+			st->status, text);
+}
+
 /* Apply what Azure says about a shipped job. */
 static void
 apply_status(struct azjob *a, json_t *job)
@@ -603,6 +888,8 @@ apply_status(struct azjob *a, json_t *job)
 	switch (st.stage) {
 	case AZ_COMPLETED:
 	case AZ_COMPLETED_PROBLEMS:
+		/* A wait for the customer is over; what is left of it is in the problems text. */
+		(void)db_job_set_azure_error(a->d->db, a->job_id, NULL, daemon_now());
 		imported(a, &st);
 		break;
 	case AZ_FAILED:
@@ -613,10 +900,16 @@ apply_status(struct azjob *a, json_t *job)
 		fail_job(a, JOB_SHIPPED, "Azure ended the import", &r);
 		break;
 	}
-	default:
-		phase = progress_phase(&st);
+	default: {
+		_cleanup_free_ char *err = azure_error_text(&st);
+		note_azure_error(a, &st, err);
+		if (err != NULL)
+			phase = xprintf("azure: %s: %s", st.status, err);
+		else
+			phase = progress_phase(&st);
 		set_phase(a, JOB_SHIPPED, phase);
 		break;
+	}
 	}
 	azure_status_done(&st);
 }
@@ -887,7 +1180,7 @@ azure_resume(struct daemon *d, const struct job_row *j)
 		return;
 	if (j->state == JOB_SHIPPED) {
 		a = azjob_get(d, j);
-		if (a->call == NULL)
+		if (!busy(a))
 			poll_job(a);
 		return;
 	}
@@ -895,15 +1188,15 @@ azure_resume(struct daemon *d, const struct job_row *j)
 		return;
 	if (strcmp(ph, "awaiting-azure") == 0 || strcmp(ph, "creating-azure-job") == 0) {
 		a = azjob_get(d, j);
-		if (a->call == NULL)
+		if (!busy(a))
 			create_start(a);
 	} else if (strcmp(ph, "shipping") == 0) {
 		a = azjob_get(d, j);
-		if (a->call == NULL)
+		if (!busy(a))
 			ship_start(a);
 	} else if (strcmp(ph, "cancelling") == 0) {
 		a = azjob_get(d, j);
-		if (a->call == NULL)
+		if (!busy(a))
 			cancel_start(a);
 	}
 }
@@ -926,6 +1219,8 @@ azure_cancel(struct daemon *d, const struct job_row *j)
 
 	arm_cancel(a->call);
 	a->call = NULL;
+	if (a->timer != NULL)
+		evtimer_del(a->timer);
 	free(a->cancel_back_phase);
 	a->cancel_back_phase = xstrdup(j->phase ? j->phase : "awaiting-tracking");
 	(void)db_job_set_phase(d->db, j->id, JOB_DRIVE_PREP, "cancelling", daemon_now());

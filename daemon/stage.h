@@ -79,6 +79,15 @@ void azure_resume(struct daemon *d, const struct job_row *j);
 void azure_resume_id(struct daemon *d, int64_t job_id);
 void azure_cancel(struct daemon *d, const struct job_row *j);
 void azure_forget(struct daemon *d, int64_t job_id);
+/*
+ * MitigateJob: POST Azure's mitigate call for a shipped DataBox job [spec
+ * examples/JobMitigate.json]. done runs once, on a later loop iteration:
+ * code NULL when Azure accepted it (then the job is polled again), else
+ * Azure's code and message (also "Cancelled" when seedd stops first).
+ */
+typedef void (*azure_mitigate_fn)(const char *code, const char *message, void *userdata);
+void azure_mitigate(struct daemon *d, const struct job_row *j, const char *action,
+		    const char *serial, azure_mitigate_fn done, void *userdata);
 void azure_poll_all(struct daemon *d);
 void azure_check_deadlines(struct daemon *d);
 

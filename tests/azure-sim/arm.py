@@ -9,9 +9,11 @@ Sources are tagged like the reference READMEs: [rec] recorded traffic,
 
 import base64
 import datetime
+import email.utils
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import time
@@ -410,5 +412,15 @@ def check_signature(req, op):
 
 
 def retry_after(store):
+    """Retry-After on LRO answers: seconds [doc], or with lroRetryAfterDate
+    the HTTP-date form RFC 9110 §10.2.3 also allows (the plausible
+    alternative; ARM's docs show seconds)."""
     ra = store.config.get("lroRetryAfter")
-    return [("Retry-After", str(int(ra)))] if ra is not None else []
+    if ra is None:
+        return []
+    if store.config.get("lroRetryAfterDate"):
+        # Rounded up to whole seconds, as a date must be.
+        when = email.utils.formatdate(math.ceil(time.time()) + int(ra),
+            usegmt=True)
+        return [("Retry-After", when)]
+    return [("Retry-After", str(int(ra)))]

@@ -190,6 +190,14 @@ class ArmHandler(http.server.BaseHTTPRequestHandler):
         if kind == "reset":
             self._reset()
             return None
+        if kind == "hang" and spec.get("then") == "execute":
+            # The request is carried out, then the answer is lost: a client
+            # timeout after the service acted (e.g. a create PUT).
+            resp = self._dispatch(store, req)
+            req.entry["executedStatus"] = resp.status
+            STOP.wait(float(spec.get("seconds", 120)))
+            self.close_connection = True
+            return None
         if kind == "hang":
             STOP.wait(float(spec.get("seconds", 120)))
             if spec.get("then", "close") == "answer" and not STOP.is_set():

@@ -219,6 +219,8 @@ def _jobs(store, method, rest, query, data):
             "/jobs/{name}/advance or /jobs/{name}/drive-status")
     if rest[1] == "advance":
         err = mod.advance(job, data)
+    elif rest[1] == "wait-for-action" and mod is databox:
+        err = databox.wait_for_action(job, data)
     elif rest[1] == "drive-status":
         serial = data.get("serial") or data.get("serialNumber") or \
             data.get("driveId")

@@ -8,6 +8,7 @@ Shapes follow the customer-disk recordings (api 2025-02-01) [rec] and the
 """
 
 import copy
+import datetime
 import hashlib
 import re
 import time
@@ -91,8 +92,11 @@ ROUTES = [
     (_RG + ["jobs", "{name}", "cancel"], {"POST": "cancel"}),
     (_RG + ["jobs", "{name}", "listCredentials"],
         {"POST": "list_credentials"}),
+    (_RG + ["jobs", "{name}", "mitigate"], {"POST": "mitigate"}),
     (_SUB + ["locations", "{loc}", "operationResults", "{op}"],
         {"GET": "op_result"}),
+    (_SUB + ["locations", "{loc}", "operationStatuses", "{op}"],
+        {"GET": "op_status"}),
     (_SUB + ["locations", "{loc}", "validateInputs"],
         {"POST": "validate_inputs"}),
     (_RG + ["locations", "{loc}", "validateInputs"],
@@ -236,7 +240,11 @@ def _stages(job):
     out = []
     for n in names:
         e = {"stageName": n, "displayName": DISPLAY.get(n, n)}
-        if n == status:
+        if n == status and job.get("waiting"):
+            # [spec] examples/JobsGetWaitingForAction.json: the stage that
+            # waits says so; the status stays (DataCopy there).
+            e["stageStatus"] = "WaitingForCustomerAction"
+        elif n == status:
             e["stageStatus"] = _final_stage_status(status) \
                 if status in TERMINAL else "InProgress"
         elif n in seen:
@@ -318,7 +326,9 @@ def render(job, expand):
     if "expectedDataSizeInTeraBytes" in d:
         det["expectedDataSizeInTeraBytes"] = d["expectedDataSizeInTeraBytes"]
     if expand:
-        det["actions"] = []
+        det["actions"] = list((job.get("waiting") or {}).get("actions", []))
+        if job.get("lastMitigation"):
+            det["lastMitigationActionOnJob"] = dict(job["lastMitigation"])
         addr = _dc_address(job)
         if addr:
             det["datacenterAddress"] = addr
@@ -538,9 +548,22 @@ def _job_key(job):
 
 
 def _accepted(store, req, sub, op):
+    if op["kind"] == "create" and store.config.get("createNoLocation"):
+        # [inferred] alternative: 202 with neither Location nor
+        # Azure-AsyncOperation; the job appears when the operation ends
+        # (after lroSeconds).
+        return _answer(store, req, sub, 202, b"", arm.retry_after(store))
     loc = arm.op_location(req, store, op)
+    extra = []
+    if op["kind"] == "create" and store.config.get("createAsyncOperation"):
+        # [inferred] alternative: the ARM RPC's Azure-AsyncOperation header
+        # (besides Location), whose status resource says Succeeded/Failed.
+        extra = [("Azure-AsyncOperation", "%s/subscriptions/%s/providers/"
+            "Microsoft.DataBox/locations/%s/operationStatuses/%s"
+            "?api-version=%s" % (req.base, op["sub"], op["location"],
+            op["id"], op["apiVersion"]))]
     return _answer(store, req, sub, 202, b"",
-        [("Location", loc)] + arm.retry_after(store))
+        extra + [("Location", loc)] + arm.retry_after(store))
 
 
 def _finish(store, op):
@@ -600,6 +623,13 @@ def _visible(store, sub, rg, name):
 
 def h_get(store, req, sub, rg, name):
     job = _visible(store, sub, rg, name)
+    pending = store.jobs.get(key(sub, rg, name))
+    if job is None and pending is not None and \
+        store.config.get("getWhileCreating"):
+        # The plausible alternative to 404-while-creating [inferred]: the
+        # job is readable, in its initial status, before its create
+        # operation has finished.
+        job = pending
     if job is None:
         return arm.not_found(RTYPE, name, rg)
     expand = (req.q("$expand") or "").lower() == "details"
@@ -655,8 +685,9 @@ def h_put(store, req, sub, rg, name):
 def _re_put(store, req, sub, rg, name, job, body):
     """PUT on an existing name.  The spec says PUT cannot update a job;
     the real answer is unrecorded.  The simulator treats an identical body
-    as an idempotent retry and a different one as 409 [inferred]."""
-    if body != job["request"]:
+    as an idempotent retry and a different one as 409 [inferred].  With
+    config rePutConflict every re-PUT is 409, the plausible alternative."""
+    if body != job["request"] or store.config.get("rePutConflict"):
         return arm.error(409, "ResourceAlreadyExists",
             "A job named '%s' already exists in resource group '%s'. "
             "Existing job cannot be updated with this API and should "
@@ -773,6 +804,31 @@ def h_op_result(store, req, sub, loc, op):
     return _answer(store, req, sub, 202, b"", [("Location", url)])
 
 
+def h_op_status(store, req, sub, loc, op):
+    """Azure-AsyncOperation status resource [doc ARM async operations]:
+    200 {id, name, status: InProgress|Succeeded|Failed, startTime,
+    endTime?, error?}; lroPolls answers InProgress, like operationResults."""
+    rec = store.ops.get(op)
+    if rec is None or rec["sub"].lower() != sub.lower():
+        return arm.error(404, "ResourceNotFound",
+            "The operation '%s' was not found." % op)
+    if not rec["done"]:
+        rec["polls"] += 1
+        if rec["polls"] > store.config["lroPolls"]:
+            _finish(store, rec)
+        store.save()
+    body = {"id": req.path, "name": rec["id"], "status": "InProgress",
+        "startTime": datetime.datetime.fromtimestamp(rec["started"],
+        datetime.timezone.utc).isoformat()}
+    if rec["done"]:
+        body["status"] = "Failed" if rec["fail"] else "Succeeded"
+        body["endTime"] = arm.now_iso()
+        if rec["fail"]:
+            body["error"] = {"code": rec["fail"]["code"],
+                "message": rec["fail"]["message"]}
+    return _answer(store, req, sub, 200, arm.compact(body))
+
+
 def h_mark_shipped(store, req, sub, rg, name):
     job = _visible(store, sub, rg, name)
     if job is None:
@@ -871,6 +927,102 @@ def h_validate_inputs(store, req, sub, loc, rg=None):
     out = {"properties": {"individualResponseDetails": details,
         "status": overall}}
     return _answer(store, req, sub, 200, arm.compact(out))
+
+
+WAITING_ERROR = {"additionalInfo": [], "code":
+    "SsemUserCopyErrorWaitingForAction", "message": "Job has an error in "
+    "copy stage and is waiting for customer action.  Please review the error "
+    "and select one of the actions provided in the job's "
+    "properties.details.actions", "target": "CopyIntervention",
+    "details": []}  # [spec] examples/JobsGetWaitingForAction.json
+
+
+def h_mitigate(store, req, sub, rg, name):
+    """POST mitigate [spec]: MitigateJobRequest, 204.  Service rules
+    [inferred]: exactly one of customerResolutionCode and
+    serialNumberCustomerResolutionMap; serials must be the job's disks; the
+    job must be waiting for the customer (409 InvalidJobState) and the code
+    one of the actions it offers (400 InvalidMitigationAction).  It ends the
+    wait: error and actions cleared, lastMitigationActionOnJob set."""
+    job = _visible(store, sub, rg, name)
+    if job is None:
+        return arm.not_found(RTYPE, name, rg)
+    body, bad = _schema(req, "MitigateJobRequest")
+    if bad is not None:
+        return bad
+    code = body.get("customerResolutionCode")
+    per = body.get("serialNumberCustomerResolutionMap")
+    if (code is None) == (per is None):
+        return arm.bad_content([arm.problem("", "InvalidRequestContent",
+            "Give exactly one of customerResolutionCode and "
+            "serialNumberCustomerResolutionMap.")])
+    disks = job["details"]["importDiskDetailsCollection"]
+    for serial in per or {}:
+        if serial not in disks:
+            return arm.bad_content([arm.problem(
+                "serialNumberCustomerResolutionMap." + serial,
+                "InvalidSerialNumber", "Job '%s' has no disk '%s'."
+                % (name, serial))])
+    waiting = job.get("waiting")
+    if not waiting:
+        return arm.error(409, "InvalidJobState", "Job '%s' in status '%s' "
+            "is not waiting for a customer action." % (name, job["status"]))
+    codes = [code] if code is not None else list(per.values())
+    offered = set(waiting.get("actions", []))
+    for serial in per or {}:
+        offered |= set(job["progress"].get(serial, {}).get("actions", []))
+    for c in codes:
+        if c not in offered:
+            return arm.error(400, "InvalidMitigationAction", "Action '%s' is "
+                "not one of the actions the job offers (%s)." % (c,
+                ", ".join(sorted(offered)) or "none"))
+    for serial in (per or disks):
+        p = job["progress"].get(serial)
+        if p is not None:
+            p.pop("error", None)
+            p["actions"] = []
+    job["waiting"] = None
+    job["error"] = None
+    job["lastMitigation"] = {"actionDateTimeInUtc": arm.now_iso(),
+        "isPerformedByCustomer": True, "customerResolution": codes[0]}
+    job.setdefault("mitigations", []).append(body)
+    job["modifiedAt"] = arm.now_iso()
+    store.save()
+    return _answer(store, req, sub, 204)
+
+
+def wait_for_action(job, body):
+    """Control API: the job waits for the customer in its current status
+    [spec example]: properties.error (default: the example's),
+    details.actions (default ["MoveToCleanUpDevice"], as in the example),
+    optional per-disk "disks": {serial: {"error", "actions"}}.  Returns an
+    error string or None."""
+    if job["pending"]:
+        return "job '%s' is still being created" % job["name"]
+    if job["status"] not in ("AtAzureDC", "DataCopy"):
+        # The example waits in DataCopy [spec]; AtAzureDC too [inferred].
+        return "job '%s' in status '%s' cannot wait for an action" % (
+            job["name"], job["status"])
+    actions = body.get("actions", ["MoveToCleanUpDevice"])
+    err = body.get("error", WAITING_ERROR)
+    if not isinstance(actions, list):
+        return "actions must be a list of CustomerResolutionCode values"
+    for a in actions:
+        errors, _ = spec().validate("CustomerResolutionCode", a)
+        if errors:
+            return "actions must be a list of CustomerResolutionCode values"
+    if err is not None:
+        errors, _ = spec().validate("CloudError", err, "response")
+        if errors or not isinstance(err, dict):
+            return "error must be a CloudError object or null"
+    for serial, fields in (body.get("disks") or {}).items():
+        e = drive_update(job, serial, fields)
+        if e:
+            return e
+    job["waiting"] = {"actions": list(actions)}
+    job["error"] = copy.deepcopy(err)
+    job["modifiedAt"] = arm.now_iso()
+    return None
 
 
 # -- status machine (control API) -------------------------------------------

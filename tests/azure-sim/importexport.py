@@ -18,6 +18,7 @@ import time
 
 import arm
 import datacenter
+import store as store_mod
 import validate
 
 RTYPE = "Microsoft.ImportExport/jobs"
@@ -37,8 +38,9 @@ _KEY_RE = re.compile(r"^\d{6}(-\d{6}){7}$")
 _LOCATIONS = None
 
 
-def spec():
-    return validate.importexport()
+def spec(req=None):
+    """The spec of the request's api-version (validate.importexport)."""
+    return validate.importexport(req.q("api-version") if req is not None else None)
 
 
 def locations():
@@ -183,7 +185,10 @@ def render(job, api, drives=True, display=True):
     if drives:
         props["driveList"] = [_render_drive(job["drives"][i])
             for i in job["driveOrder"]]
-    props["provisioningState"] = "Succeeded"
+    # "Succeeded" as recorded; config provisioningSeconds is the [inferred]
+    # alternative of a job shown before its provisioning ends.
+    props["provisioningState"] = "Creating" if time.time() < job.get(
+        "provisionedAt", 0) else "Succeeded"
     props["encryptionKey"] = copy.deepcopy(p["encryptionKey"])
     out = {}
     if api >= "2020-08-01":
@@ -220,7 +225,7 @@ def _schema(req, definition):
         body = req.json()
     except arm.BadBody as e:
         return None, _bad([arm.problem("", "InvalidJson", str(e))])
-    errors, warnings = spec().validate(definition, body, "request")
+    errors, warnings = spec(req).validate(definition, body, "request")
     req.warn(warnings)
     return body, (_bad(errors) if errors else None)
 
@@ -399,6 +404,9 @@ def h_put(store, req, sub, rg, name):
         "state": "Creating", "cancelRequested": False,
         "createdBy": tok.get("clientId", "unknown"), "createdAt": now,
         "stages": {"Creating": now}, "statusChangedAt": time.time()}
+    cur = store.config.get("provisioningSeconds") or 0
+    if cur > 0:
+        job["provisionedAt"] = time.time() + cur
     _fill(job, body)
     store.jobs[key(sub, rg, name)] = job
     store.save()
@@ -598,13 +606,22 @@ def set_state(job, state):
             if job["props"]["backupDriveManifest"]:
                 d.setdefault("manifestUri", _log_uri(job, i, "manifest"))
         _merge(job, dc.copy_started("importexport", job, _drives(job)))
-    if state in ("Packaging",) + TERMINAL[:2] and not job.get("copied"):
+    ahead = (store_mod.current().config.get("jobAheadOfDrives")
+        if store_mod.current() else False)
+    if state in ("Packaging",) + TERMINAL[:2] and not job.get("copied") \
+        and not ahead:
+        # [inferred] the drives finish when the job leaves Transferring;
+        # config jobAheadOfDrives is the alternative: the job's state runs
+        # ahead and each drive's state is set on its own (control API).
         job["copied"] = True
         _merge(job, _aliased(dc.copy("importexport", job, _drives(job))))
         for d in drives.values():
             if d["state"] in ("Specified", "Received", "Transferring"):
                 d["state"] = "Completed"
-                d["copyStatus"] = "Completed"
+                # copyStatus is free text [spec "Detailed status about the
+                # data transfer process"]; its words are [inferred], and
+                # config copyStatusCompleted sets other ones.
+                d["copyStatus"] = _copy_text()
                 d["percentComplete"] = 100
     if state in TERMINAL[:2]:
         _ship_back(job)
@@ -613,6 +630,12 @@ def set_state(job, state):
     job.setdefault("stages", {})[state] = now
     job["statusChangedAt"] = time.time()
     job["modifiedAt"] = now
+
+
+def _copy_text():
+    cur = store_mod.current()
+    return (cur.config.get("copyStatusCompleted") if cur else None) or \
+        "Completed"
 
 
 def _ship_back(job):

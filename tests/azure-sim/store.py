@@ -50,11 +50,42 @@ DEFAULT_CONFIG = {
     "tokenLifetime": 3599,
     # validateInputs: validationType -> forced status ("Invalid", "Skipped").
     "validationOverrides": {},
+    # Switches for the plausible alternatives to [inferred] behaviour
+    # (README "Switches"); all off = the simulator's default reading.
+    # Every re-PUT of an existing job is 409, even with an identical body.
+    "rePutConflict": False,
+    # GET finds a DataBox job while its create operation still runs.
+    "getWhileCreating": False,
+    # A DataBox create is answered 202 without Location (and without
+    # Azure-AsyncOperation).
+    "createNoLocation": False,
+    # A DataBox create's 202 also carries Azure-AsyncOperation.
+    "createAsyncOperation": False,
+    # ImportExport: for this many seconds after the PUT the job shows
+    # provisioningState "Creating" (0: "Succeeded" at once, as recorded).
+    "provisioningSeconds": 0,
+    # Retry-After on LRO answers as an HTTP-date instead of seconds.
+    "lroRetryAfterDate": False,
+    # ImportExport: copyStatus of a drive the simulator completes (free text
+    # [spec]; "Completed" is [inferred]).
+    "copyStatusCompleted": "Completed",
+    # ImportExport: the job's state may run ahead of its drives' states
+    # (entering Packaging does not complete the drives).
+    "jobAheadOfDrives": False,
 }
+
+_CURRENT = None
+
+
+def current():
+    """The Store of this process (the simulator runs one), or None."""
+    return _CURRENT
 
 
 class Store:
     def __init__(self, path):
+        global _CURRENT
+        _CURRENT = self
         self.path = path
         self.lock = threading.RLock()
         self.log = []

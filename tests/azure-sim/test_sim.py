@@ -10,6 +10,7 @@ import sys
 
 sys.dont_write_bytecode = True
 
+import email.utils  # noqa: E402
 import hashlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
@@ -781,6 +782,17 @@ def t_importexport_more(api, prov):
         "IE cancelRequested while Creating [rec]")
     r = api.arm("GET", path, api="2020-08-01")
     check("systemData" in r.json(), "IE systemData from 2020-08-01")
+    api.ctl("POST", "/config", {"provisioningSeconds": 1})
+    path = job_path("ie3", provider=prov)
+    r = api.arm("PUT", path, body, api="2020-08-01")
+    g1 = api.arm("GET", path, api="2020-08-01").json()
+    time.sleep(1.1)
+    g2 = api.arm("GET", path, api="2020-08-01").json()
+    check(r.status == 201 and r.json()["properties"]["provisioningState"] ==
+        "Creating" and g1["properties"]["provisioningState"] == "Creating" and
+        g2["properties"]["provisioningState"] == "Succeeded",
+        "provisioningSeconds: Creating, then Succeeded")
+    api.ctl("POST", "/config", {"provisioningSeconds": 0})
 
 
 def t_log(api):
@@ -844,6 +856,139 @@ def t_tls(tmp):
         sim.stop()
 
 
+
+def t_mitigate(api):
+    """Waiting for the customer [spec example] and the mitigate call [spec]."""
+    _, g = create(api, "job-mit", job_body(["M1", "M2"]))
+    path = job_path("job-mit")
+    r = api.arm("POST", path + "/mitigate", {"customerResolutionCode":
+        "Resume"})
+    check(r.status == 409, "mitigate while not waiting -> 409")
+    api.arm("POST", path + "/markDevicesShipped", {"deliverToDcPackageDetails":
+        {"carrierName": "FedEx", "trackingId": "TRK-MIT"}})
+    st, _ = api.ctl("POST", "/jobs/job-mit/wait-for-action", {})
+    check(st == 400, "control: cannot wait before the DC")
+    api.ctl("POST", "/jobs/job-mit/advance", {"status": "DataCopy"})
+    st, _ = api.ctl("POST", "/jobs/job-mit/wait-for-action", {"actions":
+        ["Resume", "MoveToCleanUpDevice"], "disks": {"M2": {"error": {"code":
+        "DiskCopyError", "message": "two files"}, "actions": ["Resume"]}}})
+    check(st == 200, "control: wait-for-action")
+    j = api.arm("GET", path + "?$expand=details").json()
+    p = j["properties"]
+    check(p["status"] == "DataCopy" and p["error"]["code"] ==
+        "SsemUserCopyErrorWaitingForAction" and p["error"]["target"] ==
+        "CopyIntervention", "waiting: status stays, error as in the example")
+    check(p["details"]["actions"] == ["Resume", "MoveToCleanUpDevice"],
+        "waiting: details.actions")
+    check([s["stageStatus"] for s in p["details"]["jobStages"] if
+        s["stageName"] == "DataCopy"] == ["WaitingForCustomerAction"],
+        "waiting: the DataCopy stage is WaitingForCustomerAction")
+    m2 = [c for c in p["details"]["copyProgress"] if c["serialNumber"] ==
+        "M2"][0]
+    check(m2["error"]["code"] == "DiskCopyError" and m2["actions"] ==
+        ["Resume"], "waiting: per-disk error and actions")
+    check(db_errors(j) == [], "waiting job validates against the spec: %r"
+        % db_errors(j)[:2])
+    for body, want, what in (
+        ({"customerResolutionCode": "Bogus"}, 400, "code outside the enum"),
+        ({}, 400, "neither form"),
+        ({"customerResolutionCode": "Resume",
+          "serialNumberCustomerResolutionMap": {"M1": "Resume"}}, 400,
+         "both forms"),
+        ({"serialNumberCustomerResolutionMap": {"NOPE": "Resume"}}, 400,
+         "unknown serial"),
+        ({"customerResolutionCode": "Restart"}, 400, "action not offered")):
+        r = api.arm("POST", path + "/mitigate", body)
+        check(r.status == want, "mitigate %s -> %d (got %d)" % (what, want,
+            r.status))
+    r = api.arm("POST", path + "/mitigate",
+        {"serialNumberCustomerResolutionMap": {"M2": "Resume"}})
+    check(r.status == 204 and r.body == b"", "mitigate per serial -> 204")
+    p = api.arm("GET", path + "?$expand=details").json()["properties"]
+    check("error" not in p and p["details"]["actions"] == [] and
+        p["details"]["lastMitigationActionOnJob"]["customerResolution"] ==
+        "Resume", "mitigated: error and actions gone, last action recorded")
+    check(db_errors(api.arm("GET", path + "?$expand=details").json()) == [],
+        "mitigated job validates against the spec")
+    _, log = api.ctl("GET", "/requests")
+    mit = [e for e in log if e["path"].endswith("/mitigate") and
+        e["status"] == 204]
+    check(mit[-1]["body"] == {"serialNumberCustomerResolutionMap":
+        {"M2": "Resume"}}, "the mitigate body is in the request log")
+
+
+def t_switches(api):
+    """Each switch for an [inferred] behaviour gives its alternative."""
+    api.ctl("POST", "/config", {"rePutConflict": True})
+    create(api, "job-sw1")
+    r = api.arm("PUT", job_path("job-sw1"), job_body())
+    check(r.status == 409, "rePutConflict: identical re-PUT -> 409")
+    api.ctl("POST", "/config", {"rePutConflict": False, "getWhileCreating":
+        True})
+    r = api.arm("PUT", job_path("job-sw2"), job_body())
+    g = api.arm("GET", job_path("job-sw2"))
+    check(r.status == 202 and g.status == 200 and
+        g.json()["properties"]["status"] == "AwaitingShipmentDetails",
+        "getWhileCreating: GET finds a job still being created")
+    api.ctl("POST", "/config", {"getWhileCreating": False,
+        "createNoLocation": True, "lroSeconds": 1})
+    r = api.arm("PUT", job_path("job-sw3"), job_body())
+    check(r.status == 202 and r.h("Location") is None and
+        r.h("Azure-AsyncOperation") is None,
+        "createNoLocation: 202 without Location")
+    check(api.arm("GET", job_path("job-sw3")).status == 404,
+        "createNoLocation: 404 while the operation runs")
+    time.sleep(1.2)
+    check(api.arm("GET", job_path("job-sw3")).status == 200,
+        "createNoLocation: the job appears when the operation ends")
+    api.ctl("POST", "/config", {"createNoLocation": False, "lroSeconds": 30,
+        "lroRetryAfter": 3, "lroRetryAfterDate": True})
+    r = api.arm("PUT", job_path("job-sw4"), job_body())
+    ra = r.h("Retry-After") or ""
+    when = email.utils.parsedate_to_datetime(ra).timestamp() if ra else 0
+    check(ra.endswith(" GMT") and 2 <= when - time.time() <= 4.5,
+        "lroRetryAfterDate: Retry-After is an HTTP-date 3 s ahead: %r" % ra)
+    api.ctl("POST", "/config", {"lroRetryAfter": None,
+        "lroRetryAfterDate": False})
+    api.ctl("POST", "/faults", {"fault": "hang", "then": "execute",
+        "seconds": 0.5, "match": {"method": "PUT", "path_regex":
+        "job-sw5$"}})
+    try:
+        r = api.arm("PUT", job_path("job-sw5"), job_body(), timeout=5)
+        dropped = r.status is None
+    except Exception:
+        dropped = True
+    st, out = api.ctl("GET", "/jobs/job-sw5")
+    check(dropped and st == 200, "hang then execute: no answer, job made")
+    api.ctl("POST", "/config", {"createAsyncOperation": True, "lroPolls": 1})
+    r = api.arm("PUT", job_path("job-sw6"), job_body())
+    aop = r.h("Azure-AsyncOperation") or ""
+    check(r.status == 202 and "/operationStatuses/" in aop and r.h("Location"),
+        "createAsyncOperation: 202 with Azure-AsyncOperation and Location")
+    s1 = api.arm("GET", aop, api=None).json()
+    s2 = api.arm("GET", aop, api=None).json()
+    check(s1["status"] == "InProgress" and s2["status"] == "Succeeded" and
+        api.arm("GET", job_path("job-sw6")).status == 200,
+        "createAsyncOperation: InProgress, then Succeeded and the job exists")
+    api.ctl("POST", "/faults", {"fault": "lro_fail", "code": "Nope",
+        "match": {"method": "PUT", "path_regex": "job-sw7$"}})
+    aop = api.arm("PUT", job_path("job-sw7"), job_body()).h(
+        "Azure-AsyncOperation")
+    api.arm("GET", aop, api=None)
+    s2 = api.arm("GET", aop, api=None).json()
+    check(s2["status"] == "Failed" and s2["error"]["code"] == "Nope" and
+        api.arm("GET", job_path("job-sw7")).status == 404,
+        "createAsyncOperation + lro_fail: Failed with the error, no job")
+    api.ctl("POST", "/config", {"createAsyncOperation": False})
+    # ImportExport: the spec follows the api-version.
+    e20 = validate.importexport("2020-08-01").validate("DriveStatus",
+        {"percentComplete": 2 ** 40}, "request")[0]
+    e21 = validate.importexport("2021-01-01").validate("DriveStatus",
+        {"percentComplete": 2 ** 40}, "request")[0]
+    check(e20 and not e21, "ImportExport: 2020-08-01 spec (int32) for "
+        "2020-08-01, the preview's (int64) for 2021-01-01")
+
+
 def main():
     with open(os.path.join(HERE, "fixtures", "recorded.json")) as f:
         rec = json.load(f)
@@ -860,7 +1005,7 @@ def main():
         t_recorded_databox(api, rec)
         for test in (t_put_rules, t_reput, t_patch_and_more, t_lifecycle,
             t_cancel_delete,
-            t_paging, t_validate_inputs, t_faults):
+            t_paging, t_validate_inputs, t_faults, t_mitigate, t_switches):
             test(api)
         t_importexport(api, rec)
         t_log(api)

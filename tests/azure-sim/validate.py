@@ -30,7 +30,8 @@ SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spec")
 _FILES = {
     "databox.json": "databox-2025-07-01.json",
     "types.json": "common-types-v3-types.json",
-    "storageimportexport.json": "storageimportexport-2021-01-01.json",
+    "storageimportexport.json": "storageimportexport-2020-08-01.json",
+    "storageimportexport-2021-01-01.json": "storageimportexport-2021-01-01.json",
 }
 
 _INT_RANGES = {
@@ -333,5 +334,10 @@ def databox():
     return spec("databox.json")
 
 
-def importexport():
+def importexport(api_version=None):
+    """The ImportExport spec of api_version: the 2021-01-01 preview for that
+    version, else the stable 2020-08-01 (2016-11-01 requests are a subset
+    of it for what the simulator models)."""
+    if api_version == "2021-01-01":
+        return spec("storageimportexport-2021-01-01.json")
     return spec("storageimportexport.json")

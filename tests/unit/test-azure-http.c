@@ -468,6 +468,55 @@ test_post_retries(void)
 	got_clear(&g);
 }
 
+/*
+ * A create PUT whose outcome is unknown is checked with a GET by the caller,
+ * never resent: once_unless_refused retries it only where nothing acted.
+ */
+static void
+test_put_once(void)
+{
+	char url[128];
+	struct http_request req = {.method = "PUT", .url = url, .body = "{}", .body_len = 2,
+				   .backoff_ms = 20, .timeout_ms = 500,
+				   .once_unless_refused = true};
+	struct got g;
+
+	/* a timeout after sending: not resent */
+	snprintf(url, sizeof(url), "%s/hang?id=put", plain);
+	fetch_on(client, &req, &g);
+	check_int(g.r.error, -ETIMEDOUT);
+	check_int(g.r.attempts, 1);
+	got_clear(&g);
+
+	/* 500 and a reset may have acted: not resent */
+	snprintf(url, sizeof(url), "%s/status/500?id=put", plain);
+	fetch_on(client, &req, &g);
+	check_int(g.r.status, 500);
+	check_int(g.r.attempts, 1);
+	got_clear(&g);
+	snprintf(url, sizeof(url), "%s/reset?id=put", plain);
+	fetch_on(client, &req, &g);
+	check_int(g.r.error, -ECONNRESET);
+	check_int(g.r.attempts, 1);
+	got_clear(&g);
+
+	/* 503 did not act: resent */
+	snprintf(url, sizeof(url), "%s/flaky/1?id=put", plain);
+	fetch_on(client, &req, &g);
+	check_int(g.r.status, 200);
+	check_int(g.r.attempts, 2);
+	got_clear(&g);
+
+	/* without the flag a PUT is idempotent: a timeout is resent */
+	snprintf(url, sizeof(url), "%s/hang?id=put2", plain);
+	req.once_unless_refused = false;
+	req.max_attempts = 2;
+	fetch_on(client, &req, &g);
+	check_int(g.r.error, -ETIMEDOUT);
+	check_int(g.r.attempts, 2);
+	got_clear(&g);
+}
+
 static void
 test_transport_errors(void)
 {
@@ -940,6 +989,7 @@ main(void)
 	test_statuses();
 	test_retries();
 	test_post_retries();
+	test_put_once();
 	test_transport_errors();
 	test_bounds();
 	test_refused();

@@ -69,6 +69,10 @@ static const struct build_case build_cases[] = {
 	{{"job", "report", "abc", "--json"}, "io.seedd.GetJobReport", "{\"name\":\"abc\"}", true},
 	{{"watch"}, "io.seedd.Watch", "{}", false},
 	{{"watch", "abc"}, "io.seedd.Watch", "{\"name\":\"abc\"}", false},
+	{{"job", "mitigate", "abc", "--action", "Resume", "--serial", "WD-1"}, "io.seedd.MitigateJob",
+	 "{\"name\":\"abc\",\"action\":\"Resume\",\"serial\":\"WD-1\"}", false},
+	{{"job", "mitigate", "abc", "--action", "None"}, "io.seedd.MitigateJob",
+	 "{\"name\":\"abc\",\"action\":\"None\"}", false},
 	/* Unique prefixes of command words. */
 	{{"st"}, "io.seedd.GetStatus", "{}", false},
 	{{"j", "sho", "abc"}, "io.seedd.GetJob", "{\"name\":\"abc\"}", false},
@@ -398,7 +402,7 @@ test_help(void)
 		 "[--bitlocker-device DEV]"),
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
-		"job report NAME", "watch [NAME]",
+		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
 	};
 	char *text = NULL, *line;
 	size_t len = 0, entries = 0;
