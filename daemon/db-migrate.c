@@ -184,6 +184,9 @@ static const char schema_v3_real_world[] =
 	/* Import verification (reconcile). */
 	"ALTER TABLE files ADD COLUMN import_method TEXT;" /* content-md5, block-list, ... */
 	"ALTER TABLE drives ADD COLUMN log_status TEXT;"   /* DriveLog/Status of Azure's log */
+	/* 1 once the operator's `job retry` agreed to upload a drive Azure could not import. */
+	"ALTER TABLE drives ADD COLUMN network_repair INTEGER NOT NULL DEFAULT 0"
+	" CHECK (network_repair IN (0, 1));"
 	/* Azure control plane. */
 	"";
 /* clang-format on */

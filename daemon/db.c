@@ -127,6 +127,10 @@ const char *const db_statements[_STMT_MAX] = {
 				   "job_id = ?1 AND state = 'verified' AND import_method IS ?2",
 	[STMT_DRIVE_SET_LOG_STATUS] = "UPDATE drives SET log_status = ?2 WHERE id = ?1",
 	[STMT_DRIVE_LOG_STATUS] = "SELECT log_status FROM drives WHERE id = ?1",
+	[STMT_DRIVE_NETWORK_REPAIR] = "SELECT network_repair FROM drives WHERE id = ?1",
+	/* Only drives the reconcile read a log of; whether its status failed is its call. */
+	[STMT_DRIVES_ALLOW_NETWORK_REPAIR] = "UPDATE drives SET network_repair = 1 "
+					     "WHERE job_id = ?1 AND log_status IS NOT NULL",
 	[STMT_FILE_COUNT_CLEANUP] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
 				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
@@ -960,6 +964,8 @@ job_state_get(struct db *db, int64_t id, enum job_state *ret_state, enum job_sta
 	return 0;
 }
 
+static int run(struct db *db, enum db_stmt s, int64_t id, const char *types, ...);
+
 /*
  * Run UPDATE statement s with ?1 = id and the rest bound by types from ?2.
  * It must change one row: if it changes none, -ENOENT if there is no such
@@ -1117,6 +1123,12 @@ db_job_retry(struct db *db, int64_t id, int64_t now, enum job_state *ret_state)
 	r = retry_step(db, id, &step);
 	if (r >= 0)
 		r = job_update(db, STMT_JOB_RETRY, id, "si", step, now);
+	/*
+	 * A reconcile fails the job rather than upload a drive Azure could not
+	 * import; retrying it is the operator's yes (stage-post.c).
+	 */
+	if (r >= 0 && step == JOB_IMPORTED)
+		r = run(db, STMT_DRIVES_ALLOW_NETWORK_REPAIR, id, "");
 	if (r >= 0) {
 		text = xprintf("resuming %s", job_state_to_string(step));
 		r = event_insert(db, id, DB_EVENT_RETRY, text, now);
@@ -2389,6 +2401,24 @@ db_drive_log_status(struct db *db, int64_t drive_id, char **ret)
 	if (rc != SQLITE_ROW)
 		return db_error(db, rc);
 	*ret = col_str(st, 0);
+	return 0;
+}
+
+int
+db_drive_network_repair(struct db *db, int64_t drive_id, bool *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_NETWORK_REPAIR];
+	int r, rc;
+
+	*ret = false;
+	if ((r = bind(db, st, "i", drive_id)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return db_error(db, rc);
+	*ret = sqlite3_column_int64(st, 0) != 0;
 	return 0;
 }
 

@@ -426,6 +426,11 @@ int db_files_count_method(struct db *db, int64_t job_id, const char *method,
 /* Azure's DriveLog/Status of the drive (drives.log_status, NULL: none), set by the reconcile. */
 int db_drive_set_log_status(struct db *db, int64_t drive_id, const char *status);
 int db_drive_log_status(struct db *db, int64_t drive_id, char **ret);
+/*
+ * Whether the operator agreed (by retrying the job failed in `imported`) that
+ * the files of a drive Azure could not import are uploaded over the network.
+ */
+int db_drive_network_repair(struct db *db, int64_t drive_id, bool *ret);
 
 /* Files whose import mark is set and not ok (missing, corrupt, ..., repaired), in id order. */
 int db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t limit,

@@ -299,8 +299,8 @@ drive_failed_note(struct post *p, const struct drive_row *dr, const char *status
 	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(p->state),
 			      .drive = dr->serial, .message_id = SEEDD_MESSAGE_DRIVE_IMPORT_FAILED};
 	_cleanup_free_ char *t = xprintf(
-	    "drive %s: Azure could not import it: %s; its %" PRId64 " files (%" PRId64
-	    " bytes) are uploaded from staging over the network instead",
+	    "drive %s: Azure could not import it: %s; none of its %" PRId64 " files (%" PRId64
+	    " bytes) is in the import container",
 	    dr->serial, status, dr->files, dr->used_bytes);
 
 	log_ctx(LOG_WARNING, &ctx, "job %s: %s", p->name, t);
@@ -338,6 +338,38 @@ drive_statuses(struct post *p)
 		}
 	}
 	drive_rows_free(rows, n);
+}
+
+/*
+ * Nothing of a drive with a drive-level failure was imported: uploading it
+ * all is the WAN transfer the operator shipped disks to avoid, so seedd asks
+ * first. The job fails naming the drives; `job retry` is the yes (db.c sets
+ * drives.network_repair in the retry's transaction), and the repair goes on.
+ * True if the job failed (then p is freed).
+ */
+static bool
+network_repair_refused(struct post *p)
+{
+	_cleanup_free_ char *list = NULL, *err = NULL;
+
+	for (size_t i = 0; i < p->n_failed; i++) {
+		bool agreed = false;
+		char *l;
+
+		if (db_drive_network_repair(p->d->db, p->failed[i].drive_id, &agreed) >= 0 && agreed)
+			continue;
+		l = xprintf("%s%s%s: %s", list ? list : "", list ? ", " : "", p->failed[i].serial,
+			    p->failed[i].status);
+		free(list);
+		list = l;
+	}
+	if (list == NULL)
+		return false;
+	err = xprintf("Azure could not import drive %s; nothing of it was uploaded: "
+		      "`seedctl job retry %s` uploads its files from staging over the network",
+		      list, p->name);
+	post_fail(p, err, NULL);
+	return true;
 }
 
 /* ---- reconcile: the listing ------------------------------------------------ */
@@ -1230,6 +1262,8 @@ post_next(struct post *p)
 			blocks_start(p);
 			return;
 		case POST_BLOCKS:
+			if (network_repair_refused(p))
+				return;
 			p->cursor = 0;
 			repair_next(p);
 			return;

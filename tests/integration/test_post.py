@@ -179,6 +179,20 @@ def test_drive_failure(d, sim, store):
     bad = drives[0]
     ship_and_import(d, sim, "drivefail", options={
         "contentMd5": "ignore-properties", "driveFailure": {bad["serial"]: "BitLockerKeyInvalid"}})
+    # Uploading a whole drive is the WAN transfer the disks were to avoid:
+    # seedd stops and asks; `job retry` is the operator's yes.
+    job = prepcheck.wait_state(d, "drivefail", "failed", 180)
+    err = job["error"] or ""
+    print("# drivefail: failed: %s" % err, flush=True)
+    check("%s: BitLockerKeyInvalid" % bad["serial"] in err and "job retry drivefail" in err,
+          "the error names the drive, its status and the way on: %r" % err)
+    imp = (job.get("afterImport") or {}).get("import") or {}
+    check(imp.get("repaired", 0) == 0, "nothing was uploaded before the operator agreed: %r" % imp)
+    d.kill9()
+    d.start()
+    job = prepcheck.wait_state(d, "drivefail", "failed", 30)
+    check(job["error"] == err, "a restart keeps the job waiting for the operator")
+    d.ctl("job", "retry", "drivefail", check_rc=0)
     job = prepcheck.wait_state(d, "drivefail", "done", 180)
     imp = job["afterImport"]["import"]
     fails = job["afterImport"]["driveFailures"]

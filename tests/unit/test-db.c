@@ -1385,6 +1385,47 @@ test_waiting_counts_clear(struct db *db)
 	check_int(fc.files, 1);
 }
 
+/*
+ * A job failed in `imported` over a drive Azure could not import: retrying it
+ * is the operator's yes to uploading that drive over the network, recorded in
+ * the retry's transaction for the drives the reconcile read a log of, and for
+ * no other job's drives and no other step's retry.
+ */
+static void
+test_retry_network_repair(struct db *db)
+{
+	int64_t job = new_job(db, "netrepair"), other = new_job(db, "netrepair-2");
+	int64_t failed = new_drive(db, job, "NR-1"), unread = new_drive(db, job, "NR-2");
+	int64_t elsewhere = new_drive(db, other, "NR-3");
+	bool yes = true;
+
+	check_int(db_drive_network_repair(db, failed, &yes), 0);
+	check(!yes);
+	check_int(db_drive_network_repair(db, 999999, &yes), -ENOENT);
+	check_int(db_drive_set_log_status(db, failed, "BitLockerKeyInvalid"), 0);
+	check_int(db_drive_set_log_status(db, elsewhere, "ManifestCorrupted"), 0);
+
+	/* A retry of another step says nothing of the network. */
+	check_int(db_job_advance(db, job, JOB_STAGING, JOB_DRIVE_PREP, "copying", NULL, 1), 0);
+	check_int(db_job_fail(db, job, JOB_DRIVE_PREP, "EIO", 2), 0);
+	check_int(db_job_retry(db, job, 3, NULL), 0);
+	check_int(db_drive_network_repair(db, failed, &yes), 0);
+	check(!yes);
+
+	check_int(db_job_advance(db, job, JOB_DRIVE_PREP, JOB_SHIPPED, "polling", NULL, 4), 0);
+	check_int(db_job_advance(db, job, JOB_SHIPPED, JOB_IMPORTED, "reconciling", NULL, 5), 0);
+	check_int(db_job_fail(db, job, JOB_IMPORTED, "Azure could not import drive NR-1", 6), 0);
+	check_int(db_drive_network_repair(db, failed, &yes), 0);
+	check(!yes);
+	check_int(db_job_retry(db, job, 7, NULL), 0);
+	check_int(db_drive_network_repair(db, failed, &yes), 0);
+	check(yes);
+	check_int(db_drive_network_repair(db, unread, &yes), 0);
+	check(!yes);
+	check_int(db_drive_network_repair(db, elsewhere, &yes), 0);
+	check(!yes);
+}
+
 static void
 test_drives(struct db *db)
 {
@@ -2205,6 +2246,7 @@ main(void)
 	test_reindex_unplace(db);
 	test_waiting_counts_clear(db);
 	test_drives(db);
+	test_retry_network_repair(db);
 	test_drive_attach(db);
 	test_secrets(db, path);
 	test_azure_name(db);
