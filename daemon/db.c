@@ -2386,20 +2386,29 @@ db_drive_set_log_status(struct db *db, int64_t drive_id, const char *status)
 	return tx_end(db, r);
 }
 
-int
-db_drive_log_status(struct db *db, int64_t drive_id, char **ret)
+/* Step st, bound to ?1 = id, to its one row: 0, -ENOENT without one. */
+static int
+step_row(struct db *db, sqlite3_stmt *st, int64_t id)
 {
-	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_LOG_STATUS];
 	int r, rc;
 
-	*ret = NULL;
-	if ((r = bind(db, st, "i", drive_id)) < 0)
+	if ((r = bind(db, st, "i", id)) < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return db_error(db, rc);
+	return rc == SQLITE_ROW ? 0 : db_error(db, rc);
+}
+
+int
+db_drive_log_status(struct db *db, int64_t drive_id, char **ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_LOG_STATUS];
+	int r;
+
+	*ret = NULL;
+	if ((r = step_row(db, st, drive_id)) < 0)
+		return r;
 	*ret = col_str(st, 0);
 	return 0;
 }
@@ -2408,16 +2417,11 @@ int
 db_drive_network_repair(struct db *db, int64_t drive_id, bool *ret)
 {
 	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_NETWORK_REPAIR];
-	int r, rc;
+	int r;
 
 	*ret = false;
-	if ((r = bind(db, st, "i", drive_id)) < 0)
+	if ((r = step_row(db, st, drive_id)) < 0)
 		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return db_error(db, rc);
 	*ret = sqlite3_column_int64(st, 0) != 0;
 	return 0;
 }

@@ -260,22 +260,18 @@ drive_mountinfo_ntfs(const char *line, bool *ret_is_ntfs, bool *ret_source_is_fi
 }
 
 /*
- * The name of the one entry in the device's slaves/ directory: 1 and *ret set
+ * The name of the one entry in the sysfs directory's slaves/: 1 and *ret set
  * if exactly one, 0 if none (a disk or partition), -ENOTUNIQ if several (a
  * dm device over several disks has no single serial).
  */
 static int
-only_slave(sd_device *dev, char **ret)
+sysfs_only_slave(const char *sysdir, char **ret)
 {
-	_cleanup_free_ char *dir = NULL, *name = NULL;
-	const char *syspath;
+	_cleanup_free_ char *dir = xprintf("%s/slaves", sysdir), *name = NULL;
 	struct dirent *de;
 	DIR *d;
 	int n = 0;
 
-	if (sd_device_get_syspath(dev, &syspath) < 0)
-		return -ENODEV;
-	dir = xprintf("%s/slaves", syspath);
 	if ((d = opendir(dir)) == NULL)
 		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(d)) != NULL) {
@@ -290,6 +286,16 @@ only_slave(sd_device *dev, char **ret)
 	if (n == 1)
 		*ret = TAKE_PTR(name);
 	return n;
+}
+
+static int
+only_slave(sd_device *dev, char **ret)
+{
+	const char *syspath;
+
+	if (sd_device_get_syspath(dev, &syspath) < 0)
+		return -ENODEV;
+	return sysfs_only_slave(syspath, ret);
 }
 
 /* Walk from a mounted block device to its whole disk: dm slaves, then partition -> disk. */
@@ -391,12 +397,10 @@ disk_serial(sd_device *disk)
 int
 drive_dm_bitlk_slave(const char *sysdir, char **ret_name)
 {
-	_cleanup_free_ char *file = xprintf("%s/dm/uuid", sysdir), *dir = NULL, *name = NULL;
+	_cleanup_free_ char *file = xprintf("%s/dm/uuid", sysdir), *name = NULL;
 	char uuid[256];
-	struct dirent *de;
 	ssize_t len;
-	int fd, n = 0;
-	DIR *d;
+	int fd;
 
 	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
 		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
@@ -407,17 +411,7 @@ drive_dm_bitlk_slave(const char *sysdir, char **ret_name)
 	uuid[len] = '\0';
 	if (strncmp(uuid, DM_UUID_BITLK, strlen(DM_UUID_BITLK)) != 0)
 		return 0;
-	dir = xprintf("%s/slaves", sysdir);
-	if ((d = opendir(dir)) == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (n++ == 0)
-			name = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (n != 1)
+	if (sysfs_only_slave(sysdir, &name) != 1)
 		return 0;
 	*ret_name = TAKE_PTR(name);
 	return 1;
