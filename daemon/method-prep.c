@@ -1,12 +1,14 @@
 /*
  * Handlers of the drive-prep methods: AddDrive (probe, checks, marker,
  * record), PlanJob (the dry run) and PrepareJob (place files, enter
- * drive_prep, start the workers). Loop thread. The planner runs here on up
- * to a few million (id, size) pairs held in flat arrays.
+ * drive_prep, start the workers). Loop thread, but for AddDrive's probe and
+ * PlanJob's planner, which run on threads of their own. The planner works
+ * on up to a few million (id, size) pairs held in flat arrays.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include "methods.h"
 #include "names.h"
 #include "plan.h"
+#include "server.h"
 #include "stage.h"
 #include "util.h"
 
@@ -493,6 +496,7 @@ out:
 /* ---- planning ----------------------------------------------------------- */
 
 struct plan_input {
+	atomic_bool *cancel; /* a worker's: checked between steps */
 	struct plan_file *files;
 	size_t n, cap;
 	struct plan_drive drives[DRIVES_PER_JOB_MAX];
@@ -523,13 +527,15 @@ plan_input_done(struct plan_input *in)
 
 /* Every plannable file and every drive's room (capacity less what is verified there). */
 static int
-plan_gather(struct daemon *d, int64_t job_id, struct plan_input *in)
+plan_gather(struct db *db, int64_t job_id, struct plan_input *in)
 {
 	int r;
 
-	if ((r = db_files_foreach_plannable(d->db, job_id, plan_gather_cb, in)) < 0)
+	if ((r = db_files_foreach_plannable(db, job_id, plan_gather_cb, in)) < 0)
 		return r;
-	if ((r = db_drive_list(d->db, job_id, &in->rows, &in->nd)) < 0)
+	if (in->cancel != NULL && atomic_load(in->cancel))
+		return -ECANCELED;
+	if ((r = db_drive_list(db, job_id, &in->rows, &in->nd)) < 0)
 		return r;
 	for (size_t i = 0; i < in->nd; i++) {
 		int64_t room = in->rows[i].capacity - in->rows[i].used_bytes;
@@ -575,7 +581,7 @@ drive_serial_of(const struct plan_input *in, int32_t idx)
 
 /* The first PLAN_LIST_MAX plannable files in id order, with their drive. */
 static json_t *
-plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
+plan_files_json(struct db *db, int64_t job_id, const struct plan_input *in,
 		const struct plan *plan)
 {
 	size_t *order = xcalloc(in->n + 1, sizeof(*order));
@@ -588,7 +594,7 @@ plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
 	while (json_array_size(a) < PLAN_LIST_MAX) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, NULL, 0, after, 256, &rows, &n) < 0 || n == 0) {
+		if (db_files_page(db, job_id, NULL, 0, after, 256, &rows, &n) < 0 || n == 0) {
 			file_rows_free(rows, n);
 			break;
 		}
@@ -610,7 +616,7 @@ plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
 }
 
 static json_t *
-plan_invalid_json(struct daemon *d, int64_t job_id)
+plan_invalid_json(struct db *db, int64_t job_id)
 {
 	json_t *a = json_array();
 	const char *states[] = {"invalid", "skipped"};
@@ -618,7 +624,7 @@ plan_invalid_json(struct daemon *d, int64_t job_id)
 	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
+		if (db_files_page(db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			_cleanup_free_ char *t = xprintf("%s: %s", rows[i].rel_path,
@@ -644,11 +650,11 @@ plan_drives_json(const struct plan_input *in, const struct plan *plan)
 }
 
 static int
-plan_run(struct daemon *d, int64_t job_id, struct plan_input *in, struct plan *plan)
+plan_run(struct db *db, int64_t job_id, struct plan_input *in, struct plan *plan)
 {
 	int r;
 
-	if ((r = plan_gather(d, job_id, in)) < 0)
+	if ((r = plan_gather(db, job_id, in)) < 0)
 		return r;
 	/* With no drive attached, size the estimate for drives like the largest file. */
 	return plan_compute(in->files, in->n, in->drives, in->nd, NULL, in->nd ? 0 : UINT64_C(1) << 40,
@@ -661,32 +667,142 @@ plannable(const struct job_row *j)
 	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
 }
 
+/* The PlanJob reply's "plan" object, from a read connection. */
+static json_t *
+plan_json(struct db *db, int64_t job_id, atomic_bool *cancel, int *ret)
+{
+	struct plan_input in = {.cancel = cancel};
+	struct plan plan = {0};
+	json_t *o = NULL;
+
+	if ((*ret = plan_run(db, job_id, &in, &plan)) == 0)
+		o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
+			      plan_files_json(db, job_id, &in, &plan), "unplacedFiles",
+			      (json_int_t)plan.unplaced_files, "unplacedBytes",
+			      (json_int_t)plan.unplaced_bytes, "drivesNeeded",
+			      (json_int_t)plan.drives_needed, "invalidNames",
+			      plan_invalid_json(db, job_id), "drives", plan_drives_json(&in, &plan),
+			      "totalFiles", (json_int_t)in.n, "truncated", in.n > PLAN_LIST_MAX);
+	plan_done(&plan);
+	plan_input_done(&in);
+	return o;
+}
+
+/*
+ * PlanJob runs on a thread of its own with its own read-only connection
+ * (a plan walks and sorts every file of the job); the loop only checks the
+ * job, starts it and sends the reply. One per uid at a time: PlanJob is a
+ * heavy call (server_heavy_queue()).
+ */
+struct planner {
+	LIST_ENTRY(planner) link;
+	struct worker_thread w;
+	struct worker_queue *queue;
+	struct conn_ref *ref; /* the reply is dropped if the connection is gone */
+	uid_t uid;
+	int64_t job_id;
+	char *job_name;
+	char *db_path;
+	/* Results. */
+	json_t *plan; /* NULL: failed */
+	int r;
+	char *err;
+};
+
+struct planner_msg {
+	struct worker_msg m;
+	struct planner *pl;
+};
+
+static void
+planner_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void
+planner_free(struct planner *pl)
+{
+	worker_thread_stop(&pl->w);
+	LIST_REMOVE(pl, link);
+	conn_ref_free(pl->ref);
+	json_decref(pl->plan);
+	free(pl->job_name);
+	free(pl->db_path);
+	free(pl->err);
+	free(pl);
+}
+
+static void *
+planner_thread(void *arg)
+{
+	struct planner *pl = arg;
+	struct planner_msg *pm = xcalloc(1, sizeof(*pm));
+	struct db *ro = NULL;
+
+	atomic_store(&pl->w.busy, true);
+	worker_thread_beat(&pl->w);
+	if ((pl->r = db_open_readonly(pl->db_path, &ro, &pl->err)) == 0 &&
+	    (pl->plan = plan_json(ro, pl->job_id, &pl->w.cancel, &pl->r)) == NULL)
+		xasprintf(&pl->err, "%s", ro ? db_errmsg(ro) : strerror(-pl->r));
+	db_close(ro);
+	atomic_store(&pl->w.busy, false);
+	pm->m.kind = MSG_PLAN_DONE;
+	pm->m.free_fn = planner_msg_free;
+	pm->pl = pl;
+	worker_queue_push(pl->queue, &pm->m);
+	return NULL;
+}
+
+void
+planner_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct planner *pl = ((struct planner_msg *)m)->pl;
+	struct call call = {.d = d, .method = "io.seedd.PlanJob", .conn = conn_ref_get(pl->ref)};
+
+	worker_thread_stop(&pl->w);
+	if (pl->plan != NULL) {
+		conn_reply(call.conn, json_pack("{s:O}", "plan", pl->plan), false);
+	} else {
+		log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
+		reply_internal(&call, "planning failed; see the journal");
+	}
+	server_heavy_done(d->server, pl->uid);
+	planner_free(pl); /* resumes the connection */
+}
+
+/* Shutdown: wait for the planners (their results are drained and dropped). */
+void
+planner_stop_all(struct daemon *d)
+{
+	struct planner *pl;
+
+	LIST_FOREACH(pl, &d->planners, link)
+		worker_thread_stop(&pl->w);
+}
+
 void
 method_plan_job(struct call *call)
 {
-	struct plan_input in = {0};
-	struct plan plan = {0};
+	struct planner *pl;
 	struct job_row *j;
-	json_t *o;
 
 	if ((j = call_job_in(call, plannable, "only a job in staging or drive_prep has a plan")) ==
 	    NULL)
 		return;
-	if (plan_run(call->d, j->id, &in, &plan) < 0) {
-		reply_internal(call, "planning failed; see the journal");
-		goto out;
-	}
-	o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
-		      plan_files_json(call->d, j->id, &in, &plan), "unplacedFiles",
-		      (json_int_t)plan.unplaced_files, "unplacedBytes",
-		      (json_int_t)plan.unplaced_bytes, "drivesNeeded", (json_int_t)plan.drives_needed,
-		      "invalidNames", plan_invalid_json(call->d, j->id), "drives",
-		      plan_drives_json(&in, &plan), "totalFiles", (json_int_t)in.n, "truncated",
-		      in.n > PLAN_LIST_MAX);
-	conn_reply(call->conn, json_pack("{s:o}", "plan", o), false);
-	plan_done(&plan);
-out:
-	plan_input_done(&in);
+	pl = xcalloc(1, sizeof(*pl));
+	pl->queue = call->d->queue;
+	pl->uid = call->conn->uid;
+	pl->job_id = j->id;
+	pl->job_name = xstrdup(j->name);
+	pl->db_path = xprintf("%s/seedd.db", call->d->state_dir);
+	pl->ref = conn_ref_new(call->conn);
+	LIST_INSERT_HEAD(&call->d->planners, pl, link);
+	if (worker_thread_start(&pl->w, planner_thread, pl) < 0) {
+		planner_free(pl);
+		reply_internal(call, "cannot start a thread to plan the job");
+	} else
+		call->held = true;
 	job_row_free(j);
 }
 
@@ -730,7 +846,7 @@ method_prepare_job(struct call *call)
 	if ((j = call_job_in(call, preparable,
 			     "drive prep starts from staging once indexing is done")) == NULL)
 		return;
-	if ((r = plan_run(call->d, j->id, &in, &plan)) < 0 || in.nd == 0) {
+	if ((r = plan_run(call->d->db, j->id, &in, &plan)) < 0 || in.nd == 0) {
 		if (in.nd == 0)
 			reply_invalid_state(call, j->name, "staging",
 					    "attach a drive first (seedctl drive add)");

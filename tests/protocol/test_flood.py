@@ -1,7 +1,7 @@
 """Fairness of the control loop. A peer that pipelines many calls on one
 connection does not hold the loop: another connection's call is answered
 within a few of them (the read callback serves a bounded batch per turn).
-An unprivileged uid floods the daemon with heavy reads (PlanJob and
+A PlanJob does not stop the loop while it plans. An unprivileged uid floods the daemon with heavy reads (PlanJob and
 GetJobReport pipelined on 32 connections, on a job of tens of thousands of
 files) while root samples GetStatus every 20 ms: root's p95 stays under
 250 ms (issue 10, "Done when"), and the flood itself is answered."""
@@ -172,6 +172,32 @@ def case_pipelined(d, jobs=100, calls=150):
           "connection" % (waited * 1e3, total * 1e3))
 
 
+def case_plan_off_loop(d, tries=5):
+    """A PlanJob runs on a worker: a GetStatus sent while it plans is
+    answered before the plan (on the loop, it waited for the plan)."""
+    first = 0
+    for _ in range(tries):
+        with Conn(d.sock, timeout=60) as a, Conn(d.sock) as b:
+            a.send({"method": "io.seedd.PlanJob", "parameters": {"name": "big"}})
+            time.sleep(0.002)  # the loop has read it and is planning
+            r = b.call("io.seedd.GetStatus")
+            check("parameters" in r, "GetStatus beside PlanJob: %r" % r)
+            ready, _, _ = select.select([a.s], [], [], 0)
+            first += not ready
+            r = a.recv()
+            check(r and "plan" in r.get("parameters", {}), "PlanJob reply: %r" % (r,))
+    # A peer that leaves while its plan is computed: the reply is dropped.
+    for _ in range(3):
+        with Conn(d.sock) as a:
+            a.send({"method": "io.seedd.PlanJob", "parameters": {"name": "big"}})
+    time.sleep(0.3)
+    check(d.alive() and "parameters" in d.call("io.seedd.GetStatus"),
+          "seedd serves calls after PlanJob callers left:\n%s" % d.read_log())
+    print("GetStatus answered before a running PlanJob %d of %d times" % (first, tries))
+    check(first * 2 > tries, "GetStatus waited for PlanJob on another connection "
+          "(%d of %d answered first)" % (first, tries))
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -188,6 +214,7 @@ def main():
         check("parameters" in r, "CreateJob: %r" % r)
         job = wait_indexed(d, "big")
         check(job["files"] == FILES, "indexed %r files, want %d" % (job["files"], FILES))
+        case_plan_off_loop(d)
         case_pipelined(d)
         os.chmod(d.sock, 0o666)
         os.chmod(os.path.dirname(d.sock), 0o755)
