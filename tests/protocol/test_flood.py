@@ -1,7 +1,7 @@
 """Fairness of the control loop. A peer that pipelines many calls on one
 connection does not hold the loop: another connection's call is answered
 within a few of them (the read callback serves a bounded batch per turn).
-A PlanJob does not stop the loop while it plans. An unprivileged uid floods the daemon with heavy reads (PlanJob and
+Neither PlanJob nor PrepareJob stops the loop while it plans. An unprivileged uid floods the daemon with heavy reads (PlanJob and
 GetJobReport pipelined on 32 connections, on a job of tens of thousands of
 files) while root samples GetStatus every 20 ms: root's p95 stays under
 250 ms (issue 10, "Done when"), and the flood itself is answered."""
@@ -198,6 +198,29 @@ def case_plan_off_loop(d, tries=5):
           "(%d of %d answered first)" % (first, tries))
 
 
+def case_prepare_off_loop(d):
+    """PrepareJob plans on a worker and records the plan a batch per loop
+    turn: a GetStatus sent meanwhile is answered before PrepareJob's reply
+    (on the loop, it waited for the whole walk, sort and record)."""
+    drive = os.path.join(d.tmp, "drive")
+    os.makedirs(drive)
+    r = d.call("io.seedd.AddDrive", {"name": "big", "path": drive, "serial": "FLOOD1"})
+    check("parameters" in r, "AddDrive: %r" % r)
+    with Conn(d.sock, timeout=60) as a, Conn(d.sock) as b:
+        a.send({"method": "io.seedd.PrepareJob", "parameters": {"name": "big"}})
+        time.sleep(0.002)
+        t = time.monotonic()
+        r = b.call("io.seedd.GetStatus")
+        waited = time.monotonic() - t
+        ready, _, _ = select.select([a.s], [], [], 0)
+        r2 = a.recv()
+    check("parameters" in r, "GetStatus beside PrepareJob: %r" % r)
+    check(r2 and r2.get("parameters", {}).get("job", {}).get("state") == "drive_prep",
+          "PrepareJob reply: %r" % (r2,))
+    print("GetStatus during PrepareJob of %d files: %.1f ms" % (FILES, waited * 1e3))
+    check(not ready, "GetStatus waited for PrepareJob on another connection")
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -206,7 +229,7 @@ def pct(v, p):
 def main():
     if os.geteuid() != 0:
         skip("the flood runs as another uid; needs root")
-    d = Daemon().start()
+    d = Daemon("[Drives]\nRequireNTFS=no\n").start()
     try:
         staging = os.path.join(d.tmp, "staging")
         make_files(staging, FILES)
@@ -238,6 +261,7 @@ def main():
         check(p95 < P95_MAX, "root's GetStatus p95 %.0f ms >= %.0f ms under an unprivileged "
               "PlanJob/GetJobReport flood" % (p95 * 1e3, P95_MAX * 1e3))
         check(d.alive(), "seedd died under the flood:\n%s" % d.read_log())
+        case_prepare_off_loop(d)
         d.stop(timeout=30)
     finally:
         if d.alive():
