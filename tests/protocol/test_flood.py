@@ -186,6 +186,15 @@ def case_plan_off_loop(d, tries=5):
             first += not ready
             r = a.recv()
             check(r and "plan" in r.get("parameters", {}), "PlanJob reply: %r" % (r,))
+    # A peer that shuts its side after the call still gets the answer, then EOF.
+    with Conn(d.sock, timeout=60) as a:
+        a.send({"method": "io.seedd.PlanJob", "parameters": {"name": "big"}})
+        a.send({"method": "io.seedd.GetStatus", "parameters": {}})
+        a.s.shutdown(socket.SHUT_WR)
+        r, r2, r3 = a.recv(), a.recv(), a.recv()
+        check(r and "plan" in r.get("parameters", {}), "PlanJob after SHUT_WR: %r" % (r,))
+        check(r2 and "version" in r2.get("parameters", {}), "GetStatus, in order: %r" % (r2,))
+        check(r3 is None, "closed after the last reply: %r" % (r3,))
     # A peer that leaves while its plan is computed: the reply is dropped.
     for _ in range(3):
         with Conn(d.sock) as a:
