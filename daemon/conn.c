@@ -121,7 +121,8 @@ conn_ref_free(struct conn_ref *ref)
 		return;
 	if ((c = ref->conn) != NULL) {
 		LIST_REMOVE(ref, link);
-		if (LIST_EMPTY(&c->refs) && c->state != CONN_CLOSING) {
+		/* Serve the next calls, or close a connection that overflowed meanwhile. */
+		if (LIST_EMPTY(&c->refs)) {
 			if (c->state == CONN_IDLE && !c->eof)
 				conn_set_idle_timeout(c, true);
 			conn_yield(c);

@@ -230,6 +230,29 @@ def case_prepare_off_loop(d):
     check(not ready, "GetStatus waited for PrepareJob on another connection")
 
 
+def case_unread_heavy(d, calls=40):
+    """A peer that pipelines GetJobReport (a few hundred KiB each) and never
+    reads passes the output cap and is closed, also when the cap is passed
+    by a call answered after waiting its turn."""
+    msg = encode("io.seedd.GetJobReport", "big")
+    with Conn(d.sock, timeout=20) as a:
+        a.send_raw(msg * calls)
+        time.sleep(calls * 0.1)
+        got = 0
+        try:
+            while True:
+                chunk = a.s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except socket.timeout:
+            check(False, "a peer past the output cap was not closed (%d bytes read)" % got)
+        except ConnectionResetError:
+            pass
+    check(d.alive() and "parameters" in d.call("io.seedd.GetStatus"),
+          "seedd serves calls after dropping a peer:\n%s" % d.read_log())
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -248,6 +271,7 @@ def main():
         check(job["files"] == FILES, "indexed %r files, want %d" % (job["files"], FILES))
         case_plan_off_loop(d)
         case_pipelined(d)
+        case_unread_heavy(d)
         os.chmod(d.sock, 0o666)
         os.chmod(os.path.dirname(d.sock), 0o755)
         os.chmod(d.tmp, 0o755)
