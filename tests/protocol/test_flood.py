@@ -9,6 +9,7 @@ import json
 import os
 import select
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -296,6 +297,7 @@ def main():
         check(d.alive(), "seedd died under the flood:\n%s" % d.read_log())
         case_prepare_off_loop(d)
         d.stop(timeout=30)
+        shutil.rmtree(d.tmp, ignore_errors=True)  # tens of thousands of files
     finally:
         if d.alive():
             d.proc.kill()
