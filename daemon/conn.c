@@ -2,7 +2,9 @@
  * A control connection: reads bytes from a bufferevent into a varlink
  * reader, dispatches each complete call, writes replies. A malformed message
  * gets an error reply; an oversized one an error and a close; a peer that
- * stops reading or stays idle is dropped. Loop thread only.
+ * stops reading or stays idle is dropped. A peer that pipelines many calls
+ * gets CONN_BATCH of them served per loop turn, so it cannot hold the loop
+ * while other peers wait. Loop thread only.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -33,6 +35,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_close_after_flush(struct conn *c);
+static void conn_more_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Every state change goes through here, so the log shows old -> new. */
 static void
@@ -69,6 +72,11 @@ conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid)
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new failed");
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	/* Unserved input stays bounded: the socket is not read past this. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_MAX);
+	c->ev_more = evtimer_new(d->base, conn_more_cb, c);
+	if (c->ev_more == NULL)
+		fatalx("evtimer_new failed");
 	conn_set_idle_timeout(c, true);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return c;
@@ -82,6 +90,8 @@ conn_ref_new(struct conn *c)
 	ref->conn = c;
 	ref->oneway = c->oneway;
 	LIST_INSERT_HEAD(&c->refs, ref, link);
+	/* Waiting for a reply is not idleness. */
+	conn_set_idle_timeout(c, false);
 	return ref;
 }
 
@@ -93,13 +103,31 @@ conn_ref_get(struct conn_ref *ref)
 	return ref->conn;
 }
 
+/* Serve the rest of the input on the next turn (after the other peers' events). */
+static void
+conn_yield(struct conn *c)
+{
+	static const struct timeval zero = {0, 0};
+
+	evtimer_add(c->ev_more, &zero);
+}
+
 void
 conn_ref_free(struct conn_ref *ref)
 {
+	struct conn *c;
+
 	if (ref == NULL)
 		return;
-	if (ref->conn != NULL)
+	if ((c = ref->conn) != NULL) {
 		LIST_REMOVE(ref, link);
+		/* Serve the next calls, or close a connection that overflowed meanwhile. */
+		if (LIST_EMPTY(&c->refs)) {
+			if (c->state == CONN_IDLE && !c->eof)
+				conn_set_idle_timeout(c, true);
+			conn_yield(c);
+		}
+	}
 	free(ref);
 }
 
@@ -115,6 +143,7 @@ conn_free(struct conn *c)
 		ref->conn = NULL;
 	}
 	server_conn_gone(c->server, c);
+	event_free(c->ev_more);
 	bufferevent_free(c->bev);
 	vl_reader_done(&c->reader);
 	free(c->watch_name);
@@ -278,36 +307,44 @@ conn_handle(struct conn *c, json_t *msg)
 	json_decref(empty);
 }
 
+/*
+ * Serve up to CONN_BATCH calls from the input, in order. Stops early while a
+ * call waits for a later reply (a reference is held), so replies keep the
+ * order of the calls; yields when the batch is used up and input remains.
+ */
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_serve(struct conn *c)
 {
-	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
 	char buf[65536];
-	int n, r;
+	int n, r, served = 0;
 
-	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
-		if ((r = vl_reader_feed(&c->reader, buf, (size_t)n)) < 0)
-			goto too_long;
-		for (;;) {
-			json_t *msg = NULL;
-			r = vl_reader_next(&c->reader, &msg);
-			if (r == 0)
-				break;
-			if (r == -EMSGSIZE)
-				goto too_long;
-			if (r < 0) {
-				conn_bad_message(c, "message is not a JSON object");
-				continue;
-			}
-			conn_handle(c, msg);
-			json_decref(msg);
-			if (c->state == CONN_CLOSING) {
-				conn_close_after_flush(c);
-				return;
-			}
+	while (c->state != CONN_CLOSING && LIST_EMPTY(&c->refs)) {
+		json_t *msg = NULL;
+		if (served == CONN_BATCH) {
+			conn_yield(c);
+			return;
 		}
+		r = vl_reader_next(&c->reader, &msg);
+		if (r == 0) {
+			if ((n = evbuffer_remove(in, buf, sizeof(buf))) <= 0)
+				break;
+			if (vl_reader_feed(&c->reader, buf, (size_t)n) < 0)
+				goto too_long;
+			continue;
+		}
+		if (r == -EMSGSIZE)
+			goto too_long;
+		served++;
+		if (r < 0) {
+			conn_bad_message(c, "message is not a JSON object");
+			continue;
+		}
+		conn_handle(c, msg);
+		json_decref(msg);
 	}
+	if (c->state == CONN_CLOSING || (c->eof && LIST_EMPTY(&c->refs)))
+		conn_close_after_flush(c);
 	return;
 
 too_long:
@@ -317,6 +354,22 @@ too_long:
 	conn_error(c, VL_ERR_INVALID_PARAMETER,
 		   json_pack("{s:s}", "parameter", "message too long"));
 	conn_close_after_flush(c);
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	/* Input that arrives while a batch waits for its turn joins it there. */
+	if (!evtimer_pending(c->ev_more, NULL))
+		conn_serve(c);
+}
+
+static void
+conn_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_serve(arg);
 }
 
 static void
@@ -333,6 +386,14 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state != CONN_CLOSING) {
+		/* The peer shut its side: answer the calls it sent first. */
+		c->eof = true;
+		conn_set_idle_timeout(c, false);
+		if (!evtimer_pending(c->ev_more, NULL))
+			conn_serve(c);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug("connection %u idle for %d s; closing", c->id, CONN_IDLE_TIMEOUT_SEC);
 	else if (what & BEV_EVENT_ERROR)

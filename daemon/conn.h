@@ -15,9 +15,16 @@
 
 struct server;
 struct bufferevent;
+struct event;
 
 #define CONN_IDLE_TIMEOUT_SEC 60
 #define CONN_OUTPUT_MAX (8 * 1024 * 1024) /* a peer that stops reading is dropped */
+/*
+ * Calls served in one turn of the loop before the connection yields to the
+ * other peers; the rest stay buffered and are served on a later turn.
+ */
+#define CONN_BATCH 8
+#define CONN_INPUT_MAX (256 * 1024) /* stop reading the socket past this much unserved input */
 
 enum conn_state {
 	CONN_IDLE,     /* waiting for a call */
@@ -28,8 +35,10 @@ enum conn_state {
 
 /*
  * A reference to a connection for a reply that comes later (a call whose
- * work runs on a thread): conn becomes NULL when the connection goes away,
- * and the reply is then dropped.
+ * work runs on a thread, or that waits its turn): conn becomes NULL when the
+ * connection goes away, and the reply is then dropped. While a connection
+ * has a reference it serves no further call, so replies keep the order of
+ * the calls; freeing the last reference resumes it.
  */
 struct conn_ref {
 	LIST_ENTRY(conn_ref) link;
@@ -42,12 +51,14 @@ struct conn {
 	LIST_HEAD(, conn_ref) refs;
 	struct server *server;
 	struct bufferevent *bev;
+	struct event *ev_more; /* serves the rest of the input on a later turn */
 	struct vl_reader reader;
 	enum conn_state state;
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
 	bool oneway;      /* the current call wants no reply */
+	bool eof;         /* the peer shut its side: serve what is buffered, then close */
 	char *watch_name; /* watched job, NULL for all (when CONN_WATCHING) */
 	unsigned id;      /* for log lines */
 };

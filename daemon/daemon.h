@@ -41,6 +41,7 @@ struct daemon {
 	struct blob_client *blob;                  /* NULL unless [Storage] is configured */
 	LIST_HEAD(post_list, post) posts;          /* jobs after the import */
 	LIST_HEAD(probe_list, probe) probes;       /* AddDrive probes on threads */
+	LIST_HEAD(planner_list, planner) planners; /* PlanJob planners on threads */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

@@ -1,12 +1,15 @@
 /*
  * Handlers of the drive-prep methods: AddDrive (probe, checks, marker,
  * record), PlanJob (the dry run) and PrepareJob (place files, enter
- * drive_prep, start the workers). Loop thread. The planner runs here on up
- * to a few million (id, size) pairs held in flat arrays.
+ * drive_prep, start the workers). Loop thread, but for AddDrive's probe and
+ * PlanJob's planner, which run on threads of their own. The planner works
+ * on up to a few million (id, size) pairs held in flat arrays.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,12 +27,13 @@
 #include "methods.h"
 #include "names.h"
 #include "plan.h"
+#include "server.h"
 #include "stage.h"
 #include "util.h"
 
 #define PLAN_LIST_MAX 1000   /* files listed in a PlanJob reply */
 #define PLAN_INVALID_MAX 100 /* invalid names listed */
-#define PLACE_BATCH 10000    /* placements per transaction */
+#define PLACE_BATCH 1000     /* placements per transaction, one transaction per loop turn */
 
 static void
 reply_drive_rejected(struct call *call, const char *reason)
@@ -493,6 +497,7 @@ out:
 /* ---- planning ----------------------------------------------------------- */
 
 struct plan_input {
+	atomic_bool *cancel; /* a worker's: checked between steps */
 	struct plan_file *files;
 	size_t n, cap;
 	struct plan_drive drives[DRIVES_PER_JOB_MAX];
@@ -523,13 +528,15 @@ plan_input_done(struct plan_input *in)
 
 /* Every plannable file and every drive's room (capacity less what is verified there). */
 static int
-plan_gather(struct daemon *d, int64_t job_id, struct plan_input *in)
+plan_gather(struct db *db, int64_t job_id, struct plan_input *in)
 {
 	int r;
 
-	if ((r = db_files_foreach_plannable(d->db, job_id, plan_gather_cb, in)) < 0)
+	if ((r = db_files_foreach_plannable(db, job_id, plan_gather_cb, in)) < 0)
 		return r;
-	if ((r = db_drive_list(d->db, job_id, &in->rows, &in->nd)) < 0)
+	if (in->cancel != NULL && atomic_load(in->cancel))
+		return -ECANCELED;
+	if ((r = db_drive_list(db, job_id, &in->rows, &in->nd)) < 0)
 		return r;
 	for (size_t i = 0; i < in->nd; i++) {
 		int64_t room = in->rows[i].capacity - in->rows[i].used_bytes;
@@ -575,7 +582,7 @@ drive_serial_of(const struct plan_input *in, int32_t idx)
 
 /* The first PLAN_LIST_MAX plannable files in id order, with their drive. */
 static json_t *
-plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
+plan_files_json(struct db *db, int64_t job_id, const struct plan_input *in,
 		const struct plan *plan)
 {
 	size_t *order = xcalloc(in->n + 1, sizeof(*order));
@@ -588,7 +595,7 @@ plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
 	while (json_array_size(a) < PLAN_LIST_MAX) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, NULL, 0, after, 256, &rows, &n) < 0 || n == 0) {
+		if (db_files_page(db, job_id, NULL, 0, after, 256, &rows, &n) < 0 || n == 0) {
 			file_rows_free(rows, n);
 			break;
 		}
@@ -610,7 +617,7 @@ plan_files_json(struct daemon *d, int64_t job_id, const struct plan_input *in,
 }
 
 static json_t *
-plan_invalid_json(struct daemon *d, int64_t job_id)
+plan_invalid_json(struct db *db, int64_t job_id)
 {
 	json_t *a = json_array();
 	const char *states[] = {"invalid", "skipped"};
@@ -618,7 +625,7 @@ plan_invalid_json(struct daemon *d, int64_t job_id)
 	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
+		if (db_files_page(db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			_cleanup_free_ char *t = xprintf("%s: %s", rows[i].rel_path,
@@ -644,11 +651,11 @@ plan_drives_json(const struct plan_input *in, const struct plan *plan)
 }
 
 static int
-plan_run(struct daemon *d, int64_t job_id, struct plan_input *in, struct plan *plan)
+plan_run(struct db *db, int64_t job_id, struct plan_input *in, struct plan *plan)
 {
 	int r;
 
-	if ((r = plan_gather(d, job_id, in)) < 0)
+	if ((r = plan_gather(db, job_id, in)) < 0)
 		return r;
 	/* With no drive attached, size the estimate for drives like the largest file. */
 	return plan_compute(in->files, in->n, in->drives, in->nd, NULL, in->nd ? 0 : UINT64_C(1) << 40,
@@ -661,54 +668,187 @@ plannable(const struct job_row *j)
 	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
 }
 
+/* The PlanJob reply's "plan" object, from a read connection. */
+static json_t *
+plan_json(struct db *db, int64_t job_id, atomic_bool *cancel, int *ret)
+{
+	struct plan_input in = {.cancel = cancel};
+	struct plan plan = {0};
+	json_t *o = NULL;
+
+	if ((*ret = plan_run(db, job_id, &in, &plan)) == 0)
+		o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
+			      plan_files_json(db, job_id, &in, &plan), "unplacedFiles",
+			      (json_int_t)plan.unplaced_files, "unplacedBytes",
+			      (json_int_t)plan.unplaced_bytes, "drivesNeeded",
+			      (json_int_t)plan.drives_needed, "invalidNames",
+			      plan_invalid_json(db, job_id), "drives", plan_drives_json(&in, &plan),
+			      "totalFiles", (json_int_t)in.n, "truncated", in.n > PLAN_LIST_MAX);
+	plan_done(&plan);
+	plan_input_done(&in);
+	return o;
+}
+
+/*
+ * PlanJob and PrepareJob plan on a thread of their own with its own
+ * read-only connection (a plan walks and sorts every file of the job); the
+ * loop only checks the job, starts the thread and sends the reply. PlanJob
+ * is a heavy call, one per uid at a time (server_heavy_queue()). PrepareJob
+ * then records the plan on the loop's write connection, PLACE_BATCH
+ * placements per transaction and per loop turn, and enters drive_prep in
+ * one transaction of its own; a crash in between leaves a job in staging
+ * that plans again (placements are rewritten), as before.
+ */
+struct planner {
+	LIST_ENTRY(planner) link;
+	struct worker_thread w;
+	struct daemon *d;
+	struct worker_queue *queue;
+	struct conn_ref *ref; /* the reply is dropped if the connection is gone */
+	uid_t uid;
+	int64_t job_id;
+	char *job_name;
+	char *db_path;
+	bool prepare; /* PrepareJob: record the plan, then start drive prep */
+	/* Results. */
+	json_t *plan; /* PlanJob's reply; NULL: failed */
+	int r;
+	char *err;
+	/* PrepareJob: the plan, recorded a batch per loop turn. */
+	struct plan_input in;
+	struct plan p;
+	size_t recorded;
+	struct event *ev_record;
+};
+
+struct planner_msg {
+	struct worker_msg m;
+	struct planner *pl;
+};
+
+static void prepare_planned(struct planner *pl, struct call *call);
+
+static void
+planner_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void
+planner_free(struct planner *pl)
+{
+	worker_thread_stop(&pl->w);
+	LIST_REMOVE(pl, link);
+	conn_ref_free(pl->ref);
+	json_decref(pl->plan);
+	plan_done(&pl->p);
+	plan_input_done(&pl->in);
+	if (pl->ev_record != NULL)
+		event_free(pl->ev_record);
+	free(pl->job_name);
+	free(pl->db_path);
+	free(pl->err);
+	free(pl);
+}
+
+static void *
+planner_thread(void *arg)
+{
+	struct planner *pl = arg;
+	struct planner_msg *pm = xcalloc(1, sizeof(*pm));
+	struct db *ro = NULL;
+
+	atomic_store(&pl->w.busy, true);
+	worker_thread_beat(&pl->w);
+	if ((pl->r = db_open_readonly(pl->db_path, &ro, &pl->err)) < 0)
+		;
+	else if (pl->prepare) {
+		pl->in.cancel = &pl->w.cancel;
+		if ((pl->r = plan_run(ro, pl->job_id, &pl->in, &pl->p)) < 0)
+			xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
+	} else if ((pl->plan = plan_json(ro, pl->job_id, &pl->w.cancel, &pl->r)) == NULL)
+		xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
+	db_close(ro);
+	atomic_store(&pl->w.busy, false);
+	pm->m.kind = MSG_PLAN_DONE;
+	pm->m.free_fn = planner_msg_free;
+	pm->pl = pl;
+	worker_queue_push(pl->queue, &pm->m);
+	return NULL;
+}
+
+void
+planner_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct planner *pl = ((struct planner_msg *)m)->pl;
+	struct call call = {.d = d, .method = "io.seedd.PlanJob", .conn = conn_ref_get(pl->ref)};
+
+	worker_thread_stop(&pl->w);
+	if (pl->prepare) {
+		prepare_planned(pl, &call);
+		return;
+	}
+	if (pl->plan != NULL) {
+		conn_reply(call.conn, json_pack("{s:O}", "plan", pl->plan), false);
+	} else {
+		log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
+		reply_internal(&call, "planning failed; see the journal");
+	}
+	server_heavy_done(d->server, pl->uid);
+	planner_free(pl); /* resumes the connection */
+}
+
+/*
+ * Shutdown: wait for the planners and drop a PrepareJob recording its plan
+ * (the job stays in staging and plans again); PlanJob results are drained.
+ */
+void
+planner_stop_all(struct daemon *d)
+{
+	struct planner *pl, *next;
+
+	for (pl = LIST_FIRST(&d->planners); pl != NULL; pl = next) {
+		next = LIST_NEXT(pl, link);
+		worker_thread_stop(&pl->w);
+		if (pl->ev_record != NULL)
+			planner_free(pl);
+	}
+}
+
+/* Start planning job j on a thread for this call; 0, or -1 after an error reply. */
+static int
+planner_start(struct call *call, const struct job_row *j, bool prepare)
+{
+	struct planner *pl = xcalloc(1, sizeof(*pl));
+
+	pl->d = call->d;
+	pl->queue = call->d->queue;
+	pl->uid = call->conn->uid;
+	pl->job_id = j->id;
+	pl->job_name = xstrdup(j->name);
+	pl->db_path = xprintf("%s/seedd.db", call->d->state_dir);
+	pl->prepare = prepare;
+	pl->ref = conn_ref_new(call->conn);
+	LIST_INSERT_HEAD(&call->d->planners, pl, link);
+	if (worker_thread_start(&pl->w, planner_thread, pl) < 0) {
+		planner_free(pl);
+		reply_internal(call, "cannot start a thread to plan the job");
+		return -1;
+	}
+	return 0;
+}
+
 void
 method_plan_job(struct call *call)
 {
-	struct plan_input in = {0};
-	struct plan plan = {0};
 	struct job_row *j;
-	json_t *o;
 
 	if ((j = call_job_in(call, plannable, "only a job in staging or drive_prep has a plan")) ==
 	    NULL)
 		return;
-	if (plan_run(call->d, j->id, &in, &plan) < 0) {
-		reply_internal(call, "planning failed; see the journal");
-		goto out;
-	}
-	o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
-		      plan_files_json(call->d, j->id, &in, &plan), "unplacedFiles",
-		      (json_int_t)plan.unplaced_files, "unplacedBytes",
-		      (json_int_t)plan.unplaced_bytes, "drivesNeeded", (json_int_t)plan.drives_needed,
-		      "invalidNames", plan_invalid_json(call->d, j->id), "drives",
-		      plan_drives_json(&in, &plan), "totalFiles", (json_int_t)in.n, "truncated",
-		      in.n > PLAN_LIST_MAX);
-	conn_reply(call->conn, json_pack("{s:o}", "plan", o), false);
-	plan_done(&plan);
-out:
-	plan_input_done(&in);
+	if (planner_start(call, j, false) == 0)
+		call->held = true;
 	job_row_free(j);
-}
-
-/* Record the plan in PLACE_BATCH-sized transactions (a crash leaves a re-plannable job). */
-static int
-plan_record(struct daemon *d, const struct plan_input *in, const struct plan *plan)
-{
-	struct placement *pl = xcalloc(PLACE_BATCH, sizeof(*pl));
-	size_t n = 0;
-	int r = 0;
-
-	for (size_t i = 0; i < in->n && r >= 0; i++) {
-		int32_t k = plan->file_drive[i];
-		pl[n++] = (struct placement){.file_id = in->files[i].id,
-					     .drive_id = k >= 0 ? in->rows[k].id : 0};
-		if (n == PLACE_BATCH || i + 1 == in->n) {
-			r = db_files_place(d->db, pl, n);
-			n = 0;
-		}
-	}
-	free(pl);
-	return r;
 }
 
 static bool
@@ -717,54 +857,122 @@ preparable(const struct job_row *j)
 	return j->state == JOB_STAGING && j->phase != NULL && strcmp(j->phase, "indexed") == 0;
 }
 
+/* The job entered drive_prep: log it, start the workers, answer. */
+static void
+prepare_started(struct planner *pl, struct call *call)
+{
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j = NULL;
+	struct log_ctx ctx = {.job = pl->job_name, .state = "drive_prep",
+			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+
+	log_ctx(LOG_INFO, &ctx, "job %s: drive prep started: %zu files on %zu drives, %" PRIu64
+		" files wait for a drive", pl->job_name, pl->in.n, pl->in.nd, pl->p.unplaced_files);
+	if (db_job_get_by_id(call->d->db, pl->job_id, &j) == 0 && prep_start(call->d, j, &err) < 0) {
+		log_error("job %s: %s", j->name, err);
+		(void)db_job_fail(call->d->db, pl->job_id, JOB_DRIVE_PREP, err, daemon_now());
+	}
+	job_row_free(j);
+	reply_job_by_id(call, pl->job_id);
+	daemon_job_changed(call->d, pl->job_id);
+}
+
+/*
+ * Record the next PLACE_BATCH placements in one transaction; after the last,
+ * enter drive_prep. The job is checked each turn: a job cancelled or
+ * changed meanwhile stops the recording.
+ */
+static void
+prepare_record_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval zero = {0, 0};
+	struct planner *pl = arg;
+	struct call call = {.d = pl->d, .method = "io.seedd.PrepareJob",
+			    .conn = conn_ref_get(pl->ref)};
+	struct placement batch[PLACE_BATCH];
+	struct job_row *j = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = db_job_get_by_id(call.d->db, pl->job_id, &j)) < 0 || !preparable(j)) {
+		reply_invalid_state(&call, pl->job_name, j ? job_state_to_string(j->state) : "gone",
+				    "the job changed state meanwhile; try again");
+		goto out;
+	}
+	for (; n < PLACE_BATCH && pl->recorded < pl->in.n; n++, pl->recorded++) {
+		int32_t k = pl->p.file_drive[pl->recorded];
+		batch[n] = (struct placement){.file_id = pl->in.files[pl->recorded].id,
+					      .drive_id = k >= 0 ? pl->in.rows[k].id : 0};
+	}
+	if ((r = db_files_place(call.d->db, batch, n)) < 0) {
+		reply_internal(&call, "recording the plan failed; see the journal");
+		goto out;
+	}
+	if (pl->recorded < pl->in.n) {
+		evtimer_add(pl->ev_record, &zero);
+		job_row_free(j);
+		return;
+	}
+	r = db_job_advance(call.d->db, pl->job_id, JOB_STAGING, JOB_DRIVE_PREP, "copying", NULL,
+			   daemon_now());
+	if (r == -ESTALE)
+		reply_invalid_state(&call, pl->job_name, job_state_to_string(j->state),
+				    "the job changed state meanwhile; try again");
+	else if (r < 0)
+		reply_internal(&call, "recording the plan failed; see the journal");
+	else
+		prepare_started(pl, &call);
+out:
+	job_row_free(j);
+	planner_free(pl); /* resumes the connection */
+}
+
+/* PrepareJob's plan is computed: record it from the next loop turn on. */
+static void
+prepare_planned(struct planner *pl, struct call *call)
+{
+	static const struct timeval zero = {0, 0};
+
+	if (pl->r < 0 || pl->d->stopping) {
+		if (pl->r < 0)
+			log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
+		reply_internal(call, "planning failed; see the journal");
+	} else if (pl->in.nd == 0)
+		reply_invalid_state(call, pl->job_name, "staging",
+				    "attach a drive first (seedctl drive add)");
+	else {
+		pl->ev_record = evtimer_new(pl->d->base, prepare_record_cb, pl);
+		if (pl->ev_record == NULL)
+			fatalx("evtimer_new failed");
+		evtimer_add(pl->ev_record, &zero);
+		return;
+	}
+	planner_free(pl);
+}
+
+static bool
+preparing(struct daemon *d, int64_t job_id)
+{
+	struct planner *pl;
+
+	LIST_FOREACH(pl, &d->planners, link)
+		if (pl->prepare && pl->job_id == job_id)
+			return true;
+	return false;
+}
+
 void
 method_prepare_job(struct call *call)
 {
-	struct plan_input in = {0};
-	struct plan plan = {0};
-	_cleanup_free_ char *err = NULL;
 	struct job_row *j;
-	int64_t id;
-	int r;
 
 	if ((j = call_job_in(call, preparable,
 			     "drive prep starts from staging once indexing is done")) == NULL)
 		return;
-	if ((r = plan_run(call->d, j->id, &in, &plan)) < 0 || in.nd == 0) {
-		if (in.nd == 0)
-			reply_invalid_state(call, j->name, "staging",
-					    "attach a drive first (seedctl drive add)");
-		else
-			reply_internal(call, "planning failed; see the journal");
-		goto out;
-	}
-	if ((r = plan_record(call->d, &in, &plan)) < 0 ||
-	    (r = db_job_advance(call->d->db, j->id, JOB_STAGING, JOB_DRIVE_PREP, "copying", NULL,
-				daemon_now())) < 0) {
-		if (r == -ESTALE)
-			reply_invalid_state(call, j->name, job_state_to_string(j->state),
-					    "the job changed state meanwhile; try again");
-		else
-			reply_internal(call, "recording the plan failed; see the journal");
-		goto out;
-	}
-	{
-		struct log_ctx ctx = {.job = j->name, .state = "drive_prep",
-				      .message_id = SEEDD_MESSAGE_JOB_STATE};
-		log_ctx(LOG_INFO, &ctx, "job %s: drive prep started: %zu files on %zu drives, %" PRIu64
-			" files wait for a drive", j->name, in.n, in.nd, plan.unplaced_files);
-	}
-	id = j->id;
-	job_row_free(j);
-	j = NULL;
-	if (db_job_get_by_id(call->d->db, id, &j) == 0 && prep_start(call->d, j, &err) < 0) {
-		log_error("job %s: %s", j->name, err);
-		(void)db_job_fail(call->d->db, id, JOB_DRIVE_PREP, err, daemon_now());
-	}
-	reply_job_by_id(call, id);
-	daemon_job_changed(call->d, id);
-out:
-	plan_done(&plan);
-	plan_input_done(&in);
+	if (preparing(call->d, j->id))
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "a PrepareJob of this job is under way");
+	else
+		(void)planner_start(call, j, true);
 	job_row_free(j);
 }

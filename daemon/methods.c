@@ -16,6 +16,7 @@
 #include "methods.h"
 #include "names.h"
 #include "seedd-build.h"
+#include "server.h"
 #include "util.h"
 
 extern const char seedd_interface_description[];
@@ -83,14 +84,14 @@ static const struct method method_table[] = {
 	{"io.seedd.CreateJob", METHOD_MUTATES, params_create, method_create_job},
 	{"io.seedd.ListJobs", 0, params_none, method_list_jobs},
 	{"io.seedd.GetJob", 0, params_name, method_get_job},
-	{"io.seedd.PlanJob", 0, params_name, method_plan_job},
+	{"io.seedd.PlanJob", METHOD_HEAVY, params_name, method_plan_job},
 	{"io.seedd.PrepareJob", METHOD_MUTATES, params_name, method_prepare_job},
 	{"io.seedd.ShipJob", METHOD_MUTATES, params_ship, method_ship_job},
 	{"io.seedd.CancelJob", METHOD_MUTATES, params_name, method_cancel_job},
 	{"io.seedd.RetryJob", METHOD_MUTATES, params_name, method_retry_job},
 	{"io.seedd.MitigateJob", METHOD_MUTATES, params_mitigate, method_mitigate_job},
 	{"io.seedd.GetJobLog", 0, params_name, method_get_job_log},
-	{"io.seedd.GetJobReport", 0, params_name, method_get_job_report},
+	{"io.seedd.GetJobReport", METHOD_HEAVY, params_name, method_get_job_report},
 	{"io.seedd.AddDrive", METHOD_MUTATES, params_add_drive, method_add_drive},
 	{"io.seedd.ListDrives", 0, params_name, method_list_drives},
 	{"io.seedd.Watch", 0, params_watch, method_watch},
@@ -185,7 +186,10 @@ methods_dispatch(struct call *call)
 		conn_error(call->conn, VL_ERR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", bad));
 		return;
 	}
-	m->fn(call);
+	if (m->flags & METHOD_HEAVY)
+		server_heavy_queue(call->conn->server, call, m->fn);
+	else
+		m->fn(call);
 }
 
 const char *

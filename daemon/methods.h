@@ -27,6 +27,7 @@ struct param_spec {
 };
 
 #define METHOD_MUTATES 0x1
+#define METHOD_HEAVY 0x2 /* a heavy read: one at a time per uid (server_heavy_queue()) */
 
 struct call {
 	struct daemon *d;
@@ -34,6 +35,8 @@ struct call {
 	const char *method;
 	json_t *params; /* checked against the spec; borrowed */
 	bool more;
+	bool queued; /* a heavy call whose turn came */
+	bool held;   /* set by a heavy call's handler that answers later */
 };
 
 typedef void (*method_fn)(struct call *call);

@@ -19,8 +19,27 @@
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
+#include "methods.h"
 #include "server.h"
 #include "util.h"
+
+/* A heavy call waiting for its uid's turn. */
+struct heavy_call {
+	TAILQ_ENTRY(heavy_call) link;
+	struct conn_ref *ref;
+	uid_t uid;
+	char *method;
+	json_t *params;
+	bool more;
+	void (*fn)(struct call *call);
+};
+
+/* A uid with a heavy call running (held: answered later), or started this turn. */
+struct heavy_uid {
+	LIST_ENTRY(heavy_uid) link;
+	uid_t uid;
+	bool held;
+};
 
 struct server {
 	struct daemon *d;
@@ -33,9 +52,13 @@ struct server {
 	struct conn_list conns;
 	unsigned n_conns;
 	unsigned next_id;
+	TAILQ_HEAD(, heavy_call) heavy; /* oldest first */
+	LIST_HEAD(, heavy_uid) heavy_busy;
+	struct event *ev_heavy; /* starts the next heavy calls, one per uid */
 };
 
 static void server_accept_cb(evutil_socket_t fd, short what, void *arg);
+static void heavy_run_cb(evutil_socket_t fd, short what, void *arg);
 
 /* The first socket passed by systemd, or -1. */
 static int
@@ -144,7 +167,11 @@ server_new(struct daemon *d, const char *path, const char *default_path, struct 
 	int fd = -1;
 
 	LIST_INIT(&s->conns);
+	TAILQ_INIT(&s->heavy);
+	LIST_INIT(&s->heavy_busy);
 	s->d = d;
+	if ((s->ev_heavy = evtimer_new(d->base, heavy_run_cb, s)) == NULL)
+		fatalx("evtimer_new failed");
 	if (path == NULL && (fd = listen_fd_from_systemd()) >= 0) {
 		s->activated = true;
 		s->path = xstrdup("(socket activation)");
@@ -155,6 +182,7 @@ server_new(struct daemon *d, const char *path, const char *default_path, struct 
 		s->path = xstrdup(path ? path : default_path);
 		fd = bind_socket(s->path, c->admin_gid, c->admin_group != NULL, ret_err);
 		if (fd < 0) {
+			event_free(s->ev_heavy);
 			free(s->path);
 			free(s);
 			return fd;
@@ -181,6 +209,32 @@ server_stop_accepting(struct server *s)
 		event_del(s->ev_resume);
 }
 
+static void
+heavy_call_free(struct heavy_call *h)
+{
+	conn_ref_free(h->ref);
+	free(h->method);
+	json_decref(h->params);
+	free(h);
+}
+
+static void
+heavy_free_all(struct server *s)
+{
+	struct heavy_call *h;
+	struct heavy_uid *u;
+
+	while ((h = TAILQ_FIRST(&s->heavy)) != NULL) {
+		TAILQ_REMOVE(&s->heavy, h, link);
+		heavy_call_free(h);
+	}
+	while ((u = LIST_FIRST(&s->heavy_busy)) != NULL) {
+		LIST_REMOVE(u, link);
+		free(u);
+	}
+	event_free(s->ev_heavy);
+}
+
 struct server *
 server_free(struct server *s)
 {
@@ -191,6 +245,7 @@ server_free(struct server *s)
 	server_stop_accepting(s);
 	while ((c = LIST_FIRST(&s->conns)) != NULL)
 		conn_free(c);
+	heavy_free_all(s);
 	if (s->ev_accept)
 		event_free(s->ev_accept);
 	if (s->ev_resume)
@@ -318,4 +373,106 @@ server_broadcast_job(struct server *s, const char *name, json_t *job, bool last)
 		if (c->state == CONN_WATCHING)
 			conn_send_watch(c, name, job, last);
 	}
+}
+
+/* ---- heavy calls ---------------------------------------------------------- */
+
+static struct heavy_uid *
+heavy_busy_find(struct server *s, uid_t uid)
+{
+	struct heavy_uid *u;
+
+	LIST_FOREACH(u, &s->heavy_busy, link)
+		if (u->uid == uid)
+			return u;
+	return NULL;
+}
+
+/* Arm the next turn if a queued call's uid is free (else its answer will). */
+static void
+heavy_schedule(struct server *s)
+{
+	static const struct timeval zero = {0, 0};
+	struct heavy_call *h;
+
+	TAILQ_FOREACH(h, &s->heavy, link)
+		if (heavy_busy_find(s, h->uid) == NULL) {
+			evtimer_add(s->ev_heavy, &zero);
+			return;
+		}
+}
+
+/* Run one queued call (its connection may be gone: then it is dropped). */
+static bool
+heavy_run_one(struct server *s, struct heavy_call *h)
+{
+	struct call call = {
+		.d = s->d,
+		.conn = conn_ref_get(h->ref),
+		.method = h->method,
+		.params = h->params,
+		.more = h->more,
+		.queued = true,
+	};
+
+	if (call.conn != NULL)
+		h->fn(&call);
+	return call.conn != NULL && call.held;
+}
+
+static void
+heavy_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct heavy_call *h, *next;
+	struct heavy_uid *u, *unext;
+
+	for (h = TAILQ_FIRST(&s->heavy); h != NULL; h = next) {
+		next = TAILQ_NEXT(h, link);
+		if (heavy_busy_find(s, h->uid) != NULL)
+			continue;
+		u = xcalloc(1, sizeof(*u));
+		u->uid = h->uid;
+		LIST_INSERT_HEAD(&s->heavy_busy, u, link);
+		TAILQ_REMOVE(&s->heavy, h, link);
+		u->held = heavy_run_one(s, h);
+		heavy_call_free(h); /* resumes the connection */
+		next = TAILQ_FIRST(&s->heavy); /* a handler may have changed the queue */
+	}
+	/* A uid answered already waits only for the next turn. */
+	for (u = LIST_FIRST(&s->heavy_busy); u != NULL; u = unext) {
+		unext = LIST_NEXT(u, link);
+		if (!u->held) {
+			LIST_REMOVE(u, link);
+			free(u);
+		}
+	}
+	heavy_schedule(s);
+}
+
+void
+server_heavy_queue(struct server *s, const struct call *call, void (*fn)(struct call *))
+{
+	struct heavy_call *h = xcalloc(1, sizeof(*h));
+
+	h->ref = conn_ref_new(call->conn); /* the connection waits for this reply */
+	h->uid = call->conn->uid;
+	h->method = xstrdup(call->method);
+	h->params = json_incref(call->params);
+	h->more = call->more;
+	h->fn = fn;
+	TAILQ_INSERT_TAIL(&s->heavy, h, link);
+	heavy_schedule(s);
+}
+
+void
+server_heavy_done(struct server *s, uid_t uid)
+{
+	struct heavy_uid *u = heavy_busy_find(s, uid);
+
+	if (u != NULL && u->held) {
+		LIST_REMOVE(u, link);
+		free(u);
+	}
+	heavy_schedule(s);
 }

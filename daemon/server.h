@@ -35,6 +35,19 @@ bool server_activated(const struct server *s);
 void server_conn_gone(struct server *s, struct conn *c);
 struct daemon *server_daemon(const struct server *s);
 
+/*
+ * Heavy read calls (PlanJob, GetJobReport): at most one at a time per uid.
+ * A call waits in one queue (its connection serves nothing else meanwhile)
+ * and the loop starts at most one call per uid per turn, oldest first, so a
+ * uid that floods waits for itself while other uids and root are served.
+ * queue takes the call (rights and parameters checked) and runs fn(call)
+ * later, with call->queued set; a handler that answers later sets
+ * call->held and calls server_heavy_done() once it has answered.
+ */
+struct call;
+void server_heavy_queue(struct server *s, const struct call *call, void (*fn)(struct call *));
+void server_heavy_done(struct server *s, uid_t uid);
+
 /* Send job (a Job object) to every connection watching it. */
 void server_broadcast_job(struct server *s, const char *name, json_t *job, bool last);
 

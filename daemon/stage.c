@@ -32,6 +32,9 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 	case MSG_DRIVE_PROBED:
 		probe_handle_msg(d, m);
 		break;
+	case MSG_PLAN_DONE:
+		planner_handle_msg(d, m);
+		break;
 	default: /* MSG_PREP_* */
 		prep_handle_msg(d, m);
 		break;
@@ -122,6 +125,7 @@ void
 stage_stop_all(struct daemon *d)
 {
 	probe_stop_all(d);
+	planner_stop_all(d);
 	index_stop_all(d);
 	prep_stop_all(d);
 	post_stop_all(d);

@@ -28,11 +28,15 @@ enum stage_msg_kind {
 	MSG_POST_READ_DONE,
 	MSG_POST_CLEANED,
 	MSG_DRIVE_PROBED,
+	MSG_PLAN_DONE,
 };
 
 /* AddDrive's probe threads (method-prep.c). */
 void probe_handle_msg(struct daemon *d, struct worker_msg *m);
 void probe_stop_all(struct daemon *d);
+/* PlanJob's planner threads (method-prep.c). */
+void planner_handle_msg(struct daemon *d, struct worker_msg *m);
+void planner_stop_all(struct daemon *d);
 
 /* Loop thread: the one drain function of the daemon's worker queue. */
 void stage_handle_msg(struct worker_msg *m, void *userdata);

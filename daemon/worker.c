@@ -16,6 +16,12 @@
 #include "util.h"
 #include "worker.h"
 
+/*
+ * The loop handles queued results for at most this long per turn, then lets
+ * the other events (control connections) run before it goes on.
+ */
+#define WORKER_DRAIN_TURN_USEC 5000
+
 struct worker_queue {
 	pthread_mutex_t lock;
 	STAILQ_HEAD(, worker_msg) msgs;
@@ -34,6 +40,54 @@ worker_monotonic_sec(void)
 	return (int64_t)ts.tv_sec;
 }
 
+static int64_t
+monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+queue_wake(struct worker_queue *q)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN means the counter is saturated: the loop is woken anyway. */
+	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fatalx("writing the worker eventfd: %s", strerror(errno));
+}
+
+/*
+ * Handle queued messages, in order, for up to WORKER_DRAIN_TURN_USEC; what
+ * is left goes back to the head of the queue and the loop is woken again,
+ * so it comes after the events already waiting.
+ */
+static void
+queue_drain_turn(struct worker_queue *q)
+{
+	STAILQ_HEAD(, worker_msg) batch = STAILQ_HEAD_INITIALIZER(batch);
+	int64_t end = monotonic_usec() + WORKER_DRAIN_TURN_USEC;
+	struct worker_msg *m;
+
+	pthread_mutex_lock(&q->lock);
+	STAILQ_CONCAT(&batch, &q->msgs);
+	pthread_mutex_unlock(&q->lock);
+	while ((m = STAILQ_FIRST(&batch)) != NULL && monotonic_usec() < end) {
+		STAILQ_REMOVE_HEAD(&batch, link);
+		q->handle(m, q->userdata);
+		m->free_fn(m);
+	}
+	if (STAILQ_EMPTY(&batch))
+		return;
+	pthread_mutex_lock(&q->lock);
+	STAILQ_CONCAT(&batch, &q->msgs);
+	STAILQ_CONCAT(&q->msgs, &batch);
+	pthread_mutex_unlock(&q->lock);
+	queue_wake(q);
+}
+
 static void
 queue_event_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -42,7 +96,7 @@ queue_event_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (read(q->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		fatalx("reading the worker eventfd: %s", strerror(errno));
-	worker_queue_drain(q);
+	queue_drain_turn(q);
 }
 
 struct worker_queue *
@@ -82,14 +136,10 @@ worker_queue_free(struct worker_queue *q)
 void
 worker_queue_push(struct worker_queue *q, struct worker_msg *m)
 {
-	uint64_t one = 1;
-
 	pthread_mutex_lock(&q->lock);
 	STAILQ_INSERT_TAIL(&q->msgs, m, link);
 	pthread_mutex_unlock(&q->lock);
-	/* EAGAIN means the counter is saturated: the loop is woken anyway. */
-	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		fatalx("writing the worker eventfd: %s", strerror(errno));
+	queue_wake(q);
 }
 
 void
