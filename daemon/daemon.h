@@ -31,6 +31,7 @@ struct daemon {
 	char *socket_path; /* --socket, or NULL */
 	struct db *db;
 	struct server *server;
+	struct notify *notify; /* job changes, coalesced per loop turn; Watch observes */
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
 	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */

@@ -17,7 +17,9 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "methods.h"
 #include "metrics.h"
+#include "notify.h"
 #include "seedd-build.h"
 #include "server.h"
 #include "stage.h"
@@ -136,6 +138,7 @@ run(struct daemon *d)
 		return EXIT_RUNTIME;
 	}
 	d->queue = worker_queue_new(d->base, stage_handle_msg, d);
+	d->notify = notify_new(d->base, watch_job_changed, d);
 	daemon_start(d);
 	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
 		server_path(d->server), d->state_dir);
@@ -188,6 +191,7 @@ main(int argc, char **argv)
 	azure_stage_stop(&d);
 	metrics_stop(&d);
 	d.queue = worker_queue_free(d.queue);
+	d.notify = notify_free(d.notify);
 	d.server = server_free(d.server);
 	daemon_free_events(&d);
 	d.db = db_close(d.db);

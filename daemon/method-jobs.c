@@ -18,6 +18,7 @@
 #include "job.h"
 #include "log.h"
 #include "methods.h"
+#include "notify.h"
 #include "names.h"
 #include "report.h"
 #include "server.h"
@@ -707,13 +708,28 @@ method_watch(struct call *call)
 void
 daemon_job_changed(struct daemon *d, int64_t job_id)
 {
+	if (d->notify != NULL)
+		notify_job(d->notify, job_id);
+}
+
+/*
+ * The Watch observer of job changes (once per job per loop turn): the Job
+ * object, with its counts over the files, is built only if somebody
+ * watches this job.
+ */
+void
+watch_job_changed(int64_t job_id, void *userdata)
+{
+	struct daemon *d = userdata;
 	struct job_row *j = NULL;
 	json_t *o;
 
 	if (d->server == NULL || db_job_get_by_id(d->db, job_id, &j) < 0)
 		return;
-	o = job_json(d, j);
-	server_broadcast_job(d->server, j->name, o, state_ends_watch(j->state));
-	json_decref(o);
+	if (server_watches(d->server, j->name)) {
+		o = job_json(d, j);
+		server_broadcast_job(d->server, j->name, o, state_ends_watch(j->state));
+		json_decref(o);
+	}
 	job_row_free(j);
 }

@@ -61,6 +61,8 @@ void method_get_status(struct call *call);
 void method_create_job(struct call *call);
 void method_list_jobs(struct call *call);
 void method_get_job(struct call *call);
+/* The Watch observer of job changes (notify.h), installed by main. */
+void watch_job_changed(int64_t job_id, void *userdata);
 void method_plan_job(struct call *call);
 void method_prepare_job(struct call *call);
 void method_ship_job(struct call *call);

@@ -363,6 +363,18 @@ server_conn_gone(struct server *s, struct conn *c)
 	s->n_conns--;
 }
 
+bool
+server_watches(struct server *s, const char *name)
+{
+	struct conn *c;
+
+	LIST_FOREACH(c, &s->conns, link)
+		if (c->state == CONN_WATCHING &&
+		    (c->watch_name == NULL || strcmp(c->watch_name, name) == 0))
+			return true;
+	return false;
+}
+
 void
 server_broadcast_job(struct server *s, const char *name, json_t *job, bool last)
 {

@@ -49,6 +49,8 @@ void server_heavy_queue(struct server *s, const struct call *call, void (*fn)(st
 void server_heavy_done(struct server *s, uid_t uid);
 
 /* Send job (a Job object) to every connection watching it. */
+/* Whether a Watch connection follows job name (or every job). */
+bool server_watches(struct server *s, const char *name);
 void server_broadcast_job(struct server *s, const char *name, json_t *job, bool last);
 
 #endif
