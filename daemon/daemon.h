@@ -42,6 +42,7 @@ struct daemon {
 	LIST_HEAD(post_list, post) posts;          /* jobs after the import */
 	LIST_HEAD(probe_list, probe) probes;       /* AddDrive probes on threads */
 	LIST_HEAD(planner_list, planner) planners; /* PlanJob planners on threads */
+	LIST_HEAD(reporter_list, reporter) reporters; /* reports built on threads */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

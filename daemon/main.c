@@ -176,6 +176,7 @@ main(int argc, char **argv)
 	LIST_INIT(&d.posts);
 	LIST_INIT(&d.probes);
 	LIST_INIT(&d.planners);
+	LIST_INIT(&d.reporters);
 	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

@@ -29,6 +29,7 @@ enum stage_msg_kind {
 	MSG_POST_CLEANED,
 	MSG_DRIVE_PROBED,
 	MSG_PLAN_DONE,
+	MSG_REPORT_DONE,
 };
 
 /* AddDrive's probe threads (method-prep.c). */
