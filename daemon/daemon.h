@@ -34,6 +34,7 @@ struct daemon {
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
 	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */
+	struct prep_list preps_stopping;           /* cancelled or failed: threads winding down */
 	struct azure *azure;                       /* NULL unless Azure is configured */
 	LIST_HEAD(azjob_list, azjob) azjobs;       /* jobs with Azure work in flight */
 	struct arm_call *azure_list;               /* the poll's list call */

@@ -172,6 +172,7 @@ main(int argc, char **argv)
 	d.state_dir = state_dir_resolve();
 	LIST_INIT(&d.indexers);
 	LIST_INIT(&d.preps);
+	LIST_INIT(&d.preps_stopping);
 	LIST_INIT(&d.azjobs);
 	LIST_INIT(&d.posts);
 	LIST_INIT(&d.probes);
