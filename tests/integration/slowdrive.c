@@ -1,8 +1,10 @@
 /*
- * LD_PRELOAD shim for test_cancel.py: a slow drive. Every pwritev() and
- * fdatasync() of a file below $SEEDD_SLOW_DIR first sleeps $SEEDD_SLOW_MS
- * milliseconds, so a copy thread is inside a drive write most of the time,
- * as on a busy USB disk. Everything else is untouched.
+ * LD_PRELOAD shim for test_cancel.py: a slow drive or staging file system.
+ * Every pwritev() and fdatasync() of a file below $SEEDD_SLOW_DIR, and every
+ * fstatat() in a directory below it, first sleeps $SEEDD_SLOW_MS
+ * milliseconds, so a copy thread is inside a drive write (an indexer inside
+ * a stat) most of the time, as on a busy USB disk or a slow NFS share.
+ * Everything else is untouched.
  */
 /* Both pwritev and pwritev64 are wrapped, so neither may be an alias of the other. */
 #undef _FILE_OFFSET_BITS
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -58,3 +61,6 @@ slow(int fd)
 WRAP(ssize_t, pwritev, (int fd, const struct iovec *iov, int n, off_t off), (fd, iov, n, off))
 WRAP(ssize_t, pwritev64, (int fd, const struct iovec *iov, int n, off_t off), (fd, iov, n, off))
 WRAP(int, fdatasync, (int fd), (fd))
+WRAP(int, fstatat, (int fd, const char *name, struct stat *st, int flags), (fd, name, st, flags))
+WRAP(int, fstatat64, (int fd, const char *name, struct stat64 *st, int flags),
+     (fd, name, st, flags))

@@ -3,7 +3,8 @@ a slow drive (the slowdrive.c shim: every drive write and fdatasync takes
 SLOW_MS), CancelJob is answered and another connection's GetStatus stays
 under 100 ms while the drive threads wind down (before, the loop joined
 them: CancelJob and every GetStatus behind it waited for the block in
-flight). The threads do end: the daemon's thread count comes back, a
+flight). The same for a cancel while indexing a staging tree whose every
+stat is slow. The threads do end: the daemon's thread count comes back, a
 second cancelled job's threads are still winding down when SIGTERM comes
 and seedd exits 0 within 10 s, and a restart finds both jobs cancelled."""
 import os
@@ -81,6 +82,28 @@ def cancel_sampled(d, name):
     return took, max(after)
 
 
+def indexing_job(d, name, slow):
+    """A job indexing a staging tree below the slow directory (every stat slow)."""
+    staging = os.path.join(slow, "staging-" + name)
+    os.makedirs(staging)
+    for i in range(40):
+        with open(os.path.join(staging, "s%02d.txt" % i), "w") as f:
+            f.write("x")
+    r = d.call("io.seedd.CreateJob", {"name": name, "stagingPath": staging})
+    check("parameters" in r, "CreateJob %s: %r" % (name, r))
+    time.sleep(1.0)
+    check(job(d, name)["phase"] == "indexing", "%s still indexing" % name)
+
+
+def check_cancel(d, name, what):
+    took, worst = cancel_sampled(d, name)
+    print("%s: CancelJob %.1f ms; GetStatus worst %.1f ms from the cancel on (a slow call "
+          "takes %d ms)" % (what, took * 1e3, worst * 1e3, SLOW_MS), flush=True)
+    check(took < LIMIT, "%s: CancelJob took %.0f ms: it waited for the thread" %
+          (what, took * 1e3))
+    check(worst < LIMIT, "%s: GetStatus took %.0f ms during the cancel" % (what, worst * 1e3))
+
+
 def main():
     shim = sys.argv[1] if len(sys.argv) > 1 else ""
     sanitize = sys.argv[2] if len(sys.argv) > 2 else "none"
@@ -96,12 +119,9 @@ def main():
         base = threads(d)
         copying_job(d, "slow-one", slow)
         check(threads(d) > base, "drive threads run")
-        took, worst = cancel_sampled(d, "slow-one")
-        print("CancelJob %.1f ms; GetStatus worst %.1f ms from the cancel on (a drive write "
-              "takes %d ms)" % (took * 1e3, worst * 1e3, SLOW_MS), flush=True)
-        check(took < LIMIT, "CancelJob took %.0f ms: it waited for the copy threads" %
-              (took * 1e3))
-        check(worst < LIMIT, "GetStatus took %.0f ms during the cancel" % (worst * 1e3))
+        check_cancel(d, "slow-one", "copying")
+        indexing_job(d, "slow-index", slow)
+        check_cancel(d, "slow-index", "indexing")
         deadline = time.time() + 20
         while threads(d) > base:
             check(time.time() < deadline, "the drive threads end after the cancel (%d > %d)" %
@@ -116,7 +136,7 @@ def main():
         print("SIGTERM during the wind-down: exit in %.1f s" % (time.monotonic() - t0))
         d.extra_env = {}
         d.start()
-        for name in ("slow-one", "slow-two"):
+        for name in ("slow-one", "slow-two", "slow-index"):
             check(job(d, name)["state"] == "cancelled", "%s stays cancelled" % name)
         d.stop()
     finally:
