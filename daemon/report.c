@@ -445,6 +445,11 @@ report_file_written(struct daemon *d, struct reporter *rp)
 {
 	_cleanup_free_ char *text = NULL;
 
+	if (rp->r == -ECANCELED) {
+		log_info("job %" PRId64 ": stopping; the audit report is written at the next start",
+			 rp->job_id);
+		return;
+	}
 	if (rp->r < 0) {
 		log_error("job %" PRId64 ": %s; will try again at the next start", rp->job_id,
 			  rp->err ? rp->err : strerror(-rp->r));

@@ -1198,8 +1198,10 @@ post_cleaned(struct post *p, const struct file_mark *marks, size_t n, bool last,
 
 /*
  * The job is done once its staging files are dealt with; the audit report is
- * written after that transition so it holds every transition. A report that
- * could not be written is written again at the next start (report_missing).
+ * written after that transition so it holds every transition, on a reporter
+ * thread (report.c: it streams every file and fsyncs). A report that could
+ * not be written (or a kill -9 before it was) is written again at the next
+ * start (post_report_missing).
  */
 static void
 write_report(struct post *p)
