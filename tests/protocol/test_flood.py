@@ -1,7 +1,8 @@
 """Fairness of the control loop. A peer that pipelines many calls on one
 connection does not hold the loop: another connection's call is answered
 within a few of them (the read callback serves a bounded batch per turn).
-Neither PlanJob nor PrepareJob stops the loop while it plans. An unprivileged uid floods the daemon with heavy reads (PlanJob and
+Neither PlanJob nor PrepareJob stops the loop while it plans, nor GetJobReport
+while it builds the report. An unprivileged uid floods the daemon with heavy reads (PlanJob and
 GetJobReport pipelined on 32 connections, on a job of tens of thousands of
 files) while root samples GetStatus every 20 ms: root's p95 stays under
 250 ms (issue 10, "Done when"), and the flood itself is answered."""
