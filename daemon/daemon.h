@@ -35,6 +35,7 @@ struct daemon {
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
 	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */
+	struct prep_list preps_stopping;           /* cancelled or failed: threads winding down */
 	struct azure *azure;                       /* NULL unless Azure is configured */
 	LIST_HEAD(azjob_list, azjob) azjobs;       /* jobs with Azure work in flight */
 	struct arm_call *azure_list;               /* the poll's list call */
@@ -43,6 +44,7 @@ struct daemon {
 	LIST_HEAD(post_list, post) posts;          /* jobs after the import */
 	LIST_HEAD(probe_list, probe) probes;       /* AddDrive probes on threads */
 	LIST_HEAD(planner_list, planner) planners; /* PlanJob planners on threads */
+	LIST_HEAD(reporter_list, reporter) reporters; /* reports built on threads */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

@@ -175,10 +175,12 @@ main(int argc, char **argv)
 	d.state_dir = state_dir_resolve();
 	LIST_INIT(&d.indexers);
 	LIST_INIT(&d.preps);
+	LIST_INIT(&d.preps_stopping);
 	LIST_INIT(&d.azjobs);
 	LIST_INIT(&d.posts);
 	LIST_INIT(&d.probes);
 	LIST_INIT(&d.planners);
+	LIST_INIT(&d.reporters);
 	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

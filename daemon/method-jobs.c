@@ -626,33 +626,17 @@ method_get_job_log(struct call *call)
  * The audit report: the job, its drives, every transition, and its files
  * with hashes and outcomes (the first REPORT_FILES_INLINE; the report file
  * in the state directory has them all once the job is done). A reply that
- * would pass the protocol's size cap is cut to fewer files.
+ * would pass the protocol's size cap is cut to fewer files. Built on a
+ * reporter thread (report.c); the uid's heavy turn lasts until the reply.
  */
 void
 method_get_job_report(struct call *call)
 {
 	struct job_row *j = call_job(call);
-	size_t max = REPORT_FILES_INLINE;
-	json_t *report = NULL;
 
 	if (j == NULL)
 		return;
-	for (; max >= 10; max /= 4) {
-		char *s;
-		report = report_build(call->d, j->id, max);
-		s = json_dumps(report, JSON_COMPACT);
-		if (s != NULL && strlen(s) < VL_MESSAGE_MAX - 4096) {
-			free(s);
-			break;
-		}
-		free(s);
-		json_decref(report);
-		report = NULL;
-	}
-	if (report == NULL)
-		reply_internal(call, "the report is too large for one reply; see the report file");
-	else
-		conn_reply(call->conn, json_pack("{s:o}", "report", report), false);
+	report_call_start(call, j->id); /* on a thread; answers when built */
 	job_row_free(j);
 }
 

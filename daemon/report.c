@@ -1,10 +1,14 @@
 /*
  * Audit reports (see report.h). The file is written file entry by file
  * entry, so a job of a million files never sits in memory as one JSON
- * tree. Loop thread (it reads the store; the write is one sequential file).
+ * tree. The loop builds only the Job object (it reads the loop's live
+ * progress); a reporter thread with its own read-only connection reads the
+ * events and every file, and writes the file or builds GetJobReport's reply.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,10 +16,16 @@
 
 #include "daemon.h"
 #include "db.h"
+#include "conn.h"
+#include "log.h"
 #include "methods.h"
+#include "names.h"
 #include "report.h"
 #include "seedd-build.h"
+#include "server.h"
+#include "stage.h"
 #include "util.h"
+#include "worker.h"
 
 static json_t *
 md5_hex(const struct file_row *f)
@@ -60,14 +70,14 @@ file_json(const struct file_row *f, struct drive_row *drives, size_t nd)
 
 /* Everything but the files. */
 static json_t *
-report_head(struct daemon *d, int64_t job_id)
+report_head(const struct report_in *in)
 {
-	json_t *job = job_json_by_id(d, job_id), *events = json_array();
+	json_t *events = json_array();
 	struct event_row *ev = NULL;
 	size_t n = 0;
 	char now[32], t[32];
 
-	if (db_event_list(d->db, job_id, 0, &ev, &n) == 0)
+	if (db_event_list(in->db, in->job_id, 0, &ev, &n) == 0)
 		for (size_t i = 0; i < n; i++) {
 			format_iso8601(ev[i].time, t);
 			json_array_append_new(events,
@@ -78,25 +88,29 @@ report_head(struct daemon *d, int64_t job_id)
 		}
 	event_rows_free(ev, n);
 	format_iso8601(daemon_now(), now);
-	return json_pack("{s:s,s:s,s:o,s:o}", "generated", now, "seeddVersion", SEEDD_VERSION,
-			 "job", job ? job : json_null(), "events", events);
+	return json_pack("{s:s,s:s,s:O,s:o}", "generated", now, "seeddVersion", SEEDD_VERSION,
+			 "job", in->job ? in->job : json_null(), "events", events);
 }
 
-/* Call fn for every file of the job, in id order. */
+/* Call fn for every file of the job, in id order; -ECANCELED once *in->cancel is raised. */
 static int
-each_file(struct daemon *d, int64_t job_id, size_t max, int (*fn)(json_t *f, void *ud), void *ud)
+each_file(const struct report_in *in, size_t max, int (*fn)(json_t *f, void *ud), void *ud)
 {
 	struct drive_row *drives = NULL;
 	size_t nd = 0, seen = 0;
 	int64_t after = 0;
 	int r = 0;
 
-	if (db_drive_list(d->db, job_id, &drives, &nd) < 0)
+	if (db_drive_list(in->db, in->job_id, &drives, &nd) < 0)
 		return -EIO;
 	while (r == 0 && seen < max) {
 		struct file_row *rows = NULL;
 		size_t n = 0;
-		if (db_files_page(d->db, job_id, NULL, 0, after, 512, &rows, &n) < 0) {
+		if (in->cancel != NULL && atomic_load(in->cancel)) {
+			r = -ECANCELED;
+			break;
+		}
+		if (db_files_page(in->db, in->job_id, NULL, 0, after, 512, &rows, &n) < 0) {
 			r = -EIO;
 			break;
 		}
@@ -122,16 +136,16 @@ append_cb(json_t *f, void *ud)
 }
 
 json_t *
-report_build(struct daemon *d, int64_t job_id, size_t max_files)
+report_build(const struct report_in *in, size_t max_files)
 {
-	json_t *r = report_head(d, job_id), *files = json_array();
+	json_t *r = report_head(in), *files = json_array();
 	struct job_row *j = NULL;
 	char path[4096];
 
-	(void)each_file(d, job_id, max_files, append_cb, files);
+	(void)each_file(in, max_files, append_cb, files);
 	json_object_set_new(r, "files", files);
-	if (db_job_get_by_id(d->db, job_id, &j) == 0) {
-		snprintf(path, sizeof(path), "%s/reports/%s.json", d->state_dir, j->name);
+	if (db_job_get_by_id(in->db, in->job_id, &j) == 0) {
+		snprintf(path, sizeof(path), "%s/reports/%s.json", in->state_dir, j->name);
 		json_object_set_new(r, "filesTruncated",
 				    json_boolean(j->files > (int64_t)json_array_size(files)));
 		json_object_set_new(r, "reportFile",
@@ -161,9 +175,9 @@ write_cb(json_t *f, void *ud)
 
 /* The head's JSON without its closing brace, then the files array streamed in. */
 static int
-write_stream(struct daemon *d, int64_t job_id, FILE *out)
+write_stream(const struct report_in *in, FILE *out)
 {
-	json_t *head = report_head(d, job_id);
+	json_t *head = report_head(in);
 	char *s = json_dumps(head, JSON_INDENT(2));
 	struct writer w = {.out = out, .first = true};
 	size_t len = s ? strlen(s) : 0;
@@ -180,20 +194,20 @@ write_stream(struct daemon *d, int64_t job_id, FILE *out)
 		s[--len] = '\0';
 	fprintf(out, "%s,\n  \"files\": [", s);
 	free(s);
-	r = each_file(d, job_id, SIZE_MAX, write_cb, &w);
+	r = each_file(in, SIZE_MAX, write_cb, &w);
 	fprintf(out, "\n  ]\n}\n");
 	return r;
 }
 
 int
-report_write(struct daemon *d, int64_t job_id, char **ret_path, char **ret_err)
+report_write(const struct report_in *in, char **ret_path, char **ret_err)
 {
-	_cleanup_free_ char *dir = xprintf("%s/reports", d->state_dir), *tmp = NULL, *path = NULL;
+	_cleanup_free_ char *dir = xprintf("%s/reports", in->state_dir), *tmp = NULL, *path = NULL;
 	struct job_row *j = NULL;
 	FILE *out;
 	int fd, r;
 
-	if (db_job_get_by_id(d->db, job_id, &j) < 0) {
+	if (db_job_get_by_id(in->db, in->job_id, &j) < 0) {
 		xasprintf(ret_err, "the job is gone");
 		return -ENOENT;
 	}
@@ -211,7 +225,7 @@ report_write(struct daemon *d, int64_t job_id, char **ret_path, char **ret_err)
 			close(fd);
 		return -errno;
 	}
-	r = write_stream(d, job_id, out);
+	r = write_stream(in, out);
 	if (fflush(out) != 0 || fsync(fileno(out)) < 0)
 		r = -errno;
 	if (fclose(out) != 0 && r == 0)
@@ -229,4 +243,257 @@ report_write(struct daemon *d, int64_t job_id, char **ret_path, char **ret_err)
 	}
 	*ret_path = TAKE_PTR(path);
 	return 0;
+}
+
+/* ---- reporter threads ---------------------------------------------------- */
+
+/* A GetJobReport that waits for the job's report file being written. */
+struct report_waiter {
+	struct report_waiter *next;
+	struct conn_ref *ref;
+	uid_t uid;
+};
+
+struct reporter {
+	LIST_ENTRY(reporter) link;
+	struct worker_thread w;
+	struct daemon *d;
+	struct worker_queue *queue;
+	struct conn_ref *ref; /* GetJobReport's caller; NULL: the report file */
+	uid_t uid;
+	int64_t job_id;
+	char *db_path;
+	char *state_dir;
+	json_t *job;
+	struct report_waiter *waiters; /* the file's reporter: calls that start when it is written */
+	/* Results. */
+	json_t *report; /* GetJobReport's reply; NULL: too large or failed */
+	char *path;     /* the file written */
+	char *err;
+	int r;
+};
+
+struct reporter_msg {
+	struct worker_msg m;
+	struct reporter *rp;
+};
+
+static void
+reporter_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void
+reporter_free(struct reporter *rp)
+{
+	worker_thread_stop(&rp->w);
+	LIST_REMOVE(rp, link);
+	conn_ref_free(rp->ref);
+	json_decref(rp->job);
+	json_decref(rp->report);
+	free(rp->db_path);
+	free(rp->state_dir);
+	free(rp->path);
+	free(rp->err);
+	free(rp);
+}
+
+/* The largest report with at most REPORT_FILES_INLINE files that fits in one message. */
+static json_t *
+reply_report(const struct report_in *in)
+{
+	for (size_t max = REPORT_FILES_INLINE; max >= 10; max /= 4) {
+		json_t *report = report_build(in, max);
+		char *s = json_dumps(report, JSON_COMPACT);
+		bool fits = s != NULL && strlen(s) < VL_MESSAGE_MAX - 4096;
+
+		free(s);
+		if (fits)
+			return report;
+		json_decref(report);
+		if (in->cancel != NULL && atomic_load(in->cancel))
+			break;
+	}
+	return NULL;
+}
+
+static void *
+reporter_thread(void *arg)
+{
+	struct reporter *rp = arg;
+	struct reporter_msg *rm = xcalloc(1, sizeof(*rm));
+	struct report_in in = {.job = rp->job, .state_dir = rp->state_dir, .job_id = rp->job_id,
+			       .cancel = &rp->w.cancel};
+
+	atomic_store(&rp->w.busy, true);
+	worker_thread_beat(&rp->w);
+	if ((rp->r = db_open_readonly(rp->db_path, &in.db, &rp->err)) < 0)
+		;
+	else if (rp->ref == NULL)
+		rp->r = report_write(&in, &rp->path, &rp->err);
+	else if ((rp->report = reply_report(&in)) == NULL)
+		rp->r = atomic_load(&rp->w.cancel) ? -ECANCELED : -EMSGSIZE;
+	else if (atomic_load(&rp->w.cancel)) { /* cut short: not the report */
+		json_decref(rp->report);
+		rp->report = NULL;
+		rp->r = -ECANCELED;
+	}
+	db_close(in.db);
+	atomic_store(&rp->w.busy, false);
+	rm->m.kind = MSG_REPORT_DONE;
+	rm->m.free_fn = reporter_msg_free;
+	rm->rp = rp;
+	worker_queue_push(rp->queue, &rm->m);
+	return NULL;
+}
+
+static struct reporter *
+reporter_start(struct daemon *d, int64_t job_id, struct conn_ref *ref, uid_t uid)
+{
+	struct reporter *rp = xcalloc(1, sizeof(*rp));
+
+	rp->d = d;
+	rp->queue = d->queue;
+	rp->ref = ref;
+	rp->uid = uid;
+	rp->job_id = job_id;
+	rp->job = job_json_by_id(d, job_id); /* reads the loop's live progress */
+	rp->db_path = xprintf("%s/seedd.db", d->state_dir);
+	rp->state_dir = xstrdup(d->state_dir);
+	LIST_INSERT_HEAD(&d->reporters, rp, link);
+	if (worker_thread_start(&rp->w, reporter_thread, rp) < 0) {
+		reporter_free(rp);
+		return NULL;
+	}
+	return rp;
+}
+
+static struct reporter *
+file_reporter_find(struct daemon *d, int64_t job_id)
+{
+	struct reporter *rp;
+
+	LIST_FOREACH(rp, &d->reporters, link)
+		if (rp->ref == NULL && rp->job_id == job_id)
+			return rp;
+	return NULL;
+}
+
+/*
+ * A job turns done before its report file is written (the report holds that
+ * transition); a GetJobReport meanwhile waits for the file, so that it names
+ * it as it did when the file was written on the loop.
+ */
+void
+report_call_start(struct call *call, int64_t job_id)
+{
+	struct reporter *file = file_reporter_find(call->d, job_id);
+
+	if (file != NULL) {
+		struct report_waiter *w = xcalloc(1, sizeof(*w));
+		w->ref = conn_ref_new(call->conn);
+		w->uid = call->conn->uid;
+		w->next = file->waiters;
+		file->waiters = w;
+		call->held = true;
+		return;
+	}
+	if (reporter_start(call->d, job_id, conn_ref_new(call->conn), call->conn->uid) == NULL) {
+		reply_internal(call, "cannot start a thread to build the report");
+		return;
+	}
+	call->held = true;
+}
+
+void
+report_file_start(struct daemon *d, int64_t job_id)
+{
+	if (file_reporter_find(d, job_id) != NULL)
+		return; /* being written */
+	if (reporter_start(d, job_id, NULL, 0) == NULL)
+		log_error("job %" PRId64 ": cannot start a thread to write the audit report; "
+			  "will try again at the next start", job_id);
+}
+
+/* The calls that waited for the file start now (or are refused at shutdown). */
+static void
+waiters_start(struct daemon *d, struct reporter *rp)
+{
+	struct report_waiter *w;
+
+	while ((w = rp->waiters) != NULL) {
+		struct call call = {.d = d, .method = "io.seedd.GetJobReport",
+				    .conn = conn_ref_get(w->ref)};
+		rp->waiters = w->next;
+		if (call.conn != NULL && !d->stopping &&
+		    reporter_start(d, rp->job_id, w->ref, w->uid) != NULL) {
+			free(w);
+			continue; /* the reporter owns the ref and ends the heavy turn */
+		}
+		if (call.conn != NULL)
+			reply_internal(&call, d->stopping ? "seedd is stopping"
+							  : "cannot start a thread to build the report");
+		server_heavy_done(d->server, w->uid);
+		conn_ref_free(w->ref);
+		free(w);
+	}
+}
+
+static void
+report_file_written(struct daemon *d, struct reporter *rp)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (rp->r == -ECANCELED) {
+		log_info("job %" PRId64 ": stopping; the audit report is written at the next start",
+			 rp->job_id);
+		return;
+	}
+	if (rp->r < 0) {
+		log_error("job %" PRId64 ": %s; will try again at the next start", rp->job_id,
+			  rp->err ? rp->err : strerror(-rp->r));
+		return;
+	}
+	text = xprintf("audit report written to %s", rp->path);
+	(void)db_event_add(d->db, rp->job_id, "note", text, daemon_now());
+	daemon_job_changed(d, rp->job_id);
+}
+
+void
+report_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct reporter *rp = ((struct reporter_msg *)m)->rp;
+	struct call call = {.d = d, .method = "io.seedd.GetJobReport"};
+
+	worker_thread_stop(&rp->w); /* it has pushed its last message: ends at once */
+	if (rp->ref == NULL) {
+		report_file_written(d, rp);
+		waiters_start(d, rp);
+	} else {
+		if ((call.conn = conn_ref_get(rp->ref)) == NULL)
+			; /* the caller left */
+		else if (rp->report != NULL)
+			conn_reply(call.conn, json_pack("{s:O}", "report", rp->report), false);
+		else if (rp->r == -ECANCELED)
+			reply_internal(&call, "seedd is stopping");
+		else if (rp->r == -EMSGSIZE)
+			reply_internal(&call, "the report is too large for one reply; see the report file");
+		else {
+			log_error("job %" PRId64 ": building the report failed: %s", rp->job_id,
+				  rp->err ? rp->err : strerror(-rp->r));
+			reply_internal(&call, "building the report failed; see the journal");
+		}
+		server_heavy_done(d->server, rp->uid);
+	}
+	reporter_free(rp); /* resumes the connection */
+}
+
+void
+report_stop_all(struct daemon *d)
+{
+	struct reporter *rp;
+
+	LIST_FOREACH(rp, &d->reporters, link)
+		worker_thread_stop(&rp->w);
 }

@@ -37,6 +37,7 @@ struct indexer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned inflight;
+	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped;
 };
@@ -193,7 +194,19 @@ indexer_find(struct daemon *d, int64_t job_id)
 	struct indexer *ix;
 
 	LIST_FOREACH(ix, &d->indexers, link)
-		if (ix->job_id == job_id)
+		if (ix->job_id == job_id && !ix->stopping)
+			return ix;
+	return NULL;
+}
+
+/* The indexer a message is from, stopping or not. */
+static struct indexer *
+indexer_find_gen(struct daemon *d, int64_t job_id, uint64_t gen)
+{
+	struct indexer *ix;
+
+	LIST_FOREACH(ix, &d->indexers, link)
+		if (ix->job_id == job_id && ix->gen == gen)
 			return ix;
 	return NULL;
 }
@@ -210,6 +223,20 @@ indexer_free(struct indexer *ix)
 	free(ix);
 }
 
+static void
+indexer_cancel(struct indexer *ix)
+{
+	pthread_mutex_lock(&ix->lock);
+	atomic_store(&ix->w.cancel, true);
+	pthread_cond_broadcast(&ix->cond);
+	pthread_mutex_unlock(&ix->lock);
+}
+
+/*
+ * Cancel: the walk may be inside a stat of a slow staging file system, so
+ * the loop does not join it; the indexer is marked stopping (its batches
+ * are dropped) and freed when its last message, MSG_INDEX_DONE, arrives.
+ */
 void
 index_stop(struct daemon *d, int64_t job_id)
 {
@@ -217,12 +244,24 @@ index_stop(struct daemon *d, int64_t job_id)
 
 	if (ix == NULL)
 		return;
-	pthread_mutex_lock(&ix->lock);
-	atomic_store(&ix->w.cancel, true);
-	pthread_cond_broadcast(&ix->cond);
-	pthread_mutex_unlock(&ix->lock);
-	worker_thread_stop(&ix->w);
-	indexer_free(ix);
+	ix->stopping = true;
+	indexer_cancel(ix);
+}
+
+/* Shutdown and a restart of the scan: cancel and join every indexer of the job now. */
+static void
+index_stop_now(struct daemon *d, int64_t job_id)
+{
+	struct indexer *ix, *next;
+
+	for (ix = LIST_FIRST(&d->indexers); ix != NULL; ix = next) {
+		next = LIST_NEXT(ix, link);
+		if (job_id != 0 && ix->job_id != job_id)
+			continue;
+		indexer_cancel(ix);
+		worker_thread_stop(&ix->w);
+		indexer_free(ix);
+	}
 }
 
 int
@@ -231,7 +270,7 @@ index_start(struct daemon *d, const struct job_row *j)
 	struct indexer *ix;
 	int r;
 
-	index_stop(d, j->id);
+	index_stop_now(d, j->id);
 	if ((r = db_files_clear(d->db, j->id)) < 0 ||
 	    (r = db_job_set_phase(d->db, j->id, JOB_STAGING, "indexing", daemon_now())) < 0)
 		return r;
@@ -352,9 +391,16 @@ index_handle_msg(struct daemon *d, struct worker_msg *m)
 		job_id = ((struct index_done_msg *)m)->job_id;
 		gen = ((struct index_done_msg *)m)->gen;
 	}
-	ix = indexer_find(d, job_id);
-	if (ix == NULL || ix->gen != gen)
+	ix = indexer_find_gen(d, job_id, gen);
+	if (ix == NULL)
 		return; /* a stopped scan's leftovers */
+	if (ix->stopping) { /* cancelled: only its end matters */
+		if (m->kind == MSG_INDEX_DONE) {
+			worker_thread_stop(&ix->w); /* it has pushed its last message */
+			indexer_free(ix);
+		}
+		return;
+	}
 	if (m->kind == MSG_INDEX_BATCH)
 		index_batch(d, ix, (struct index_batch_msg *)m);
 	else
@@ -365,6 +411,5 @@ index_handle_msg(struct daemon *d, struct worker_msg *m)
 void
 index_stop_all(struct daemon *d)
 {
-	while (!LIST_EMPTY(&d->indexers))
-		index_stop(d, LIST_FIRST(&d->indexers)->job_id);
+	index_stop_now(d, 0);
 }

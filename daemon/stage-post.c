@@ -1198,13 +1198,15 @@ post_cleaned(struct post *p, const struct file_mark *marks, size_t n, bool last,
 
 /*
  * The job is done once its staging files are dealt with; the audit report is
- * written after that transition so it holds every transition. A report that
- * could not be written is written again at the next start (report_missing).
+ * written after that transition so it holds every transition, on a reporter
+ * thread (report.c: it streams every file and fsyncs). A report that could
+ * not be written (or a kill -9 before it was) is written again at the next
+ * start (post_report_missing).
  */
 static void
 write_report(struct post *p)
 {
-	_cleanup_free_ char *path = NULL, *err = NULL, *text = NULL;
+	_cleanup_free_ char *text = NULL;
 	struct file_count kept = {0};
 	struct daemon *d = p->d;
 	int64_t id = p->job_id;
@@ -1217,14 +1219,7 @@ write_report(struct post *p)
 	if (!advance(p, JOB_DONE, "done", text))
 		return;
 	post_free(p);
-	if (report_write(d, id, &path, &err) < 0) {
-		log_error("job %" PRId64 ": %s; will try again at the next start", id, err);
-		return;
-	}
-	free(text);
-	text = xprintf("audit report written to %s", path);
-	(void)db_event_add(d->db, id, "note", text, daemon_now());
-	daemon_job_changed(d, id);
+	report_file_start(d, id); /* on a thread; notes "audit report written" */
 }
 
 /* At start: a done job whose report is missing gets it now. */
@@ -1232,12 +1227,10 @@ void
 post_report_missing(struct daemon *d, const struct job_row *j)
 {
 	_cleanup_free_ char *path = xprintf("%s/reports/%s.json", d->state_dir, j->name);
-	_cleanup_free_ char *out = NULL, *err = NULL;
 
 	if (j->state != JOB_DONE || access(path, F_OK) == 0)
 		return;
-	if (report_write(d, j->id, &out, &err) < 0)
-		log_error("job %s: %s", j->name, err);
+	report_file_start(d, j->id);
 }
 
 /* ---- the step machine --------------------------------------------------------- */

@@ -133,6 +133,7 @@ struct prep_drive {
 	atomic_llong current; /* bytes done of the file being copied */
 	struct group_verifier gv;
 	struct prefetcher pf;
+	bool exited; /* loop side: its MSG_PREP_EXITED arrived */
 };
 
 struct prep {
@@ -190,11 +191,19 @@ struct manifest_msg {
 	char *error;
 };
 
+/* Worker -> loop: a drive thread's last word; it touches nothing of the prep after it. */
+struct exited_msg {
+	struct worker_msg m;
+	int64_t job_id, drive_id;
+	uint64_t gen;
+};
+
 static uint64_t prep_gen;
 
 static void prep_check_done(struct prep *p);
 static void file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm);
 static void prep_free(struct prep *p);
+static void prep_reap(struct prep *p);
 
 /* ---- worker thread ------------------------------------------------------ */
 
@@ -779,6 +788,25 @@ out:
 	worker_queue_push(dr->p->queue, &mm->m);
 }
 
+static void
+exited_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+static void
+drive_exited(struct prep_drive *dr)
+{
+	struct exited_msg *em = xcalloc(1, sizeof(*em));
+
+	em->m.kind = MSG_PREP_EXITED;
+	em->m.free_fn = exited_msg_free;
+	em->job_id = dr->p->job_id;
+	em->drive_id = dr->drive_id;
+	em->gen = dr->p->gen;
+	worker_queue_push(dr->p->queue, &em->m);
+}
+
 static void *
 drive_thread(void *arg)
 {
@@ -808,6 +836,7 @@ drive_thread(void *arg)
 	group_verifier_stop(dr);
 	atomic_store(&dr->w.busy, false);
 	copier_free(cp);
+	drive_exited(dr);
 	return NULL;
 }
 
@@ -1439,13 +1468,80 @@ prep_free(struct prep *p)
 	free(p);
 }
 
+/*
+ * Cancel and failure stop a prep without joining on the loop: a drive
+ * thread may be in the middle of a block or a sync, which can take seconds
+ * on a busy disk. The prep leaves d->preps (its late results are handled as
+ * a stopped prep's leftovers, by gen), every drive thread is told to stop,
+ * and the prep waits in d->preps_stopping until each thread's last message
+ * (MSG_PREP_EXITED) arrives; joining is then immediate. Shutdown joins
+ * whatever is still winding down (prep_stop_all).
+ */
+static void
+prep_stop_async(struct prep *p)
+{
+	struct daemon *d = p->d;
+
+	if (p->progress) {
+		event_free(p->progress);
+		p->progress = NULL;
+	}
+	LIST_REMOVE(p, link);
+	LIST_INSERT_HEAD(&d->preps_stopping, p, link);
+	for (size_t i = 0; i < p->n_drives; i++) {
+		struct prep_drive *dr = p->drives[i];
+		pthread_mutex_lock(&dr->lock);
+		atomic_store(&dr->w.cancel, true);
+		pthread_cond_broadcast(&dr->cond);
+		pthread_mutex_unlock(&dr->lock);
+	}
+	prep_reap(p);
+}
+
+/* Free a stopping prep once every drive thread said its last word. */
+static void
+prep_reap(struct prep *p)
+{
+	for (size_t i = 0; i < p->n_drives; i++)
+		if (!p->drives[i]->exited)
+			return;
+	prep_free(p); /* every join returns at once */
+}
+
+static struct prep *
+stopping_find(struct daemon *d, int64_t job_id, uint64_t gen)
+{
+	struct prep *p;
+
+	LIST_FOREACH(p, &d->preps_stopping, link)
+		if (p->job_id == job_id && (gen == 0 || p->gen == gen))
+			return p;
+	return NULL;
+}
+
+static void
+drive_exited_handle(struct daemon *d, const struct exited_msg *em)
+{
+	struct prep *p = stopping_find(d, em->job_id, em->gen), *live = prep_find(d, em->job_id);
+	struct prep_drive *dr;
+
+	if (p == NULL && live != NULL && live->gen == em->gen)
+		p = live; /* not expected: a drive thread ends only when told to */
+	if (p == NULL)
+		return;
+	if ((dr = drive_find(p, em->drive_id)) != NULL)
+		dr->exited = true;
+	if (p != live)
+		prep_reap(p);
+}
+
 void
 prep_stop(struct daemon *d, int64_t job_id)
 {
 	struct prep *p = prep_find(d, job_id);
 
 	if (p != NULL)
-		prep_free(p);
+		prep_stop_async(p);
 }
 
 static int
@@ -1478,6 +1574,9 @@ prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
 
 	if (prep_find(d, j->id) != NULL)
 		return 0;
+	/* Rare (a retry right after a cancel): the old threads must not write beside the new. */
+	while ((p = stopping_find(d, j->id, 0)) != NULL)
+		prep_free(p);
 	p = xcalloc(1, sizeof(*p));
 	p->d = d;
 	p->job_id = j->id;
@@ -1522,8 +1621,8 @@ prep_drive_added(struct daemon *d, int64_t job_id)
 	prep_check_done(p);
 }
 
-void
-prep_handle_msg(struct daemon *d, struct worker_msg *m)
+static void
+work_msg(struct daemon *d, struct worker_msg *m)
 {
 	struct file_msg *fm = (struct file_msg *)m;
 	struct files_msg *gm = (struct files_msg *)m;
@@ -1574,11 +1673,20 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 		break;
 	}
 	if (p->failed) {
-		prep_free(p);
+		prep_stop_async(p);
 		daemon_job_changed(d, job_id);
 		return;
 	}
 	prep_check_done(p);
+}
+
+void
+prep_handle_msg(struct daemon *d, struct worker_msg *m)
+{
+	if (m->kind == MSG_PREP_EXITED)
+		drive_exited_handle(d, (struct exited_msg *)m);
+	else
+		work_msg(d, m);
 }
 
 bool
@@ -1590,6 +1698,10 @@ stage_healthy(struct daemon *d)
 		for (size_t i = 0; i < p->n_drives; i++)
 			if (!worker_thread_healthy(&p->drives[i]->w, 300))
 				return false;
+	LIST_FOREACH(p, &d->preps_stopping, link) /* winding down: still watched */
+		for (size_t i = 0; i < p->n_drives; i++)
+			if (!worker_thread_healthy(&p->drives[i]->w, 300))
+				return false;
 	return true;
 }
 
@@ -1598,4 +1710,6 @@ prep_stop_all(struct daemon *d)
 {
 	while (!LIST_EMPTY(&d->preps))
 		prep_free(LIST_FIRST(&d->preps));
+	while (!LIST_EMPTY(&d->preps_stopping))
+		prep_free(LIST_FIRST(&d->preps_stopping));
 }

@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "report.h"
 #include "stage-post.h"
 #include "stage.h"
 #include "util.h"
@@ -34,6 +35,9 @@ stage_handle_msg(struct worker_msg *m, void *userdata)
 		break;
 	case MSG_PLAN_DONE:
 		planner_handle_msg(d, m);
+		break;
+	case MSG_REPORT_DONE:
+		report_handle_msg(d, m);
 		break;
 	default: /* MSG_PREP_* */
 		prep_handle_msg(d, m);
@@ -126,6 +130,7 @@ stage_stop_all(struct daemon *d)
 {
 	probe_stop_all(d);
 	planner_stop_all(d);
+	report_stop_all(d);
 	index_stop_all(d);
 	prep_stop_all(d);
 	post_stop_all(d);

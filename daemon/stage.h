@@ -24,11 +24,13 @@ enum stage_msg_kind {
 	MSG_PREP_CHECKPOINT,
 	MSG_PREP_IDLE,
 	MSG_PREP_MANIFEST,
+	MSG_PREP_EXITED, /* a drive thread ended */
 	MSG_POST_BLOCK,
 	MSG_POST_READ_DONE,
 	MSG_POST_CLEANED,
 	MSG_DRIVE_PROBED,
 	MSG_PLAN_DONE,
+	MSG_REPORT_DONE,
 };
 
 /* AddDrive's probe threads (method-prep.c). */

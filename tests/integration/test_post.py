@@ -258,6 +258,37 @@ def test_crashes(d, sim, store):
           sum(by.values()) == len(files), "kill -9 during the reconcile re-sends nothing: %r %r" %
           (imp, by))
     check_vault(store, "crashy", files)
+    check_report_rewritten(d, "crashy", files)
+
+
+def check_report_rewritten(d, name, files):
+    """The report file is written on a thread after `done`: kill -9 between
+    the transition and the file (no file, or a torn temporary one) ends with
+    the whole report written at the next start, and GetJobReport names it."""
+    path = os.path.join(d.state, "reports", name + ".json")
+    check(os.path.exists(path), "the report file exists: %s" % path)
+    d.kill9()
+    os.unlink(path)
+    with open(path + ".tmp", "w") as f:
+        f.write('{"torn": ')
+    d.start()
+    rep = d.call("io.seedd.GetJobReport", {"name": name})["parameters"]["report"]
+    check(rep["reportFile"] == path, "GetJobReport names the rewritten file: %r" %
+          rep["reportFile"])
+    full = json.load(open(path))
+    check(len(full["files"]) == len(files) and full["job"]["state"] == "done",
+          "the rewritten report is whole: %d files, %s" % (len(full["files"]),
+                                                           full["job"]["state"]))
+    check(any(e["kind"] == "transition" and e["state"] == "done" for e in full["events"]),
+          "the rewritten report holds the done transition")
+    check(not os.path.exists(path + ".tmp"), "the temporary file is gone")
+    for _ in range(50):  # the first write's note, and the rewrite's
+        if sum("audit report written" in e["text"]
+               for e in d.ctl_json("job", "log", name)) >= 2:
+            break
+        time.sleep(0.1)
+    else:
+        check(False, "the journal notes the rewritten report")
 
 
 def test_importexport(blob, store):

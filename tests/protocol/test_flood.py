@@ -1,7 +1,8 @@
 """Fairness of the control loop. A peer that pipelines many calls on one
 connection does not hold the loop: another connection's call is answered
 within a few of them (the read callback serves a bounded batch per turn).
-Neither PlanJob nor PrepareJob stops the loop while it plans. An unprivileged uid floods the daemon with heavy reads (PlanJob and
+Neither PlanJob nor PrepareJob stops the loop while it plans, nor GetJobReport
+while it builds the report. An unprivileged uid floods the daemon with heavy reads (PlanJob and
 GetJobReport pipelined on 32 connections, on a job of tens of thousands of
 files) while root samples GetStatus every 20 ms: root's p95 stays under
 250 ms (issue 10, "Done when"), and the flood itself is answered."""
@@ -208,6 +209,39 @@ def case_plan_off_loop(d, tries=5):
           "(%d of %d answered first)" % (first, tries))
 
 
+def case_report_off_loop(d, tries=5):
+    """A GetJobReport is built on a worker with its own read connection: a
+    GetStatus sent while it builds is answered first, within 100 ms (on the
+    loop, it waited for the whole report); a caller that leaves meanwhile
+    has its reply dropped."""
+    first, worst = 0, 0.0
+    for _ in range(tries):
+        with Conn(d.sock, timeout=60) as a, Conn(d.sock) as b:
+            a.send({"method": "io.seedd.GetJobReport", "parameters": {"name": "big"}})
+            time.sleep(0.002)  # the loop has read it and is building
+            t = time.monotonic()
+            r = b.call("io.seedd.GetStatus")
+            worst = max(worst, time.monotonic() - t)
+            check("parameters" in r, "GetStatus beside GetJobReport: %r" % r)
+            ready, _, _ = select.select([a.s], [], [], 0)
+            first += not ready
+            r = a.recv()
+            rep = r and r.get("parameters", {}).get("report")
+            check(rep and len(rep["files"]) > 0 and rep["job"]["name"] == "big",
+                  "GetJobReport reply: %r" % (r and r.keys(),))
+    for _ in range(3):
+        with Conn(d.sock) as a:
+            a.send({"method": "io.seedd.GetJobReport", "parameters": {"name": "big"}})
+    time.sleep(0.3)
+    check(d.alive() and "parameters" in d.call("io.seedd.GetStatus"),
+          "seedd serves calls after GetJobReport callers left:\n%s" % d.read_log())
+    print("GetStatus answered before a running GetJobReport %d of %d times, worst %.1f ms" %
+          (first, tries, worst * 1e3))
+    check(first * 2 > tries, "GetStatus waited for GetJobReport on another connection "
+          "(%d of %d answered first)" % (first, tries))
+    check(worst < 0.100, "GetStatus took %.0f ms beside GetJobReport" % (worst * 1e3))
+
+
 def case_prepare_off_loop(d):
     """PrepareJob plans on a worker and records the plan a batch per loop
     turn: a GetStatus sent meanwhile is answered before PrepareJob's reply
@@ -271,6 +305,7 @@ def main():
         job = wait_indexed(d, "big")
         check(job["files"] == FILES, "indexed %r files, want %d" % (job["files"], FILES))
         case_plan_off_loop(d)
+        case_report_off_loop(d)
         case_pipelined(d)
         case_unread_heavy(d)
         os.chmod(d.sock, 0o666)
