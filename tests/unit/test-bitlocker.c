@@ -187,6 +187,14 @@ find_archive(char *out, size_t size)
 }
 
 /* images.conf: "[name]" sections with RP=, GUID=, CIPHER= (reference/bitlocker/README.md). */
+
+/* A field of the images' README, whole or the test fails (no silent cut). */
+static void
+copy_field(char *dst, size_t size, const char *src)
+{
+	check((size_t)snprintf(dst, size, "%s", src) < size);
+}
+
 static size_t
 read_images_conf(const char *path, struct image img[IMAGE_MAX])
 {
@@ -201,15 +209,16 @@ read_images_conf(const char *path, struct image img[IMAGE_MAX])
 		line[strcspn(line, "\n")] = '\0';
 		if (line[0] == '[' && n < IMAGE_MAX) {
 			memset(&img[n], 0, sizeof(img[n]));
-			snprintf(img[n].name, sizeof(img[n].name), "%.*s",
-			         (int)strcspn(line + 1, "]"), line + 1);
+			int len = (int)strcspn(line + 1, "]");
+			check(snprintf(img[n].name, sizeof(img[n].name), "%.*s", len, line + 1) <
+			      (int)sizeof(img[n].name));
 			n++;
 		} else if (cur != NULL && strncmp(line, "RP=", 3) == 0)
-			snprintf(cur->rp, sizeof(cur->rp), "%s", line + 3);
+			copy_field(cur->rp, sizeof(cur->rp), line + 3);
 		else if (cur != NULL && strncmp(line, "GUID=", 5) == 0)
-			snprintf(cur->guid, sizeof(cur->guid), "%s", line + 5);
+			copy_field(cur->guid, sizeof(cur->guid), line + 5);
 		else if (cur != NULL && strncmp(line, "CIPHER=", 7) == 0)
-			snprintf(cur->cipher, sizeof(cur->cipher), "%s", line + 7);
+			copy_field(cur->cipher, sizeof(cur->cipher), line + 7);
 	}
 	fclose(f);
 	return n;
