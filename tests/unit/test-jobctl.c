@@ -5,14 +5,24 @@
  * once per loop turn; a transition does the same with the state-change line
  * at the caller's priority; a phase change writes its event and notifies but
  * logs nothing; a stale change (the job moved meanwhile: -ESTALE) writes,
- * logs and notifies nothing. The journal line is read on the stderr target,
- * whose format test-log checks (MESSAGE_ID is journal-only).
+ * logs and notifies nothing. The journal line is read on the stderr target;
+ * as root, its journal fields (SEEDD_JOB, SEEDD_STATE, the catalogued
+ * MESSAGE_ID) are read too, from a socket of our own at
+ * /run/systemd/journal/socket in a private mount namespace (as test-log).
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "catalog-ids.h"
 
 #include "daemon.h"
 #include "db.h"
@@ -186,6 +196,7 @@ test_advance(struct daemon *d, int64_t id)
 {
 	char expect[512];
 	struct job_row *j;
+	struct notify *saved = d->notify;
 	int pid = (int)getpid();
 
 	n_seen = 0;
@@ -212,12 +223,81 @@ test_advance(struct daemon *d, int64_t id)
 	check_int(seen[0], id);
 
 	/* No notify attached (a tool without watchers): the change still happens. */
-	struct notify *saved = d->notify;
 	d->notify = NULL;
 	check_int(jobctl_phase(d, id, JOB_SHIPPED, "in-transit"), 0);
 	d->notify = saved;
 	one_turn(d);
 	check_int(n_seen, 1);
+}
+
+/* The next journal datagram is expect. */
+static void
+check_datagram(int fd, const char *expect)
+{
+	char buf[4096];
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	check(n > 0);
+	buf[n] = '\0';
+	check_str(buf, expect);
+}
+
+/* In a child with its own /run/systemd and its own database: the catalogued fields. */
+static int
+journal_child(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct daemon d = {0};
+	_cleanup_free_ char *path = xprintf("%s/journal.db", tmpdir), *err = NULL;
+	int64_t id;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", "/run/systemd", "tmpfs", 0, "mode=0755") < 0 ||
+	    mkdir("/run/systemd/journal", 0755) < 0)
+		return TEST_SKIP;
+	strcpy(sa.sun_path, "/run/systemd/journal/socket");
+	check((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0);
+	check(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	log_set_target(LOG_TARGET_AUTO);
+	check_int(log_get_target(), LOG_TARGET_JOURNAL);
+	check_int(db_open(path, &d.db, &err), 0);
+	id = new_job(&d, "journal-job");
+
+	check_int(jobctl_advance(&d, id, "journal-job", JOB_STAGING, JOB_DRIVE_PREP, "copying",
+				 LOG_INFO, "drive prep started"),
+		  0);
+	check_datagram(fd, "MESSAGE=job journal-job: drive prep started\nPRIORITY=6\n"
+			   "SYSLOG_IDENTIFIER=seedd\nSEEDD_JOB=journal-job\nSEEDD_STATE=drive_prep\n"
+			   "MESSAGE_ID=" SEEDD_MESSAGE_JOB_STATE "\n");
+	check_int(jobctl_fail(&d, id, "journal-job", JOB_DRIVE_PREP, "drive full"), 0);
+	check_datagram(fd, "MESSAGE=job journal-job failed in drive_prep: drive full\nPRIORITY=3\n"
+			   "SYSLOG_IDENTIFIER=seedd\nSEEDD_JOB=journal-job\nSEEDD_STATE=failed\n"
+			   "MESSAGE_ID=" SEEDD_MESSAGE_JOB_FAILED "\n");
+	check(recv(fd, (char[8]){0}, 8, MSG_DONTWAIT) < 0); /* one line each, no more */
+	d.db = db_close(d.db);
+	return 0;
+}
+
+static void
+test_journal(void)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0 || access("/run/systemd", F_OK) < 0) {
+		printf("not root or no /run/systemd: journal check skipped\n");
+		return;
+	}
+	check((pid = fork()) >= 0);
+	if (pid == 0)
+		_exit(journal_child());
+	check(waitpid(pid, &status, 0) == pid);
+	check(WIFEXITED(status));
+	if (WEXITSTATUS(status) == TEST_SKIP)
+		printf("no private mount namespace: journal check skipped\n");
+	else
+		check_int(WEXITSTATUS(status), 0);
 }
 
 int
@@ -243,17 +323,18 @@ main(void)
 	test_fail(&d, a);
 	test_stale(&d, a);
 	test_advance(&d, b);
+	test_journal();
 
 	d.notify = notify_free(d.notify);
 	event_base_free(d.base);
 	d.db = db_close(d.db);
-	(void)unlink(path);
 	(void)unlink(out_path);
-	for (const char *s = "-wal\0-shm\0"; *s; s += strlen(s) + 1) {
-		_cleanup_free_ char *p = xprintf("%s%s", path, s);
+	for (size_t i = 0; i < 6; i++) {
+		_cleanup_free_ char *p = xprintf("%s/%s.db%s", tmpdir, i < 3 ? "seedd" : "journal",
+						 (const char *[]){"", "-wal", "-shm"}[i % 3]);
 		(void)unlink(p);
 	}
-	(void)rmdir(tmpdir);
+	check(rmdir(tmpdir) == 0); /* nothing else was left */
 	printf("ok jobctl\n");
 	return 0;
 }
