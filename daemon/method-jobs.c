@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "drivelog.h"
 #include "job.h"
 #include "log.h"
@@ -485,14 +486,12 @@ method_ship_job(struct call *call)
 				       "tracking number %s is already used by another job", tracking);
 		goto out;
 	}
-	if (r < 0 || db_job_set_phase(call->d->db, j->id, JOB_DRIVE_PREP, "shipping",
-				      daemon_now()) < 0) {
+	if (r < 0 || jobctl_phase(call->d, j->id, JOB_DRIVE_PREP, "shipping") < 0) {
 		reply_internal(call, "database error; see the journal");
 		goto out;
 	}
 	azure_resume_id(call->d, j->id);
 	reply_job_by_id(call, j->id);
-	daemon_job_changed(call->d, j->id);
 out:
 	job_row_free(j);
 }

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "bitlocker.h"
-#include "catalog-ids.h"
 #include "config.h"
 #include "conn.h"
 #include "daemon.h"
@@ -23,6 +22,7 @@
 #include "copy.h"
 #include "drive.h"
 #include "job.h"
+#include "jobctl.h"
 #include "log.h"
 #include "methods.h"
 #include "names.h"
@@ -857,24 +857,17 @@ preparable(const struct job_row *j)
 	return j->state == JOB_STAGING && j->phase != NULL && strcmp(j->phase, "indexed") == 0;
 }
 
-/* The job entered drive_prep: log it, start the workers, answer. */
+/* The job entered drive_prep (jobctl logged and told it): start the workers, answer. */
 static void
 prepare_started(struct planner *pl, struct call *call)
 {
 	_cleanup_free_ char *err = NULL;
 	struct job_row *j = NULL;
-	struct log_ctx ctx = {.job = pl->job_name, .state = "drive_prep",
-			      .message_id = SEEDD_MESSAGE_JOB_STATE};
 
-	log_ctx(LOG_INFO, &ctx, "job %s: drive prep started: %zu files on %zu drives, %" PRIu64
-		" files wait for a drive", pl->job_name, pl->in.n, pl->in.nd, pl->p.unplaced_files);
-	if (db_job_get_by_id(call->d->db, pl->job_id, &j) == 0 && prep_start(call->d, j, &err) < 0) {
-		log_error("job %s: %s", j->name, err);
-		(void)db_job_fail(call->d->db, pl->job_id, JOB_DRIVE_PREP, err, daemon_now());
-	}
+	if (db_job_get_by_id(call->d->db, pl->job_id, &j) == 0 && prep_start(call->d, j, &err) < 0)
+		(void)jobctl_fail(call->d, pl->job_id, pl->job_name, JOB_DRIVE_PREP, err);
 	job_row_free(j);
 	reply_job_by_id(call, pl->job_id);
-	daemon_job_changed(call->d, pl->job_id);
 }
 
 /*
@@ -890,6 +883,7 @@ prepare_record_cb(evutil_socket_t fd, short what, void *arg)
 	struct call call = {.d = pl->d, .method = "io.seedd.PrepareJob",
 			    .conn = conn_ref_get(pl->ref)};
 	struct placement batch[PLACE_BATCH];
+	_cleanup_free_ char *text = NULL;
 	struct job_row *j = NULL;
 	size_t n = 0;
 	int r;
@@ -913,8 +907,10 @@ prepare_record_cb(evutil_socket_t fd, short what, void *arg)
 		job_row_free(j);
 		return;
 	}
-	r = db_job_advance(call.d->db, pl->job_id, JOB_STAGING, JOB_DRIVE_PREP, "copying", NULL,
-			   daemon_now());
+	text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
+		       " files wait for a drive", pl->in.n, pl->in.nd, pl->p.unplaced_files);
+	r = jobctl_advance(call.d, pl->job_id, pl->job_name, JOB_STAGING, JOB_DRIVE_PREP, "copying",
+			   LOG_INFO, text);
 	if (r == -ESTALE)
 		reply_invalid_state(&call, pl->job_name, job_state_to_string(j->state),
 				    "the job changed state meanwhile; try again");

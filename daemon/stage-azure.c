@@ -20,6 +20,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "log.h"
 #include "stage.h"
 #include "util.h"
@@ -154,8 +155,6 @@ job_load(struct azjob *a)
 static void
 fail_job(struct azjob *a, enum job_state from, const char *what, const struct arm_result *r)
 {
-	struct log_ctx ctx = {.job = a->name, .state = "failed",
-			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
 	_cleanup_free_ char *err = NULL;
 
 	if (r != NULL)
@@ -163,9 +162,7 @@ fail_job(struct azjob *a, enum job_state from, const char *what, const struct ar
 			      r->message ? r->message : "no message");
 	else
 		err = xstrdup(what);
-	if (db_job_fail(a->d->db, a->job_id, from, err, daemon_now()) == 0)
-		log_ctx(LOG_ERR, &ctx, "job %s failed: %s", a->name, err);
-	daemon_job_changed(a->d, a->job_id);
+	(void)jobctl_fail(a->d, a->job_id, a->name, from, err);
 	azjob_free(a);
 }
 
@@ -178,8 +175,7 @@ ok(const struct arm_result *r)
 static void
 set_phase(struct azjob *a, enum job_state state, const char *phase)
 {
-	(void)db_job_set_phase(a->d->db, a->job_id, state, phase, daemon_now());
-	daemon_job_changed(a->d, a->job_id);
+	(void)jobctl_phase(a->d, a->job_id, state, phase);
 }
 
 static void
@@ -520,15 +516,14 @@ static void
 ship_get_done(const struct arm_result *r, void *userdata)
 {
 	struct azjob *a = userdata;
-	struct log_ctx ctx = {.job = a->name, .state = "shipped",
-			      .message_id = SEEDD_MESSAGE_JOB_STATE};
 	struct azure_status st = {0};
 	struct job_row *j;
 	_cleanup_free_ char *text = NULL;
 
 	a->call = NULL;
-	if (ok(r) && azure_status_parse(a->api, r->body, &st) == 0)
-		(void)db_job_set_azure_state(a->d->db, a->job_id, st.status, daemon_now());
+	if (ok(r) && azure_status_parse(a->api, r->body, &st) == 0 &&
+	    db_job_set_azure_state(a->d->db, a->job_id, st.status, daemon_now()) == 0)
+		daemon_job_changed(a->d, a->job_id);
 	azure_status_done(&st);
 	if ((j = job_load(a)) == NULL) {
 		azjob_free(a);
@@ -536,12 +531,10 @@ ship_get_done(const struct arm_result *r, void *userdata)
 	}
 	text = xprintf("drives shipped with %s, tracking %s; Azure accepted it", j->carrier,
 		       j->tracking_number);
-	if (db_job_advance(a->d->db, a->job_id, JOB_DRIVE_PREP, JOB_SHIPPED, "in-transit", text,
-			   daemon_now()) == 0)
-		log_ctx(LOG_INFO, &ctx, "job %s: %s", a->name, text);
+	(void)jobctl_advance(a->d, a->job_id, a->name, JOB_DRIVE_PREP, JOB_SHIPPED, "in-transit",
+			     LOG_INFO, text);
 	job_row_free(j);
 	a->step = STEP_IDLE;
-	daemon_job_changed(a->d, a->job_id);
 }
 
 static void
@@ -797,8 +790,6 @@ problems_text(const struct azure_status *st)
 static void
 imported(struct azjob *a, const struct azure_status *st)
 {
-	struct log_ctx ctx = {.job = a->name, .state = "imported",
-			      .message_id = SEEDD_MESSAGE_JOB_STATE};
 	bool problems = st->stage == AZ_COMPLETED_PROBLEMS;
 	_cleanup_free_ char *text = problems ? problems_text(st)
 					     : xprintf("Azure imported the drives (status %s)",
@@ -807,11 +798,9 @@ imported(struct azjob *a, const struct azure_status *st)
 	struct daemon *d = a->d;
 	int64_t id = a->job_id;
 
-	if (db_job_advance(d->db, id, JOB_SHIPPED, JOB_IMPORTED,
-			   problems ? "import-problems" : "reconcile-pending", text,
-			   daemon_now()) == 0)
-		log_ctx(problems ? LOG_WARNING : LOG_INFO, &ctx, "job %s: %s", a->name, text);
-	daemon_job_changed(d, id);
+	(void)jobctl_advance(d, id, a->name, JOB_SHIPPED, JOB_IMPORTED,
+			     problems ? "import-problems" : "reconcile-pending",
+			     problems ? LOG_WARNING : LOG_INFO, text);
 	azjob_free(a);
 	post_resume_id(d, id);
 }
@@ -1223,7 +1212,7 @@ azure_cancel(struct daemon *d, const struct job_row *j)
 		evtimer_del(a->timer);
 	free(a->cancel_back_phase);
 	a->cancel_back_phase = xstrdup(j->phase ? j->phase : "awaiting-tracking");
-	(void)db_job_set_phase(d->db, j->id, JOB_DRIVE_PREP, "cancelling", daemon_now());
+	(void)jobctl_phase(d, j->id, JOB_DRIVE_PREP, "cancelling");
 	cancel_start(a);
 }
 

@@ -13,9 +13,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "catalog-ids.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "lint.h"
 #include "log.h"
 #include "scan.h"
@@ -272,7 +272,7 @@ index_start(struct daemon *d, const struct job_row *j)
 
 	index_stop_now(d, j->id);
 	if ((r = db_files_clear(d->db, j->id)) < 0 ||
-	    (r = db_job_set_phase(d->db, j->id, JOB_STAGING, "indexing", daemon_now())) < 0)
+	    (r = jobctl_phase(d, j->id, JOB_STAGING, "indexing")) < 0)
 		return r;
 	ix = xcalloc(1, sizeof(*ix));
 	ix->job_id = j->id;
@@ -333,16 +333,6 @@ note_examples(struct daemon *d, int64_t job_id, const char *state, const char *w
 }
 
 static void
-fail_staging(struct daemon *d, const char *name, int64_t job_id, const char *error)
-{
-	struct log_ctx ctx = {.job = name, .state = "failed",
-			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
-
-	if (db_job_fail(d->db, job_id, JOB_STAGING, error, daemon_now()) == 0)
-		log_ctx(LOG_ERR, &ctx, "job %s failed in staging: %s", name, error);
-}
-
-static void
 index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 {
 	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL;
@@ -354,7 +344,7 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 	if (dm->status == -ECANCELED)
 		return;
 	if (dm->status < 0) {
-		fail_staging(d, name, id, dm->error);
+		(void)jobctl_fail(d, id, name, JOB_STAGING, dm->error);
 		return;
 	}
 	(void)db_job_set_totals(d->db, id, daemon_now());
@@ -371,10 +361,10 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		err = xprintf("%" PRId64 " file names Azure would refuse (see job log); rename "
 			      "them in staging, then retry",
 			      dm->invalid);
-		fail_staging(d, name, id, err);
+		(void)jobctl_fail(d, id, name, JOB_STAGING, err);
 		return;
 	}
-	(void)db_job_set_phase(d->db, id, JOB_STAGING, "indexed", daemon_now());
+	(void)jobctl_phase(d, id, JOB_STAGING, "indexed");
 }
 
 void

@@ -38,6 +38,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "drivelog.h"
 #include "log.h"
 #include "manifest.h"
@@ -138,29 +139,21 @@ post_op_free(struct post_op *op)
 static void
 post_fail(struct post *p, const char *what, const struct blob_result *r)
 {
-	struct log_ctx ctx = {.job = p->name, .state = "failed",
-			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
 	_cleanup_free_ char *err = NULL;
-	struct daemon *d = p->d;
-	int64_t id = p->job_id;
 
 	if (r != NULL)
 		err = xprintf("%s: %s: %s", what, r->code ? r->code : "error",
 			      r->message ? r->message : "no message");
 	else
 		err = xstrdup(what);
-	if (db_job_fail(d->db, id, p->state, err, daemon_now()) == 0)
-		log_ctx(LOG_ERR, &ctx, "job %s failed in %s: %s", p->name,
-			job_state_to_string(p->state), err);
+	(void)jobctl_fail(p->d, p->job_id, p->name, p->state, err);
 	post_free(p);
-	daemon_job_changed(d, id);
 }
 
 static void
 phase(struct post *p, const char *text)
 {
-	(void)db_job_set_phase(p->d->db, p->job_id, p->state, text, daemon_now());
-	daemon_job_changed(p->d, p->job_id);
+	(void)jobctl_phase(p->d, p->job_id, p->state, text);
 }
 
 static void
@@ -173,18 +166,13 @@ note(struct post *p, const char *text)
 static bool
 advance(struct post *p, enum job_state to, const char *ph, const char *text)
 {
-	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(to),
-			      .message_id = SEEDD_MESSAGE_JOB_STATE};
-
-	if (db_job_advance(p->d->db, p->job_id, p->state, to, ph, text, daemon_now()) < 0) {
+	if (jobctl_advance(p->d, p->job_id, p->name, p->state, to, ph, LOG_INFO, text) < 0) {
 		post_fail(p, "recording the next state failed", NULL);
 		return false;
 	}
-	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->name, text);
 	p->state = to;
 	p->step = POST_START;
 	p->cursor = 0;
-	daemon_job_changed(p->d, p->job_id);
 	return true;
 }
 

@@ -23,6 +23,7 @@
 #include "copy.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "drive.h"
 #include "lint.h"
 #include "log.h"
@@ -1032,14 +1033,10 @@ out:
 static void
 job_fail(struct prep *p, const char *error)
 {
-	struct log_ctx ctx = {.job = p->job_name, .state = "failed",
-			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
-
 	if (p->failed)
 		return;
 	p->failed = true;
-	if (db_job_fail(p->d->db, p->job_id, JOB_DRIVE_PREP, error, daemon_now()) == 0)
-		log_ctx(LOG_ERR, &ctx, "job %s failed in drive prep: %s", p->job_name, error);
+	(void)jobctl_fail(p->d, p->job_id, p->job_name, JOB_DRIVE_PREP, error);
 }
 
 static void
@@ -1049,7 +1046,7 @@ set_phase(struct prep *p, const char *phase)
 
 	if (db_job_get_by_id(p->d->db, p->job_id, &j) == 0 && j->state == JOB_DRIVE_PREP &&
 	    (j->phase == NULL || strcmp(j->phase, phase) != 0))
-		(void)db_job_set_phase(p->d->db, p->job_id, JOB_DRIVE_PREP, phase, daemon_now());
+		(void)jobctl_phase(p->d, p->job_id, JOB_DRIVE_PREP, phase);
 	job_row_free(j);
 }
 

@@ -1,0 +1,38 @@
+/*
+ * The one place a job's state or phase changes. Every change is the store's
+ * transaction (db.c: the state or phase and its event row together), then
+ * for a state change one catalogued journal line (SEEDD_JOB=, SEEDD_STATE=,
+ * MESSAGE_ID= JOB_FAILED or JOB_STATE), then one notify_job() so watchers
+ * see it on the next loop turn. Before this file, "fail the job" was written
+ * five times and "set the phase" three, and they drifted: one failure logged
+ * no catalogued line, one phase change told no watcher.
+ *
+ * Each function returns 0, or -ESTALE when the job is no longer in the
+ * state the caller expected (somebody else changed it: nothing is written,
+ * logged or notified), or another negative errno from the store (logged as
+ * an error; nothing notified). Loop thread only. The caller keeps its own
+ * clean-up (freeing its stage object) after the call.
+ */
+#ifndef SEEDD_JOBCTL_H
+#define SEEDD_JOBCTL_H
+
+#include <stdint.h>
+
+#include "job.h"
+
+struct daemon;
+
+/* from -> failed with error as the reason; journal: "job NAME failed in FROM: ERROR". */
+int jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
+		const char *error);
+/*
+ * from -> to, entering phase (NULL: none). text is both the event's and the
+ * journal line's text (NULL: "from -> to"), logged at priority (LOG_INFO,
+ * LOG_WARNING when the new state needs a look).
+ */
+int jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
+		   enum job_state to, const char *phase, int priority, const char *text);
+/* Only the phase, while the job is in state; an event of kind "phase", no journal line. */
+int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, const char *phase);
+
+#endif
