@@ -70,7 +70,4 @@ void daemon_free_events(struct daemon *d);
 /* One line of what the daemon is doing, for `systemctl status` (STATUS=). */
 void daemon_status(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A job changed (state, phase, counters): tell watchers. */
-void daemon_job_changed(struct daemon *d, int64_t job_id);
-
 #endif

@@ -11,8 +11,8 @@
 #include "log.h"
 #include "notify.h"
 
-static void
-changed(struct daemon *d, int64_t job_id)
+void
+jobctl_changed(struct daemon *d, int64_t job_id)
 {
 	if (d->notify != NULL)
 		notify_job(d->notify, job_id);
@@ -40,7 +40,7 @@ jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_state f
 		return store_failed(d, job_id, "the failure", r);
 	log_ctx(LOG_ERR, &ctx, "job %s failed in %s: %s", name, job_state_to_string(from),
 		error != NULL && *error != '\0' ? error : "unknown error");
-	changed(d, job_id);
+	jobctl_changed(d, job_id);
 	return 0;
 }
 
@@ -59,7 +59,7 @@ jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_stat
 	else
 		log_ctx(priority, &ctx, "job %s: %s -> %s", name, job_state_to_string(from),
 			job_state_to_string(to));
-	changed(d, job_id);
+	jobctl_changed(d, job_id);
 	return 0;
 }
 
@@ -70,6 +70,6 @@ jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, const char 
 
 	if ((r = db_job_set_phase(d->db, job_id, state, phase, daemon_now())) < 0)
 		return store_failed(d, job_id, "the phase", r);
-	changed(d, job_id);
+	jobctl_changed(d, job_id);
 	return 0;
 }

@@ -32,6 +32,11 @@ int jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_sta
  */
 int jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
 		   enum job_state to, const char *phase, int priority, const char *text);
+/*
+ * The job's counters or progress changed (no state or phase): watchers hear
+ * of it on the next loop turn (notify.h).
+ */
+void jobctl_changed(struct daemon *d, int64_t job_id);
 /* Only the phase, while the job is in state; an event of kind "phase", no journal line. */
 int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, const char *phase);
 

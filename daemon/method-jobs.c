@@ -19,7 +19,6 @@
 #include "job.h"
 #include "log.h"
 #include "methods.h"
-#include "notify.h"
 #include "names.h"
 #include "report.h"
 #include "server.h"
@@ -408,7 +407,7 @@ method_create_job(struct call *call)
 	}
 	job_row_free(j);
 	reply_job_by_id(call, id);
-	daemon_job_changed(call->d, id);
+	jobctl_changed(call->d, id);
 }
 
 void
@@ -532,7 +531,7 @@ method_cancel_job(struct call *call)
 		/* Azure decides; the job shows phase cancelling until it answers. */
 		azure_cancel(call->d, j);
 		reply_job_by_id(call, j->id);
-		daemon_job_changed(call->d, j->id);
+		jobctl_changed(call->d, j->id);
 		job_row_free(j);
 		return;
 	}
@@ -551,7 +550,7 @@ method_cancel_job(struct call *call)
 		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_CANCELLED, j, JOB_CANCELLED,
 			"job %s cancelled%s", "");
 		reply_job_by_id(call, j->id);
-		daemon_job_changed(call->d, j->id);
+		jobctl_changed(call->d, j->id);
 	}
 	job_row_free(j);
 }
@@ -582,7 +581,7 @@ method_retry_job(struct call *call)
 			job_state_to_string(to));
 		stage_resume_job(call->d, j->id);
 		reply_job_by_id(call, j->id);
-		daemon_job_changed(call->d, j->id);
+		jobctl_changed(call->d, j->id);
 	}
 	job_row_free(j);
 }
@@ -685,14 +684,6 @@ method_watch(struct call *call)
 		conn_watch(call->conn, j->name);
 	}
 	job_row_free(j);
-}
-
-/* Tell watchers about a job change; a named watch ends with the job. */
-void
-daemon_job_changed(struct daemon *d, int64_t job_id)
-{
-	if (d->notify != NULL)
-		notify_job(d->notify, job_id);
 }
 
 /*

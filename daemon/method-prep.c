@@ -351,7 +351,7 @@ probe_record(struct probe *pr, struct call *call)
 				   false);
 		drive_row_done(&row);
 	}
-	daemon_job_changed(call->d, j->id);
+	jobctl_changed(call->d, j->id);
 out:
 	job_row_free(j);
 }

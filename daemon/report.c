@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "conn.h"
+#include "jobctl.h"
 #include "log.h"
 #include "methods.h"
 #include "names.h"
@@ -457,7 +458,7 @@ report_file_written(struct daemon *d, struct reporter *rp)
 	}
 	text = xprintf("audit report written to %s", rp->path);
 	(void)db_event_add(d->db, rp->job_id, "note", text, daemon_now());
-	daemon_job_changed(d, rp->job_id);
+	jobctl_changed(d, rp->job_id);
 }
 
 void

@@ -523,7 +523,7 @@ ship_get_done(const struct arm_result *r, void *userdata)
 	a->call = NULL;
 	if (ok(r) && azure_status_parse(a->api, r->body, &st) == 0 &&
 	    db_job_set_azure_state(a->d->db, a->job_id, st.status, daemon_now()) == 0)
-		daemon_job_changed(a->d, a->job_id);
+		jobctl_changed(a->d, a->job_id);
 	azure_status_done(&st);
 	if ((j = job_load(a)) == NULL) {
 		azjob_free(a);
@@ -633,7 +633,7 @@ cancel_done(const struct arm_result *r, void *userdata)
 	if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
 			  "cancelled by the operator, and in Azure", daemon_now()) == 0)
 		log_ctx(LOG_NOTICE, &ctx, "job %s cancelled, in Azure too", a->name);
-	daemon_job_changed(a->d, a->job_id);
+	jobctl_changed(a->d, a->job_id);
 	azjob_free(a);
 }
 
@@ -648,7 +648,7 @@ cancel_get_done(const struct arm_result *r, void *userdata)
 	if (r->status == 404) { /* never created, or gone: nothing to cancel in Azure */
 		if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
 				  "cancelled by the operator (no Azure job exists)", daemon_now()) == 0)
-			daemon_job_changed(a->d, a->job_id);
+			jobctl_changed(a->d, a->job_id);
 		azjob_free(a);
 		return;
 	}

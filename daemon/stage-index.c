@@ -395,7 +395,7 @@ index_handle_msg(struct daemon *d, struct worker_msg *m)
 		index_batch(d, ix, (struct index_batch_msg *)m);
 	else
 		index_done(d, ix, (struct index_done_msg *)m);
-	daemon_job_changed(d, job_id);
+	jobctl_changed(d, job_id);
 }
 
 void

@@ -64,7 +64,9 @@
 /*
  * Content-Type set with the verified Content-MD5. Set Blob Properties clears
  * what it is not given; a blob without Content-MD5 had no properties file
- * applied, so the import gave it no other x-ms-blob-content-* [INFERRED].
+ * applied, so the import gave it no other x-ms-blob-content-* [INFERRED], and
+ * Put Block List without x-ms-blob-content-type leaves this default [DOC Put
+ * Block List: "the default content type is application/octet-stream"].
  */
 #define IMPORTED_CONTENT_TYPE "application/octet-stream"
 

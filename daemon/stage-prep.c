@@ -1350,7 +1350,7 @@ progress_cb_timer(evutil_socket_t fd, short what, void *arg)
 		dr->rate = dr->rate == 0 ? inst : 0.7 * dr->rate + 0.3 * inst;
 		dr->last_done = done;
 	}
-	daemon_job_changed(p->d, p->job_id);
+	jobctl_changed(p->d, p->job_id);
 }
 
 bool
@@ -1671,7 +1671,7 @@ work_msg(struct daemon *d, struct worker_msg *m)
 	}
 	if (p->failed) {
 		prep_stop_async(p);
-		daemon_job_changed(d, job_id);
+		jobctl_changed(d, job_id);
 		return;
 	}
 	prep_check_done(p);
