@@ -1,5 +1,5 @@
 /*
- * Fuzz target: config_load() (daemon/config.c) on a seedd.conf holding the
+ * Fuzz target: config_load() (daemon/core/config.c) on a seedd.conf holding the
  * bytes. The file is a memfd made once per process and rewritten for each
  * input, read as /proc/self/fd/N. An error must read "PATH:LINE: ..." with
  * a line the input has; a loaded config must hold values its keys allow.

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the DriveLog parser (daemon/drivelog.c), fed copy logs as
+ * Fuzz target: the DriveLog parser (daemon/engine/drivelog.c), fed copy logs as
  * the Import/Export service would leave them in the storage account. A
  * parsed log must have no NULL where the header promises a string, and
  * drivelog_find_file() must find each blob by its own path, with a verdict

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the naming rules of daemon/lint.c, which judge every path of
+ * Fuzz target: the naming rules of daemon/engine/lint.c, which judge every path of
  * a staging tree. A blob name lint_blob_name() accepts must be valid UTF-8
  * without NUL or backslash, at most 1024 UTF-16 units, end in neither '.'
  * nor '/', and have no empty, "." or ".." segment; checked here with our

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Keep daemon/catalog-ids.h and systemd/seedd.catalog in step.
+"""Keep daemon/core/catalog-ids.h and systemd/seedd.catalog in step.
 
 Always: every MESSAGE_ID in the header has exactly one catalog entry and the
 catalog has no other; every entry has Subject: and Defined-By: seedd and a

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/drive.h"
+#include "drive.h"
 #include "proto/util.h"
 
 static json_t *

@@ -1,5 +1,5 @@
 /*
- * Tests for the Blob client (daemon/azure-blob.c) against Azurite, Microsoft's
+ * Tests for the Blob client (daemon/azure/azure-blob.c) against Azurite, Microsoft's
  * Storage emulator, started as two children (HTTP, and HTTPS with a test CA
  * for CAFile=): containers, blocks and block lists with MD5, paged listing
  * of awkward names, get, copy with a tier, set tier, delete, Azure's errors

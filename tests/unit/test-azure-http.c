@@ -1,5 +1,5 @@
 /*
- * Tests for the HTTP client (daemon/azure-http.c) against http-fixture.py,
+ * Tests for the HTTP client (daemon/azure/azure-http.c) against http-fixture.py,
  * a loopback HTTP(S) server started as a child: methods, bodies and
  * headers, retries and Retry-After, timeouts, resets, size bounds, refused
  * URLs, cancel, concurrency, freeing with calls in flight, log redaction,

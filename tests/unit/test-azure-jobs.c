@@ -1,5 +1,5 @@
 /*
- * Tests for the job API data layer (daemon/azure-jobs.c): validateInputs
+ * Tests for the job API data layer (daemon/azure/azure-jobs.c): validateInputs
  * answers, the ImportExport drive state over copyStatus, DataBox's
  * "waiting for customer action" (the spec example's shape), provisioning,
  * and the mitigate body.
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "test.h"
-#include "daemon/azure-jobs.h"
+#include "azure-jobs.h"
 
 static json_t *
 parse(const char *text)

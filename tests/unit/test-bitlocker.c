@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "daemon/bitlocker.h"
+#include "bitlocker.h"
 #include "proto/util.h"
 
 /* The key in the official REST samples (examples/rest-drivelist-*.json). */

@@ -1,5 +1,5 @@
 /*
- * Tests for the copy engine (daemon/copy.c) on scratch directories under
+ * Tests for the copy engine (daemon/engine/copy.c) on scratch directories under
  * $TMPDIR: byte-identical copies and their MD5s, stale sources, cancel and
  * resume, a full drive (a 2 MiB tmpfs in a private mount namespace, as root),
  * symlinks (with openat2 and, under a seccomp filter, without), verification.

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "daemon/drive.h"
+#include "drive.h"
 #include "proto/util.h"
 
 #define JOB "backup-2024"

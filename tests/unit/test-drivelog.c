@@ -20,7 +20,7 @@
 #include <libxml/parser.h>
 
 #include "test.h"
-#include "daemon/drivelog.h"
+#include "drivelog.h"
 #include "proto/util.h"
 
 #define HEAD "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "test.h"
-#include "daemon/lint.h"
+#include "lint.h"
 #include "proto/util.h"
 
 struct name_case {

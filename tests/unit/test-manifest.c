@@ -20,7 +20,7 @@
 #include <openssl/evp.h>
 
 #include "test.h"
-#include "daemon/manifest.h"
+#include "manifest.h"
 #include "proto/util.h"
 
 /* A blob without a properties file (positional, like the struct's first fields). */

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "test.h"
-#include "daemon/md5x8.h"
+#include "md5x8.h"
 #include "proto/util.h"
 
 #define MAX_LEN ((size_t)4 << 20)

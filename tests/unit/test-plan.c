@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "test.h"
-#include "daemon/plan.h"
+#include "plan.h"
 #include "proto/util.h"
 
 /* No overhead at all: a file costs exactly its size. */

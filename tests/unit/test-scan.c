@@ -1,5 +1,5 @@
 /*
- * Tests for the staging scanner (daemon/scan.c) on scratch trees under
+ * Tests for the staging scanner (daemon/engine/scan.c) on scratch trees under
  * $TMPDIR: the exact set of files and skipped entries of a mixed tree (as an
  * unprivileged user too, for the unreadable directory), a mount point,
  * batching, cancel, depth limits, and 100 k files in bounded memory.
