@@ -230,3 +230,34 @@ vl_recv(int fd, struct vl_reader *r, json_t **ret, int timeout_ms)
 			return k;
 	}
 }
+
+
+/* A JSON string of s; bytes that are not UTF-8 are written as \\xHH. */
+json_t *
+json_text(const char *s)
+{
+	size_t len = strlen(s);
+	char *buf, *o;
+
+	if (utf8_valid(s, len))
+		return json_stringn(s, len);
+	/* Escape bytes that are not UTF-8 one at a time. */
+	buf = o = xmalloc(len * 4 + 1);
+	for (size_t i = 0; i < len;) {
+		size_t n = 1;
+		while (n <= 4 && i + n <= len && !utf8_valid(s + i, n))
+			n++;
+		if (n <= 4 && i + n <= len) {
+			memcpy(o, s + i, n);
+			o += n;
+			i += n;
+		} else {
+			o += sprintf(o, "\\x%02X", (unsigned char)s[i]);
+			i++;
+		}
+	}
+	*o = '\0';
+	json_t *j = json_string(buf);
+	free(buf);
+	return j;
+}

@@ -52,4 +52,7 @@ json_t *vl_error_new(const char *error, json_t *params);
 int vl_send(int fd, const json_t *msg);
 int vl_recv(int fd, struct vl_reader *r, json_t **ret, int timeout_ms);
 
+/* A JSON string of s (never NULL) for text that may not be UTF-8 (paths): bad bytes become \\xNN. */
+json_t *json_text(const char *s);
+
 #endif

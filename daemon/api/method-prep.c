@@ -22,6 +22,7 @@
 #include "copy.h"
 #include "drive.h"
 #include "job.h"
+#include "job-view.h"
 #include "jobctl.h"
 #include "log.h"
 #include "methods.h"

@@ -272,32 +272,3 @@ reply_internal(struct call *call, const char *what)
 {
 	conn_error(call->conn, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", what));
 }
-
-json_t *
-json_text(const char *s)
-{
-	size_t len = strlen(s);
-	char *buf, *o;
-
-	if (utf8_valid(s, len))
-		return json_stringn(s, len);
-	/* Escape bytes that are not UTF-8 one at a time. */
-	buf = o = xmalloc(len * 4 + 1);
-	for (size_t i = 0; i < len;) {
-		size_t n = 1;
-		while (n <= 4 && i + n <= len && !utf8_valid(s + i, n))
-			n++;
-		if (n <= 4 && i + n <= len) {
-			memcpy(o, s + i, n);
-			o += n;
-			i += n;
-		} else {
-			o += sprintf(o, "\\x%02X", (unsigned char)s[i]);
-			i++;
-		}
-	}
-	*o = '\0';
-	json_t *j = json_string(buf);
-	free(buf);
-	return j;
-}

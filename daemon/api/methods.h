@@ -82,12 +82,7 @@ void reply_invalid_argument(struct call *call, const char *param, const char *fm
 	__attribute__((format(printf, 3, 4)));
 void reply_internal(struct call *call, const char *what);
 
-/* The Job object of CONTRACT §4 for the job with this id (NULL if gone). */
-json_t *job_json_by_id(struct daemon *d, int64_t id);
+/* Reply with the Job object of CONTRACT §4 for the job with this id. */
 void reply_job_by_id(struct call *call, int64_t id);
-struct drive_row;
-json_t *drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr);
-/* A JSON string for text that may not be UTF-8 (paths): bad bytes become \xNN. */
-json_t *json_text(const char *s);
 
 #endif

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "conn.h"
+#include "job-view.h"
 #include "jobctl.h"
 #include "log.h"
 #include "methods.h"
