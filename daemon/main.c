@@ -23,6 +23,7 @@
 #include "seedd-build.h"
 #include "server.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "worker.h"
 #include "util.h"
 
@@ -124,6 +125,13 @@ open_store(struct daemon *d)
 	return 0;
 }
 
+static void
+stop_accepting(struct daemon *d)
+{
+	if (d->server != NULL)
+		server_stop_accepting(d->server);
+}
+
 static int
 run(struct daemon *d)
 {
@@ -133,21 +141,25 @@ run(struct daemon *d)
 
 	if ((r = open_store(d)) < 0)
 		return EXIT_RUNTIME;
-	if ((r = server_new(d, arg_socket, def, &d->server, &err)) < 0) {
+	if ((r = server_new(d, arg_socket, def, methods_dispatch, &d->server, &err)) < 0) {
 		log_error("%s", err);
 		return EXIT_RUNTIME;
 	}
-	d->queue = worker_queue_new(d->base, stage_handle_msg, d);
+	d->stop_accepting = stop_accepting;
+	d->stages = stagetab_new(d);
+	if ((r = stages_register(d->stages)) < 0)
+		fatalx("the stage table: two stages claim one state and phase");
+	d->queue = worker_queue_new(d->base, stagetab_handle_msg, d->stages);
 	d->notify = notify_new(d->base, watch_job_changed, d);
-	daemon_start(d);
+	daemon_start(d, server_path(d->server));
 	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
 		server_path(d->server), d->state_dir);
-	if (azure_stage_start(d, &err) < 0) {
+	if (stagetab_start(d->stages, &err) < 0) {
 		log_error("cannot set up the Azure client: %s", err ? err : "unknown error");
 		return EXIT_RUNTIME;
 	}
 	metrics_start(d);
-	stage_resume_all(d);
+	stagetab_resume_all(d->stages);
 	if (event_base_dispatch(d->base) < 0) {
 		log_error("event loop failed");
 		return EXIT_RUNTIME;
@@ -188,9 +200,11 @@ main(int argc, char **argv)
 	status = run(&d);
 
 	/* Workers reach a safe point (between blocks), their results are committed. */
-	if (d.db != NULL)
-		stage_stop_all(&d);
-	azure_stage_stop(&d);
+	if (d.stages != NULL)
+		stagetab_stop_all(d.stages);
+	if (d.queue != NULL) /* commit what the threads finished before they stopped */
+		worker_queue_drain(d.queue);
+	d.stages = stagetab_free(d.stages);
 	metrics_stop(&d);
 	d.queue = worker_queue_free(d.queue);
 	d.notify = notify_free(d.notify);

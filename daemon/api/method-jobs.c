@@ -24,6 +24,7 @@
 #include "report.h"
 #include "server.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "seedd-build.h"
 #include "util.h"
 
@@ -114,19 +115,6 @@ container_valid(const char *s)
 	return true;
 }
 
-static void
-log_job(int priority, const char *msgid, const struct job_row *j, enum job_state state,
-	const char *fmt, const char *arg)
-{
-	struct log_ctx ctx = {
-		.job = j->name,
-		.state = job_state_to_string(state),
-		.message_id = msgid,
-	};
-
-	log_ctx(priority, &ctx, fmt, j->name, arg);
-}
-
 void
 method_create_job(struct call *call)
 {
@@ -152,26 +140,17 @@ method_create_job(struct call *call)
 	}
 	if (staging_check(call, staging) < 0)
 		return;
-	r = db_job_create(call->d->db, name, staging, container, daemon_now(), &id);
+	/* The stage table starts indexing on the next loop turn. */
+	r = jobctl_create(call->d, name, staging, container, &id);
 	if (r == -EEXIST) {
 		conn_error(call->conn, SEEDD_ERR_JOB_EXISTS, json_pack("{s:s}", "name", name));
 		return;
 	}
 	if (r < 0) {
-		log_error("creating job %s: %s", name, db_errmsg(call->d->db));
 		reply_internal(call, "database error; see the journal");
 		return;
 	}
-	struct job_row *j = NULL;
-	if (db_job_get_by_id(call->d->db, id, &j) == 0) {
-		log_job(LOG_INFO, SEEDD_MESSAGE_JOB_CREATED, j, JOB_STAGING,
-			"job %s created for staging tree %s", staging);
-		if ((r = index_start(call->d, j)) < 0)
-			log_error("job %s: cannot start indexing: %s", name, strerror(-r));
-	}
-	job_row_free(j);
 	reply_job_by_id(call, id);
-	jobctl_changed(call->d, id);
 }
 
 void
@@ -232,10 +211,9 @@ method_ship_job(struct call *call)
 				       "characters");
 		goto out;
 	}
-	if (j->state != JOB_DRIVE_PREP || j->phase == NULL ||
-	    strcmp(j->phase, "awaiting-tracking") != 0) {
-		const char *why = j->state == JOB_DRIVE_PREP && j->phase &&
-						  strcmp(j->phase, "awaiting-azure") == 0
+	enum job_phase ph = job_phase_from_text(j->phase);
+	if (j->state != JOB_DRIVE_PREP || ph != JOB_PHASE_AWAITING_TRACKING) {
+		const char *why = j->state == JOB_DRIVE_PREP && ph == JOB_PHASE_AWAITING_AZURE
 					  ? "no Azure job exists: Azure is not configured (seedd.conf(5), "
 					    "[Azure])"
 					  : "a job is shipped once its drives are prepared and its Azure "
@@ -249,11 +227,13 @@ method_ship_job(struct call *call)
 				       "tracking number %s is already used by another job", tracking);
 		goto out;
 	}
-	if (r < 0 || jobctl_phase(call->d, j->id, JOB_DRIVE_PREP, "shipping") < 0) {
+	if (r < 0 ||
+	    jobctl_phase(call->d, j->id, JOB_DRIVE_PREP, JOB_PHASE_SHIPPING, NULL) < 0) {
 		reply_internal(call, "database error; see the journal");
 		goto out;
 	}
-	azure_resume_id(call->d, j->id);
+	/* The Azure stage owns the job before and after: it is told to go on. */
+	(void)stagetab_resume_job(call->d->stages, j->id, NULL);
 	reply_job_by_id(call, j->id);
 out:
 	job_row_free(j);
@@ -299,23 +279,15 @@ method_cancel_job(struct call *call)
 		job_row_free(j);
 		return;
 	}
-	index_stop(call->d, j->id);
-	prep_stop(call->d, j->id);
-	azure_forget(call->d, j->id);
-	post_stop(call->d, j->id);
-	r = db_job_cancel(call->d->db, j->id, j->state, "cancelled by the operator",
-			  daemon_now());
+	stagetab_stop_job(call->d->stages, j->id);
+	r = jobctl_cancel(call->d, j->id, j->name, j->state, "cancelled by the operator");
 	if (r == -ESTALE)
 		reply_invalid_state(call, j->name, job_state_to_string(j->state),
 				    "the job changed state meanwhile; try again");
 	else if (r < 0)
 		reply_internal(call, "database error; see the journal");
-	else {
-		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_CANCELLED, j, JOB_CANCELLED,
-			"job %s cancelled%s", "");
+	else
 		reply_job_by_id(call, j->id);
-		jobctl_changed(call->d, j->id);
-	}
 	job_row_free(j);
 }
 
@@ -334,19 +306,15 @@ method_retry_job(struct call *call)
 		job_row_free(j);
 		return;
 	}
-	r = db_job_retry(call->d->db, j->id, daemon_now(), &to);
+	/* The stage table resumes the step on the next loop turn. */
+	r = jobctl_retry(call->d, j->id, j->name, &to);
 	if (r == -ESTALE)
 		reply_invalid_state(call, j->name, job_state_to_string(j->state),
 				    "the job changed state meanwhile; try again");
 	else if (r < 0)
 		reply_internal(call, "database error; see the journal");
-	else {
-		log_job(LOG_NOTICE, SEEDD_MESSAGE_JOB_STATE, j, to, "job %s retried: back to %s",
-			job_state_to_string(to));
-		stage_resume_job(call->d, j->id);
+	else
 		reply_job_by_id(call, j->id);
-		jobctl_changed(call->d, j->id);
-	}
 	job_row_free(j);
 }
 
@@ -391,6 +359,19 @@ method_get_job_log(struct call *call)
  * would pass the protocol's size cap is cut to fewer files. Built on a
  * reporter thread (report.c); the uid's heavy turn lasts until the reply.
  */
+static void
+report_answered(json_t *report, int r, const char *message, void *userdata)
+{
+	struct held_call *h = userdata;
+	struct conn *c = conn_ref_get(h->ref);
+
+	if (c != NULL && report != NULL)
+		conn_reply(c, json_pack("{s:O}", "report", report), false);
+	else if (c != NULL)
+		conn_error(c, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", message));
+	held_call_done(h);
+}
+
 void
 method_get_job_report(struct call *call)
 {
@@ -398,7 +379,10 @@ method_get_job_report(struct call *call)
 
 	if (j == NULL)
 		return;
-	report_call_start(call, j->id); /* on a thread; answers when built */
+	if (report_request(call->d, j->id, report_answered, held_call_new(call)) < 0)
+		reply_internal(call, "cannot start a thread to build the report");
+	else
+		call->held = true; /* answered when built; the uid's heavy turn ends then */
 	job_row_free(j);
 }
 

@@ -272,3 +272,24 @@ reply_internal(struct call *call, const char *what)
 {
 	conn_error(call->conn, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", what));
 }
+
+struct held_call *
+held_call_new(struct call *call)
+{
+	struct held_call *h = xcalloc(1, sizeof(*h));
+
+	h->server = call->conn->server;
+	h->ref = conn_ref_new(call->conn);
+	h->uid = call->conn->uid;
+	h->heavy = call->queued;
+	return h;
+}
+
+void
+held_call_done(struct held_call *h)
+{
+	if (h->heavy)
+		server_heavy_done(h->server, h->uid);
+	conn_ref_free(h->ref); /* resumes the connection */
+	free(h);
+}

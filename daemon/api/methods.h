@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "conn.h"
+
 struct daemon;
 struct conn;
 
@@ -28,16 +30,6 @@ struct param_spec {
 
 #define METHOD_MUTATES 0x1
 #define METHOD_HEAVY 0x2 /* a heavy read: one at a time per uid (server_heavy_queue()) */
-
-struct call {
-	struct daemon *d;
-	struct conn *conn;
-	const char *method;
-	json_t *params; /* checked against the spec; borrowed */
-	bool more;
-	bool queued; /* a heavy call whose turn came */
-	bool held;   /* set by a heavy call's handler that answers later */
-};
 
 typedef void (*method_fn)(struct call *call);
 
@@ -84,5 +76,19 @@ void reply_internal(struct call *call, const char *what);
 
 /* Reply with the Job object of CONTRACT §4 for the job with this id. */
 void reply_job_by_id(struct call *call, int64_t id);
+
+/*
+ * A call answered later, by a stage's callback: the connection is held
+ * (conn_ref: NULL once the peer left) and a heavy call's uid turn ends in
+ * held_call_done(), which also frees it. The handler sets call->held.
+ */
+struct held_call {
+	struct server *server;
+	struct conn_ref *ref;
+	uid_t uid;
+	bool heavy;
+};
+struct held_call *held_call_new(struct call *call);
+void held_call_done(struct held_call *h);
 
 #endif

@@ -15,8 +15,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
-#include "server.h"
-#include "stage.h"
+#include "stagetab.h"
 #include "util.h"
 
 int64_t
@@ -63,8 +62,8 @@ daemon_stop(struct daemon *d, const char *why)
 	d->stopping = true;
 	log_ctx(LOG_INFO, &ctx, "stopping: %s", why);
 	(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
-	if (d->server != NULL)
-		server_stop_accepting(d->server);
+	if (d->stop_accepting != NULL)
+		d->stop_accepting(d);
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -83,7 +82,7 @@ daemon_reload(struct daemon *d)
 	else {
 		config_free(d->config);
 		d->config = c;
-		azure_stage_reload(d);
+		stagetab_reload(d->stages);
 		log_ctx(LOG_INFO, &ctx, "configuration reloaded from %s",
 			c->path ? c->path : "built-in defaults");
 	}
@@ -102,23 +101,25 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * Ping only from a live loop whose busy workers all beat recently: a worker
- * hung on a dead disk becomes a missed ping, and systemd restarts us.
+ * Ping only from a live loop whose busy workers, of every stage, all beat
+ * recently: a worker hung on a dead disk becomes a missed ping, and systemd
+ * restarts us (each stage says which of its threads is stuck).
  */
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
+	const char *who = NULL, *what_ = NULL;
 
-	if (stage_healthy(d))
+	if (d->stages == NULL || stagetab_healthy(d->stages, &who, &what_))
 		(void)sd_notify(0, "WATCHDOG=1");
 	else
-		log_warning("a drive worker has not made progress for minutes; "
-			    "withholding the watchdog ping");
+		log_warning("%s: %s has not made progress for %d s; withholding the watchdog ping",
+			    who, what_ ? what_ : "a worker", STAGE_HEARTBEAT_MAX);
 }
 
 int
-daemon_start(struct daemon *d)
+daemon_start(struct daemon *d, const char *listening)
 {
 	uint64_t usec = 0;
 
@@ -142,7 +143,7 @@ daemon_start(struct daemon *d)
 	}
 	d->started = monotonic_sec();
 	(void)sd_notify(0, "READY=1");
-	daemon_status(d, "Listening on %s", server_path(d->server));
+	daemon_status(d, "Listening on %s", listening);
 	return 0;
 }
 

@@ -32,6 +32,8 @@ struct daemon {
 	struct db *db;
 	struct server *server;
 	struct notify *notify; /* job changes, coalesced per loop turn; Watch observes */
+	struct stagetab *stages; /* who works on a job in each state and phase */
+	void (*stop_accepting)(struct daemon *d); /* installed by main: the socket stops accepting */
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */
 	LIST_HEAD(prep_list, prep) preps;          /* jobs in drive prep */
@@ -59,8 +61,8 @@ int64_t daemon_now(void);
 /* Seconds since start. */
 int64_t daemon_uptime(const struct daemon *d);
 
-/* Set up signals, the watchdog timer and tell systemd we are ready. */
-int daemon_start(struct daemon *d);
+/* Set up signals, the watchdog timer and tell systemd we are ready (listening: for the status). */
+int daemon_start(struct daemon *d, const char *listening);
 /* Stop accepting, tell systemd, leave the loop. */
 void daemon_stop(struct daemon *d, const char *why);
 /* Re-read the configuration; keep the old one on error. */

@@ -10,12 +10,34 @@
 #include "jobctl.h"
 #include "log.h"
 #include "notify.h"
+#include "stagetab.h"
+#include "util.h"
 
 void
 jobctl_changed(struct daemon *d, int64_t job_id)
 {
 	if (d->notify != NULL)
 		notify_job(d->notify, job_id);
+}
+
+/* The stage working on the job now (before a change), NULL if none or unknown. */
+static const struct stage *
+owner_now(struct daemon *d, int64_t job_id)
+{
+	struct job_row *j = NULL;
+	const struct stage *st = NULL;
+
+	if (d->stages != NULL && db_job_get_by_id(d->db, job_id, &j) == 0)
+		st = stagetab_owner_of(d->stages, j);
+	job_row_free(j);
+	return st;
+}
+
+static void
+hand_off(struct daemon *d, int64_t job_id, const struct stage *before)
+{
+	if (d->stages != NULL)
+		stagetab_hand_off(d->stages, job_id, before);
 }
 
 /* A store error is worth a line; a lost race (-ESTALE) or a deleted job is normal. */
@@ -46,13 +68,15 @@ jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_state f
 
 int
 jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
-	       enum job_state to, const char *phase, int priority, const char *text)
+	       enum job_state to, enum job_phase phase, int priority, const char *text)
 {
 	struct log_ctx ctx = {.job = name, .state = job_state_to_string(to),
 			      .message_id = SEEDD_MESSAGE_JOB_STATE};
+	const struct stage *before = owner_now(d, job_id);
 	int r;
 
-	if ((r = db_job_advance(d->db, job_id, from, to, phase, text, daemon_now())) < 0)
+	r = db_job_advance(d->db, job_id, from, to, job_phase_to_string(phase), text, daemon_now());
+	if (r < 0)
 		return store_failed(d, job_id, "the next state", r);
 	if (text != NULL)
 		log_ctx(priority, &ctx, "job %s: %s", name, text);
@@ -60,16 +84,72 @@ jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_stat
 		log_ctx(priority, &ctx, "job %s: %s -> %s", name, job_state_to_string(from),
 			job_state_to_string(to));
 	jobctl_changed(d, job_id);
+	hand_off(d, job_id, before);
 	return 0;
 }
 
 int
-jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, const char *phase)
+jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, enum job_phase phase,
+	     const char *detail)
 {
+	_cleanup_free_ char *text = detail ? xprintf("%s: %s", job_phase_to_string(phase), detail)
+					   : xstrdup(job_phase_to_string(phase));
+	const struct stage *before = owner_now(d, job_id);
 	int r;
 
-	if ((r = db_job_set_phase(d->db, job_id, state, phase, daemon_now())) < 0)
+	if ((r = db_job_set_phase(d->db, job_id, state, text, daemon_now())) < 0)
 		return store_failed(d, job_id, "the phase", r);
 	jobctl_changed(d, job_id);
+	hand_off(d, job_id, before);
+	return 0;
+}
+
+int
+jobctl_cancel(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
+	      const char *text)
+{
+	struct log_ctx ctx = {.job = name, .state = job_state_to_string(JOB_CANCELLED),
+			      .message_id = SEEDD_MESSAGE_JOB_CANCELLED};
+	int r;
+
+	if ((r = db_job_cancel(d->db, job_id, from, text, daemon_now())) < 0)
+		return store_failed(d, job_id, "the cancel", r);
+	log_ctx(LOG_NOTICE, &ctx, "job %s cancelled in %s: %s", name, job_state_to_string(from),
+		text);
+	jobctl_changed(d, job_id);
+	return 0;
+}
+
+int
+jobctl_retry(struct daemon *d, int64_t job_id, const char *name, enum job_state *ret_to)
+{
+	struct log_ctx ctx = {.job = name, .message_id = SEEDD_MESSAGE_JOB_STATE};
+	int r;
+
+	if ((r = db_job_retry(d->db, job_id, daemon_now(), ret_to)) < 0)
+		return store_failed(d, job_id, "the retry", r);
+	ctx.state = job_state_to_string(*ret_to);
+	log_ctx(LOG_NOTICE, &ctx, "job %s retried: back to %s", name, job_state_to_string(*ret_to));
+	jobctl_changed(d, job_id);
+	hand_off(d, job_id, NULL);
+	return 0;
+}
+
+int
+jobctl_create(struct daemon *d, const char *name, const char *staging, const char *container,
+	      int64_t *ret_id)
+{
+	struct log_ctx ctx = {.job = name, .state = job_state_to_string(JOB_STAGING),
+			      .message_id = SEEDD_MESSAGE_JOB_CREATED};
+	int r;
+
+	if ((r = db_job_create(d->db, name, staging, container, daemon_now(), ret_id)) < 0) {
+		if (r != -EEXIST)
+			log_error("creating job %s: %s", name, db_errmsg(d->db));
+		return r;
+	}
+	log_ctx(LOG_INFO, &ctx, "job %s created for staging tree %s", name, staging);
+	jobctl_changed(d, *ret_id);
+	hand_off(d, *ret_id, NULL);
 	return 0;
 }

@@ -7,6 +7,10 @@
  * five times and "set the phase" three, and they drifted: one failure logged
  * no catalogued line, one phase change told no watcher.
  *
+ * After the write, the stage table is asked whether the job has a new owner
+ * (stagetab.h): if so, that stage starts it on the next loop turn. A stage
+ * that finishes its part never calls the next one.
+ *
  * Each function returns 0, or -ESTALE when the job is no longer in the
  * state the caller expected (somebody else changed it: nothing is written,
  * logged or notified), or another negative errno from the store (logged as
@@ -26,18 +30,30 @@ struct daemon;
 int jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
 		const char *error);
 /*
- * from -> to, entering phase (NULL: none). text is both the event's and the
- * journal line's text (NULL: "from -> to"), logged at priority (LOG_INFO,
+ * from -> to, entering phase. text is both the event's and the journal
+ * line's text (NULL: "from -> to"), logged at priority (LOG_INFO,
  * LOG_WARNING when the new state needs a look).
  */
 int jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
-		   enum job_state to, const char *phase, int priority, const char *text);
+		   enum job_state to, enum job_phase phase, int priority, const char *text);
+/* from -> cancelled with text as the reason; journal: JOB_CANCELLED. */
+int jobctl_cancel(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
+		  const char *text);
+/* failed -> the step it failed in (*ret_to); journal: "job NAME retried: back to STEP". */
+int jobctl_retry(struct daemon *d, int64_t job_id, const char *name, enum job_state *ret_to);
+/* A new job in staging (*ret_id); -EEXIST if the name is taken. Journal: JOB_CREATED. */
+int jobctl_create(struct daemon *d, const char *name, const char *staging, const char *container,
+		  int64_t *ret_id);
 /*
  * The job's counters or progress changed (no state or phase): watchers hear
  * of it on the next loop turn (notify.h).
  */
 void jobctl_changed(struct daemon *d, int64_t job_id);
-/* Only the phase, while the job is in state; an event of kind "phase", no journal line. */
-int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, const char *phase);
+/*
+ * Only the phase, while the job is in state: stored as its wire name, or
+ * "name: detail" (detail NULL: none); an event of kind "phase", no journal line.
+ */
+int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, enum job_phase phase,
+		 const char *detail);
 
 #endif

@@ -18,7 +18,6 @@
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
-#include "methods.h"
 #include "names.h"
 #include "server.h"
 #include "util.h"
@@ -303,7 +302,7 @@ conn_handle(struct conn *c, json_t *msg)
 		.params = params ? params : empty,
 		.more = json_is_true(more),
 	};
-	methods_dispatch(&call);
+	server_dispatch(c->server, &call);
 	json_decref(empty);
 }
 

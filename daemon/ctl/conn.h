@@ -63,6 +63,23 @@ struct conn {
 	unsigned id;      /* for log lines */
 };
 
+/*
+ * One call on a connection, as the transport hands it to the dispatcher
+ * (server_new()'s dispatch: methods_dispatch, installed by main). The
+ * envelope is checked; the parameters are not.
+ */
+struct daemon;
+struct call {
+	struct daemon *d;
+	struct conn *conn;
+	const char *method;
+	json_t *params; /* checked against the spec; borrowed */
+	bool more;
+	bool queued; /* a heavy call whose turn came */
+	bool held;   /* set by a heavy call's handler that answers later */
+};
+
+
 LIST_HEAD(conn_list, conn);
 
 struct conn *conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid);

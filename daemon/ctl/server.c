@@ -19,7 +19,6 @@
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
-#include "methods.h"
 #include "server.h"
 #include "util.h"
 
@@ -55,6 +54,7 @@ struct server {
 	TAILQ_HEAD(, heavy_call) heavy; /* oldest first */
 	LIST_HEAD(, heavy_uid) heavy_busy;
 	struct event *ev_heavy; /* starts the next heavy calls, one per uid */
+	server_dispatch_fn dispatch;
 };
 
 static void server_accept_cb(evutil_socket_t fd, short what, void *arg);
@@ -160,12 +160,13 @@ bind_socket(const char *path, gid_t group, bool set_group, char **ret_err)
 }
 
 int
-server_new(struct daemon *d, const char *path, const char *default_path, struct server **ret,
-	   char **ret_err)
+server_new(struct daemon *d, const char *path, const char *default_path,
+	   server_dispatch_fn dispatch, struct server **ret, char **ret_err)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
 	int fd = -1;
 
+	s->dispatch = dispatch;
 	LIST_INIT(&s->conns);
 	TAILQ_INIT(&s->heavy);
 	LIST_INIT(&s->heavy_busy);
@@ -460,6 +461,12 @@ heavy_run_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	heavy_schedule(s);
+}
+
+void
+server_dispatch(struct server *s, struct call *call)
+{
+	s->dispatch(call);
 }
 
 void

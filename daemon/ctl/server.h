@@ -23,8 +23,17 @@ struct conn;
  * Listen on path, or on the systemd-passed socket if path is NULL and one was
  * passed, or on default_path. On error *ret_err names the problem.
  */
+struct call;
+/*
+ * The method layer's entry: runs every call the connections read (main
+ * installs methods_dispatch; the transport knows no method).
+ */
+typedef void (*server_dispatch_fn)(struct call *call);
+
 int server_new(struct daemon *d, const char *path, const char *default_path,
-	       struct server **ret, char **ret_err);
+	       server_dispatch_fn dispatch, struct server **ret, char **ret_err);
+/* Hand a call read by a connection to the dispatcher. */
+void server_dispatch(struct server *s, struct call *call);
 struct server *server_free(struct server *s);
 void server_stop_accepting(struct server *s);
 const char *server_path(const struct server *s);
@@ -44,7 +53,6 @@ struct daemon *server_daemon(const struct server *s);
  * later, with call->queued set; a handler that answers later sets
  * call->held and calls server_heavy_done() once it has answered.
  */
-struct call;
 void server_heavy_queue(struct server *s, const struct call *call, void (*fn)(struct call *));
 void server_heavy_done(struct server *s, uid_t uid);
 

@@ -16,17 +16,15 @@
 
 #include "daemon.h"
 #include "db.h"
-#include "conn.h"
 #include "job-view.h"
 #include "jobctl.h"
 #include "log.h"
-#include "methods.h"
 #include "names.h"
 #include "report.h"
 #include "seedd-build.h"
-#include "server.h"
 #include "stage.h"
 #include "util.h"
+#include "varlink.h"
 #include "worker.h"
 
 static json_t *
@@ -112,6 +110,8 @@ each_file(const struct report_in *in, size_t max, int (*fn)(json_t *f, void *ud)
 			r = -ECANCELED;
 			break;
 		}
+		if (in->w != NULL)
+			worker_thread_beat(in->w);
 		if (db_files_page(in->db, in->job_id, NULL, 0, after, 512, &rows, &n) < 0) {
 			r = -EIO;
 			break;
@@ -252,8 +252,8 @@ report_write(const struct report_in *in, char **ret_path, char **ret_err)
 /* A GetJobReport that waits for the job's report file being written. */
 struct report_waiter {
 	struct report_waiter *next;
-	struct conn_ref *ref;
-	uid_t uid;
+	report_done_fn done;
+	void *userdata;
 };
 
 struct reporter {
@@ -261,8 +261,8 @@ struct reporter {
 	struct worker_thread w;
 	struct daemon *d;
 	struct worker_queue *queue;
-	struct conn_ref *ref; /* GetJobReport's caller; NULL: the report file */
-	uid_t uid;
+	report_done_fn done; /* GetJobReport's answer; NULL: the report file */
+	void *userdata;
 	int64_t job_id;
 	char *db_path;
 	char *state_dir;
@@ -291,7 +291,6 @@ reporter_free(struct reporter *rp)
 {
 	worker_thread_stop(&rp->w);
 	LIST_REMOVE(rp, link);
-	conn_ref_free(rp->ref);
 	json_decref(rp->job);
 	json_decref(rp->report);
 	free(rp->db_path);
@@ -326,13 +325,13 @@ reporter_thread(void *arg)
 	struct reporter *rp = arg;
 	struct reporter_msg *rm = xcalloc(1, sizeof(*rm));
 	struct report_in in = {.job = rp->job, .state_dir = rp->state_dir, .job_id = rp->job_id,
-			       .cancel = &rp->w.cancel};
+			       .cancel = &rp->w.cancel, .w = &rp->w};
 
 	atomic_store(&rp->w.busy, true);
 	worker_thread_beat(&rp->w);
 	if ((rp->r = db_open_readonly(rp->db_path, &in.db, &rp->err)) < 0)
 		;
-	else if (rp->ref == NULL)
+	else if (rp->done == NULL)
 		rp->r = report_write(&in, &rp->path, &rp->err);
 	else if ((rp->report = reply_report(&in)) == NULL)
 		rp->r = atomic_load(&rp->w.cancel) ? -ECANCELED : -EMSGSIZE;
@@ -351,14 +350,14 @@ reporter_thread(void *arg)
 }
 
 static struct reporter *
-reporter_start(struct daemon *d, int64_t job_id, struct conn_ref *ref, uid_t uid)
+reporter_start(struct daemon *d, int64_t job_id, report_done_fn done, void *userdata)
 {
 	struct reporter *rp = xcalloc(1, sizeof(*rp));
 
 	rp->d = d;
 	rp->queue = d->queue;
-	rp->ref = ref;
-	rp->uid = uid;
+	rp->done = done;
+	rp->userdata = userdata;
 	rp->job_id = job_id;
 	rp->job = job_json_by_id(d, job_id); /* reads the loop's live progress */
 	rp->db_path = xprintf("%s/seedd.db", d->state_dir);
@@ -377,7 +376,7 @@ file_reporter_find(struct daemon *d, int64_t job_id)
 	struct reporter *rp;
 
 	LIST_FOREACH(rp, &d->reporters, link)
-		if (rp->ref == NULL && rp->job_id == job_id)
+		if (rp->done == NULL && rp->job_id == job_id)
 			return rp;
 	return NULL;
 }
@@ -387,25 +386,20 @@ file_reporter_find(struct daemon *d, int64_t job_id)
  * transition); a GetJobReport meanwhile waits for the file, so that it names
  * it as it did when the file was written on the loop.
  */
-void
-report_call_start(struct call *call, int64_t job_id)
+int
+report_request(struct daemon *d, int64_t job_id, report_done_fn done, void *userdata)
 {
-	struct reporter *file = file_reporter_find(call->d, job_id);
+	struct reporter *file = file_reporter_find(d, job_id);
 
 	if (file != NULL) {
 		struct report_waiter *w = xcalloc(1, sizeof(*w));
-		w->ref = conn_ref_new(call->conn);
-		w->uid = call->conn->uid;
+		w->done = done;
+		w->userdata = userdata;
 		w->next = file->waiters;
 		file->waiters = w;
-		call->held = true;
-		return;
+		return 0;
 	}
-	if (reporter_start(call->d, job_id, conn_ref_new(call->conn), call->conn->uid) == NULL) {
-		reply_internal(call, "cannot start a thread to build the report");
-		return;
-	}
-	call->held = true;
+	return reporter_start(d, job_id, done, userdata) != NULL ? 0 : -EAGAIN;
 }
 
 void
@@ -413,31 +407,24 @@ report_file_start(struct daemon *d, int64_t job_id)
 {
 	if (file_reporter_find(d, job_id) != NULL)
 		return; /* being written */
-	if (reporter_start(d, job_id, NULL, 0) == NULL)
+	if (reporter_start(d, job_id, NULL, NULL) == NULL)
 		log_error("job %" PRId64 ": cannot start a thread to write the audit report; "
 			  "will try again at the next start", job_id);
 }
 
-/* The calls that waited for the file start now (or are refused at shutdown). */
+/* The requests that waited for the file start now (or are refused at shutdown). */
 static void
 waiters_start(struct daemon *d, struct reporter *rp)
 {
 	struct report_waiter *w;
 
 	while ((w = rp->waiters) != NULL) {
-		struct call call = {.d = d, .method = "io.seedd.GetJobReport",
-				    .conn = conn_ref_get(w->ref)};
 		rp->waiters = w->next;
-		if (call.conn != NULL && !d->stopping &&
-		    reporter_start(d, rp->job_id, w->ref, w->uid) != NULL) {
-			free(w);
-			continue; /* the reporter owns the ref and ends the heavy turn */
-		}
-		if (call.conn != NULL)
-			reply_internal(&call, d->stopping ? "seedd is stopping"
-							  : "cannot start a thread to build the report");
-		server_heavy_done(d->server, w->uid);
-		conn_ref_free(w->ref);
+		if (d->stopping)
+			w->done(NULL, -ECANCELED, "seedd is stopping", w->userdata);
+		else if (reporter_start(d, rp->job_id, w->done, w->userdata) == NULL)
+			w->done(NULL, -EAGAIN, "cannot start a thread to build the report",
+				w->userdata);
 		free(w);
 	}
 }
@@ -462,33 +449,46 @@ report_file_written(struct daemon *d, struct reporter *rp)
 	jobctl_changed(d, rp->job_id);
 }
 
+static void
+report_answer(struct reporter *rp)
+{
+	if (rp->report != NULL)
+		rp->done(rp->report, 0, NULL, rp->userdata);
+	else if (rp->r == -ECANCELED)
+		rp->done(NULL, rp->r, "seedd is stopping", rp->userdata);
+	else if (rp->r == -EMSGSIZE)
+		rp->done(NULL, rp->r, "the report is too large for one reply; see the report file",
+			 rp->userdata);
+	else {
+		log_error("job %" PRId64 ": building the report failed: %s", rp->job_id,
+			  rp->err ? rp->err : strerror(-rp->r));
+		rp->done(NULL, rp->r, "building the report failed; see the journal", rp->userdata);
+	}
+}
+
 void
 report_handle_msg(struct daemon *d, struct worker_msg *m)
 {
 	struct reporter *rp = ((struct reporter_msg *)m)->rp;
-	struct call call = {.d = d, .method = "io.seedd.GetJobReport"};
 
 	worker_thread_stop(&rp->w); /* it has pushed its last message: ends at once */
-	if (rp->ref == NULL) {
+	if (rp->done == NULL) {
 		report_file_written(d, rp);
 		waiters_start(d, rp);
-	} else {
-		if ((call.conn = conn_ref_get(rp->ref)) == NULL)
-			; /* the caller left */
-		else if (rp->report != NULL)
-			conn_reply(call.conn, json_pack("{s:O}", "report", rp->report), false);
-		else if (rp->r == -ECANCELED)
-			reply_internal(&call, "seedd is stopping");
-		else if (rp->r == -EMSGSIZE)
-			reply_internal(&call, "the report is too large for one reply; see the report file");
-		else {
-			log_error("job %" PRId64 ": building the report failed: %s", rp->job_id,
-				  rp->err ? rp->err : strerror(-rp->r));
-			reply_internal(&call, "building the report failed; see the journal");
-		}
-		server_heavy_done(d->server, rp->uid);
-	}
-	reporter_free(rp); /* resumes the connection */
+	} else
+		report_answer(rp);
+	reporter_free(rp);
+}
+
+bool
+report_healthy(struct daemon *d, int64_t max_age)
+{
+	struct reporter *rp;
+
+	LIST_FOREACH(rp, &d->reporters, link)
+		if (!worker_thread_healthy(&rp->w, max_age))
+			return false;
+	return true;
 }
 
 void

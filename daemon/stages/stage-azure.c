@@ -56,7 +56,7 @@ struct azjob {
 	enum job_api api;
 	enum az_step step;
 	struct arm_call *call;
-	char *cancel_back_phase; /* the phase to return to if Azure refuses a cancel */
+	enum job_phase cancel_back; /* the phase to return to if Azure refuses a cancel */
 	struct event *timer;     /* the next confirming GET of a create */
 	unsigned confirm_polls, create_rounds;
 	char *why_confirm;       /* what made the create uncertain, for the log and the error */
@@ -111,7 +111,6 @@ azjob_free(struct azjob *a)
 	if (a->timer != NULL)
 		event_free(a->timer);
 	free(a->why_confirm);
-	free(a->cancel_back_phase);
 	free(a->name);
 	free(a);
 }
@@ -173,9 +172,9 @@ ok(const struct arm_result *r)
 }
 
 static void
-set_phase(struct azjob *a, enum job_state state, const char *phase)
+set_phase(struct azjob *a, enum job_state state, enum job_phase phase, const char *detail)
 {
-	(void)jobctl_phase(a->d, a->job_id, state, phase);
+	(void)jobctl_phase(a->d, a->job_id, state, phase, detail);
 }
 
 static void
@@ -263,7 +262,7 @@ created(struct azjob *a, const struct arm_result *r)
 		api_name(a->api), st.status);
 	azure_status_done(&st);
 	a->step = STEP_IDLE;
-	set_phase(a, JOB_DRIVE_PREP, "awaiting-tracking");
+	set_phase(a, JOB_DRIVE_PREP, JOB_PHASE_AWAITING_TRACKING, NULL);
 	azure_check_deadlines(a->d);
 }
 
@@ -505,7 +504,7 @@ static void
 create_start(struct azjob *a)
 {
 	(void)db_job_set_azure_name(a->d->db, a->job_id, a->name, api_name(a->api), daemon_now());
-	set_phase(a, JOB_DRIVE_PREP, "creating-azure-job");
+	set_phase(a, JOB_DRIVE_PREP, JOB_PHASE_CREATING_AZURE_JOB, NULL);
 	a->create_rounds = 0;
 	call(a, STEP_LOOKUP, "GET", "", NULL, 0, lookup_done);
 }
@@ -531,7 +530,7 @@ ship_get_done(const struct arm_result *r, void *userdata)
 	}
 	text = xprintf("drives shipped with %s, tracking %s; Azure accepted it", j->carrier,
 		       j->tracking_number);
-	(void)jobctl_advance(a->d, a->job_id, a->name, JOB_DRIVE_PREP, JOB_SHIPPED, "in-transit",
+	(void)jobctl_advance(a->d, a->job_id, a->name, JOB_DRIVE_PREP, JOB_SHIPPED, JOB_PHASE_IN_TRANSIT,
 			     LOG_INFO, text);
 	job_row_free(j);
 	a->step = STEP_IDLE;
@@ -615,8 +614,6 @@ cancel_done(const struct arm_result *r, void *userdata)
 {
 	struct azjob *a = userdata;
 	struct log_ctx refused = {.job = a->name, .state = "drive_prep"};
-	struct log_ctx ctx = {.job = a->name, .state = "cancelled",
-			      .message_id = SEEDD_MESSAGE_JOB_CANCELLED};
 
 	a->call = NULL;
 	if (!ok(r)) {
@@ -625,15 +622,12 @@ cancel_done(const struct arm_result *r, void *userdata)
 						 r->message ? r->message : "no message");
 		(void)db_event_add(a->d->db, a->job_id, "azure", t, daemon_now());
 		log_ctx(LOG_WARNING, &refused, "job %s: %s", a->name, t);
-		set_phase(a, JOB_DRIVE_PREP, a->cancel_back_phase ? a->cancel_back_phase
-								  : "awaiting-tracking");
+		set_phase(a, JOB_DRIVE_PREP, a->cancel_back, NULL);
 		azjob_free(a);
 		return;
 	}
-	if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
-			  "cancelled by the operator, and in Azure", daemon_now()) == 0)
-		log_ctx(LOG_NOTICE, &ctx, "job %s cancelled, in Azure too", a->name);
-	jobctl_changed(a->d, a->job_id);
+	(void)jobctl_cancel(a->d, a->job_id, a->name, JOB_DRIVE_PREP,
+			    "cancelled by the operator, and in Azure");
 	azjob_free(a);
 }
 
@@ -646,9 +640,8 @@ cancel_get_done(const struct arm_result *r, void *userdata)
 
 	a->call = NULL;
 	if (r->status == 404) { /* never created, or gone: nothing to cancel in Azure */
-		if (db_job_cancel(a->d->db, a->job_id, JOB_DRIVE_PREP,
-				  "cancelled by the operator (no Azure job exists)", daemon_now()) == 0)
-			jobctl_changed(a->d, a->job_id);
+		(void)jobctl_cancel(a->d, a->job_id, a->name, JOB_DRIVE_PREP,
+				    "cancelled by the operator (no Azure job exists)");
 		azjob_free(a);
 		return;
 	}
@@ -758,8 +751,8 @@ progress_phase(const struct azure_status *st)
 		total += st->drives[i].total_bytes;
 	}
 	if (st->stage == AZ_COPYING && total > 0)
-		return xprintf("azure: %s %" PRId64 "%%", st->status, done * 100 / total);
-	return xprintf("azure: %s", st->status);
+		return xprintf("%s %" PRId64 "%%", st->status, done * 100 / total);
+	return xstrdup(st->status);
 }
 
 /* A summary of drives whose copy did not end Completed, for the event log. */
@@ -799,10 +792,9 @@ imported(struct azjob *a, const struct azure_status *st)
 	int64_t id = a->job_id;
 
 	(void)jobctl_advance(d, id, a->name, JOB_SHIPPED, JOB_IMPORTED,
-			     problems ? "import-problems" : "reconcile-pending",
+			     problems ? JOB_PHASE_IMPORT_PROBLEMS : JOB_PHASE_RECONCILE_PENDING,
 			     problems ? LOG_WARNING : LOG_INFO, text);
-	azjob_free(a);
-	post_resume_id(d, id);
+	azjob_free(a); /* the stage table hands the job to the post-import stage */
 }
 
 /*
@@ -893,10 +885,10 @@ apply_status(struct azjob *a, json_t *job)
 		_cleanup_free_ char *err = azure_error_text(&st);
 		note_azure_error(a, &st, err);
 		if (err != NULL)
-			phase = xprintf("azure: %s: %s", st.status, err);
+			phase = xprintf("%s: %s", st.status, err);
 		else
 			phase = progress_phase(&st);
-		set_phase(a, JOB_SHIPPED, phase);
+		set_phase(a, JOB_SHIPPED, JOB_PHASE_AZURE, phase);
 		break;
 	}
 	}
@@ -1140,21 +1132,6 @@ azure_stage_stop(struct daemon *d)
  * says. Every such step is idempotent (a job is looked up before it is
  * created or shipped), so work in flight is simply asked for again.
  */
-void
-azure_stage_reload(struct daemon *d)
-{
-	_cleanup_free_ char *err = NULL;
-
-	post_stop_all(d);
-	azure_stage_stop(d);
-	if (azure_stage_start(d, &err) < 0) {
-		log_error("the Azure client cannot be set up with the new configuration: %s; Azure "
-			  "work waits", err ? err : "unknown error");
-		return;
-	}
-	stage_resume_remote(d);
-}
-
 /*
  * Pick up the Azure work of a job where its state and phase say: create,
  * ship, cancel, or poll. Jobs with nothing to do are left alone.
@@ -1163,7 +1140,7 @@ void
 azure_resume(struct daemon *d, const struct job_row *j)
 {
 	struct azjob *a;
-	const char *ph = j->phase ? j->phase : "";
+	enum job_phase ph = job_phase_from_text(j->phase);
 
 	if (d->azure == NULL)
 		return;
@@ -1175,29 +1152,19 @@ azure_resume(struct daemon *d, const struct job_row *j)
 	}
 	if (j->state != JOB_DRIVE_PREP)
 		return;
-	if (strcmp(ph, "awaiting-azure") == 0 || strcmp(ph, "creating-azure-job") == 0) {
+	if (ph == JOB_PHASE_AWAITING_AZURE || ph == JOB_PHASE_CREATING_AZURE_JOB) {
 		a = azjob_get(d, j);
 		if (!busy(a))
 			create_start(a);
-	} else if (strcmp(ph, "shipping") == 0) {
+	} else if (ph == JOB_PHASE_SHIPPING) {
 		a = azjob_get(d, j);
 		if (!busy(a))
 			ship_start(a);
-	} else if (strcmp(ph, "cancelling") == 0) {
+	} else if (ph == JOB_PHASE_CANCELLING) {
 		a = azjob_get(d, j);
 		if (!busy(a))
 			cancel_start(a);
 	}
-}
-
-void
-azure_resume_id(struct daemon *d, int64_t job_id)
-{
-	struct job_row *j = NULL;
-
-	if (db_job_get_by_id(d->db, job_id, &j) == 0)
-		azure_resume(d, j);
-	job_row_free(j);
 }
 
 /* CancelJob for a job known to Azure: ask Azure first (async); the reply shows phase cancelling. */
@@ -1210,9 +1177,10 @@ azure_cancel(struct daemon *d, const struct job_row *j)
 	a->call = NULL;
 	if (a->timer != NULL)
 		evtimer_del(a->timer);
-	free(a->cancel_back_phase);
-	a->cancel_back_phase = xstrdup(j->phase ? j->phase : "awaiting-tracking");
-	(void)jobctl_phase(d, j->id, JOB_DRIVE_PREP, "cancelling");
+	a->cancel_back = job_phase_from_text(j->phase);
+	if (a->cancel_back < 0 || a->cancel_back == JOB_PHASE_CANCELLING)
+		a->cancel_back = JOB_PHASE_AWAITING_TRACKING;
+	(void)jobctl_phase(d, j->id, JOB_DRIVE_PREP, JOB_PHASE_CANCELLING, NULL);
 	cancel_start(a);
 }
 

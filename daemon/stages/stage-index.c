@@ -272,7 +272,7 @@ index_start(struct daemon *d, const struct job_row *j)
 
 	index_stop_now(d, j->id);
 	if ((r = db_files_clear(d->db, j->id)) < 0 ||
-	    (r = jobctl_phase(d, j->id, JOB_STAGING, "indexing")) < 0)
+	    (r = jobctl_phase(d, j->id, JOB_STAGING, JOB_PHASE_INDEXING, NULL)) < 0)
 		return r;
 	ix = xcalloc(1, sizeof(*ix));
 	ix->job_id = j->id;
@@ -364,7 +364,7 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		(void)jobctl_fail(d, id, name, JOB_STAGING, err);
 		return;
 	}
-	(void)jobctl_phase(d, id, JOB_STAGING, "indexed");
+	(void)jobctl_phase(d, id, JOB_STAGING, JOB_PHASE_INDEXED, NULL);
 }
 
 void
@@ -396,6 +396,19 @@ index_handle_msg(struct daemon *d, struct worker_msg *m)
 	else
 		index_done(d, ix, (struct index_done_msg *)m);
 	jobctl_changed(d, job_id);
+}
+
+bool
+index_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
+{
+	struct indexer *ix;
+
+	LIST_FOREACH(ix, &d->indexers, link)
+		if (!worker_thread_healthy(&ix->w, max_age)) {
+			*ret_what = "the staging indexer";
+			return false;
+		}
+	return true;
 }
 
 void

@@ -153,9 +153,9 @@ post_fail(struct post *p, const char *what, const struct blob_result *r)
 }
 
 static void
-phase(struct post *p, const char *text)
+phase(struct post *p, enum job_phase ph)
 {
-	(void)jobctl_phase(p->d, p->job_id, p->state, text);
+	(void)jobctl_phase(p->d, p->job_id, p->state, ph, NULL);
 }
 
 static void
@@ -166,7 +166,7 @@ note(struct post *p, const char *text)
 
 /* Move on to the next state; false if that failed (then p is freed). */
 static bool
-advance(struct post *p, enum job_state to, const char *ph, const char *text)
+advance(struct post *p, enum job_state to, enum job_phase ph, const char *text)
 {
 	if (jobctl_advance(p->d, p->job_id, p->name, p->state, to, ph, LOG_INFO, text) < 0) {
 		post_fail(p, "recording the next state failed", NULL);
@@ -682,7 +682,7 @@ blocks_start(struct post *p)
 static void
 reconcile_start(struct post *p)
 {
-	phase(p, "reconciling");
+	phase(p, JOB_PHASE_RECONCILING);
 	free(p->marker);
 	p->marker = NULL;
 	fetch_logs(p);
@@ -874,7 +874,7 @@ repair_next(struct post *p)
 		return;
 	}
 	if (p->repaired == 0)
-		phase(p, "repairing");
+		phase(p, JOB_PHASE_REPAIRING);
 	rp = xcalloc(1, sizeof(*rp));
 	rp->file_id = f.id;
 	rp->rel_path = xstrdup(f.rel_path);
@@ -937,7 +937,7 @@ reconciled(struct post *p)
 		       " by block list without a verbose log), %" PRId64
 		       " repaired from staging; every file is in the import container",
 		       ok.files, md5.files, bl.files, blnl.files, rep.files);
-	return advance(p, JOB_VAULT_COPY, "copying-to-vault", text);
+	return advance(p, JOB_VAULT_COPY, JOB_PHASE_COPYING_TO_VAULT, text);
 }
 
 /* ---- vault copy ---------------------------------------------------------------- */
@@ -1111,7 +1111,7 @@ vault_start(struct post *p)
 		post_fail(p, "[Vault] Container= is not set: there is no vault to copy into", NULL);
 		return;
 	}
-	phase(p, "copying-to-vault");
+	phase(p, JOB_PHASE_COPYING_TO_VAULT);
 	op = post_op_new(p, 0);
 	op->call = blob_create_container(p->d->blob, p->d->config->vault_container,
 					 vault_container_ready, op);
@@ -1206,7 +1206,7 @@ write_report(struct post *p)
 	text = xprintf("cleaned up: import blobs deleted, staging files deleted (%" PRId64
 		       " kept because they changed or could not be removed)",
 		       kept.files);
-	if (!advance(p, JOB_DONE, "done", text))
+	if (!advance(p, JOB_DONE, JOB_PHASE_DONE, text))
 		return;
 	post_free(p);
 	report_file_start(d, id); /* on a thread; notes "audit report written" */
@@ -1263,21 +1263,21 @@ post_next(struct post *p)
 	case JOB_VAULT_COPY:
 		if (p->step == POST_START)
 			vault_start(p);
-		else if (advance(p, JOB_CLEANUP, "deleting-import-blobs",
+		else if (advance(p, JOB_CLEANUP, JOB_PHASE_DELETING_IMPORT_BLOBS,
 				 "every file is copied into the vault and verified there"))
 			post_next(p);
 		return;
 	case JOB_CLEANUP:
 		switch (p->step) {
 		case POST_START:
-			phase(p, "deleting-import-blobs");
+			phase(p, JOB_PHASE_DELETING_IMPORT_BLOBS);
 			p->step = POST_BLOBS;
 			p->cursor = 0;
 			p->exhausted = false;
 			blobs_fill(p);
 			return;
 		case POST_BLOBS:
-			phase(p, "deleting-staging-files");
+			phase(p, JOB_PHASE_DELETING_STAGING_FILES);
 			p->step = POST_STAGING;
 			p->kept_noted = 0;
 			if (post_cleaner_start(p) < 0)
@@ -1326,14 +1326,22 @@ post_resume(struct daemon *d, const struct job_row *j)
 	post_next(p);
 }
 
-void
-post_resume_id(struct daemon *d, int64_t job_id)
+bool
+post_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
-	struct job_row *j = NULL;
+	struct post *p;
 
-	if (db_job_get_by_id(d->db, job_id, &j) == 0)
-		post_resume(d, j);
-	job_row_free(j);
+	LIST_FOREACH(p, &d->posts, link) {
+		if (p->repair != NULL && !worker_thread_healthy(&p->repair->w, max_age)) {
+			*ret_what = "a repair reader";
+			return false;
+		}
+		if (p->cleaner_running && !worker_thread_healthy(&p->cleaner, max_age)) {
+			*ret_what = "the staging cleaner";
+			return false;
+		}
+	}
+	return true;
 }
 
 void

@@ -1040,13 +1040,15 @@ job_fail(struct prep *p, const char *error)
 }
 
 static void
-set_phase(struct prep *p, const char *phase)
+set_phase(struct prep *p, enum job_phase phase, const char *detail)
 {
+	_cleanup_free_ char *text = detail ? xprintf("%s: %s", job_phase_to_string(phase), detail)
+					   : xstrdup(job_phase_to_string(phase));
 	struct job_row *j = NULL;
 
 	if (db_job_get_by_id(p->d->db, p->job_id, &j) == 0 && j->state == JOB_DRIVE_PREP &&
-	    (j->phase == NULL || strcmp(j->phase, phase) != 0))
-		(void)jobctl_phase(p->d, p->job_id, JOB_DRIVE_PREP, phase);
+	    (j->phase == NULL || strcmp(j->phase, text) != 0))
+		(void)jobctl_phase(p->d, p->job_id, JOB_DRIVE_PREP, phase, detail);
 	job_row_free(j);
 }
 
@@ -1270,7 +1272,7 @@ static void
 queue_manifests(struct prep *p)
 {
 	p->manifests = true;
-	set_phase(p, "writing-manifests");
+	set_phase(p, JOB_PHASE_WRITING_MANIFESTS, NULL);
 	for (size_t i = 0; i < p->n_drives; i++) {
 		struct prep_drive *dr = p->drives[i];
 		struct prep_task *t;
@@ -1304,8 +1306,8 @@ prep_check_done(struct prep *p)
 		if (!drive_idle(p->drives[i]))
 			return;
 	if (p->manifests) {
-		/* Drive prep is over: the Azure part takes the job from here. */
-		set_phase(p, "awaiting-azure");
+		/* Drive prep is over: the stage table hands the job to the Azure stage. */
+		set_phase(p, JOB_PHASE_AWAITING_AZURE, NULL);
 		struct daemon *d = p->d;
 		int64_t id = p->job_id;
 		if (d->azure == NULL)
@@ -1314,7 +1316,6 @@ prep_check_done(struct prep *p)
 					   "job is created (see seedd.conf(5), [Azure])",
 					   daemon_now());
 		prep_free(p);
-		azure_resume_id(d, id);
 		return;
 	}
 	if (db_files_count(p->d->db, p->job_id, "indexed", &waiting) < 0 ||
@@ -1328,10 +1329,10 @@ prep_check_done(struct prep *p)
 			prep_check_done(p); /* something was placed: copy it */
 			return;
 		}
-		_cleanup_free_ char *phase = xprintf("needs-drive: %" PRId64 " files, %" PRId64
-						     " bytes have no drive with room",
-						     left, left_bytes);
-		set_phase(p, phase);
+		_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %" PRId64
+						      " bytes have no drive with room",
+						      left, left_bytes);
+		set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
 		return;
 	}
 	if (planned.files == 0)
@@ -1597,7 +1598,7 @@ prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
 	}
 	p->progress = event_new(d->base, -1, EV_PERSIST, progress_cb_timer, p);
 	event_add(p->progress, &sec);
-	set_phase(p, "copying");
+	set_phase(p, JOB_PHASE_COPYING, NULL);
 	prep_check_done(p);
 	return 0;
 }
@@ -1614,7 +1615,7 @@ prep_drive_added(struct daemon *d, int64_t job_id)
 		log_error("job %s: %s", p->job_name, err);
 		return;
 	}
-	set_phase(p, "copying");
+	set_phase(p, JOB_PHASE_COPYING, NULL);
 	prep_check_done(p);
 }
 
@@ -1686,20 +1687,26 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 		work_msg(d, m);
 }
 
-bool
-stage_healthy(struct daemon *d)
+static bool
+preps_healthy(struct prep_list *list, int64_t max_age)
 {
 	struct prep *p;
 
-	LIST_FOREACH(p, &d->preps, link)
+	LIST_FOREACH(p, list, link)
 		for (size_t i = 0; i < p->n_drives; i++)
-			if (!worker_thread_healthy(&p->drives[i]->w, 300))
-				return false;
-	LIST_FOREACH(p, &d->preps_stopping, link) /* winding down: still watched */
-		for (size_t i = 0; i < p->n_drives; i++)
-			if (!worker_thread_healthy(&p->drives[i]->w, 300))
+			if (!worker_thread_healthy(&p->drives[i]->w, max_age))
 				return false;
 	return true;
+}
+
+bool
+prep_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
+{
+	/* Threads winding down after a cancel are still watched. */
+	if (preps_healthy(&d->preps, max_age) && preps_healthy(&d->preps_stopping, max_age))
+		return true;
+	*ret_what = "a drive worker";
+	return false;
 }
 
 void

@@ -1,140 +1,191 @@
 /*
- * Glue between the loop and the stages that run on threads: the drain
- * function of the worker queue, resuming jobs at start and stopping every
- * thread at shutdown. Loop thread.
+ * The stage table's entries: which job states and phases each stage works
+ * on, and its resume, stop, health and messages. The order is the order of
+ * start; shutdown and reload go the other way (post before azure: the
+ * post-import stage uses the Azure stage's blob client).
  */
 #include <errno.h>
-#include <string.h>
 
 #include "daemon.h"
 #include "db.h"
-#include "log.h"
+#include "planner.h"
+#include "probe.h"
 #include "report.h"
 #include "stage-post.h"
 #include "stage.h"
-#include "util.h"
-#include "worker.h"
+#include "stagetab.h"
 
-void
-stage_handle_msg(struct worker_msg *m, void *userdata)
+/* ---- resume adapters: every resume is idempotent ---------------------------- */
+
+static int
+index_resume(struct daemon *d, const struct job_row *j, char **ret_err)
 {
-	struct daemon *d = userdata;
-
-	switch (m->kind) {
-	case MSG_INDEX_BATCH:
-	case MSG_INDEX_DONE:
-		index_handle_msg(d, m);
-		break;
-	case MSG_POST_BLOCK:
-	case MSG_POST_READ_DONE:
-	case MSG_POST_CLEANED:
-		post_io_handle_msg(d, m);
-		break;
-	case MSG_DRIVE_PROBED:
-		probe_handle_msg(d, m);
-		break;
-	case MSG_PLAN_DONE:
-		planner_handle_msg(d, m);
-		break;
-	case MSG_REPORT_DONE:
-		report_handle_msg(d, m);
-		break;
-	default: /* MSG_PREP_* */
-		prep_handle_msg(d, m);
-		break;
-	}
+	return index_start(d, j);
 }
 
-/* Phases in which drive prep itself (copying, manifests) still has work. */
-static bool
-prep_phase(const char *phase)
+static int
+azure_resume_job(struct daemon *d, const struct job_row *j, char **ret_err)
 {
-	return phase == NULL || strcmp(phase, "copying") == 0 ||
-	       strcmp(phase, "writing-manifests") == 0 || strncmp(phase, "needs-drive", 11) == 0;
+	azure_resume(d, j);
+	return 0;
+}
+
+static int
+post_resume_job(struct daemon *d, const struct job_row *j, char **ret_err)
+{
+	post_resume(d, j);
+	return 0;
+}
+
+static int
+report_resume(struct daemon *d, const struct job_row *j, char **ret_err)
+{
+	post_report_missing(d, j);
+	return 0;
 }
 
 static void
-resume_one(struct daemon *d, const struct job_row *j)
+azure_stop_all(struct daemon *d)
 {
-	_cleanup_free_ char *err = NULL;
-	int r = 0;
+	azure_stage_stop(d);
+}
 
-	if (j->state == JOB_STAGING && (j->phase == NULL || strcmp(j->phase, "indexed") != 0))
-		r = index_start(d, j);
-	else if (j->state == JOB_DRIVE_PREP && prep_phase(j->phase))
-		r = prep_start(d, j, &err);
-	else if (j->state == JOB_DRIVE_PREP || j->state == JOB_SHIPPED) {
-		azure_resume(d, j);
-		return;
-	} else if (j->state == JOB_IMPORTED || j->state == JOB_VAULT_COPY ||
-		   j->state == JOB_CLEANUP) {
-		post_resume(d, j);
-		return;
-	} else {
-		post_report_missing(d, j);
-		return;
+/* ---- health of the helper threads ------------------------------------------- */
+
+static bool
+report_threads_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
+{
+	if (!report_healthy(d, max_age)) {
+		*ret_what = "a report thread";
+		return false;
 	}
-	if (r < 0)
-		log_error("job %s: cannot resume %s: %s", j->name, job_state_to_string(j->state),
-			  err ? err : strerror(-r));
-	else
-		log_info("job %s: resuming %s", j->name, job_state_to_string(j->state));
+	return true;
 }
 
-void
-stage_resume_job(struct daemon *d, int64_t job_id)
+static bool
+probe_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
-	struct job_row *j = NULL;
+	struct probe *pr;
 
-	if (db_job_get_by_id(d->db, job_id, &j) == 0)
-		resume_one(d, j);
-	job_row_free(j);
+	LIST_FOREACH(pr, &d->probes, link)
+		if (!worker_thread_healthy(&pr->w, max_age)) {
+			*ret_what = "a drive probe";
+			return false;
+		}
+	return true;
 }
 
-void
-stage_resume_remote(struct daemon *d)
+static bool
+planner_healthy_all(struct daemon *d, int64_t max_age, const char **ret_what)
 {
-	struct job_row **rows = NULL;
-	size_t n = 0;
-
-	if (db_job_list(d->db, &rows, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		const struct job_row *j = rows[i];
-		if ((j->state == JOB_DRIVE_PREP && !prep_phase(j->phase)) || j->state == JOB_SHIPPED)
-			azure_resume(d, j);
-		else if (j->state == JOB_IMPORTED || j->state == JOB_VAULT_COPY ||
-			 j->state == JOB_CLEANUP)
-			post_resume(d, j);
+	if (!planner_healthy(d, max_age)) {
+		*ret_what = "a planner thread";
+		return false;
 	}
-	job_rows_free(rows, n);
+	return true;
 }
 
-void
-stage_resume_all(struct daemon *d)
-{
-	struct job_row **rows = NULL;
-	size_t n = 0;
+/* ---- the entries ------------------------------------------------------------ */
 
-	if (db_job_list(d->db, &rows, &n) < 0) {
-		log_error("reading jobs to resume: %s", db_errmsg(d->db));
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		resume_one(d, rows[i]);
-	job_rows_free(rows, n);
-}
+#define PREP_PHASES                                                                                \
+	(STAGE_PHASE(JOB_PHASE_NONE) | STAGE_PHASE(JOB_PHASE_COPYING) |                            \
+	 STAGE_PHASE(JOB_PHASE_WRITING_MANIFESTS) | STAGE_PHASE(JOB_PHASE_NEEDS_DRIVE))
+#define AZURE_PREP_PHASES                                                                          \
+	(STAGE_PHASE(JOB_PHASE_AWAITING_AZURE) | STAGE_PHASE(JOB_PHASE_CREATING_AZURE_JOB) |       \
+	 STAGE_PHASE(JOB_PHASE_AWAITING_TRACKING) | STAGE_PHASE(JOB_PHASE_SHIPPING) |              \
+	 STAGE_PHASE(JOB_PHASE_CANCELLING))
 
-void
-stage_stop_all(struct daemon *d)
+static const struct stage stage_report = {
+	.name = "report",
+	.claims = {{STAGE_STATE(JOB_DONE), STAGE_ANY_PHASE}},
+	.resume = report_resume,
+	.stop_all = report_stop_all,
+	.healthy = report_threads_healthy,
+	.handle_msg = report_handle_msg,
+	.msg_first = MSG_REPORT_DONE,
+	.msg_last = MSG_REPORT_DONE,
+};
+
+static const struct stage stage_probe = {
+	.name = "drive probe",
+	.stop_all = probe_stop_all,
+	.healthy = probe_healthy,
+	.handle_msg = probe_handle_msg,
+	.msg_first = MSG_DRIVE_PROBED,
+	.msg_last = MSG_DRIVE_PROBED,
+};
+
+static const struct stage stage_planner = {
+	.name = "planner",
+	.stop_all = planner_stop_all,
+	.healthy = planner_healthy_all,
+	.handle_msg = planner_handle_msg,
+	.msg_first = MSG_PLAN_DONE,
+	.msg_last = MSG_PLAN_DONE,
+};
+
+static const struct stage stage_index = {
+	.name = "indexing",
+	.claims = {{STAGE_STATE(JOB_STAGING),
+		    STAGE_PHASE(JOB_PHASE_NONE) | STAGE_PHASE(JOB_PHASE_INDEXING)}},
+	.resume = index_resume,
+	.stop = index_stop,
+	.stop_all = index_stop_all,
+	.healthy = index_healthy,
+	.handle_msg = index_handle_msg,
+	.msg_first = MSG_INDEX_BATCH,
+	.msg_last = MSG_INDEX_DONE,
+};
+
+static const struct stage stage_prep = {
+	.name = "drive prep",
+	.claims = {{STAGE_STATE(JOB_DRIVE_PREP), PREP_PHASES}},
+	.resume = prep_start,
+	.stop = prep_stop,
+	.stop_all = prep_stop_all,
+	.healthy = prep_healthy,
+	.handle_msg = prep_handle_msg,
+	.msg_first = MSG_PREP_FILE,
+	.msg_last = MSG_PREP_EXITED,
+};
+
+static const struct stage stage_azure = {
+	.name = "Azure",
+	.claims = {{STAGE_STATE(JOB_DRIVE_PREP), AZURE_PREP_PHASES},
+		   {STAGE_STATE(JOB_SHIPPED), STAGE_ANY_PHASE}},
+	.resume = azure_resume_job,
+	.stop = azure_forget,
+	.stop_all = azure_stop_all,
+	.start = azure_stage_start,
+	.restart_on_reload = true,
+};
+
+static const struct stage stage_post = {
+	.name = "after the import",
+	.claims = {{STAGE_STATE(JOB_IMPORTED) | STAGE_STATE(JOB_VAULT_COPY) |
+			    STAGE_STATE(JOB_CLEANUP),
+		    STAGE_ANY_PHASE}},
+	.resume = post_resume_job,
+	.stop = post_stop,
+	.stop_all = post_stop_all,
+	.restart_on_reload = true,
+	.healthy = post_healthy,
+	.handle_msg = post_io_handle_msg,
+	.msg_first = MSG_POST_BLOCK,
+	.msg_last = MSG_POST_CLEANED,
+};
+
+int
+stages_register(struct stagetab *t)
 {
-	probe_stop_all(d);
-	planner_stop_all(d);
-	report_stop_all(d);
-	index_stop_all(d);
-	prep_stop_all(d);
-	post_stop_all(d);
-	/* Commit what the threads finished before they stopped. */
-	if (d->queue != NULL)
-		worker_queue_drain(d->queue);
+	static const struct stage *const all[] = {
+		&stage_report, &stage_probe, &stage_planner, &stage_index,
+		&stage_prep,   &stage_azure, &stage_post,
+	};
+	int r;
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if ((r = stagetab_add(t, all[i])) < 0)
+			return r;
+	return 0;
 }

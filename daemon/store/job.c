@@ -101,3 +101,47 @@ job_state_is_active(enum job_state s)
 {
 	return s >= JOB_STAGING && s <= JOB_CLEANUP;
 }
+
+static const char *const job_phase_table[_JOB_PHASE_MAX] = {
+	[JOB_PHASE_NONE] = "",
+	[JOB_PHASE_INDEXING] = "indexing",
+	[JOB_PHASE_INDEXED] = "indexed",
+	[JOB_PHASE_COPYING] = "copying",
+	[JOB_PHASE_WRITING_MANIFESTS] = "writing-manifests",
+	[JOB_PHASE_NEEDS_DRIVE] = "needs-drive",
+	[JOB_PHASE_AWAITING_AZURE] = "awaiting-azure",
+	[JOB_PHASE_CREATING_AZURE_JOB] = "creating-azure-job",
+	[JOB_PHASE_AWAITING_TRACKING] = "awaiting-tracking",
+	[JOB_PHASE_SHIPPING] = "shipping",
+	[JOB_PHASE_CANCELLING] = "cancelling",
+	[JOB_PHASE_IN_TRANSIT] = "in-transit",
+	[JOB_PHASE_AZURE] = "azure",
+	[JOB_PHASE_RECONCILE_PENDING] = "reconcile-pending",
+	[JOB_PHASE_IMPORT_PROBLEMS] = "import-problems",
+	[JOB_PHASE_RECONCILING] = "reconciling",
+	[JOB_PHASE_REPAIRING] = "repairing",
+	[JOB_PHASE_COPYING_TO_VAULT] = "copying-to-vault",
+	[JOB_PHASE_DELETING_IMPORT_BLOBS] = "deleting-import-blobs",
+	[JOB_PHASE_DELETING_STAGING_FILES] = "deleting-staging-files",
+	[JOB_PHASE_DONE] = "done",
+};
+
+const char *
+job_phase_to_string(enum job_phase p)
+{
+	return p >= 0 && p < _JOB_PHASE_MAX ? job_phase_table[p] : "";
+}
+
+enum job_phase
+job_phase_from_text(const char *text)
+{
+	size_t n;
+
+	if (text == NULL || *text == '\0')
+		return JOB_PHASE_NONE;
+	n = strcspn(text, ":");
+	for (int p = 1; p < _JOB_PHASE_MAX; p++)
+		if (strlen(job_phase_table[p]) == n && strncmp(text, job_phase_table[p], n) == 0)
+			return (enum job_phase)p;
+	return _JOB_PHASE_INVALID;
+}

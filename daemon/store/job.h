@@ -37,4 +37,41 @@ enum job_state job_next(enum job_state s, enum job_event e);
 /* True for states where work runs and a failure can happen (staging .. cleanup). */
 bool job_state_is_active(enum job_state s);
 
+/*
+ * What a job is doing within its state. The store keeps the phase as text,
+ * its wire name, or "name: detail" where a detail goes with it
+ * ("needs-drive: 3 files, 1.2 GiB", "azure: Received 45%"); the kind is what
+ * the code compares and what the stage table routes on (stagetab.h).
+ */
+enum job_phase {
+	JOB_PHASE_NONE,                   /* "" */
+	JOB_PHASE_INDEXING,               /* staging */
+	JOB_PHASE_INDEXED,                /* staging: waits for PrepareJob */
+	JOB_PHASE_COPYING,                /* drive_prep */
+	JOB_PHASE_WRITING_MANIFESTS,
+	JOB_PHASE_NEEDS_DRIVE,
+	JOB_PHASE_AWAITING_AZURE,         /* drive_prep, Azure's part */
+	JOB_PHASE_CREATING_AZURE_JOB,
+	JOB_PHASE_AWAITING_TRACKING,
+	JOB_PHASE_SHIPPING,
+	JOB_PHASE_CANCELLING,
+	JOB_PHASE_IN_TRANSIT,             /* shipped */
+	JOB_PHASE_AZURE,                  /* shipped: Azure's own status */
+	JOB_PHASE_RECONCILE_PENDING,      /* imported, before the reconcile starts */
+	JOB_PHASE_IMPORT_PROBLEMS,        /* imported, Azure reported problems */
+	JOB_PHASE_RECONCILING,            /* imported */
+	JOB_PHASE_REPAIRING,
+	JOB_PHASE_COPYING_TO_VAULT,       /* vault_copy */
+	JOB_PHASE_DELETING_IMPORT_BLOBS,  /* cleanup */
+	JOB_PHASE_DELETING_STAGING_FILES,
+	JOB_PHASE_DONE,                   /* done */
+	_JOB_PHASE_MAX,
+	_JOB_PHASE_INVALID = -1,
+};
+
+/* The wire name ("" for none). */
+const char *job_phase_to_string(enum job_phase p);
+/* The kind of a stored phase text ("needs-drive: ..." -> NEEDS_DRIVE); NULL is none. */
+enum job_phase job_phase_from_text(const char *text);
+
 #endif

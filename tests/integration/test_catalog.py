@@ -58,7 +58,7 @@ def catalog_entries(path):
 
 
 def check_files(root):
-    header = os.path.join(root, "daemon", "catalog-ids.h")
+    header = os.path.join(root, "daemon", "core", "catalog-ids.h")
     catalog = os.path.join(root, "systemd", "seedd.catalog")
     ids = header_ids(header)
     entries, errors = catalog_entries(catalog)

@@ -126,8 +126,8 @@ test_phase(struct daemon *d, int64_t id)
 
 	n_seen = 0;
 	capture();
-	check_int(jobctl_phase(d, id, JOB_STAGING, "indexing"), 0);
-	check_int(jobctl_phase(d, id, JOB_STAGING, "indexed"), 0);
+	check_int(jobctl_phase(d, id, JOB_STAGING, JOB_PHASE_INDEXING, NULL), 0);
+	check_int(jobctl_phase(d, id, JOB_STAGING, JOB_PHASE_INDEXED, NULL), 0);
 	check_log(""); /* a phase has no journal line */
 	j = job(d, id);
 	check_str(j->phase, "indexed");
@@ -177,10 +177,10 @@ test_stale(struct daemon *d, int64_t id)
 	n_seen = 0;
 	capture();
 	check_int(jobctl_fail(d, id, "backup-1", JOB_STAGING, "again"), -ESTALE);
-	check_int(jobctl_advance(d, id, "backup-1", JOB_STAGING, JOB_DRIVE_PREP, "copying",
+	check_int(jobctl_advance(d, id, "backup-1", JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
 				 LOG_INFO, "drive prep started"),
 		  -ESTALE);
-	check_int(jobctl_phase(d, id, JOB_STAGING, "indexing"), -ESTALE);
+	check_int(jobctl_phase(d, id, JOB_STAGING, JOB_PHASE_INDEXING, NULL), -ESTALE);
 	check_log("");
 	check_int(events(d, id), before);
 	j = job(d, id);
@@ -201,10 +201,10 @@ test_advance(struct daemon *d, int64_t id)
 
 	n_seen = 0;
 	capture();
-	check_int(jobctl_advance(d, id, "backup-2", JOB_STAGING, JOB_DRIVE_PREP, "copying",
+	check_int(jobctl_advance(d, id, "backup-2", JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
 				 LOG_INFO, "drive prep started: 3 files on 1 drives"),
 		  0);
-	check_int(jobctl_advance(d, id, "backup-2", JOB_DRIVE_PREP, JOB_SHIPPED, NULL, LOG_WARNING,
+	check_int(jobctl_advance(d, id, "backup-2", JOB_DRIVE_PREP, JOB_SHIPPED, JOB_PHASE_NONE, LOG_WARNING,
 				 NULL),
 		  0);
 	snprintf(expect, sizeof(expect),
@@ -224,7 +224,7 @@ test_advance(struct daemon *d, int64_t id)
 
 	/* No notify attached (a tool without watchers): the change still happens. */
 	d->notify = NULL;
-	check_int(jobctl_phase(d, id, JOB_SHIPPED, "in-transit"), 0);
+	check_int(jobctl_phase(d, id, JOB_SHIPPED, JOB_PHASE_IN_TRANSIT, NULL), 0);
 	d->notify = saved;
 	one_turn(d);
 	check_int(n_seen, 1);
@@ -264,7 +264,7 @@ journal_child(void)
 	check_int(db_open(path, &d.db, &err), 0);
 	id = new_job(&d, "journal-job");
 
-	check_int(jobctl_advance(&d, id, "journal-job", JOB_STAGING, JOB_DRIVE_PREP, "copying",
+	check_int(jobctl_advance(&d, id, "journal-job", JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
 				 LOG_INFO, "drive prep started"),
 		  0);
 	check_datagram(fd, "MESSAGE=job journal-job: drive prep started\nPRIORITY=6\n"
