@@ -16,6 +16,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "jobctl.h"
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
@@ -204,6 +205,7 @@ main(int argc, char **argv)
 		stagetab_stop_all(d.stages);
 	if (d.queue != NULL) /* commit what the threads finished before they stopped */
 		worker_queue_drain(d.queue);
+	jobctl_free(&d);
 	d.stages = stagetab_free(d.stages);
 	metrics_stop(&d);
 	d.queue = worker_queue_free(d.queue);

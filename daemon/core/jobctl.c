@@ -1,8 +1,11 @@
 /*
  * The one place a job's state or phase changes (jobctl.h): store, journal,
- * notify, in that order, and only the store's success reaches the other two.
+ * notify, in that order, and only the store's success reaches the other two;
+ * then the hand-off to the job's new owner, on the next loop turn.
  */
 #include <errno.h>
+#include <event2/event.h>
+#include <string.h>
 
 #include "catalog-ids.h"
 #include "daemon.h"
@@ -33,11 +36,85 @@ owner_now(struct daemon *d, int64_t job_id)
 	return st;
 }
 
+/* Jobs handed to a new owner, started on the next loop turn (after the caller is done). */
+struct jobctl_hand_offs {
+	int64_t ids[JOBCTL_HAND_OFF_MAX];
+	size_t n;
+	bool overflow; /* one did not fit: every job is resumed (each resume is idempotent) */
+	struct event *ev;
+};
+
+/* The new owner takes the job; one that cannot start it fails it. */
+static void
+hand_off_one(struct daemon *d, int64_t job_id)
+{
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j = NULL;
+	int r;
+
+	if (db_job_get_by_id(d->db, job_id, &j) < 0)
+		return;
+	if ((r = stagetab_resume(d->stages, j, &err)) < 0) {
+		_cleanup_free_ char *why = xprintf("cannot start %s: %s",
+						   stagetab_owner_of(d->stages, j)->name,
+						   err ? err : strerror(-r));
+		(void)jobctl_fail(d, j->id, j->name, j->state, why);
+	}
+	job_row_free(j);
+}
+
+static void
+hand_off_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct jobctl_hand_offs *h = d->hand_offs;
+	int64_t ids[JOBCTL_HAND_OFF_MAX];
+	size_t n = h->n;
+	bool overflow = h->overflow;
+
+	memcpy(ids, h->ids, n * sizeof(ids[0]));
+	h->n = 0;
+	h->overflow = false;
+	if (d->stopping)
+		return;
+	for (size_t i = 0; i < n; i++)
+		hand_off_one(d, ids[i]);
+	if (overflow)
+		stagetab_resume_all(d->stages);
+}
+
 static void
 hand_off(struct daemon *d, int64_t job_id, const struct stage *before)
 {
-	if (d->stages != NULL)
-		stagetab_hand_off(d->stages, job_id, before);
+	static const struct timeval zero = {0, 0};
+	struct jobctl_hand_offs *h;
+	const struct stage *after = owner_now(d, job_id);
+
+	if (after == NULL || after == before || after->resume == NULL || d->base == NULL)
+		return;
+	if ((h = d->hand_offs) == NULL) {
+		h = d->hand_offs = xcalloc(1, sizeof(*h));
+		if ((h->ev = evtimer_new(d->base, hand_off_cb, d)) == NULL)
+			fatalx("evtimer_new failed");
+	}
+	for (size_t i = 0; i < h->n; i++)
+		if (h->ids[i] == job_id)
+			return;
+	if (h->n < JOBCTL_HAND_OFF_MAX)
+		h->ids[h->n++] = job_id;
+	else
+		h->overflow = true;
+	evtimer_add(h->ev, &zero);
+}
+
+void
+jobctl_free(struct daemon *d)
+{
+	if (d->hand_offs == NULL)
+		return;
+	event_free(d->hand_offs->ev);
+	free(d->hand_offs);
+	d->hand_offs = NULL;
 }
 
 /* A store error is worth a line; a lost race (-ESTALE) or a deleted job is normal. */

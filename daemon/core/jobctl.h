@@ -56,4 +56,9 @@ void jobctl_changed(struct daemon *d, int64_t job_id);
 int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, enum job_phase phase,
 		 const char *detail);
 
+#define JOBCTL_HAND_OFF_MAX 64 /* hand-offs in one loop turn; more resume every job */
+
+/* Shutdown: drop pending hand-offs (a restart resumes every job). */
+void jobctl_free(struct daemon *d);
+
 #endif

@@ -1,34 +1,24 @@
 /*
  * The stage table (stagetab.h). A job's owner is found from its state and
- * the kind of its phase; hand-offs are queued and run on the next loop turn,
- * after the caller that changed the job has finished with its own objects.
+ * the kind of its phase. The table calls nothing above it but the stages'
+ * own entries; jobctl decides when a job changes hands.
  */
 #include <errno.h>
-#include <event2/event.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "db.h"
-#include "jobctl.h"
 #include "log.h"
 #include "stagetab.h"
 #include "util.h"
 #include "worker.h"
-
-#define HAND_OFF_MAX 64 /* jobs handed off in one loop turn; more wait a turn */
 
 struct stagetab {
 	struct daemon *d;
 	const struct stage *stages[STAGE_MAX];
 	size_t n;
 	const struct stage *by_msg[_MSG_KIND_MAX];
-	int64_t pending[HAND_OFF_MAX];
-	size_t n_pending;
-	bool overflow; /* a hand-off did not fit: rescan every job next turn */
-	struct event *ev_hand_off;
 };
-
-static void hand_off_cb(evutil_socket_t fd, short what, void *arg);
 
 struct stagetab *
 stagetab_new(struct daemon *d)
@@ -36,18 +26,12 @@ stagetab_new(struct daemon *d)
 	struct stagetab *t = xcalloc(1, sizeof(*t));
 
 	t->d = d;
-	if (d->base != NULL && (t->ev_hand_off = evtimer_new(d->base, hand_off_cb, t)) == NULL)
-		fatalx("evtimer_new failed");
 	return t;
 }
 
 struct stagetab *
 stagetab_free(struct stagetab *t)
 {
-	if (t == NULL)
-		return NULL;
-	if (t->ev_hand_off != NULL)
-		event_free(t->ev_hand_off);
 	free(t);
 	return NULL;
 }
@@ -117,8 +101,8 @@ stagetab_start(struct stagetab *t, char **ret_err)
 	return 0;
 }
 
-static int
-resume_one(struct stagetab *t, const struct job_row *j, char **ret_err)
+int
+stagetab_resume(struct stagetab *t, const struct job_row *j, char **ret_err)
 {
 	const struct stage *st = stagetab_owner_of(t, j);
 
@@ -177,71 +161,9 @@ stagetab_resume_job(struct stagetab *t, int64_t job_id, char **ret_err)
 
 	if ((r = db_job_get_by_id(t->d->db, job_id, &j)) < 0)
 		return r;
-	r = resume_one(t, j, ret_err);
+	r = stagetab_resume(t, j, ret_err);
 	job_row_free(j);
 	return r;
-}
-
-void
-stagetab_hand_off(struct stagetab *t, int64_t job_id, const struct stage *before)
-{
-	static const struct timeval zero = {0, 0};
-	struct job_row *j = NULL;
-	const struct stage *after;
-
-	if (db_job_get_by_id(t->d->db, job_id, &j) < 0)
-		return;
-	after = stagetab_owner_of(t, j);
-	job_row_free(j);
-	if (after == NULL || after == before || after->resume == NULL)
-		return;
-	for (size_t i = 0; i < t->n_pending; i++)
-		if (t->pending[i] == job_id)
-			return;
-	if (t->n_pending < HAND_OFF_MAX)
-		t->pending[t->n_pending++] = job_id;
-	else
-		t->overflow = true;
-	if (t->ev_hand_off != NULL)
-		evtimer_add(t->ev_hand_off, &zero);
-}
-
-/* The new owner takes the job; one that cannot start it fails it. */
-static void
-hand_off_one(struct stagetab *t, int64_t job_id)
-{
-	_cleanup_free_ char *err = NULL;
-	struct job_row *j = NULL;
-	int r;
-
-	if (db_job_get_by_id(t->d->db, job_id, &j) < 0)
-		return;
-	if ((r = resume_one(t, j, &err)) < 0) {
-		_cleanup_free_ char *why = xprintf("cannot start %s: %s",
-						   stagetab_owner_of(t, j)->name,
-						   err ? err : strerror(-r));
-		(void)jobctl_fail(t->d, j->id, j->name, j->state, why);
-	}
-	job_row_free(j);
-}
-
-static void
-hand_off_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct stagetab *t = arg;
-	int64_t ids[HAND_OFF_MAX];
-	size_t n = t->n_pending;
-	bool overflow = t->overflow;
-
-	memcpy(ids, t->pending, n * sizeof(ids[0]));
-	t->n_pending = 0;
-	t->overflow = false;
-	if (t->d->stopping)
-		return;
-	for (size_t i = 0; i < n; i++)
-		hand_off_one(t, ids[i]);
-	if (overflow)
-		resume_where(t, NULL); /* every resume is idempotent */
 }
 
 void

@@ -2,8 +2,8 @@
  * The stage table: which stage does the work of a job in each (state,
  * phase), and the one way the rest of seedd reaches a stage. Stages register
  * at start (main.c, lowest first); after a transition or phase change jobctl
- * asks the table, and when the owner changed the table starts the new owner
- * on the next loop turn. Nobody calls the next stage by name. The table also
+ * asks the table, and when the owner changed jobctl has the new owner start
+ * the job on the next loop turn. Nobody calls the next stage by name. The table also
  * routes worker messages by kind, asks every stage whether its threads are
  * alive (the watchdog), stops them, and restarts the stages that depend on
  * the configuration after a reload. Loop thread only.
@@ -88,12 +88,8 @@ int stagetab_start(struct stagetab *t, char **ret_err);
 void stagetab_resume_all(struct stagetab *t);
 /* Resume this job with its owner now (after CreateJob, ShipJob, RetryJob). 0 if none. */
 int stagetab_resume_job(struct stagetab *t, int64_t job_id, char **ret_err);
-/*
- * The job's owner may have changed (jobctl after its write, with the owner
- * before): on the next loop turn the new owner resumes it, and a job whose
- * new owner cannot start fails.
- */
-void stagetab_hand_off(struct stagetab *t, int64_t job_id, const struct stage *before);
+/* Resume job j with its owner (0 if it has none). */
+int stagetab_resume(struct stagetab *t, const struct job_row *j, char **ret_err);
 /* Cancel: every stage stops the job's work. */
 void stagetab_stop_job(struct stagetab *t, int64_t job_id);
 /* Shutdown: every stage stops, the highest first. */

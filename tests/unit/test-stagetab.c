@@ -290,6 +290,7 @@ main(void)
 	test_create_and_retry(&d);
 	test_stop_health_msgs(&d);
 	test_seedd_table(&d);
+	jobctl_free(&d);
 	d.stages = stagetab_free(d.stages);
 	d.db = db_close(d.db);
 	event_base_free(d.base);
