@@ -659,6 +659,15 @@ commands_build(int argc, char **argv, struct invocation *ret, char **err)
 	return SEEDCTL_EXIT_OK;
 }
 
+bool
+commands_want_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			return true;
+	return false;
+}
+
 void
 invocation_done(struct invocation *inv)
 {

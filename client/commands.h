@@ -21,6 +21,11 @@ enum {
 	SEEDCTL_EXIT_UNREACHABLE = 3, /* no connection, or it dropped before a reply */
 };
 
+/* The error names of seedctl's own failures, for --json (seedctl(1) EXIT STATUS). */
+#define SEEDCTL_ERR_USAGE "seedctl.Usage"             /* exit 2 */
+#define SEEDCTL_ERR_UNREACHABLE "seedctl.Unreachable" /* exit 3 */
+#define SEEDCTL_ERR_MALFORMED "seedctl.MalformedReply" /* exit 1 */
+
 /* How an argument's text becomes a parameter value. */
 enum arg_kind {
 	ARG_JOB,     /* a job name, checked with job_name_valid() */
@@ -93,6 +98,8 @@ struct invocation {
  */
 int commands_build(int argc, char **argv, struct invocation *ret, char **err);
 void invocation_done(struct invocation *inv);
+/* True if argv asks for --json (before any "--"), even where it does not parse. */
+bool commands_want_json(int argc, char **argv);
 
 /* Print the full help, or one command's usage line. */
 void commands_help(FILE *f);
