@@ -26,7 +26,9 @@ main(int argc, char **argv)
 	}
 	switch (inv.action) {
 	case INVOCATION_HELP:
-		if (inv.command != NULL)
+		if (inv.help_group != NULL)
+			commands_usage_group(stdout, inv.help_group);
+		else if (inv.command != NULL)
 			commands_usage(stdout, inv.command);
 		else
 			commands_help(stdout);

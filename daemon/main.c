@@ -33,10 +33,34 @@ static const char *arg_config;
 static const char *arg_state_dir;
 static const char *arg_socket;
 
+/* Every option of parse_args(), as seedd(8) "Options" describes it. */
+static const struct {
+	const char *option, *text;
+} option_help[] = {
+	{"--config PATH", "read the configuration from PATH (default: " SEEDD_CONFIG_PATH ",\n"
+			  "                   built-in defaults if it does not exist); see seedd.conf(5)"},
+	{"--state-dir DIR", "keep the database and reports in DIR (default: $STATE_DIRECTORY,\n"
+			    "                   else " SEEDD_STATE_DIR ")"},
+	{"--socket PATH", "listen on PATH (default: the socket systemd passes,\n"
+			  "                   else $RUNTIME_DIRECTORY/seedd.sock, else " SEEDD_RUNTIME_DIR
+			  "/seedd.sock)"},
+	{"--version", "print the version and exit"},
+	{"-h, --help", "print this help and exit"},
+};
+
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH] [--version]\n");
+	fputs("usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH]\n"
+	      "       seedd --version | --help\n\n"
+	      "The offline seeding daemon for Azure Import/Export; seedctl(1) controls it.\n\n"
+	      "Options:\n",
+	      f);
+	for (size_t i = 0; i < ELEMENTSOF(option_help); i++)
+		fprintf(f, "  %-16s %s\n", option_help[i].option, option_help[i].text);
+	fputs("\nExit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.\n"
+	      "See seedd(8).\n",
+	      f);
 }
 
 static int
