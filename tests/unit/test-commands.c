@@ -403,6 +403,7 @@ test_help(void)
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
 		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
+		"help [COMMAND]",
 	};
 	char *text = NULL, *line;
 	size_t len = 0, entries = 0;
@@ -433,6 +434,34 @@ test_help(void)
 	fclose(f);
 	check(strstr(text, "seedctl [--socket PATH] [--json] drive add NAME PATH") != NULL);
 	free(text);
+}
+
+/* "seedctl help [COMMAND]": answered by seedctl, never a call. */
+static void
+test_help_command(void)
+{
+	struct invocation inv;
+	char *err = NULL;
+
+	check_int(build((const char *[]){"help", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command == NULL && inv.method == NULL);
+	invocation_done(&inv);
+	check_int(build((const char *[]){"help", "job", "sho", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command != NULL);
+	check_str(inv.command->name, "job show");
+	invocation_done(&inv);
+	check_int(build((const char *[]){"he", "drive", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command == NULL);
+	check_str(inv.help_group, "drive");
+	invocation_done(&inv);
+	check_int(build((const char *[]){"help", "nosuch", NULL}, &inv, &err), SEEDCTL_EXIT_USAGE);
+	check(strstr(err, "nosuch") != NULL);
+	free(err);
+	err = NULL;
+	check_int(build((const char *[]){"help", "status", "x", NULL}, &inv, &err),
+		  SEEDCTL_EXIT_USAGE);
+	check(strstr(err, "'x'") != NULL);
+	free(err);
 }
 
 /* ---- call_run against a fake seedd -------------------------------------- */
@@ -811,6 +840,7 @@ main(void)
 	test_paths();
 	test_keyfile();
 	test_help();
+	test_help_command();
 	test_run_show(sock);
 	test_run_errors(sock);
 	test_run_status(sock);
