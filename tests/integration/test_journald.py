@@ -17,7 +17,7 @@ MARK = "SEEDD_TEST_IN_NAMESPACE"
 
 
 def catalog_ids():
-    path = os.path.join(os.environ["SOURCE_ROOT"], "daemon", "catalog-ids.h")
+    path = os.path.join(os.environ["SOURCE_ROOT"], "daemon", "core", "catalog-ids.h")
     ids = {}
     for m in re.finditer(r'#define\s+(SEEDD_MESSAGE_\w+)\s+"([0-9a-f]{32})"', open(path).read()):
         ids[m.group(1)] = m.group(2)
