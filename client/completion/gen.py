@@ -83,20 +83,23 @@ _seedctl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	local valued=" @VALUED@ " globals="@GLOBALS@"
 	local -a pos=()
-	local i w skip=0 cmd="" nargs opts="" args="" meta
+	local i w skip=0 vopt="" cmd="" nargs opts="" args="" meta
 	COMPREPLY=()
+	# bash splits "--staging=DIR" at the "=" (COMP_WORDBREAKS): "=" keeps the value pending.
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
-		if ((skip)); then skip=0; continue; fi
+		if [[ $w == = && -n $vopt ]]; then skip=1; continue; fi
+		if ((skip)); then skip=0; vopt=""; continue; fi
+		vopt=""
 		case $w in
-		--*=* | -- | =) ;;
-		-*) [[ $valued == *" $w "* ]] && skip=1 ;;
+		--*=* | --) ;;
+		-*) [[ $valued == *" $w "* ]] && skip=1 && vopt=$w ;;
 		*) pos+=("$w") ;;
 		esac
 	done
 	if ((skip)); then
-		case " @DIRS@ " in *" $prev "*) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;; esac
-		case " @FILES@ " in *" $prev "*) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;; esac
+		case " @DIRS@ " in *" $vopt "*) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;; esac
+		case " @FILES@ " in *" $vopt "*) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;; esac
 		return
 	fi
 	if ((${#pos[@]} == 0)); then
@@ -144,20 +147,21 @@ ZSH = r'''#compdef seedctl
 local cur=${words[CURRENT]} prev=${words[CURRENT-1]}
 local valued=" @VALUED@ "
 local -a globals pos args
-local i w skip=0 cmd="" nargs=0 opts="" meta
+local i w skip=0 vopt="" cmd="" nargs=0 opts="" meta
 globals=(@GLOBALS@)
 for ((i = 2; i < CURRENT; i++)); do
 	w=${words[i]}
-	if ((skip)); then skip=0; continue; fi
+	if ((skip)); then skip=0; vopt=""; continue; fi
+	vopt=""
 	case $w in
 	(--*=*|--) ;;
-	(-*) [[ $valued == *" $w "* ]] && skip=1 ;;
+	(-*) [[ $valued == *" $w "* ]] && skip=1 && vopt=$w ;;
 	(*) pos+=("$w") ;;
 	esac
 done
 if ((skip)); then
-	case " @DIRS@ " in (*" $prev "*) _files -/; return ;; esac
-	case " @FILES@ " in (*" $prev "*) _files; return ;; esac
+	case " @DIRS@ " in (*" $vopt "*) _files -/; return ;; esac
+	case " @FILES@ " in (*" $vopt "*) _files; return ;; esac
 	return 1
 fi
 if ((${#pos} == 0)); then

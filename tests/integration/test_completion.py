@@ -106,6 +106,19 @@ def check_shell(name, complete, table, sock, job):
     got = complete(["seedctl", "job", "create", "x", "--staging", ""])
     check(got == {"<dirs>"} or ("adir" in got and "afile" not in got),
           "%s: --staging offers directories only: %r" % (name, got))
+    # A value after "=": bash gets "--staging", "=", VALUE as three words.
+    split = ["--staging", "=", "adir"] if name == "bash" else ["--staging=adir"]
+    got = complete(["seedctl", "job", "create"] + split + [""])
+    check(got == set() or got == {"<nothing>"},
+          "%s: after --staging=adir, the job name (new: nothing offered): %r" % (name, got))
+    got = complete(["seedctl", "drive", "add"] + (["--serial", "=", "S1"] if name == "bash"
+                                                  else ["--serial=S1"]) + ["compjob", ""])
+    check(got == {"<files>"} or {"afile", "adir"} <= got,
+          "%s: after --serial=S1 NAME, PATH offers files: %r" % (name, got))
+    if name == "bash":
+        got = complete(["seedctl", "job", "create", "x", "--staging", "=", ""])
+        check("adir" in got and "afile" not in got, "bash: --staging= offers directories: %r"
+              % got)
 
 
 def check_help(help_text, table):
