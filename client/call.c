@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -75,23 +77,45 @@ call_recv(struct call_conn *c, int timeout_ms, json_t **ret)
 }
 
 /*
+ * seedctl's own failure: "seedctl: TEXT" on err, or with --json one
+ * {"error": name, "message": TEXT} object on out, where scripts read.
+ */
+static void __attribute__((format(printf, 5, 6)))
+call_fail(const struct invocation *inv, FILE *out, FILE *err, const char *name, const char *fmt,
+	  ...)
+{
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	output_failure(inv->json ? out : err, inv->json, name, msg ? msg : name);
+}
+
+/*
  * Print an error reply, if m is one; returns true if it was. A reply that
  * lacks the value the command prints counts as malformed.
  */
 static bool
-reply_failed(const struct invocation *inv, json_t *m, json_t **ret_value, FILE *err)
+reply_failed(const struct invocation *inv, json_t *m, json_t **ret_value, FILE *out, FILE *err)
 {
 	const char *error = json_string_value(json_object_get(m, "error"));
 	json_t *params = json_object_get(m, "parameters");
 	const char *key = inv->command->reply_key;
 
 	if (error != NULL) {
-		output_error(err, error, params);
+		if (inv->json)
+			output_error_json(out, error, params);
+		else
+			output_error(err, error, params);
 		return true;
 	}
 	*ret_value = key ? json_object_get(params, key) : params;
 	if (*ret_value == NULL) {
-		fprintf(err, "seedctl: malformed reply from seedd: no '%s' in it\n", key);
+		call_fail(inv, out, err, SEEDCTL_ERR_MALFORMED,
+			  "malformed reply from seedd: no '%s' in it", key);
 		return true;
 	}
 	return false;
@@ -129,15 +153,18 @@ call_watch(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *e
 			if (r == -ECONNRESET && seen > 0)
 				break;
 			w = output_watch_free(w);
-			fprintf(err, "seedctl: %s\n",
-				r == -EPROTO ? "malformed reply from seedd"
-					     : "connection to seedd lost before a reply");
+			if (r == -EPROTO)
+				call_fail(inv, out, err, SEEDCTL_ERR_MALFORMED,
+					  "malformed reply from seedd");
+			else
+				call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE,
+					  "connection to seedd lost before a reply");
 			return r == -EPROTO ? SEEDCTL_EXIT_REFUSED : SEEDCTL_EXIT_UNREACHABLE;
 		}
 		seen++;
 		if (json_object_get(m, "error") != NULL)
 			w = output_watch_free(w); /* end the progress lines before the error */
-		if (reply_failed(inv, m, &job, err)) {
+		if (reply_failed(inv, m, &job, out, err)) {
 			json_decref(m);
 			status = SEEDCTL_EXIT_REFUSED;
 			break;
@@ -160,18 +187,20 @@ call_once(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *er
 
 	if ((r = call_recv(c, CALL_TIMEOUT_MS, &m)) < 0) {
 		if (r == -EPROTO) {
-			fputs("seedctl: malformed reply from seedd\n", err);
+			call_fail(inv, out, err, SEEDCTL_ERR_MALFORMED, "malformed reply from seedd");
 			return SEEDCTL_EXIT_REFUSED;
 		}
 		if (r == -ETIMEDOUT)
-			fprintf(err, "seedctl: no reply from seedd at %s within %d s\n", inv->socket,
-				CALL_TIMEOUT_MS / 1000);
+			call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE,
+				  "no reply from seedd at %s within %d s", inv->socket,
+				  CALL_TIMEOUT_MS / 1000);
 		else
-			fprintf(err, "seedctl: connection to seedd at %s lost before a reply: %s\n",
-				inv->socket, strerror(-r));
+			call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE,
+				  "connection to seedd at %s lost before a reply: %s", inv->socket,
+				  strerror(-r));
 		return SEEDCTL_EXIT_UNREACHABLE;
 	}
-	if (reply_failed(inv, m, &value, err)) {
+	if (reply_failed(inv, m, &value, out, err)) {
 		json_decref(m);
 		return SEEDCTL_EXIT_REFUSED;
 	}
@@ -190,16 +219,18 @@ call_run(const struct invocation *inv, FILE *out, FILE *err)
 	int r;
 
 	if ((r = call_open(&c, inv->socket)) < 0) {
-		fprintf(err, "seedctl: cannot reach seedd at %s: %s\n", inv->socket, strerror(-r));
+		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s",
+			  inv->socket, strerror(-r));
 		return SEEDCTL_EXIT_UNREACHABLE;
 	}
 	if ((r = call_send(&c, inv->method, inv->params, inv->command->stream)) < 0) {
 		call_close(&c);
 		if (r == -EMSGSIZE) {
-			fputs("seedctl: the call is too large to send\n", err);
+			call_fail(inv, out, err, SEEDCTL_ERR_USAGE, "the call is too large to send");
 			return SEEDCTL_EXIT_USAGE;
 		}
-		fprintf(err, "seedctl: cannot reach seedd at %s: %s\n", inv->socket, strerror(-r));
+		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s",
+			  inv->socket, strerror(-r));
 		return SEEDCTL_EXIT_UNREACHABLE;
 	}
 	if (inv->command->stream)

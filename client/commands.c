@@ -18,12 +18,6 @@
 #define DEFAULT_SOCKET SEEDD_RUNTIME_DIR "/seedd.sock"
 #define KEYFILE_MAX 4096
 
-struct option_spec {
-	unsigned flag;
-	const char *name; /* without the leading "--" */
-	struct arg_spec arg;
-};
-
 static const struct option_spec option_table[] = {
 	{OPT_STAGING, "staging", {"DIR", "stagingPath", ARG_PATH, false}},
 	{OPT_CONTAINER, "container", {"C", "container", ARG_TEXT, false}},
@@ -36,6 +30,12 @@ static const struct option_spec option_table[] = {
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
+
+const struct option_spec *
+commands_option(size_t i)
+{
+	return i < OPTION_COUNT ? &option_table[i] : NULL;
+}
 
 #define ARG_NAME {"NAME", "name", ARG_JOB, false}
 #define JOB_COMMAND(n, m, k, p, a)                                                                 \
@@ -129,6 +129,15 @@ const struct command commands_table[] = {
 		.method = "MitigateJob",
 		.reply_key = "job",
 		.print = output_job,
+	},
+	{
+		/* No method: answered by seedctl itself (help_fill). */
+		.name = "help",
+		.about = "Show the list of commands, or the usage of a command or of a group "
+			 "(\"help job\").",
+		.args = {{"COMMAND", "command", ARG_TEXT, true}},
+		.min_args = 0,
+		.max_args = 1,
 	},
 };
 const size_t commands_count = ELEMENTSOF(commands_table);
@@ -604,6 +613,46 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 	return 0;
 }
 
+/*
+ * Help on the command words in pos: all commands (none given), one
+ * command's usage, or a group's ("job"). strict ("seedctl help WORDS"):
+ * words that name nothing are bad usage; with --help they get the full help.
+ */
+static int
+help_fill(struct invocation *inv, char **pos, int npos, bool strict, char **err)
+{
+	const struct command *c;
+	const char *w0;
+	char *e = NULL;
+	int words;
+
+	inv->action = INVOCATION_HELP;
+	if (npos == 0)
+		return 0;
+	if (command_resolve(pos, npos, &c, &words, &e) == 0 && (!strict || words == npos)) {
+		inv->command = c;
+		free(e);
+		return 0;
+	}
+	free(e);
+	e = NULL;
+	if (npos == 1 && command_match(pos[0], 0, NULL, 0, &c, &e) == 0 &&
+	    command_word(c, 1, &w0) != 0) {
+		size_t n0 = command_word(c, 0, &w0);
+		inv->help_group = xstrndup(w0, n0);
+		return 0;
+	}
+	free(e);
+	if (!strict)
+		return 0;
+	/* Again, for its message: what is wrong with the words. */
+	e = NULL;
+	if (command_resolve(pos, npos, &c, &words, &e) == 0)
+		e = xprintf("help: unexpected argument '%s'", pos[words]);
+	*err = e;
+	return -EINVAL;
+}
+
 static int
 invocation_fill(struct invocation *inv, const struct cmdline *cl, char **err)
 {
@@ -612,14 +661,8 @@ invocation_fill(struct invocation *inv, const struct cmdline *cl, char **err)
 	int words, r;
 
 	inv->json = cl->json;
-	if (cl->help) {
-		inv->action = INVOCATION_HELP;
-		if (command_resolve(cl->pos, cl->npos, &c, &words, err) == 0)
-			inv->command = c;
-		free(*err);
-		*err = NULL;
-		return 0;
-	}
+	if (cl->help)
+		return help_fill(inv, cl->pos, cl->npos, false, err);
 	if (cl->version) {
 		inv->action = INVOCATION_VERSION;
 		return 0;
@@ -632,6 +675,8 @@ invocation_fill(struct invocation *inv, const struct cmdline *cl, char **err)
 	}
 	if ((r = command_resolve(cl->pos, cl->npos, &c, &words, err)) < 0)
 		return r;
+	if (c->method == NULL)
+		return help_fill(inv, cl->pos + words, cl->npos - words, true, err);
 	if ((r = command_params(c, cl->pos + words, cl->npos - words, cl, &inv->params, err)) < 0)
 		return r;
 	inv->action = INVOCATION_CALL;
@@ -659,11 +704,21 @@ commands_build(int argc, char **argv, struct invocation *ret, char **err)
 	return SEEDCTL_EXIT_OK;
 }
 
+bool
+commands_want_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			return true;
+	return false;
+}
+
 void
 invocation_done(struct invocation *inv)
 {
 	free(inv->method);
 	free(inv->socket);
+	free(inv->help_group);
 	json_decref(inv->params);
 	*inv = (struct invocation){0};
 }
@@ -674,6 +729,19 @@ commands_usage(FILE *f, const struct command *c)
 	_cleanup_free_ char *syn = command_synopsis(c);
 
 	fprintf(f, "usage: seedctl [--socket PATH] [--json] %s\n\n%s\n", syn, c->about);
+}
+
+void
+commands_usage_group(FILE *f, const char *group)
+{
+	fprintf(f, "usage: seedctl [--socket PATH] [--json] %s COMMAND ...\n\nCommands:\n", group);
+	for (size_t i = 0; i < commands_count; i++) {
+		_cleanup_free_ char *syn = NULL;
+		if (!command_in_group(&commands_table[i], group, strlen(group)))
+			continue;
+		syn = command_synopsis(&commands_table[i]);
+		fprintf(f, "  %s\n      %s\n", syn, commands_table[i].about);
+	}
 }
 
 void

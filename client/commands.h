@@ -21,6 +21,11 @@ enum {
 	SEEDCTL_EXIT_UNREACHABLE = 3, /* no connection, or it dropped before a reply */
 };
 
+/* The error names of seedctl's own failures, for --json (seedctl(1) EXIT STATUS). */
+#define SEEDCTL_ERR_USAGE "seedctl.Usage"             /* exit 2 */
+#define SEEDCTL_ERR_UNREACHABLE "seedctl.Unreachable" /* exit 3 */
+#define SEEDCTL_ERR_MALFORMED "seedctl.MalformedReply" /* exit 1 */
+
 /* How an argument's text becomes a parameter value. */
 enum arg_kind {
 	ARG_JOB,     /* a job name, checked with job_name_valid() */
@@ -60,7 +65,7 @@ struct command {
 	int min_args, max_args;
 	unsigned options;  /* OPT_* allowed */
 	unsigned required; /* OPT_* that must be given */
-	const char *method;    /* "GetJob"; SEEDD_INTERFACE is prepended */
+	const char *method;    /* "GetJob"; SEEDD_INTERFACE is prepended; NULL: help */
 	const char *reply_key; /* the reply parameter printed; NULL = all parameters */
 	bool stream;           /* sent with "more": true (watch) */
 	command_print_fn print;
@@ -68,6 +73,15 @@ struct command {
 
 extern const struct command commands_table[];
 extern const size_t commands_count;
+
+/* A command option ("--staging DIR"): the table is read by the completion generator too. */
+struct option_spec {
+	unsigned flag;
+	const char *name; /* without the leading "--" */
+	struct arg_spec arg;
+};
+/* Option i of the table, NULL past its end. */
+const struct option_spec *commands_option(size_t i);
 
 enum invocation_action {
 	INVOCATION_CALL,
@@ -79,6 +93,7 @@ enum invocation_action {
 struct invocation {
 	enum invocation_action action;
 	const struct command *command; /* NULL for plain --help and --version */
+	char *help_group;              /* "job" for "help job": the group's usages */
 	char *method;                  /* "io.seedd.GetJob" */
 	json_t *params;                /* the call's parameters */
 	bool json;                     /* --json */
@@ -93,10 +108,13 @@ struct invocation {
  */
 int commands_build(int argc, char **argv, struct invocation *ret, char **err);
 void invocation_done(struct invocation *inv);
+/* True if argv asks for --json (before any "--"), even where it does not parse. */
+bool commands_want_json(int argc, char **argv);
 
-/* Print the full help, or one command's usage line. */
+/* Print the full help, or one command's usage line, or those of a group ("job"). */
 void commands_help(FILE *f);
 void commands_usage(FILE *f, const struct command *c);
+void commands_usage_group(FILE *f, const char *group);
 
 /* Parse "4096", "500M", "2T" (1024-based) into bytes; -EINVAL if not a positive size. */
 int commands_parse_size(const char *s, int64_t *ret);

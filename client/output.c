@@ -515,6 +515,37 @@ output_error(FILE *f, const char *error, json_t *params)
 	fputc('\n', f);
 }
 
+/* One compact {"error": NAME, "message": TEXT} line (CONTRACT §4: --json errors). */
+static void
+error_object(FILE *f, const char *name, const char *message)
+{
+	json_t *o = json_pack("{s:s,s:s}", "error", name, "message", message);
+
+	if (o == NULL) /* not UTF-8: seedd's own names and texts always are */
+		o = json_pack("{s:s,s:s}", "error", name, "message", "(not valid UTF-8)");
+	output_json(f, o, true);
+	json_decref(o);
+}
+
+void
+output_error_json(FILE *f, const char *error, json_t *params)
+{
+	_cleanup_free_ char *text = error_text(error, params);
+
+	if (text == NULL && json_object_size(params) > 0)
+		text = json_dumps(params, JSON_COMPACT);
+	error_object(f, error, text != NULL ? text : error);
+}
+
+void
+output_failure(FILE *f, bool json, const char *name, const char *message)
+{
+	if (json)
+		error_object(f, name, message);
+	else
+		fprintf(f, "seedctl: %s\n", message);
+}
+
 /* ---- watch ------------------------------------------------------------ */
 
 struct output_watch {

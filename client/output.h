@@ -26,6 +26,13 @@ void output_json(FILE *f, json_t *v, bool compact);
 
 /* "seedctl: io.seedd.JobNotFound: no job named 'x'" */
 void output_error(FILE *f, const char *error, json_t *params);
+/* The same error with --json: {"error": "io.seedd.JobNotFound", "message": "no job named 'x'"}. */
+void output_error_json(FILE *f, const char *error, json_t *params);
+/*
+ * seedctl's own failure (usage, unreachable, malformed reply): with json the
+ * object above with name (SEEDCTL_ERR_*), else "seedctl: message".
+ */
+void output_failure(FILE *f, bool json, const char *name, const char *message);
 
 /* "1.5 GiB"; plain "N B" below 1 KiB. */
 void output_bytes(int64_t n, char buf[static 32]);

@@ -2,11 +2,13 @@
  * seedctl: the command-line client of seedd. main() only: parse the command
  * line with the command table (commands.c), then make the call (call.c).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "call.h"
 #include "commands.h"
+#include "output.h"
 #include "seedd-build.h"
 
 int
@@ -17,13 +19,16 @@ main(int argc, char **argv)
 	int r;
 
 	if ((r = commands_build(argc, argv, &inv, &err)) != SEEDCTL_EXIT_OK) {
-		fprintf(stderr, "seedctl: %s\n", err);
+		bool json = commands_want_json(argc, argv);
+		output_failure(json ? stdout : stderr, json, SEEDCTL_ERR_USAGE, err);
 		free(err);
 		return r;
 	}
 	switch (inv.action) {
 	case INVOCATION_HELP:
-		if (inv.command != NULL)
+		if (inv.help_group != NULL)
+			commands_usage_group(stdout, inv.help_group);
+		else if (inv.command != NULL)
 			commands_usage(stdout, inv.command);
 		else
 			commands_help(stdout);

@@ -35,10 +35,34 @@ static const char *arg_config;
 static const char *arg_state_dir;
 static const char *arg_socket;
 
+/* Every option of parse_args(), as seedd(8) "Options" describes it. */
+static const struct {
+	const char *option, *text;
+} option_help[] = {
+	{"--config PATH", "read the configuration from PATH (default: " SEEDD_CONFIG_PATH ",\n"
+			  "                   built-in defaults if it does not exist); see seedd.conf(5)"},
+	{"--state-dir DIR", "keep the database and reports in DIR (default: $STATE_DIRECTORY,\n"
+			    "                   else " SEEDD_STATE_DIR ")"},
+	{"--socket PATH", "listen on PATH (default: the socket systemd passes,\n"
+			  "                   else $RUNTIME_DIRECTORY/seedd.sock, else " SEEDD_RUNTIME_DIR
+			  "/seedd.sock)"},
+	{"--version", "print the version and exit"},
+	{"-h, --help", "print this help and exit"},
+};
+
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH] [--version]\n");
+	fputs("usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH]\n"
+	      "       seedd --version | --help\n\n"
+	      "The offline seeding daemon for Azure Import/Export; seedctl(1) controls it.\n\n"
+	      "Options:\n",
+	      f);
+	for (size_t i = 0; i < ELEMENTSOF(option_help); i++)
+		fprintf(f, "  %-16s %s\n", option_help[i].option, option_help[i].text);
+	fputs("\nExit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.\n"
+	      "See seedd(8).\n",
+	      f);
 }
 
 static int
@@ -82,6 +106,20 @@ parse_args(int argc, char **argv)
 		return -EINVAL;
 	}
 	return 1;
+}
+
+/* MetricsFile='s per-drive bytes and rate, from the prep stage (core reaches up only through this). */
+static bool
+metrics_drive(struct daemon *d, int64_t job_id, int64_t drive_id, int64_t *ret_bytes,
+	      double *ret_rate)
+{
+	struct drive_progress pg;
+
+	if (!prep_drive_progress(d, job_id, drive_id, &pg))
+		return false;
+	*ret_bytes = pg.bytes_done;
+	*ret_rate = pg.rate;
+	return true;
 }
 
 /* --state-dir, else the first of $STATE_DIRECTORY, else the built-in default. */
@@ -159,7 +197,7 @@ run(struct daemon *d)
 		log_error("cannot set up the Azure client: %s", err ? err : "unknown error");
 		return EXIT_RUNTIME;
 	}
-	metrics_start(d);
+	metrics_start(d, metrics_drive);
 	stagetab_resume_all(d->stages);
 	if (event_base_dispatch(d->base) < 0) {
 		log_error("event loop failed");

@@ -2,8 +2,11 @@
 """One seedd job through its whole life on sample data, against the local
 Azure emulation: the simulator of Entra ID and ARM (whose "datacenter"
 imports the shipped drive directories) and Azurite for Blob storage.
-Prints progress and the job's timeline; exits 0 only if the job is done."""
+Prints progress, every stage the job went through and its timeline; exits 0
+only if the job is done after every stage. Removes its temporary directory
+(sample data, drive directories, the fake secrets) at the end."""
 import os
+import shutil
 import sys
 import time
 
@@ -19,8 +22,40 @@ import azurite  # noqa: E402
 import prepcheck  # noqa: E402
 
 
+STAGES = ["staging", "drive_prep", "shipped", "imported", "vault_copy", "cleanup", "done"]
+
+
 def say(text):
     print("== " + text, flush=True)
+
+
+def iec(n):
+    """1536 -> "1.5 KiB", as seedctl prints sizes."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return "%d %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
+        n /= 1024.0
+
+
+def stages_seen(d, name):
+    """The job's states in the order its log shows them, each once."""
+    seen = []
+    for e in d.ctl_json("job", "log", name):
+        if e.get("state") and e["state"] not in seen:
+            seen.append(e["state"])
+    return seen
+
+
+def after_text(after):
+    imp = after["import"]
+    return ("%s; %d verified in the vault container; staging files: %d deleted, %d kept; "
+            "verified by %s" % (", ".join("%d %s" % (imp[k], k) for k in
+                                          ("ok", "missing", "corrupt", "renamed", "failed",
+                                           "repaired") if k in imp),
+                               after["vaultVerified"], after["stagingDeleted"],
+                               after["stagingKept"],
+                               ", ".join("%s %d" % kv for kv in sorted(after["verifiedBy"].items()))
+                               or "nothing"))
 
 
 def sample_tree(root):
@@ -42,8 +77,8 @@ def progress(d, name, until, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
         j = d.ctl_json("job", "show", name)
-        line = "%s / %s  copied %d of %d bytes" % (j["state"], j["phase"], j["copiedBytes"],
-                                                   j["bytes"])
+        line = "%s / %s  copied %s of %s" % (j["state"], j["phase"], iec(j["copiedBytes"]),
+                                             iec(j["bytes"]))
         if line != last:
             print("   " + line, flush=True)
             last = line
@@ -95,24 +130,28 @@ def main():
             say("Azure (simulated): %s" % status)
             sim.advance(name, status)
         job = progress(d, name, lambda j: j["state"] == "done")
+        seen = stages_seen(d, name)
+        say("stages: %s" % " -> ".join(seen))
         say("timeline (seedctl job log %s)" % name)
         print(d.ctl("job", "log", name, check_rc=0).stdout)
-        say("after the import: %s" % job.get("afterImport"))
-        d.stop()
         after = job["afterImport"]
+        say("after the import: %s" % after_text(after))
+        d.stop()
         # The datacenter imports as documented; a clean import re-sends nothing.
         ok = job["state"] == "done" and after["vaultVerified"] == len(files) and \
-            after["import"].get("repaired", 0) == 0
-        say("job %s: %s; %d files verified in the vault container, %d repaired over the "
-            "network; verified by %s" % (name, job["state"], after["vaultVerified"],
-                                         after["import"].get("repaired", 0),
-                                         ", ".join("%s %d" % kv for kv in
-                                                   sorted(after["verifiedBy"].items()))))
+            after["import"].get("repaired", 0) == 0 and seen == STAGES
+        say("job %s: %s after %d of %d stages; %d files verified in the vault container, "
+            "%d repaired over the network" % (name, job["state"], len(seen), len(STAGES),
+                                             after["vaultVerified"],
+                                             after["import"].get("repaired", 0)))
         return 0 if ok else 1
     finally:
         if d.alive():
             d.proc.kill()
         sim.stop()
+        shutil.rmtree(d.tmp, ignore_errors=True)
+        say("removed %s (sample data, drive directories, fake secrets)%s" %
+            (d.tmp, "" if not os.path.exists(d.tmp) else ": FAILED, still there"))
 
 
 if __name__ == "__main__":

@@ -135,6 +135,8 @@ const char *const db_statements[_STMT_MAX] = {
 				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
 				  "WHERE job_id = ?1 AND state = ?2",
+	/* From the index files_job_state alone: no table row read (metrics, every 15 s). */
+	[STMT_FILE_NUMBER_STATE] = "SELECT count(*) FROM files WHERE job_id = ?1 AND state = ?2",
 	/*
 	 * Bound alike: ?1 job, ?2 after id, ?3 limit, ?4 state, ?5 drive. With a
 	 * state they seek (job_id|drive_id, state, id); without, the unary + makes
@@ -1645,6 +1647,22 @@ db_files_count(struct db *db, int64_t job_id, const char *state, struct file_cou
 		return db_error(db, rc);
 	ret->files = sqlite3_column_int64(st, 0);
 	ret->bytes = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int
+db_files_number(struct db *db, int64_t job_id, const char *state, int64_t *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_NUMBER_STATE];
+	int r, rc;
+
+	if (state == NULL || file_state_from_string(state) == _FILE_STATE_INVALID)
+		return -EINVAL;
+	if ((r = bind(db, st, "it", job_id, state)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_error(db, rc);
+	*ret = sqlite3_column_int64(st, 0);
 	return 0;
 }
 

@@ -250,6 +250,8 @@ int db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry
 int db_job_set_totals(struct db *db, int64_t job_id, int64_t now);
 /* Count and total size of the job's files in `state` (NULL: all). */
 int db_files_count(struct db *db, int64_t job_id, const char *state, struct file_count *ret);
+/* Only how many of the job's files are in `state`: read from the index, cheap on big jobs. */
+int db_files_number(struct db *db, int64_t job_id, const char *state, int64_t *ret);
 /*
  * Page through a job's files in id order: rows with id > after_id, at most
  * limit (> 0), only those in `state` (NULL: any) and on drive_id (0: any).

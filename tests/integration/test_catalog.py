@@ -57,6 +57,34 @@ def catalog_entries(path):
     return entries, errors
 
 
+def random_ids(header, ids):
+    """Real random ids (systemd-id128 new: UUID version 4, variant 1), not a counter:
+    no two share more than 6 leading or 6 trailing hex digits."""
+    errors = []
+    for ident, name in ids.items():
+        if ident[12] != "4" or ident[16] not in "89ab":
+            errors.append(f"{header}: {name} ({ident}) is not a random id (systemd-id128 new)")
+    for a in ids:
+        for b in ids:
+            if a < b and (a[:7] == b[:7] or a[-7:] == b[-7:]):
+                errors.append(f"{header}: {ids[a]} and {ids[b]} look sequential: {a} {b}")
+    return errors
+
+
+def failure_wording(catalog, entries, ids):
+    """jobctl_fail() logs SEEDD_STATE=failed (the state after, as every entry): the
+    failure entry must read well with it, not "failed in state failed"."""
+    byname = {name: ident for ident, name in ids.items()}
+    entry = entries.get(byname.get("SEEDD_MESSAGE_JOB_FAILED"))
+    if entry is None:
+        return []
+    text = (entry["fields"].get("Subject", "") + "\n" + entry["body"]).replace(
+        "@SEEDD_STATE@", "failed").replace("\n", " ")
+    if re.search(r"failed in state failed", re.sub(r"\s+", " ", text)):
+        return [f"{catalog}: the failure entry reads 'failed in state failed'"]
+    return []
+
+
 def check_files(root):
     header = os.path.join(root, "daemon", "core", "catalog-ids.h")
     catalog = os.path.join(root, "systemd", "seedd.catalog")
@@ -69,6 +97,8 @@ def check_files(root):
             errors.append(f"{header}: {name} is not 32 lower-case hex digits: {ident!r}")
         if ident not in entries:
             errors.append(f"{catalog}: no entry for {name} ({ident})")
+    errors += random_ids(header, ids)
+    errors += failure_wording(catalog, entries, ids)
     for ident, entry in sorted(entries.items()):
         where = f"{catalog}:{entry['line']}"
         if ident not in ids:

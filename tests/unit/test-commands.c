@@ -403,6 +403,7 @@ test_help(void)
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
 		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
+		"help [COMMAND]",
 	};
 	char *text = NULL, *line;
 	size_t len = 0, entries = 0;
@@ -433,6 +434,34 @@ test_help(void)
 	fclose(f);
 	check(strstr(text, "seedctl [--socket PATH] [--json] drive add NAME PATH") != NULL);
 	free(text);
+}
+
+/* "seedctl help [COMMAND]": answered by seedctl, never a call. */
+static void
+test_help_command(void)
+{
+	struct invocation inv;
+	char *err = NULL;
+
+	check_int(build((const char *[]){"help", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command == NULL && inv.method == NULL);
+	invocation_done(&inv);
+	check_int(build((const char *[]){"help", "job", "sho", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command != NULL);
+	check_str(inv.command->name, "job show");
+	invocation_done(&inv);
+	check_int(build((const char *[]){"he", "drive", NULL}, &inv, &err), SEEDCTL_EXIT_OK);
+	check(inv.action == INVOCATION_HELP && inv.command == NULL);
+	check_str(inv.help_group, "drive");
+	invocation_done(&inv);
+	check_int(build((const char *[]){"help", "nosuch", NULL}, &inv, &err), SEEDCTL_EXIT_USAGE);
+	check(strstr(err, "nosuch") != NULL);
+	free(err);
+	err = NULL;
+	check_int(build((const char *[]){"help", "status", "x", NULL}, &inv, &err),
+		  SEEDCTL_EXIT_USAGE);
+	check(strstr(err, "'x'") != NULL);
+	free(err);
 }
 
 /* ---- call_run against a fake seedd -------------------------------------- */
@@ -565,6 +594,22 @@ test_run_show(const char *sock)
 	json_decref(want);
 }
 
+/* out is exactly one JSON object {"error": name, "message": TEXT} and a newline. */
+static void
+check_json_error(const char *out, const char *name, const char *message)
+{
+	json_error_t e;
+	json_t *o = json_loads(out, 0, &e);
+
+	check(o != NULL && json_is_object(o) && json_object_size(o) == 2);
+	check(strchr(out, '\n') == out + strlen(out) - 1);
+	check_str(json_string_value(json_object_get(o, "error")), name);
+	check(json_is_string(json_object_get(o, "message")));
+	if (message != NULL)
+		check_str(json_string_value(json_object_get(o, "message")), message);
+	json_decref(o);
+}
+
 static void
 test_run_errors(const char *sock)
 {
@@ -583,10 +628,34 @@ test_run_errors(const char *sock)
 	_cleanup_free_ char *nowhere = xprintf("%s/nowhere.sock", tmpdir);
 	struct run_result res;
 
-	run(sock, &notfound, (const char *[]){"--json", "job", "retry", "xyz", NULL}, &res);
+	run(sock, &notfound, (const char *[]){"job", "retry", "xyz", NULL}, &res);
 	check_int(res.status, SEEDCTL_EXIT_REFUSED);
 	check_str(res.err, "seedctl: io.seedd.JobNotFound: no job named 'x'\n");
 	check_str(res.out, "");
+	run_done(&res);
+
+	/* --json: the error is one object on stdout, same exit status (CONTRACT §4). */
+	run(sock, &notfound, (const char *[]){"--json", "job", "retry", "xyz", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check_str(res.out, "{\"error\":\"io.seedd.JobNotFound\",\"message\":\"no job named 'x'\"}\n");
+	check_str(res.err, "");
+	run_done(&res);
+	run(sock, &state, (const char *[]){"--json", "job", "cancel", "xyz", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check_json_error(res.out, "io.seedd.InvalidState", "job 'xyz' is done: too late\033]0;");
+	run_done(&res);
+	run(nowhere, NULL, (const char *[]){"--json", "status", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
+	check_json_error(res.out, SEEDCTL_ERR_UNREACHABLE, NULL);
+	check_str(res.err, "");
+	run_done(&res);
+	run(sock, &silent, (const char *[]){"--json", "status", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
+	check_json_error(res.out, SEEDCTL_ERR_UNREACHABLE, NULL);
+	run_done(&res);
+	run(sock, &garbled, (const char *[]){"--json", "status", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check_json_error(res.out, SEEDCTL_ERR_MALFORMED, NULL);
 	run_done(&res);
 
 	run(sock, &state, (const char *[]){"job", "cancel", "xyz", NULL}, &res);
@@ -615,7 +684,7 @@ test_run_errors(const char *sock)
 	run_done(&res);
 	run(sock, &nokey, (const char *[]){"--json", "job", "show", "xyz", NULL}, &res);
 	check_int(res.status, SEEDCTL_EXIT_REFUSED);
-	check_str(res.out, "");
+	check_json_error(res.out, SEEDCTL_ERR_MALFORMED, "malformed reply from seedd: no 'job' in it");
 	run_done(&res);
 }
 
@@ -693,6 +762,14 @@ test_run_watch(const char *sock)
 	check(strstr(res.err, "io.seedd.JobNotFound") != NULL);
 	run_done(&res);
 
+	/* --json: the progress lines, then the error as the last line, nothing on stderr. */
+	run(sock, &fails, (const char *[]){"--json", "watch", "abc", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check_str(res.err, "");
+	check(strrchr(res.out, '{') != NULL);
+	check_json_error(strstr(res.out, "\n") + 1, "io.seedd.JobNotFound", "no job named 'abc'");
+	run_done(&res);
+
 	run(sock, &silent, (const char *[]){"watch", NULL}, &res);
 	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
 	run_done(&res);
@@ -763,6 +840,7 @@ main(void)
 	test_paths();
 	test_keyfile();
 	test_help();
+	test_help_command();
 	test_run_show(sock);
 	test_run_errors(sock);
 	test_run_status(sock);

@@ -937,6 +937,17 @@ test_files_scan(struct db *db, const char *path)
 	check_int(c.files, 0);
 	check_int(c.bytes, 0);
 	check_int(db_files_count(db, job, "bogus", &c), -EINVAL);
+	{
+		int64_t num = -1;
+		check_int(db_files_number(db, job, "indexed", &num), 0);
+		check_int(num, 3);
+		check_int(db_files_number(db, job, "invalid", &num), 0);
+		check_int(num, 1);
+		check_int(db_files_number(db, job, "planned", &num), 0);
+		check_int(num, 0);
+		check_int(db_files_number(db, job, "bogus", &num), -EINVAL);
+		check_int(db_files_number(db, job, NULL, &num), -EINVAL);
+	}
 
 	check_int(db_files_page(db, job, NULL, 0, 0, 100, &rows, &n), 0);
 	check_int(n, 5);
