@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "catalog-ids.h"
+#include "checkpointer.h"
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
@@ -161,6 +162,9 @@ open_store(struct daemon *d)
 		log_error("cannot open job store %s: %s", path, err ? err : strerror(-r));
 		return r;
 	}
+	/* The log is copied into the database on a thread, never by a commit of the loop. */
+	if ((d->checkpointer = checkpointer_start(path)) != NULL)
+		(void)db_set_autocheckpoint(d->db, false);
 	return 0;
 }
 
@@ -250,6 +254,7 @@ main(int argc, char **argv)
 	d.notify = notify_free(d.notify);
 	d.server = server_free(d.server);
 	daemon_free_events(&d);
+	d.checkpointer = checkpointer_stop(d.checkpointer);
 	d.db = db_close(d.db);
 	event_base_free(d.base);
 	config_free(d.config);

@@ -88,6 +88,7 @@ struct group_verifier {
 	pthread_cond_t cond;
 	struct small_group *pending; /* handed over, not yet reported */
 	struct copier *cp;
+	struct db *db; /* its own write connection: the group's commit is off the loop */
 };
 
 /*
@@ -164,6 +165,7 @@ struct file_msg {
 	int64_t old_size;               /* as indexed */
 	char *rel_path;                 /* for -ESTALE */
 	int64_t new_size, new_mtime_ns; /* for -ESTALE */
+	int commit;                     /* committed by the verifier: db_files_verified()'s result */
 };
 
 /* Worker -> loop: a group of small files copied, synced and verified together. */
@@ -171,6 +173,7 @@ struct files_msg {
 	struct worker_msg m;
 	int64_t job_id, drive_id;
 	uint64_t gen;
+	bool committed; /* the verifier committed the verified ones; else the loop does */
 	size_t n;
 	struct file_msg *items[];
 };
@@ -386,10 +389,47 @@ next_is_small(struct prep_drive *dr)
 	return small;
 }
 
+static struct block_row *blocks_of(const struct copy_result *res);
+
+/*
+ * The group's verified files in one transaction on the verifier's own
+ * connection (one fsync of the log, and not on the loop: a commit waits
+ * for the disk). If it fails (say the database is busy for longer than the
+ * busy timeout) the loop commits the group as before.
+ */
+static void
+group_commit(struct db *db, struct files_msg *gm)
+{
+	struct verified_file *v = xcalloc(gm->n + 1, sizeof(*v));
+	struct block_row **b = xcalloc(gm->n + 1, sizeof(*b));
+	size_t k = 0;
+
+	for (size_t i = 0; i < gm->n; i++) {
+		struct file_msg *fm = gm->items[i];
+		if (fm->status != 0)
+			continue;
+		b[k] = blocks_of(&fm->res);
+		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
+					      .md5 = fm->res.md5, .blocks = b[k],
+					      .n = fm->res.n_blocks, .verified = fm->res.verified};
+		k++;
+	}
+	if (k > 0 && db_files_verified(db, v, k, daemon_now()) == 0) {
+		gm->committed = true;
+		for (size_t i = 0, j = 0; i < gm->n; i++)
+			if (gm->items[i]->status == 0)
+				gm->items[i]->commit = v[j++].result;
+	}
+	for (size_t j = 0; j < k; j++)
+		free(b[j]);
+	free(b);
+	free(v);
+}
+
 /*
  * Verify a synced group by re-reading each file from the drive (the batch
- * reads overlap), then report the group to the loop in one message, which
- * commits it in one transaction. Group verifier thread.
+ * reads overlap), commit it in one transaction of its own connection, then
+ * report the group to the loop in one message. Group verifier thread.
  */
 static void
 verify_group(struct prep_drive *dr, struct copier *cp, struct small_group *g)
@@ -429,6 +469,8 @@ verify_group(struct prep_drive *dr, struct copier *cp, struct small_group *g)
 		gm->items[gm->n++] = g->msgs[i];
 		task_free(g->tasks[i]);
 	}
+	if (dr->gv.db != NULL)
+		group_commit(dr->gv.db, gm);
 	worker_queue_push(dr->p->queue, &gm->m);
 	free(g);
 }
@@ -463,6 +505,14 @@ group_verifier_start(struct prep_drive *dr)
 
 	if ((gv->cp = copier_new()) == NULL)
 		return -ENOMEM;
+	{
+		_cleanup_free_ char *err = NULL;
+		/* Without a connection of its own the loop commits the groups (slower, not wrong). */
+		if (db_open(dr->p->db_path, &gv->db, &err) < 0)
+			log_warning("job %s: drive %s: the group verifier has no database connection "
+				    "(%s); the loop commits its groups",
+				    dr->p->job_name, dr->serial, err ? err : "?");
+	}
 	copier_set_direct(gv->cp, dr->direct);
 	pthread_mutex_init(&gv->lock, NULL);
 	pthread_cond_init(&gv->cond, NULL);
@@ -502,6 +552,7 @@ group_verifier_stop(struct prep_drive *dr)
 		gv->started = false;
 	}
 	gv->cp = copier_free(gv->cp);
+	gv->db = db_close(gv->db);
 }
 
 static void *
@@ -1109,13 +1160,14 @@ commit_group(struct daemon *d, struct prep *p, struct prep_drive *dr, struct fil
 				file_done(p, dr, fm);
 			continue;
 		}
-		b[k] = blocks_of(&fm->res);
+		b[k] = gm->committed ? NULL : blocks_of(&fm->res);
 		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
 					      .md5 = fm->res.md5, .blocks = b[k],
-					      .n = fm->res.n_blocks, .verified = fm->res.verified};
+					      .n = fm->res.n_blocks, .verified = fm->res.verified,
+					      .result = fm->commit};
 		k++;
 	}
-	r = k > 0 ? db_files_verified(d->db, v, k, daemon_now()) : 0;
+	r = gm->committed || k == 0 ? 0 : db_files_verified(d->db, v, k, daemon_now());
 	if (r < 0)
 		log_error("committing %zu copied files: %s", k, db_errmsg(d->db));
 	for (size_t i = 0, j = 0; i < gm->n; i++) {

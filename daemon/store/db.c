@@ -595,6 +595,27 @@ db_closep(struct db **db)
 }
 
 int
+db_set_autocheckpoint(struct db *db, bool on)
+{
+	int rc = sqlite3_wal_autocheckpoint(db->sqlite, on ? 1000 : 0);
+
+	return rc == SQLITE_OK ? 0 : db_error(db, rc);
+}
+
+int
+db_checkpoint(struct db *db, int64_t *ret_log, int64_t *ret_done)
+{
+	int log = 0, done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(db->sqlite, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+	if (ret_log != NULL)
+		*ret_log = log;
+	if (ret_done != NULL)
+		*ret_done = done;
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_error(db, rc);
+}
+
+int
 db_open(const char *path, struct db **ret, char **ret_err)
 {
 	_cleanup_(db_closep) struct db *db = NULL;

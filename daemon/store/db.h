@@ -140,6 +140,16 @@ struct block_row {
  */
 int db_open(const char *path, struct db **ret, char **ret_err);
 struct db *db_close(struct db *db);
+/*
+ * SQLite checkpoints the write-ahead log on the committing connection when it
+ * passes 1000 pages (on by default). The loop's connection turns it off, so
+ * no commit of the loop copies the log into the database and syncs it;
+ * db_checkpoint() does that on a thread of its own (a PASSIVE checkpoint:
+ * it waits for no reader or writer). *ret_log and *ret_done: the log's
+ * frames and those copied.
+ */
+int db_set_autocheckpoint(struct db *db, bool on);
+int db_checkpoint(struct db *db, int64_t *ret_log, int64_t *ret_done);
 const char *db_errmsg(struct db *db);
 
 /* Schema version found in the file at open (before migrating). */
