@@ -16,6 +16,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "harden.h"
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
@@ -165,6 +166,8 @@ main(int argc, char **argv)
 	log_init(LOG_TARGET_AUTO, LOG_INFO);
 	if ((r = parse_args(argc, argv)) <= 0)
 		return r == 0 ? 0 : EXIT_USAGE;
+	if ((r = harden_process()) < 0)
+		log_warning("cannot turn core dumps off: %s; running anyway", strerror(-r));
 	if (config_load(arg_config, &d.config, &err) < 0) {
 		log_error("%s", err);
 		if (log_get_target() == LOG_TARGET_JOURNAL)

@@ -191,10 +191,24 @@ static const char schema_v3_real_world[] =
 	"";
 /* clang-format on */
 
+/*
+ * v4: hardening (issues 11 and 12). One step for the whole change; each
+ * helper's part has its own comment line and adds its statements below it.
+ */
+/* clang-format off */
+static const char schema_v4_hardening[] =
+	/* -- secrets */
+	/* -- peers */
+	/* -- operator */
+	/* -- planning */
+	"";
+/* clang-format on */
+
 static const struct migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2_direct_io},
     {3, schema_v3_real_world},
+    {4, schema_v4_hardening},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,

@@ -118,7 +118,7 @@ struct block_row {
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 /* Event kinds (events.kind). */
 #define DB_EVENT_CREATED "created"
