@@ -90,6 +90,7 @@ enum db_stmt {
 	STMT_SECRET_DELETE, /* the only statements that touch secrets */
 	STMT_SECRET_INSERT,
 	STMT_SECRET_GET,
+	STMT_SECRET_DELETE_JOB,
 	_STMT_MAX,
 };
 

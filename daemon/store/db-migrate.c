@@ -198,6 +198,15 @@ static const char schema_v3_real_world[] =
 /* clang-format off */
 static const char schema_v4_hardening[] =
 	/* -- secrets */
+	/* BitLocker recovery passwords of jobs already done or cancelled leave, said in their log. */
+	"INSERT INTO events (job_id, time, kind, state, text)"
+	" SELECT j.id, CAST(strftime('%s', 'now') AS INTEGER), 'secrets-deleted', j.state,"
+	"  count(*) || ' BitLocker recovery password(s) deleted from the database'"
+	" FROM jobs j JOIN secrets s ON s.job_id = j.id"
+	" WHERE j.state IN ('done', 'cancelled') GROUP BY j.id;"
+	"DELETE FROM secrets WHERE job_id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled'));"
+	/* A staging file's link count when indexed; above 1 it is named as a problem. */
+	"ALTER TABLE files ADD COLUMN links INTEGER NOT NULL DEFAULT 1 CHECK (links >= 1);"
 	/* -- peers */
 	/* -- operator */
 	/* -- planning */

@@ -218,6 +218,7 @@ const char *const db_statements[_STMT_MAX] = {
 			       "kind = ?3",
 	[STMT_SECRET_INSERT] = "INSERT INTO secrets (job_id, drive_id, kind, value) "
 			       "SELECT job_id, id, ?3, ?4 FROM drives WHERE id = ?2 AND job_id = ?1",
+	[STMT_SECRET_DELETE_JOB] = "DELETE FROM secrets WHERE job_id = ?1",
 	[STMT_SECRET_GET] = "SELECT value FROM secrets WHERE drive_id = ?1 AND kind = ?2 "
 			    "ORDER BY id DESC LIMIT 1",
 };
@@ -531,7 +532,15 @@ create_file(const char *path)
 static int
 configure(struct db *db)
 {
+	/*
+	 * secure_delete: deleted rows and freed pages are overwritten with
+	 * zeros, so a BitLocker recovery password deleted at done or cancel
+	 * (secrets_forget) leaves no copy in the file. SQLite has it per
+	 * connection, not per table; for the whole file it costs little, see
+	 * the README (security).
+	 */
 	static const char pragmas[] = "PRAGMA foreign_keys = ON;"
+	                              "PRAGMA secure_delete = ON;"
 	                              "PRAGMA journal_mode = WAL;"
 	                              "PRAGMA synchronous = FULL;"
 	                              "PRAGMA cache_size = -65536;";
@@ -1029,6 +1038,42 @@ forward_event(enum job_state from, enum job_state to)
 	return _JOB_EVENT_INVALID;
 }
 
+/*
+ * Inside a transaction: delete the job's secrets (BitLocker recovery
+ * passwords, needed only until Azure has the job) and say so in its log,
+ * never the value. *ret_deleted: whether any was there.
+ */
+static int
+secrets_forget(struct db *db, int64_t job_id, int64_t now, bool *ret_deleted)
+{
+	_cleanup_free_ char *text = NULL;
+	int changes, r;
+
+	if ((r = run(db, STMT_SECRET_DELETE_JOB, job_id, "")) < 0)
+		return r;
+	changes = sqlite3_changes(db->sqlite);
+	*ret_deleted = changes > 0;
+	if (changes == 0)
+		return 0;
+	text = xprintf("%d BitLocker recovery password%s deleted from the database", changes,
+	               changes == 1 ? "" : "s");
+	return event_insert(db, job_id, DB_EVENT_SECRETS, text, now);
+}
+
+/*
+ * After a commit that deleted secrets: copy the WAL into the file and
+ * truncate it, so the pages that held them (zeroed by secure_delete) leave
+ * no older copy in the WAL. Best effort and never waits: with a reader
+ * active it does what it can, and the WAL is reused later anyway.
+ */
+static void
+wal_scrub(struct db *db)
+{
+	(void)sqlite3_busy_timeout(db->sqlite, 0);
+	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(db->sqlite, DB_BUSY_TIMEOUT_MS);
+}
+
 /* ---- Writing: one transaction each -------------------------------------------- */
 
 int
@@ -1059,6 +1104,7 @@ db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_state to
                const char *text, int64_t now)
 {
 	_cleanup_free_ char *deftext = NULL;
+	bool forgot = false;
 	int r;
 
 	if (forward_event(from, to) == _JOB_EVENT_INVALID)
@@ -1071,7 +1117,11 @@ db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_state to
 	r = job_update(db, STMT_JOB_ADVANCE, id, "ssti", from, to, phase != NULL ? phase : "", now);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_TRANSITION, text, now);
-	return tx_end(db, r);
+	if (r >= 0 && to == JOB_DONE)
+		r = secrets_forget(db, id, now, &forgot);
+	if ((r = tx_end(db, r)) >= 0 && forgot)
+		wal_scrub(db);
+	return r;
 }
 
 int
@@ -1144,6 +1194,7 @@ int
 db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, int64_t now)
 {
 	_cleanup_free_ char *deftext = NULL;
+	bool forgot = false;
 	int r;
 
 	if (job_next(from, JOB_EV_CANCEL) != JOB_CANCELLED)
@@ -1155,7 +1206,11 @@ db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, 
 	r = job_update(db, STMT_JOB_CANCEL, id, "si", from, now);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_CANCELLED, text, now);
-	return tx_end(db, r);
+	if (r >= 0)
+		r = secrets_forget(db, id, now, &forgot);
+	if ((r = tx_end(db, r)) >= 0 && forgot)
+		wal_scrub(db);
+	return r;
 }
 
 int

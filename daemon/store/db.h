@@ -129,6 +129,8 @@ struct block_row {
 #define DB_EVENT_PHASE "phase"
 #define DB_EVENT_NOTE "note"
 #define DB_EVENT_AZURE "azure"
+/* The job's BitLocker recovery passwords were deleted (done or cancelled). */
+#define DB_EVENT_SECRETS "secrets-deleted"
 
 /* The APIs an Azure job can be created with (jobs.azure_api). */
 #define DB_AZURE_API_DATABOX "DataBox"
