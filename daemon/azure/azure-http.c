@@ -550,6 +550,82 @@ url_is_loopback(const char *url)
 	return loopback;
 }
 
+/* The lower-cased part of u, or NULL. */
+static char *
+url_part(CURLU *u, CURLUPart part, unsigned flags)
+{
+	char *v = NULL, *r;
+
+	if (curl_url_get(u, part, &v, flags) != CURLUE_OK)
+		return NULL;
+	r = xstrdup(v);
+	curl_free(v);
+	for (char *p = r; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return r;
+}
+
+/* Parse url (absolute, http or https) into scheme, host and port; false if it is not one. */
+static bool
+url_origin(const char *url, char **ret_scheme, char **ret_host, char **ret_port)
+{
+	CURLU *u = curl_url();
+	char *user = NULL;
+	bool ok;
+
+	if (u == NULL)
+		fatalx("curl_url failed");
+	*ret_scheme = *ret_host = *ret_port = NULL;
+	ok = url != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
+	if (ok && curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+		ok = false; /* userinfo: never an Azure URL, and a classic spoofing trick */
+	curl_free(user);
+	if (ok) {
+		*ret_scheme = url_part(u, CURLUPART_SCHEME, 0);
+		*ret_host = url_part(u, CURLUPART_HOST, 0);
+		*ret_port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+		ok = *ret_scheme != NULL && *ret_host != NULL && *ret_port != NULL &&
+		     (strcmp(*ret_scheme, "https") == 0 || strcmp(*ret_scheme, "http") == 0);
+	}
+	curl_url_cleanup(u);
+	return ok;
+}
+
+bool
+http_same_origin(const char *url, const char *base)
+{
+	char *s1, *h1, *p1, *s2, *h2, *p2;
+	bool same;
+
+	same = url_origin(url, &s1, &h1, &p1);
+	if (!url_origin(base, &s2, &h2, &p2))
+		same = false;
+	same = same && strcmp(s1, s2) == 0 && strcmp(h1, h2) == 0 && strcmp(p1, p2) == 0;
+	free(s1), free(h1), free(p1), free(s2), free(h2), free(p2);
+	return same;
+}
+
+char *
+http_url_authority(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host, *port, *r;
+
+	if (u == NULL)
+		fatalx("curl_url failed");
+	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return xstrdup("(not a URL)");
+	}
+	host = url_part(u, CURLUPART_HOST, 0);
+	port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+	r = xprintf("%s:%s", host ? host : "?", port ? port : "?");
+	free(host);
+	free(port);
+	curl_url_cleanup(u);
+	return r;
+}
+
 #define SET(opt, val)                                                                              \
 	do {                                                                                       \
 		if (rc == CURLE_OK)                                                                \
