@@ -952,8 +952,16 @@ decide_serial(const struct drive_probe *p, const struct drive_attach_args *a, ch
 static int
 check_probe(const struct drive_probe *p, const struct drive_attach_args *a, char **ret_err)
 {
-	if (!p->is_mount_root && !a->allow_directory) {
-		xasprintf(ret_err, "%s is not the root of a mounted filesystem", p->mount_point);
+	/*
+	 * A directory that is not a volume's root is a test drive: --serial
+	 * (allow_directory) admits it only with RequireNTFS=no, else a plain
+	 * directory on an NTFS volume (or anywhere) would pass for a drive.
+	 */
+	if (!p->is_mount_root && (!a->allow_directory || a->require_ntfs)) {
+		xasprintf(ret_err, "%s is not the root of a mounted filesystem%s", p->mount_point,
+		          a->allow_directory ? " (a directory is a drive only with RequireNTFS=no, "
+		                               "for tests)"
+		                             : "");
 		return -EINVAL;
 	}
 	if (p->read_only) {

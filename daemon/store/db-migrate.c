@@ -207,6 +207,7 @@ static const char schema_v4_hardening[] =
 	"DELETE FROM secrets WHERE job_id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled'));"
 	/* A staging file's link count when indexed; above 1 it is named as a problem. */
 	"ALTER TABLE files ADD COLUMN links INTEGER NOT NULL DEFAULT 1 CHECK (links >= 1);"
+	"CREATE INDEX files_job_linked ON files (job_id, id) WHERE links > 1;"
 	/* -- peers */
 	/* -- operator */
 	/* -- planning */

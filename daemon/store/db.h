@@ -87,6 +87,7 @@ struct file_entry {
 	const char *blob_name; /* "<container>/<job>/<rel_path>" */
 	const char *state;     /* "indexed", "invalid" or "skipped" */
 	const char *reason;    /* NULL unless invalid/skipped (ignored for indexed) */
+	int64_t links;         /* link count when indexed; 0 means 1 */
 };
 
 struct file_count {
@@ -105,6 +106,7 @@ struct file_row {
 	char *vault_state;   /* copying, verified */
 	char *cleanup_state; /* blob-deleted, staging-deleted, staging-kept */
 	char *import_method; /* how the import was verified: content-md5, block-list, ... */
+	int64_t links;       /* link count when indexed: above 1, a problem (hard link) */
 };
 
 struct placement {
@@ -252,6 +254,16 @@ int db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry
 int db_job_set_totals(struct db *db, int64_t job_id, int64_t now);
 /* Count and total size of the job's files in `state` (NULL: all). */
 int db_files_count(struct db *db, int64_t job_id, const char *state, struct file_count *ret);
+/*
+ * Files of the job indexed with other hard links (link count above 1): copied
+ * like any file, but named as problems (the same data may also be reachable
+ * outside the staging tree). Pages of at most limit rows after after_id, and
+ * their count.
+ */
+int db_files_linked(struct db *db, int64_t job_id, int64_t after_id, size_t limit,
+                    struct file_row **ret, size_t *ret_n);
+int db_files_linked_count(struct db *db, int64_t job_id, struct file_count *ret);
+
 /*
  * Page through a job's files in id order: rows with id > after_id, at most
  * limit (> 0), only those in `state` (NULL: any) and on drive_id (0: any).
