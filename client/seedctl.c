@@ -8,6 +8,7 @@
 #include "call.h"
 #include "commands.h"
 #include "seedd-build.h"
+#include "util.h"
 
 int
 main(int argc, char **argv)
@@ -16,6 +17,7 @@ main(int argc, char **argv)
 	char *err = NULL;
 	int r;
 
+	secure_alloc_install(); /* requests carry BitLocker recovery passwords */
 	if ((r = commands_build(argc, argv, &inv, &err)) != SEEDCTL_EXIT_OK) {
 		fprintf(stderr, "seedctl: %s\n", err);
 		free(err);

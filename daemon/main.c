@@ -163,6 +163,12 @@ main(int argc, char **argv)
 	_cleanup_free_ char *err = NULL;
 	int r, status;
 
+	/*
+	 * Before any JSON value or libevent buffer exists: both then wipe what
+	 * they free (requests carry BitLocker recovery passwords, issue 11).
+	 */
+	secure_alloc_install();
+	event_set_mem_functions(malloc, secure_realloc, secure_free);
 	log_init(LOG_TARGET_AUTO, LOG_INFO);
 	if ((r = parse_args(argc, argv)) <= 0)
 		return r == 0 ? 0 : EXIT_USAGE;

@@ -110,7 +110,7 @@ static void
 response_reset(struct http_response *r)
 {
 	response_clear_headers(r);
-	free(r->body);
+	secure_free(r->body);
 	r->body = NULL;
 	r->body_len = 0;
 	r->status = 0;
@@ -451,11 +451,11 @@ call_free(struct http_call *c)
 		curl_easy_cleanup(c->easy);
 	}
 	event_free(c->wait);
-	curl_slist_free_all(c->headers);
+	curl_slist_free_all(c->headers); /* curl frees with secure_free: Authorization */
 	response_free(c->resp);
-	free(c->url);
+	secure_free(c->url);  /* may carry a SAS */
 	free(c->log_name);
-	free(c->body);
+	secure_free(c->body); /* a token request's client secret, a job's BitLocker keys */
 	free(c);
 }
 
@@ -479,7 +479,7 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 			cap *= 2;
 		if (cap > c->max_response + 1)
 			cap = c->max_response + 1;
-		r->body = xreallocarray(r->body, cap, 1);
+		r->body = secure_realloc(r->body, cap); /* a token answer holds the token */
 		c->body_cap = cap;
 	}
 	memcpy(r->body + r->body_len, ptr, n);
@@ -825,7 +825,7 @@ call_copy_headers(struct http_call *c, const struct http_request *req)
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct http_header *hd = &req->headers[i];
 		const char *v = hd->value != NULL ? hd->value : "";
-		_cleanup_free_ char *line = NULL;
+		_cleanup_(secure_freep) char *line = NULL; /* may be Authorization */
 
 		if (!header_name_valid(hd->name) || strpbrk(v, "\r\n") != NULL)
 			return -EINVAL;
@@ -1053,7 +1053,12 @@ http_new(struct event_base *base, const char *ca_file, char **ret_err)
 			xasprintf(ret_err, "CAFile %s: %s", ca_file, strerror(errno));
 		return NULL;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	/*
+	 * curl's own buffers (the request it sends: Authorization, the body;
+	 * header lists) are wiped when curl frees them (issue 11).
+	 */
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, secure_free, secure_realloc, strdup,
+	                         calloc) != CURLE_OK) {
 		if (ret_err != NULL)
 			*ret_err = xstrdup("curl_global_init failed");
 		return NULL;
