@@ -2303,6 +2303,41 @@ test_secrets_forgotten(void)
 	check(!file_holds(dbp, done_key) && !file_holds(dbp, cancel_key));
 }
 
+/* v4 on a v3 file: passwords of jobs already done or cancelled leave, said in their log. */
+static void
+test_v4_forgets_old_secrets(void)
+{
+	_cleanup_free_ char *path = db_path("v3");
+	struct db *db = open_ok(path);
+	int64_t done = new_job(db, "v3-done"), active = new_job(db, "v3-active");
+	int64_t dd = new_drive(db, done, "V3-1"), da = new_drive(db, active, "V3-2");
+	_cleanup_free_ char *text = NULL;
+	sqlite3 *raw;
+	char *v = NULL;
+
+	check_int(db_secret_put(db, done, dd, "bitlocker-key", "k-done", 6), 0);
+	check_int(db_secret_put(db, active, da, "bitlocker-key", "k-active", 8), 0);
+	db_close(db);
+	/* Back to a v3 file whose job is done (as a v3 seedd left it). */
+	raw = raw_open(path);
+	raw_exec(raw, "DROP INDEX files_job_linked");
+	raw_exec(raw, "ALTER TABLE files DROP COLUMN links");
+	raw_exec(raw, "UPDATE jobs SET state = 'done' WHERE name = 'v3-done'");
+	raw_exec(raw, "PRAGMA user_version = 3");
+	sqlite3_close(raw);
+
+	db = open_ok(path);
+	check_int(db_schema_version_found(db), 3);
+	check_int(db_secret_get(db, dd, "bitlocker-key", &v), -ENOENT);
+	check_int(db_secret_get(db, da, "bitlocker-key", &v), 0);
+	check_str(v, "k-active");
+	free(v);
+	text = secrets_event(db, done);
+	check_str(text, "1 BitLocker recovery password(s) deleted from the database");
+	check(secrets_event(db, active) == NULL);
+	db_close(db);
+}
+
 static void
 cleanup_tmpdir(void)
 {
@@ -2363,6 +2398,7 @@ main(void)
 	test_counts_fresh(counts_path);
 	test_readonly();
 	test_secrets_forgotten();
+	test_v4_forgets_old_secrets();
 	test_bulk();
 	cleanup_tmpdir();
 	return 0;
