@@ -5,10 +5,12 @@
   the job log, `job show --json` problems (kind hardlink), the report (links);
 - a BitLocker recovery password leaves the database when the job is
   cancelled: the job log and the report say when, never the value, and the
-  database file no longer holds it."""
+  database file no longer holds it;
+- seedd is not dumpable (no core file)."""
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -109,11 +111,38 @@ def test_links_and_secrets(tmp):
             d.proc.kill()
 
 
+def test_not_dumpable(tmp):
+    """seedd makes itself non-dumpable (no core file): the kernel then gives
+    its /proc/PID files to root. Run as nobody, so that the owner tells."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        print("note: not root or no setpriv: the non-dumpable check is skipped")
+        return
+    base = sub(tmp, "nobody")
+    os.chmod(tmp, 0o755)
+    os.chown(base, 65534, 65534)
+    d = Daemon("", tmp=base)
+    os.chmod(d.config, 0o644)
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + d.argv()
+    logf = open(d.log, "ab")
+    d.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=d.env())
+    logf.close()
+    try:
+        d.wait_ready()
+        st = os.stat("/proc/%d/environ" % d.proc.pid)
+        check(st.st_uid == 0, "seedd (uid 65534) is not dumpable: /proc/PID/environ is owned "
+              "by uid %d" % st.st_uid)
+        d.stop()
+    finally:
+        if d.alive():
+            d.proc.kill()
+
+
 def main():
     import tempfile
     tmp = tempfile.mkdtemp(prefix="seedd-secrets-links-")
     test_directory_refused(tmp)
     test_links_and_secrets(tmp)
+    test_not_dumpable(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
     print("ok")
 
