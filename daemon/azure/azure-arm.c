@@ -261,6 +261,7 @@ token_fetch(struct azure *az, struct token *t)
 		.body = form,
 		.body_len = strlen(form),
 		.redact_body_in_log = true,
+		.secret_answer = true, /* the access token */
 		.log_name = "entra-token",
 	};
 	t->fetch = http_send(az->http, &req, token_done_cb, t);

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -66,6 +67,7 @@ struct http_call {
 	size_t max_response;
 	unsigned max_attempts;
 	bool once_unless_refused;
+	bool secret_answer;
 	http_done_fn done;
 	void *userdata;
 
@@ -626,6 +628,21 @@ http_url_authority(const char *url)
 	return r;
 }
 
+/*
+ * OpenSSL keeps the plaintext of the last TLS record read (a token answer,
+ * say) in its buffer until the next one overwrites it; have it cleansed once
+ * handed to curl (issue 11). Only when curl's TLS backend is OpenSSL, which
+ * is all this callback is ever called for.
+ */
+static CURLcode
+ssl_ctx_cb(CURL *e, void *ssl_ctx, void *userdata)
+{
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+	SSL_CTX_set_options((SSL_CTX *)ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+#endif
+	return CURLE_OK;
+}
+
 #define SET(opt, val)                                                                              \
 	do {                                                                                       \
 		if (rc == CURLE_OK)                                                                \
@@ -689,6 +706,13 @@ call_setup_easy(struct http_call *c, CURL *e)
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	if (rc == CURLE_OK)
 		rc = call_set_method(c, e);
+	/*
+	 * Only for a secret answer: with this callback curl no longer caches
+	 * the CA store, which costs a reload per new connection. Another TLS
+	 * backend refuses the option: nothing to cleanse there.
+	 */
+	if (c->secret_answer)
+		(void)curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 	return rc;
 }
 
@@ -859,6 +883,7 @@ call_copy_request(struct http_call *c, const struct http_request *req)
 		c->max_response = HTTP_MAX_RESPONSE_CAP;
 	c->max_attempts = req->max_attempts > 0 ? req->max_attempts : HTTP_MAX_ATTEMPTS;
 	c->once_unless_refused = req->once_unless_refused;
+	c->secret_answer = req->secret_answer;
 
 	if (*c->method == '?') {
 		response_set_error(c->resp, -EINVAL, "unsupported HTTP method");

@@ -37,6 +37,8 @@ struct http_request {
 	                             and when no connection was made (a create PUT whose
 	                             outcome is unknown is checked with a GET, not resent) */
 	const char *log_name;    /* short label for the log line; NULL: "http" */
+	bool secret_answer;      /* the answer is a secret (a token): OpenSSL cleanses
+	                            its plaintext buffer (costs the CA store cache) */
 };
 
 /* A response header: name lowercased, value without surrounding blanks. */
