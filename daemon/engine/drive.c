@@ -952,16 +952,8 @@ decide_serial(const struct drive_probe *p, const struct drive_attach_args *a, ch
 static int
 check_probe(const struct drive_probe *p, const struct drive_attach_args *a, char **ret_err)
 {
-	/*
-	 * A directory that is not a volume's root is a test drive: --serial
-	 * (allow_directory) admits it only with RequireNTFS=no, else a plain
-	 * directory on an NTFS volume (or anywhere) would pass for a drive.
-	 */
-	if (!p->is_mount_root && (!a->allow_directory || a->require_ntfs)) {
-		xasprintf(ret_err, "%s is not the root of a mounted filesystem%s", p->mount_point,
-		          a->allow_directory ? " (a directory is a drive only with RequireNTFS=no, "
-		                               "for tests)"
-		                             : "");
+	if (!p->is_mount_root && !a->allow_directory) {
+		xasprintf(ret_err, "%s is not the root of a mounted filesystem", p->mount_point);
 		return -EINVAL;
 	}
 	if (p->read_only) {
@@ -973,6 +965,18 @@ check_probe(const struct drive_probe *p, const struct drive_attach_args *a, char
 		xasprintf(ret_err, "%s is not NTFS but %s (RequireNTFS=yes)", p->mount_point,
 		          p->fs_type);
 		return -EMEDIUMTYPE;
+	}
+	/*
+	 * A directory that is not a volume's root is a test drive: --serial
+	 * (allow_directory) admits it only with RequireNTFS=no, else a plain
+	 * directory on an NTFS volume would pass for a drive (issue 11).
+	 */
+	if (!p->is_mount_root && a->require_ntfs) {
+		xasprintf(ret_err,
+		          "%s is not the root of a mounted filesystem (a directory is a drive only "
+		          "with RequireNTFS=no, for tests)",
+		          p->mount_point);
+		return -EINVAL;
 	}
 	return 0;
 }
