@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "output.h"
 #include "seedd-build.h"
+#include "util.h"
 
 int
 main(int argc, char **argv)
@@ -18,6 +19,7 @@ main(int argc, char **argv)
 	char *err = NULL;
 	int r;
 
+	secure_alloc_install(); /* requests carry BitLocker recovery passwords */
 	if ((r = commands_build(argc, argv, &inv, &err)) != SEEDCTL_EXIT_OK) {
 		bool json = commands_want_json(argc, argv);
 		output_failure(json ? stdout : stderr, json, SEEDCTL_ERR_USAGE, err);

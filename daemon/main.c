@@ -18,6 +18,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "jobctl.h"
+#include "harden.h"
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
@@ -217,9 +218,17 @@ main(int argc, char **argv)
 	_cleanup_free_ char *err = NULL;
 	int r, status;
 
+	/*
+	 * Before any JSON value or libevent buffer exists: both then wipe what
+	 * they free (requests carry BitLocker recovery passwords, issue 11).
+	 */
+	secure_alloc_install();
+	event_set_mem_functions(malloc, secure_realloc, secure_free);
 	log_init(LOG_TARGET_AUTO, LOG_INFO);
 	if ((r = parse_args(argc, argv)) <= 0)
 		return r == 0 ? 0 : EXIT_USAGE;
+	if ((r = harden_process()) < 0)
+		log_warning("cannot turn core dumps off: %s; running anyway", strerror(-r));
 	if (config_load(arg_config, &d.config, &err) < 0) {
 		log_error("%s", err);
 		if (log_get_target() == LOG_TARGET_JOURNAL)

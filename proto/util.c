@@ -3,6 +3,8 @@
  * Thread-safe; used by every thread of seedd and by seedctl.
  */
 #include <errno.h>
+#include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +33,45 @@ xmalloc(size_t size)
 	if ((p = malloc(size)) == NULL)
 		fatalx("xmalloc: allocating %zu bytes: %s", size, strerror(errno));
 	return p;
+}
+
+void
+secure_wipe(void *p)
+{
+	if (p != NULL)
+		explicit_bzero(p, malloc_usable_size(p));
+}
+
+void
+secure_free(void *p)
+{
+	secure_wipe(p);
+	free(p);
+}
+
+void *
+secure_realloc(void *p, size_t n)
+{
+	size_t old;
+	void *q;
+
+	if (n == 0) {
+		secure_free(p);
+		return NULL;
+	}
+	q = xmalloc(n);
+	if (p != NULL) {
+		old = malloc_usable_size(p);
+		memcpy(q, p, old < n ? old : n);
+		secure_free(p);
+	}
+	return q;
+}
+
+void
+secure_alloc_install(void)
+{
+	json_set_alloc_funcs(malloc, secure_free);
 }
 
 void *

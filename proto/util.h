@@ -62,6 +62,26 @@ char *xstrndup(const char *s, size_t n);
 int xasprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
 char *xprintf(const char *fmt, ...) _printf_(1, 2);
 
+/*
+ * Memory that may have held a secret (a request carrying a BitLocker
+ * recovery password, a token, the client secret) is wiped before it goes
+ * back to the heap. secure_wipe zeroes all of p's malloc block (NULL: no-op);
+ * secure_free wipes, then frees; secure_realloc moves to a new block and
+ * wipes the old one (n 0: frees; NULL: a new block; aborts on exhaustion).
+ * secure_alloc_install makes jansson free (and so wipe) every JSON value
+ * this way; call it before any JSON is made (seedd and seedctl main).
+ */
+void secure_wipe(void *p);
+void secure_free(void *p);
+void *secure_realloc(void *p, size_t n);
+void secure_alloc_install(void);
+
+static inline void
+secure_freep(void *p)
+{
+	secure_free(*(void **)p);
+}
+
 /* Format a UNIX time (seconds) as ISO 8601 UTC ("2026-11-25T23:43:52Z"). */
 void format_iso8601(int64_t t, char buf[static 32]);
 

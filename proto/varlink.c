@@ -23,7 +23,7 @@ vl_reader_init(struct vl_reader *r)
 void
 vl_reader_done(struct vl_reader *r)
 {
-	free(r->buf);
+	secure_free(r->buf); /* a request may have held a BitLocker recovery password */
 	*r = (struct vl_reader){0};
 }
 
@@ -57,7 +57,7 @@ vl_reader_feed(struct vl_reader *r, const void *data, size_t len)
 		size_t cap = r->cap ? r->cap : 4096;
 		while (cap < r->len + len)
 			cap *= 2;
-		r->buf = xreallocarray(r->buf, cap, 1);
+		r->buf = secure_realloc(r->buf, cap); /* the old block is wiped */
 		r->cap = cap;
 	}
 	memcpy(r->buf + r->len, data, len);
@@ -70,10 +70,11 @@ reader_consume(struct vl_reader *r, size_t n)
 {
 	memmove(r->buf, r->buf + n, r->len - n);
 	r->len -= n;
+	explicit_bzero(r->buf + r->len, n); /* no copy of a handled message stays behind */
 	r->scan = 0;
 	/* Give back memory once a large message has been handled. */
 	if (r->len == 0 && r->cap > 1024 * 1024) {
-		free(r->buf);
+		secure_free(r->buf);
 		r->buf = NULL;
 		r->cap = 0;
 	}

@@ -261,6 +261,7 @@ token_fetch(struct azure *az, struct token *t)
 		.body = form,
 		.body_len = strlen(form),
 		.redact_body_in_log = true,
+		.secret_answer = true, /* the access token */
 		.log_name = "entra-token",
 	};
 	t->fetch = http_send(az->http, &req, token_done_cb, t);
@@ -376,6 +377,30 @@ arm_finish(struct arm_call *c, long status, json_t *body, int error, const char 
 	done(&r, ud);
 }
 
+/*
+ * Tokens go only to Azure (issue 11): a URL seedd did not build itself
+ * (an operation's Azure-AsyncOperation or Location) is followed only when
+ * its scheme, host and port are those of ResourceManagerEndpoint=. Else the
+ * call fails, naming the host, before any request with a token is sent.
+ */
+static bool
+arm_url_trusted(struct arm_call *c, const char *url)
+{
+	_cleanup_free_ char *host = NULL, *arm = NULL, *msg = NULL;
+	const char *base = c->az->config->resource_manager_endpoint;
+
+	if (http_same_origin(url, base))
+		return true;
+	host = http_url_authority(url);
+	arm = http_url_authority(base);
+	msg = xprintf("Azure named an operation URL on %s, not the Resource Manager endpoint (%s): "
+		      "not followed, no token sent",
+		      host, arm);
+	log_warning("%s", msg);
+	arm_finish(c, 0, NULL, -EPERM, "UntrustedOperationUrl", msg, NULL);
+	return false;
+}
+
 static void
 arm_token_cb(const char *token, const char *code, const char *message, void *userdata)
 {
@@ -389,6 +414,8 @@ arm_token_cb(const char *token, const char *code, const char *message, void *use
 		arm_finish(c, 0, NULL, -EACCES, code, message, NULL);
 		return;
 	}
+	if (!arm_url_trusted(c, c->in_lro ? c->poll_url : c->url))
+		return; /* the last guard: lro_begin and lro_answer check first */
 	auth = xprintf("Bearer %s", token);
 	h[n++] = (struct http_header){"Authorization", auth};
 	h[n++] = (struct http_header){"Accept", "application/json"};
@@ -492,6 +519,8 @@ lro_answer(struct arm_call *c, const struct http_response *resp, json_t *body)
 	}
 	if (resp->status == 202) {
 		const char *loc = http_response_header(resp, "location");
+		if (loc != NULL && !arm_url_trusted(c, loc))
+			return;
 		if (loc != NULL) {
 			free(c->poll_url);
 			c->poll_url = xstrdup(loc);
@@ -517,6 +546,8 @@ lro_begin(struct arm_call *c, const struct http_response *resp)
 		return false;
 	if (async == NULL && (loc == NULL || resp->status != 202))
 		return false;
+	if (!arm_url_trusted(c, async ? async : loc))
+		return true; /* failed and freed */
 	c->in_lro = true;
 	c->async_op = async != NULL;
 	c->poll_url = xstrdup(async ? async : loc);
@@ -586,7 +617,10 @@ arm_request(struct azure *az, const char *method, const char *path, const char *
 	c->done = done;
 	c->userdata = userdata;
 	LIST_INSERT_HEAD(&az->calls, c, link);
-	arm_send(c);
+	if (!http_same_origin(c->url, base))
+		retry_later(c, 0); /* arm_token_cb refuses it, on a later iteration */
+	else
+		arm_send(c);
 	return c;
 }
 

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -66,6 +67,7 @@ struct http_call {
 	size_t max_response;
 	unsigned max_attempts;
 	bool once_unless_refused;
+	bool secret_answer;
 	http_done_fn done;
 	void *userdata;
 
@@ -110,7 +112,7 @@ static void
 response_reset(struct http_response *r)
 {
 	response_clear_headers(r);
-	free(r->body);
+	secure_free(r->body);
 	r->body = NULL;
 	r->body_len = 0;
 	r->status = 0;
@@ -451,11 +453,11 @@ call_free(struct http_call *c)
 		curl_easy_cleanup(c->easy);
 	}
 	event_free(c->wait);
-	curl_slist_free_all(c->headers);
+	curl_slist_free_all(c->headers); /* curl frees with secure_free: Authorization */
 	response_free(c->resp);
-	free(c->url);
+	secure_free(c->url);  /* may carry a SAS */
 	free(c->log_name);
-	free(c->body);
+	secure_free(c->body); /* a token request's client secret, a job's BitLocker keys */
 	free(c);
 }
 
@@ -479,7 +481,7 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 			cap *= 2;
 		if (cap > c->max_response + 1)
 			cap = c->max_response + 1;
-		r->body = xreallocarray(r->body, cap, 1);
+		r->body = secure_realloc(r->body, cap); /* a token answer holds the token */
 		c->body_cap = cap;
 	}
 	memcpy(r->body + r->body_len, ptr, n);
@@ -550,6 +552,97 @@ url_is_loopback(const char *url)
 	return loopback;
 }
 
+/* The lower-cased part of u, or NULL. */
+static char *
+url_part(CURLU *u, CURLUPart part, unsigned flags)
+{
+	char *v = NULL, *r;
+
+	if (curl_url_get(u, part, &v, flags) != CURLUE_OK)
+		return NULL;
+	r = xstrdup(v);
+	curl_free(v);
+	for (char *p = r; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return r;
+}
+
+/* Parse url (absolute, http or https) into scheme, host and port; false if it is not one. */
+static bool
+url_origin(const char *url, char **ret_scheme, char **ret_host, char **ret_port)
+{
+	CURLU *u = curl_url();
+	char *user = NULL;
+	bool ok;
+
+	if (u == NULL)
+		fatalx("curl_url failed");
+	*ret_scheme = *ret_host = *ret_port = NULL;
+	ok = url != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
+	if (ok && curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+		ok = false; /* userinfo: never an Azure URL, and a classic spoofing trick */
+	curl_free(user);
+	if (ok) {
+		*ret_scheme = url_part(u, CURLUPART_SCHEME, 0);
+		*ret_host = url_part(u, CURLUPART_HOST, 0);
+		*ret_port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+		ok = *ret_scheme != NULL && *ret_host != NULL && *ret_port != NULL &&
+		     (strcmp(*ret_scheme, "https") == 0 || strcmp(*ret_scheme, "http") == 0);
+	}
+	curl_url_cleanup(u);
+	return ok;
+}
+
+bool
+http_same_origin(const char *url, const char *base)
+{
+	char *s1, *h1, *p1, *s2, *h2, *p2;
+	bool same;
+
+	same = url_origin(url, &s1, &h1, &p1);
+	if (!url_origin(base, &s2, &h2, &p2))
+		same = false;
+	same = same && strcmp(s1, s2) == 0 && strcmp(h1, h2) == 0 && strcmp(p1, p2) == 0;
+	free(s1), free(h1), free(p1), free(s2), free(h2), free(p2);
+	return same;
+}
+
+char *
+http_url_authority(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host, *port, *r;
+
+	if (u == NULL)
+		fatalx("curl_url failed");
+	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return xstrdup("(not a URL)");
+	}
+	host = url_part(u, CURLUPART_HOST, 0);
+	port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+	r = xprintf("%s:%s", host ? host : "?", port ? port : "?");
+	free(host);
+	free(port);
+	curl_url_cleanup(u);
+	return r;
+}
+
+/*
+ * OpenSSL keeps the plaintext of the last TLS record read (a token answer,
+ * say) in its buffer until the next one overwrites it; have it cleansed once
+ * handed to curl (issue 11). Only when curl's TLS backend is OpenSSL, which
+ * is all this callback is ever called for.
+ */
+static CURLcode
+ssl_ctx_cb(CURL *e, void *ssl_ctx, void *userdata)
+{
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+	SSL_CTX_set_options((SSL_CTX *)ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+#endif
+	return CURLE_OK;
+}
+
 #define SET(opt, val)                                                                              \
 	do {                                                                                       \
 		if (rc == CURLE_OK)                                                                \
@@ -613,6 +706,13 @@ call_setup_easy(struct http_call *c, CURL *e)
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	if (rc == CURLE_OK)
 		rc = call_set_method(c, e);
+	/*
+	 * Only for a secret answer: with this callback curl no longer caches
+	 * the CA store, which costs a reload per new connection. Another TLS
+	 * backend refuses the option: nothing to cleanse there.
+	 */
+	if (c->secret_answer)
+		(void)curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 	return rc;
 }
 
@@ -749,7 +849,7 @@ call_copy_headers(struct http_call *c, const struct http_request *req)
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct http_header *hd = &req->headers[i];
 		const char *v = hd->value != NULL ? hd->value : "";
-		_cleanup_free_ char *line = NULL;
+		_cleanup_(secure_freep) char *line = NULL; /* may be Authorization */
 
 		if (!header_name_valid(hd->name) || strpbrk(v, "\r\n") != NULL)
 			return -EINVAL;
@@ -783,6 +883,7 @@ call_copy_request(struct http_call *c, const struct http_request *req)
 		c->max_response = HTTP_MAX_RESPONSE_CAP;
 	c->max_attempts = req->max_attempts > 0 ? req->max_attempts : HTTP_MAX_ATTEMPTS;
 	c->once_unless_refused = req->once_unless_refused;
+	c->secret_answer = req->secret_answer;
 
 	if (*c->method == '?') {
 		response_set_error(c->resp, -EINVAL, "unsupported HTTP method");
@@ -977,7 +1078,12 @@ http_new(struct event_base *base, const char *ca_file, char **ret_err)
 			xasprintf(ret_err, "CAFile %s: %s", ca_file, strerror(errno));
 		return NULL;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	/*
+	 * curl's own buffers (the request it sends: Authorization, the body;
+	 * header lists) are wiped when curl frees them (issue 11).
+	 */
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, secure_free, secure_realloc, strdup,
+	                         calloc) != CURLE_OK) {
 		if (ret_err != NULL)
 			*ret_err = xstrdup("curl_global_init failed");
 		return NULL;

@@ -37,6 +37,8 @@ struct http_request {
 	                             and when no connection was made (a create PUT whose
 	                             outcome is unknown is checked with a GET, not resent) */
 	const char *log_name;    /* short label for the log line; NULL: "http" */
+	bool secret_answer;      /* the answer is a secret (a token): OpenSSL cleanses
+	                            its plaintext buffer (costs the CA store cache) */
 };
 
 /* A response header: name lowercased, value without surrounding blanks. */
@@ -124,5 +126,16 @@ unsigned http_in_flight(const struct http *h);
  * Returns an allocated string.
  */
 char *http_redact_url(const char *url);
+
+/*
+ * Are url and base both absolute http(s) URLs with the same origin: scheme,
+ * host and port (the scheme's default when absent) equal, case-insensitive?
+ * A URL with userinfo never matches. Tokens go only to the endpoint they are
+ * for: a URL read from a response is sent one only when this holds.
+ */
+bool http_same_origin(const char *url, const char *base);
+
+/* url's host and port as "host:port" for a message, or "(not a URL)". Allocated. */
+char *http_url_authority(const char *url);
 
 #endif

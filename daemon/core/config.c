@@ -652,11 +652,38 @@ secret_wipe(struct secret *s)
 }
 
 /*
+ * May a secret file of this owner group and mode be used? Others must have
+ * no access at all; the group only when it is seedd's own (its effective
+ * gid: group seedd under the unit), whose members could read the process
+ * anyway. On a refusal why[] says so, naming the mode.
+ */
+static bool
+secret_mode_ok(const struct stat *st, char *why, size_t len)
+{
+	unsigned mode = (unsigned)(st->st_mode & 07777);
+
+	if ((st->st_mode & S_IRWXO) != 0) {
+		(void)snprintf(why, len, "secret file is accessible to others (mode %04o); chmod o= it",
+		               mode);
+		return false;
+	}
+	if ((st->st_mode & S_IRWXG) != 0 && st->st_gid != getegid()) {
+		(void)snprintf(why, len,
+		               "secret file is accessible to group %u, not seedd's own group %u "
+		               "(mode %04o); chmod g= it, or chgrp it to seedd's group",
+		               (unsigned)st->st_gid, (unsigned)getegid(), mode);
+		return false;
+	}
+	return true;
+}
+
+/*
  * Read a secret: one value, a trailing newline (or CRLF) stripped. A secret
- * readable by group or others is used, with a warning.
+ * readable by others, or by a group other than seedd's, is refused
+ * (secret_mode_ok); why[] then says why.
  */
 static int
-secret_read(const char *path, struct secret *ret, const char **ret_why)
+secret_read(const char *path, struct secret *ret, char *why, size_t why_len)
 {
 	struct stat st;
 	size_t len;
@@ -664,21 +691,23 @@ secret_read(const char *path, struct secret *ret, const char **ret_why)
 	int r;
 
 	if ((r = read_small_file(path, SECRET_MAX_SIZE, &st, &buf, &len)) < 0) {
-		*ret_why = file_strerror(r);
+		(void)snprintf(why, why_len, "%s", file_strerror(r));
 		return r;
 	}
+	if (!secret_mode_ok(&st, why, why_len))
+		r = -EACCES;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
-	if (len == 0 || memchr(buf, '\0', len) != NULL) {
-		*ret_why = len == 0 ? "secret file is empty" : "NUL byte in secret";
+	if (r == 0 && (len == 0 || memchr(buf, '\0', len) != NULL)) {
+		(void)snprintf(why, why_len, "%s",
+		               len == 0 ? "secret file is empty" : "NUL byte in secret");
+		r = -EINVAL;
+	}
+	if (r < 0) {
 		explicit_bzero(buf, SECRET_MAX_SIZE + 2);
 		free(buf);
-		return -EINVAL;
+		return r;
 	}
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		log_warning("Secret file %s is accessible to group or others (mode %04o), "
-		            "chmod 0600 it; using it anyway",
-		            path, (unsigned)(st.st_mode & 07777));
 	secret_wipe(ret);
 	ret->value = buf;
 	ret->len = len;
@@ -692,7 +721,8 @@ secret_read(const char *path, struct secret *ret, const char **ret_why)
 static int
 config_load_secrets(struct parse_ctx *p)
 {
-	const char *creddir = getenv("CREDENTIALS_DIRECTORY"), *file, *why = NULL;
+	const char *creddir = getenv("CREDENTIALS_DIRECTORY"), *file;
+	char why[256];
 	_cleanup_free_ char *credpath = NULL;
 	struct secret *secret;
 	size_t i, k = 0;
@@ -702,7 +732,7 @@ config_load_secrets(struct parse_ctx *p)
 		file = *FIELD(p->c, config_secrets[i].file_offset, char *);
 		secret = FIELD(p->c, config_secrets[i].secret_offset, struct secret);
 		if (file != NULL) {
-			if (secret_read(file, secret, &why) == 0)
+			if (secret_read(file, secret, why, sizeof(why)) == 0)
 				continue;
 			(void)key_find(config_secrets[i].section, config_secrets[i].file_key, &k);
 			return parse_error(p, p->seen[k], "%s=%s: %s", config_secrets[i].file_key,
@@ -712,7 +742,7 @@ config_load_secrets(struct parse_ctx *p)
 			continue;
 		free(credpath);
 		xasprintf(&credpath, "%s/%s", creddir, config_secrets[i].credential);
-		r = secret_read(credpath, secret, &why);
+		r = secret_read(credpath, secret, why, sizeof(why));
 		if (r < 0 && r != -ENOENT) {
 			xasprintf(&p->err, "%s: %s", credpath, why);
 			return -EINVAL;

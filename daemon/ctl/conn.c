@@ -328,7 +328,9 @@ conn_serve(struct conn *c)
 		if (r == 0) {
 			if ((n = evbuffer_remove(in, buf, sizeof(buf))) <= 0)
 				break;
-			if (vl_reader_feed(&c->reader, buf, (size_t)n) < 0)
+			r = vl_reader_feed(&c->reader, buf, (size_t)n);
+			explicit_bzero(buf, (size_t)n); /* requests may carry secrets */
+			if (r < 0)
 				goto too_long;
 			continue;
 		}

@@ -966,6 +966,18 @@ check_probe(const struct drive_probe *p, const struct drive_attach_args *a, char
 		          p->fs_type);
 		return -EMEDIUMTYPE;
 	}
+	/*
+	 * A directory that is not a volume's root is a test drive: --serial
+	 * (allow_directory) admits it only with RequireNTFS=no, else a plain
+	 * directory on an NTFS volume would pass for a drive (issue 11).
+	 */
+	if (!p->is_mount_root && a->require_ntfs) {
+		xasprintf(ret_err,
+		          "%s is not the root of a mounted filesystem (a directory is a drive only "
+		          "with RequireNTFS=no, for tests)",
+		          p->mount_point);
+		return -EINVAL;
+	}
 	return 0;
 }
 

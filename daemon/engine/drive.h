@@ -142,7 +142,8 @@ struct drive_attach_args {
 	const char *serial;   /* --serial: overrides the probed one; NULL: probe */
 	int64_t capacity;     /* --capacity in bytes; 0: none */
 	bool require_ntfs;    /* RequireNTFS= */
-	bool allow_directory; /* accept a directory that is not a mount root (tests) */
+	bool allow_directory; /* accept a directory that is not a mount root (tests), */
+	                      /* only with require_ntfs false */
 	bool require_bitlocker;       /* RequireBitLocker= */
 	const char *bitlocker_device; /* --bitlocker-device: where dislocker hides it; NULL: probe */
 	const char *bitlocker_key;    /* the recovery password to check; NULL: none given yet */

@@ -105,6 +105,7 @@ scan_emit(struct scan *s, enum scan_kind kind, int error, const struct stat *st)
 	if (kind == SCAN_FILE) {
 		e->size = (uint64_t)st->st_size;
 		e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+		e->links = (uint64_t)st->st_nlink;
 	}
 	if (++s->n == s->batch_size)
 		return scan_flush(s);

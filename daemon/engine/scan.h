@@ -40,6 +40,7 @@ struct scan_entry {
 	int error;        /* errno for SCAN_UNREADABLE, else 0 */
 	uint64_t size;    /* SCAN_FILE only */
 	int64_t mtime_ns; /* SCAN_FILE only */
+	uint64_t links;   /* SCAN_FILE only: st_nlink; above 1, a hard link */
 };
 
 struct scan_options {

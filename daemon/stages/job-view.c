@@ -3,6 +3,7 @@
  * its problems and, after the import, what the reconcile, vault copy and
  * cleanup counted. See job-view.h.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "azure-http.h"
@@ -102,7 +103,32 @@ inflight_bytes(struct daemon *d, const struct job_row *j, json_t *drives)
 	return sum > 0 ? sum : 0;
 }
 
-/* Files Azure would refuse or seedd skipped: the first few, and how many. */
+/* Files with other hard links (stage-index.c): appended to a, counted in *count. */
+static void
+hard_links_json(struct daemon *d, int64_t job_id, json_t *a, int64_t *count)
+{
+	struct file_row *rows = NULL;
+	struct file_count fc = {0};
+	size_t n = 0;
+
+	if (db_files_linked_count(d->db, job_id, &fc) < 0 || fc.files == 0)
+		return;
+	*count += fc.files;
+	if (db_files_linked(d->db, job_id, 0, PROBLEMS_SHOWN, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *why = xprintf(
+		    "%" PRId64 " hard links: copied, but the same data may be reachable outside "
+		    "the staging tree",
+		    rows[i].links);
+		json_array_append_new(a, json_pack("{s:o,s:s,s:o}", "path",
+						   json_text(rows[i].rel_path), "kind", "hardlink",
+						   "reason", json_text(why)));
+	}
+	file_rows_free(rows, n);
+}
+
+/* Files Azure would refuse, seedd skipped, or with hard links: the first few, and how many. */
 static json_t *
 problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 {
@@ -126,6 +152,7 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 							   json_str_or_null(rows[i].reason)));
 		file_rows_free(rows, n);
 	}
+	hard_links_json(d, job_id, a, ret_count);
 	return a;
 }
 

@@ -57,7 +57,7 @@ serial_of(struct drive_row *drives, size_t n, int64_t id)
 static json_t *
 file_json(const struct file_row *f, struct drive_row *drives, size_t nd)
 {
-	return json_pack("{s:o,s:o,s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "path",
+	return json_pack("{s:o,s:o,s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "path",
 			 json_text(f->rel_path), "blob", json_text(f->blob_name), "size",
 			 (json_int_t)f->size, "state", f->state, "md5", md5_hex(f), "drive",
 			 str_or_null(serial_of(drives, nd, f->drive_id)), "import",
@@ -65,7 +65,8 @@ file_json(const struct file_row *f, struct drive_row *drives, size_t nd)
 			 f->import_detail ? json_text(f->import_detail) : json_null(), "verifiedBy",
 			 str_or_null(f->import_method), "vault",
 			 str_or_null(f->vault_state), "cleanup", str_or_null(f->cleanup_state),
-			 "reason", f->reason ? json_text(f->reason) : json_null());
+			 "reason", f->reason ? json_text(f->reason) : json_null(), "links",
+			 (json_int_t)(f->links > 0 ? f->links : 1)); /* above 1: a hard link */
 }
 
 /* Everything but the files. */

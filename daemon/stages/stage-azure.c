@@ -289,12 +289,14 @@ provisioned(const struct azjob *a, json_t *body)
  * layer resends (429, 503), a 409 (the job may exist already: the re-PUT
  * answer is undocumented [inferred]), or a transport failure while
  * following the operation. A failed operation (its own error answer) and
- * other 4xx are definite.
+ * other 4xx are definite, and so is an operation URL on a host that is
+ * not the Resource Manager's (azure-arm.c refuses it: -EPERM), which asking
+ * again would only meet again.
  */
 static bool
 create_uncertain(const struct arm_result *r)
 {
-	if (r->error == -EACCES || r->error == -EBADMSG)
+	if (r->error == -EACCES || r->error == -EBADMSG || r->error == -EPERM)
 		return false;
 	if (r->error != 0 && r->status == 0)
 		return true;

@@ -110,11 +110,13 @@ entry_fill(struct indexer *ix, const struct scan_entry *se, struct file_entry *f
 		fe->reason = xstrdup(why ? why : "Azure would refuse the blob name");
 		fe->size = (int64_t)se->size;
 		fe->mtime_ns = se->mtime_ns;
+		fe->links = (int64_t)se->links;
 		ix->invalid++;
 	} else {
 		fe->state = "indexed";
 		fe->size = (int64_t)se->size;
 		fe->mtime_ns = se->mtime_ns;
+		fe->links = (int64_t)se->links;
 		ix->files++;
 		ix->bytes += (int64_t)se->size;
 	}
@@ -332,6 +334,37 @@ note_examples(struct daemon *d, int64_t job_id, const char *state, const char *w
 	file_rows_free(rows, n);
 }
 
+/*
+ * Files with other hard links (issue 11): copied like any file, but the same
+ * data may also be reachable outside the staging tree (a link to a file
+ * elsewhere), so they are named: in the job log here, in the Job object's
+ * problems (job-view.c) and in the report (each file's links).
+ */
+static void
+note_hard_links(struct daemon *d, int64_t job_id, const struct log_ctx *ctx)
+{
+	_cleanup_free_ char *text = NULL;
+	struct file_row *rows = NULL;
+	struct file_count fc = {0};
+	size_t n = 0;
+
+	if (db_files_linked_count(d->db, job_id, &fc) < 0 || fc.files == 0)
+		return;
+	text = xprintf("%" PRId64 " staged files have other hard links (copied, but the same data "
+		       "may be reachable outside the staging tree); see job show",
+		       fc.files);
+	(void)db_event_add(d->db, job_id, "note", text, daemon_now());
+	log_ctx(LOG_WARNING, ctx, "job %s: %s", ctx->job, text);
+	if (db_files_linked(d->db, job_id, 0, INDEX_EXAMPLES, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *t = xprintf("hard link %s: %" PRId64 " links", rows[i].rel_path,
+						 rows[i].links);
+		(void)db_event_add(d->db, job_id, "note", t, daemon_now());
+	}
+	file_rows_free(rows, n);
+}
+
 static void
 index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 {
@@ -355,6 +388,7 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 	log_ctx(LOG_INFO, &ctx, "job %s: %s", name, summary);
 	if (dm->skipped > 0)
 		note_examples(d, id, "skipped", "skipped");
+	note_hard_links(d, id, &ctx);
 	if (dm->invalid > 0) {
 		_cleanup_free_ char *err = NULL;
 		note_examples(d, id, "invalid", "invalid name");

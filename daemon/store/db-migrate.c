@@ -191,10 +191,34 @@ static const char schema_v3_real_world[] =
 	"";
 /* clang-format on */
 
+/*
+ * v4: hardening (issues 11 and 12). One step for the whole change; each
+ * helper's part has its own comment line and adds its statements below it.
+ */
+/* clang-format off */
+static const char schema_v4_hardening[] =
+	/* -- secrets */
+	/* BitLocker recovery passwords of jobs already done or cancelled leave, said in their log. */
+	"INSERT INTO events (job_id, time, kind, state, text)"
+	" SELECT j.id, CAST(strftime('%s', 'now') AS INTEGER), 'secrets-deleted', j.state,"
+	"  count(*) || ' BitLocker recovery password(s) deleted from the database'"
+	" FROM jobs j JOIN secrets s ON s.job_id = j.id"
+	" WHERE j.state IN ('done', 'cancelled') GROUP BY j.id;"
+	"DELETE FROM secrets WHERE job_id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled'));"
+	/* A staging file's link count when indexed; above 1 it is named as a problem. */
+	"ALTER TABLE files ADD COLUMN links INTEGER NOT NULL DEFAULT 1 CHECK (links >= 1);"
+	"CREATE INDEX files_job_linked ON files (job_id, id) WHERE links > 1;"
+	/* -- peers */
+	/* -- operator */
+	/* -- planning */
+	"";
+/* clang-format on */
+
 static const struct migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2_direct_io},
     {3, schema_v3_real_world},
+    {4, schema_v4_hardening},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,

@@ -42,7 +42,7 @@
 
 #define FILE_COLUMNS                                                                               \
 	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, state, reason, "   \
-	"md5, import_state, import_detail, vault_state, cleanup_state, import_method"
+	"md5, import_state, import_detail, vault_state, cleanup_state, import_method, links"
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
 	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
@@ -96,8 +96,9 @@ const char *const db_statements[_STMT_MAX] = {
 				"updated = coalesce(?5, updated) WHERE id = ?1",
 	[STMT_JOB_ADD_BYTES] = "UPDATE jobs SET bytes = bytes + ?2, updated = ?3 WHERE id = ?1",
 	[STMT_FILE_UPSERT] = "INSERT INTO files (job_id, rel_path, size, mtime_ns, blob_name, "
-			     "state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+			     "state, reason, links) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
 			     "ON CONFLICT (job_id, rel_path) DO UPDATE SET size = excluded.size, "
+			     "links = excluded.links, "
 			     "mtime_ns = excluded.mtime_ns, blob_name = excluded.blob_name, "
 			     "state = excluded.state, reason = excluded.reason, drive_id = NULL, "
 			     "md5 = NULL, checkpoint = 0, reread = 0 "
@@ -108,6 +109,11 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_FILE_BY_PATH] = "SELECT " INFO_COLUMNS " FROM files "
 			      "WHERE job_id = ?1 AND rel_path = ?2",
 	[STMT_FILE_INFO] = "SELECT " INFO_COLUMNS " FROM files WHERE id = ?1",
+	/* Files with other hard links (issue 11), through the partial index files_job_linked. */
+	[STMT_FILE_PAGE_LINKED] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
+				  "links > 1 AND id > ?2 ORDER BY id LIMIT ?3",
+	[STMT_FILE_COUNT_LINKED] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
+				   "WHERE job_id = ?1 AND links > 1",
 	[STMT_FILE_COUNT] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE job_id = ?1",
 	[STMT_FILE_ROW_BY_PATH] = "SELECT " FILE_COLUMNS " FROM files WHERE job_id = ?1 AND "
 				  "rel_path = ?2",
@@ -220,6 +226,7 @@ const char *const db_statements[_STMT_MAX] = {
 			       "kind = ?3",
 	[STMT_SECRET_INSERT] = "INSERT INTO secrets (job_id, drive_id, kind, value) "
 			       "SELECT job_id, id, ?3, ?4 FROM drives WHERE id = ?2 AND job_id = ?1",
+	[STMT_SECRET_DELETE_JOB] = "DELETE FROM secrets WHERE job_id = ?1",
 	[STMT_SECRET_GET] = "SELECT value FROM secrets WHERE drive_id = ?1 AND kind = ?2 "
 			    "ORDER BY id DESC LIMIT 1",
 };
@@ -533,7 +540,15 @@ create_file(const char *path)
 static int
 configure(struct db *db)
 {
+	/*
+	 * secure_delete: deleted rows and freed pages are overwritten with
+	 * zeros, so a BitLocker recovery password deleted at done or cancel
+	 * (secrets_forget) leaves no copy in the file. SQLite has it per
+	 * connection, not per table; for the whole file it costs little, see
+	 * the README (security).
+	 */
 	static const char pragmas[] = "PRAGMA foreign_keys = ON;"
+	                              "PRAGMA secure_delete = ON;"
 	                              "PRAGMA journal_mode = WAL;"
 	                              "PRAGMA synchronous = FULL;"
 	                              "PRAGMA cache_size = -65536;";
@@ -1052,6 +1067,42 @@ forward_event(enum job_state from, enum job_state to)
 	return _JOB_EVENT_INVALID;
 }
 
+/*
+ * Inside a transaction: delete the job's secrets (BitLocker recovery
+ * passwords, needed only until Azure has the job) and say so in its log,
+ * never the value. *ret_deleted: whether any was there.
+ */
+static int
+secrets_forget(struct db *db, int64_t job_id, int64_t now, bool *ret_deleted)
+{
+	_cleanup_free_ char *text = NULL;
+	int changes, r;
+
+	if ((r = run(db, STMT_SECRET_DELETE_JOB, job_id, "")) < 0)
+		return r;
+	changes = sqlite3_changes(db->sqlite);
+	*ret_deleted = changes > 0;
+	if (changes == 0)
+		return 0;
+	text = xprintf("%d BitLocker recovery password%s deleted from the database", changes,
+	               changes == 1 ? "" : "s");
+	return event_insert(db, job_id, DB_EVENT_SECRETS, text, now);
+}
+
+/*
+ * After a commit that deleted secrets: copy the WAL into the file and
+ * truncate it, so the pages that held them (zeroed by secure_delete) leave
+ * no older copy in the WAL. Best effort and never waits: with a reader
+ * active it does what it can, and the WAL is reused later anyway.
+ */
+static void
+wal_scrub(struct db *db)
+{
+	(void)sqlite3_busy_timeout(db->sqlite, 0);
+	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(db->sqlite, DB_BUSY_TIMEOUT_MS);
+}
+
 /* ---- Writing: one transaction each -------------------------------------------- */
 
 int
@@ -1082,6 +1133,7 @@ db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_state to
                const char *text, int64_t now)
 {
 	_cleanup_free_ char *deftext = NULL;
+	bool forgot = false;
 	int r;
 
 	if (forward_event(from, to) == _JOB_EVENT_INVALID)
@@ -1094,7 +1146,11 @@ db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_state to
 	r = job_update(db, STMT_JOB_ADVANCE, id, "ssti", from, to, phase != NULL ? phase : "", now);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_TRANSITION, text, now);
-	return tx_end(db, r);
+	if (r >= 0 && to == JOB_DONE)
+		r = secrets_forget(db, id, now, &forgot);
+	if ((r = tx_end(db, r)) >= 0 && forgot)
+		wal_scrub(db);
+	return r;
 }
 
 int
@@ -1167,6 +1223,7 @@ int
 db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, int64_t now)
 {
 	_cleanup_free_ char *deftext = NULL;
+	bool forgot = false;
 	int r;
 
 	if (job_next(from, JOB_EV_CANCEL) != JOB_CANCELLED)
@@ -1178,7 +1235,11 @@ db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, 
 	r = job_update(db, STMT_JOB_CANCEL, id, "si", from, now);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_CANCELLED, text, now);
-	return tx_end(db, r);
+	if (r >= 0)
+		r = secrets_forget(db, id, now, &forgot);
+	if ((r = tx_end(db, r)) >= 0 && forgot)
+		wal_scrub(db);
+	return r;
 }
 
 int
@@ -1473,6 +1534,7 @@ file_row_read(sqlite3_stmt *st, struct file_row *f)
 	f->vault_state = col_str(st, 13);
 	f->cleanup_state = col_str(st, 14);
 	f->import_method = col_str(st, 15);
+	f->links = sqlite3_column_int64(st, 16);
 }
 
 static void
@@ -1580,8 +1642,8 @@ file_upsert(struct db *db, int64_t job_id, const struct file_entry *e)
 {
 	const char *reason = strcmp(e->state, "indexed") == 0 ? NULL : e->reason;
 
-	return run(db, STMT_FILE_UPSERT, job_id, "tiittt", e->rel_path, e->size, e->mtime_ns,
-	           e->blob_name, e->state, reason);
+	return run(db, STMT_FILE_UPSERT, job_id, "tiittti", e->rel_path, e->size, e->mtime_ns,
+	           e->blob_name, e->state, reason, e->links > 1 ? e->links : (int64_t)1);
 }
 
 /* The slow path, once the job has planned or verified files. */
@@ -1723,6 +1785,49 @@ db_files_page(struct db *db, int64_t job_id, const char *state, int64_t drive_id
 	}
 	*ret = rows;
 	*ret_n = n;
+	return 0;
+}
+
+int
+db_files_linked(struct db *db, int64_t job_id, int64_t after_id, size_t limit,
+                struct file_row **ret, size_t *ret_n)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_PAGE_LINKED];
+	struct file_row *rows = NULL;
+	size_t n = 0;
+	int r, rc;
+
+	if (limit == 0)
+		return -EINVAL;
+	if (limit > INT32_MAX)
+		limit = INT32_MAX;
+	if ((r = bind(db, st, "iii", job_id, after_id, (int64_t)limit)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rows = xreallocarray(rows, n + 1, sizeof(*rows));
+		file_row_read(st, &rows[n++]);
+	}
+	if (rc != SQLITE_DONE) {
+		file_rows_free(rows, n);
+		return db_error(db, rc);
+	}
+	*ret = rows;
+	*ret_n = n;
+	return 0;
+}
+
+int
+db_files_linked_count(struct db *db, int64_t job_id, struct file_count *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_COUNT_LINKED];
+	int r, rc;
+
+	if ((r = bind(db, st, "i", job_id)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_error(db, rc);
+	ret->files = sqlite3_column_int64(st, 0);
+	ret->bytes = sqlite3_column_int64(st, 1);
 	return 0;
 }
 

@@ -87,6 +87,7 @@ struct file_entry {
 	const char *blob_name; /* "<container>/<job>/<rel_path>" */
 	const char *state;     /* "indexed", "invalid" or "skipped" */
 	const char *reason;    /* NULL unless invalid/skipped (ignored for indexed) */
+	int64_t links;         /* link count when indexed; 0 means 1 */
 };
 
 struct file_count {
@@ -105,6 +106,7 @@ struct file_row {
 	char *vault_state;   /* copying, verified */
 	char *cleanup_state; /* blob-deleted, staging-deleted, staging-kept */
 	char *import_method; /* how the import was verified: content-md5, block-list, ... */
+	int64_t links;       /* link count when indexed: above 1, a problem (hard link) */
 };
 
 struct placement {
@@ -118,7 +120,7 @@ struct block_row {
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 /* Event kinds (events.kind). */
 #define DB_EVENT_CREATED "created"
@@ -129,6 +131,8 @@ struct block_row {
 #define DB_EVENT_PHASE "phase"
 #define DB_EVENT_NOTE "note"
 #define DB_EVENT_AZURE "azure"
+/* The job's BitLocker recovery passwords were deleted (done or cancelled). */
+#define DB_EVENT_SECRETS "secrets-deleted"
 
 /* The APIs an Azure job can be created with (jobs.azure_api). */
 #define DB_AZURE_API_DATABOX "DataBox"
@@ -262,6 +266,16 @@ int db_job_set_totals(struct db *db, int64_t job_id, int64_t now);
 int db_files_count(struct db *db, int64_t job_id, const char *state, struct file_count *ret);
 /* Only how many of the job's files are in `state`: read from the index, cheap on big jobs. */
 int db_files_number(struct db *db, int64_t job_id, const char *state, int64_t *ret);
+/*
+ * Files of the job indexed with other hard links (link count above 1): copied
+ * like any file, but named as problems (the same data may also be reachable
+ * outside the staging tree). Pages of at most limit rows after after_id, and
+ * their count.
+ */
+int db_files_linked(struct db *db, int64_t job_id, int64_t after_id, size_t limit,
+                    struct file_row **ret, size_t *ret_n);
+int db_files_linked_count(struct db *db, int64_t job_id, struct file_count *ret);
+
 /*
  * Page through a job's files in id order: rows with id > after_id, at most
  * limit (> 0), only those in `state` (NULL: any) and on drive_id (0: any).

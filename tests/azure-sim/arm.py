@@ -374,13 +374,19 @@ def sign(op_id, t, c, s):
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
+def op_base(req, store):
+    """Where operation URLs point: the simulator, or with operationBase
+    another host (a hostile Resource Manager)."""
+    return store.config.get("operationBase") or req.base
+
+
 def op_location(req, store, op):
     """A fresh operationResults URL for op.  With longLocation the URL
     carries t/c/s/h like the real ~3.2 KB ones [rec]; t changes on every
     answer, and op["t"] remembers the newest so stale polls can be
     reported."""
     url = ("%s/subscriptions/%s/providers/Microsoft.DataBox/locations/%s/"
-        "operationResults/%s?api-version=%s" % (req.base, op["sub"],
+        "operationResults/%s?api-version=%s" % (op_base(req, store), op["sub"],
         op["location"], op["id"], op["apiVersion"]))
     if not store.config.get("longLocation", True):
         return url

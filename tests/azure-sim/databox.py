@@ -560,7 +560,7 @@ def _accepted(store, req, sub, op):
         # (besides Location), whose status resource says Succeeded/Failed.
         extra = [("Azure-AsyncOperation", "%s/subscriptions/%s/providers/"
             "Microsoft.DataBox/locations/%s/operationStatuses/%s"
-            "?api-version=%s" % (req.base, op["sub"], op["location"],
+            "?api-version=%s" % (arm.op_base(req, store), op["sub"], op["location"],
             op["id"], op["apiVersion"]))]
     return _answer(store, req, sub, 202, b"",
         extra + [("Location", loc)] + arm.retry_after(store))

@@ -61,6 +61,10 @@ DEFAULT_CONFIG = {
     "createNoLocation": False,
     # A DataBox create's 202 also carries Azure-AsyncOperation.
     "createAsyncOperation": False,
+    # A hostile Resource Manager: operation URLs (Location,
+    # Azure-AsyncOperation) on this base ("http://127.0.0.1:PORT") instead of
+    # the simulator's own; "" = its own.  A client must not follow them.
+    "operationBase": "",
     # ImportExport: for this many seconds after the PUT the job shows
     # provisioningState "Creating" (0: "Succeeded" at once, as recorded).
     "provisioningSeconds": 0,

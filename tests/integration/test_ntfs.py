@@ -69,18 +69,24 @@ class Loops:
                 time.sleep(0.1)
 
 
-def probe(probe_drive, mount_argv, mnt, job=None, require_bitlocker=False):
-    """Mount in a private namespace, run probe-drive, unmount; return its JSON."""
+def probe(probe_drive, mount_argv, mnt, job=None, require_bitlocker=False, subdir=None):
+    """Mount in a private namespace, run probe-drive (on subdir of the mount,
+    made there, with --serial as AddDrive passes it, if given), unmount;
+    return its JSON."""
     script = '''
-mnt=$1; probe=$2; job=$3; shift 3
+mnt=$1; probe=$2; job=$3; sub=$4; shift 4
 "$@" >&2 || exit 90
-"$probe" "$mnt" $job; rc=$?
+target=$mnt
+if [ -n "$sub" ]; then target=$mnt/$sub; mkdir -p "$target" || exit 92; fi
+"$probe" "$target" $job; rc=$?
+[ -z "$sub" ] || rmdir "$target"
 umount "$mnt" || rc=91
 exit $rc
 '''
     argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-            mnt, probe_drive, job or ""] + mount_argv
-    env = dict(os.environ, PROBE_REQUIRE_BITLOCKER="1" if require_bitlocker else "0")
+            mnt, probe_drive, job or "", subdir or ""] + mount_argv
+    env = dict(os.environ, PROBE_REQUIRE_BITLOCKER="1" if require_bitlocker else "0",
+               PROBE_SERIAL_DIRECTORY="1" if subdir else "0")
     p = subprocess.run(argv, capture_output=True, text=True, env=env)
     if p.returncode == 90:
         raise AssertionError(f"mount {mount_argv} failed: {p.stderr.strip()}")
@@ -160,6 +166,14 @@ def test_ntfs_whole(tmp, loops, probe_drive, mnt):
     msg = j["attach"].get("message") or ""
     expect("not on a BitLocker volume" in msg and "--bitlocker-device" in msg,
            "RequireBitLocker=yes refuses NTFS without BitLocker", j)
+
+    # A plain directory on the NTFS volume, with --serial: not a drive under
+    # RequireNTFS=yes (issue 11).
+    j = probe(probe_drive, ntfs3g, mnt, JOB, subdir="plain-dir")
+    msg = j["attach"].get("message") or ""
+    expect(j["is_ntfs"] and not j["is_mount_root"], "a directory on NTFS", j)
+    expect("not the root of a mounted filesystem" in msg and "RequireNTFS=no" in msg,
+           "--serial does not admit a directory under RequireNTFS=yes", j)
 
     j = probe(probe_drive, ["ntfs-3g", "-o", "ro", dev, mnt], mnt, JOB)
     expect(j["read_only"] and j["is_ntfs"], "read-only probe", j)

@@ -33,9 +33,13 @@ probe_json(const struct drive_probe *p)
 static json_t *
 attach_json(const struct drive_probe *p, const char *job)
 {
+	/* PROBE_SERIAL_DIRECTORY=1: what AddDrive asks with --serial (a directory allowed). */
+	const char *serial_dir = getenv("PROBE_SERIAL_DIRECTORY");
+	bool with_serial = serial_dir != NULL && strcmp(serial_dir, "1") == 0;
 	struct drive_attach_args a = {
 	    .job_name = job,
-	    .serial = p->serial != NULL ? NULL : "TEST-SERIAL",
+	    .serial = with_serial ? "DIR-SERIAL" : p->serial != NULL ? NULL : "TEST-SERIAL",
+	    .allow_directory = with_serial,
 	    .require_ntfs = true,
 	    .require_bitlocker = getenv("PROBE_REQUIRE_BITLOCKER") != NULL &&
 	                         strcmp(getenv("PROBE_REQUIRE_BITLOCKER"), "1") == 0,

@@ -811,6 +811,47 @@ test_redact(void)
 }
 
 /* The debug line names the request, never its secrets. */
+/* Tokens go only to the origin they are for (issue 11). */
+static void
+test_same_origin(void)
+{
+	static const char arm[] = "https://management.azure.com";
+	static const char *const same[] = {
+	    "https://management.azure.com/subscriptions/x/operationResults/1?api-version=1",
+	    "https://MANAGEMENT.azure.com:443/x",
+	    "HTTPS://management.azure.com",
+	};
+	static const char *const other[] = {
+	    "http://management.azure.com/x",                  /* scheme */
+	    "https://management.azure.com:8443/x",            /* port */
+	    "https://management.azure.com.evil.example/x",    /* host */
+	    "https://evil.example/management.azure.com/x",
+	    "https://management.azure.com@evil.example/x",    /* userinfo */
+	    "https://user@management.azure.com/x",
+	    "//management.azure.com/x",                       /* not absolute */
+	    "/subscriptions/x",
+	    "ftp://management.azure.com/x",
+	    "",
+	    NULL,
+	};
+	char *a;
+
+	for (size_t i = 0; i < ELEMENTSOF(same); i++)
+		check(http_same_origin(same[i], arm));
+	for (size_t i = 0; i < ELEMENTSOF(other); i++)
+		check(!http_same_origin(other[i], arm));
+	check(http_same_origin("http://127.0.0.1:8080/op", "http://127.0.0.1:8080"));
+	check(!http_same_origin("http://127.0.0.1:8081/op", "http://127.0.0.1:8080"));
+	check(!http_same_origin("http://localhost:8080/op", "http://127.0.0.1:8080"));
+	check(!http_same_origin("https://management.azure.com/x", NULL));
+	a = http_url_authority("http://127.0.0.1:8081/op?sig=secret");
+	check_str(a, "127.0.0.1:8081");
+	free(a);
+	a = http_url_authority("https://Evil.Example/x");
+	check_str(a, "evil.example:443");
+	free(a);
+}
+
 static void
 test_log(void)
 {
@@ -984,6 +1025,7 @@ main(void)
 	snprintf(plain, sizeof(plain), "http://127.0.0.1:%d", port);
 
 	test_redact();
+	test_same_origin();
 	test_get();
 	test_methods();
 	test_statuses();

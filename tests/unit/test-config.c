@@ -462,12 +462,44 @@ test_secret_files(void)
 	char conf[8192], path[256], *big;
 	struct config *c;
 
-	/* Group-readable: used, with a warning. */
+	/* Readable by others: refused, naming the file and its mode (issue 11). */
 	snprintf(path, sizeof(path), "%s", write_file("loose", "loose-secret\n", 13, 0644));
 	snprintf(conf, sizeof(conf), "[Azure]\nClientSecretFile=%s\n", path);
+	{
+		char msg[512];
+
+		snprintf(msg, sizeof(msg),
+		         "ClientSecretFile=%s: secret file is accessible to others (mode 0644); "
+		         "chmod o= it",
+		         path);
+		check_error(conf, 2, msg);
+		write_file("loose", "loose-secret\n", 13, 0604);
+		snprintf(msg, sizeof(msg),
+		         "ClientSecretFile=%s: secret file is accessible to others (mode 0604); "
+		         "chmod o= it",
+		         path);
+		check_error(conf, 2, msg);
+	}
+	/* Group-readable: only when the group is seedd's own. */
+	write_file("loose", "loose-secret\n", 13, 0640);
 	c = load_good(conf);
 	check_str(c->client_secret.value, "loose-secret");
 	config_free(c);
+	if (geteuid() == 0) {
+		gid_t other = getegid() == 65534 ? 65533 : 65534;
+		char msg[512];
+
+		check(chown(path, (uid_t)-1, other) == 0);
+		snprintf(msg, sizeof(msg),
+		         "ClientSecretFile=%s: secret file is accessible to group %u, not seedd's "
+		         "own group %u (mode 0640); chmod g= it, or chgrp it to seedd's group",
+		         path, (unsigned)other, (unsigned)getegid());
+		check_error(conf, 2, msg);
+		check(chmod(path, 0600) == 0); /* another group, but no access for it */
+		c = load_good(conf);
+		check_str(c->client_secret.value, "loose-secret");
+		config_free(c);
+	}
 
 	snprintf(path, sizeof(path), "%s", write_file("empty", "", 0, 0600));
 	snprintf(conf, sizeof(conf), "\n[Storage]\nAccountKeyFile=%s\n", path);

@@ -739,11 +739,13 @@ test_drives_and_secrets(struct db *db, const char *path)
 
 	/* No statement of the store but the three secret ones may touch secrets. */
 	for (int i = 0; i < _STMT_MAX; i++)
-		if (i != STMT_SECRET_DELETE && i != STMT_SECRET_INSERT && i != STMT_SECRET_GET)
+		if (i != STMT_SECRET_DELETE && i != STMT_SECRET_INSERT && i != STMT_SECRET_GET &&
+		    i != STMT_SECRET_DELETE_JOB)
 			check(strcasestr(db_statements[i], "secret") == NULL);
 	/* And only STMT_SECRET_GET reads a value out. */
 	check(strcasestr(db_statements[STMT_SECRET_GET], "SELECT value") != NULL);
 	check(strcasestr(db_statements[STMT_SECRET_DELETE], "SELECT") == NULL);
+	check(strcasestr(db_statements[STMT_SECRET_DELETE_JOB], "SELECT") == NULL);
 }
 
 /* ---- Drive prep: files, blocks, drives, secrets ------------------------------ */
@@ -2215,6 +2217,138 @@ test_bulk(void)
 	db_close(db);
 }
 
+
+/* ---- Secrets leave once a job is done or cancelled (issue 11) ------------------ */
+
+/* Does the file at path (missing: no) hold the bytes of s? */
+static bool
+file_holds(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t len;
+	bool found;
+
+	if (f == NULL)
+		return false;
+	check(fseek(f, 0, SEEK_END) == 0);
+	len = (size_t)ftell(f);
+	rewind(f);
+	buf = xmalloc(len + 1);
+	check(fread(buf, 1, len, f) == len);
+	fclose(f);
+	found = memmem(buf, len, s, strlen(s)) != NULL;
+	free(buf);
+	return found;
+}
+
+/* The text of the job's "secrets-deleted" event, or NULL. */
+static char *
+secrets_event(struct db *db, int64_t id)
+{
+	struct event_row *ev = NULL;
+	char *text = NULL;
+	size_t n = 0;
+
+	check_int(db_event_list(db, id, 0, &ev, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ev[i].kind, DB_EVENT_SECRETS) == 0)
+			text = xstrdup(ev[i].text);
+	event_rows_free(ev, n);
+	return text;
+}
+
+static void
+test_secrets_forgotten(void)
+{
+	static const char done_key[] = "121212-232323-343434-454545-565656-676767-787878-898989";
+	static const char cancel_key[] = "101010-202020-303030-404040-505050-606060-707070-808080";
+	static const char failed_key[] = "131313-242424-353535-464646-575757-686868-797979-000000";
+	static const enum job_state path[] = {JOB_STAGING,    JOB_DRIVE_PREP, JOB_SHIPPED,
+	                                      JOB_IMPORTED,   JOB_VAULT_COPY, JOB_CLEANUP,
+	                                      JOB_DONE};
+	_cleanup_free_ char *dbp = db_path("forget"), *wal = xprintf("%s-wal", dbp);
+	_cleanup_free_ char *text = NULL;
+	struct db *db = open_ok(dbp);
+	int64_t done = new_job(db, "f-done"), cancelled = new_job(db, "f-cancel");
+	int64_t failed = new_job(db, "f-failed");
+	int64_t d1 = new_drive(db, done, "FD-1"), d2 = new_drive(db, done, "FD-2");
+	int64_t dc = new_drive(db, cancelled, "FC-1"), df = new_drive(db, failed, "FF-1");
+	char *v = NULL;
+
+	check_int(db_secret_put(db, done, d1, "bitlocker-key", done_key, strlen(done_key)), 0);
+	check_int(db_secret_put(db, done, d2, "bitlocker-key", done_key, strlen(done_key)), 0);
+	check_int(db_secret_put(db, cancelled, dc, "bitlocker-key", cancel_key, strlen(cancel_key)),
+	          0);
+	check_int(db_secret_put(db, failed, df, "bitlocker-key", failed_key, strlen(failed_key)), 0);
+
+	/* Kept through every active state, gone at done, said in the log. */
+	for (size_t i = 0; i + 1 < ELEMENTSOF(path); i++) {
+		check_int(db_secret_get(db, d1, "bitlocker-key", &v), 0);
+		free(v);
+		check(secrets_event(db, done) == NULL);
+		check_int(db_job_advance(db, done, path[i], path[i + 1], "", NULL, 3000 + (int64_t)i),
+		          0);
+	}
+	check_int(db_secret_get(db, d1, "bitlocker-key", &v), -ENOENT);
+	check_int(db_secret_get(db, d2, "bitlocker-key", &v), -ENOENT);
+	text = secrets_event(db, done);
+	check_str(text, "2 BitLocker recovery passwords deleted from the database");
+
+	/* Cancelled: gone too. Failed (retry may resume): kept. */
+	check_int(db_job_cancel(db, cancelled, JOB_STAGING, NULL, 4000), 0);
+	check_int(db_secret_get(db, dc, "bitlocker-key", &v), -ENOENT);
+	free(text);
+	text = secrets_event(db, cancelled);
+	check_str(text, "1 BitLocker recovery password deleted from the database");
+	check_int(db_job_fail(db, failed, JOB_STAGING, "broken", 4001), 0);
+	check_int(db_secret_get(db, df, "bitlocker-key", &v), 0);
+	free(v);
+	check(secrets_event(db, failed) == NULL);
+
+	/* secure_delete and the WAL checkpoint: no copy left in the files. */
+	check(!file_holds(dbp, done_key) && !file_holds(wal, done_key));
+	check(!file_holds(dbp, cancel_key) && !file_holds(wal, cancel_key));
+	check(file_holds(dbp, failed_key) || file_holds(wal, failed_key)); /* the scan works */
+	db_close(db);
+	check(!file_holds(dbp, done_key) && !file_holds(dbp, cancel_key));
+}
+
+/* v4 on a v3 file: passwords of jobs already done or cancelled leave, said in their log. */
+static void
+test_v4_forgets_old_secrets(void)
+{
+	_cleanup_free_ char *path = db_path("v3");
+	struct db *db = open_ok(path);
+	int64_t done = new_job(db, "v3-done"), active = new_job(db, "v3-active");
+	int64_t dd = new_drive(db, done, "V3-1"), da = new_drive(db, active, "V3-2");
+	_cleanup_free_ char *text = NULL;
+	sqlite3 *raw;
+	char *v = NULL;
+
+	check_int(db_secret_put(db, done, dd, "bitlocker-key", "k-done", 6), 0);
+	check_int(db_secret_put(db, active, da, "bitlocker-key", "k-active", 8), 0);
+	db_close(db);
+	/* Back to a v3 file whose job is done (as a v3 seedd left it). */
+	raw = raw_open(path);
+	raw_exec(raw, "DROP INDEX files_job_linked");
+	raw_exec(raw, "ALTER TABLE files DROP COLUMN links");
+	raw_exec(raw, "UPDATE jobs SET state = 'done' WHERE name = 'v3-done'");
+	raw_exec(raw, "PRAGMA user_version = 3");
+	sqlite3_close(raw);
+
+	db = open_ok(path);
+	check_int(db_schema_version_found(db), 3);
+	check_int(db_secret_get(db, dd, "bitlocker-key", &v), -ENOENT);
+	check_int(db_secret_get(db, da, "bitlocker-key", &v), 0);
+	check_str(v, "k-active");
+	free(v);
+	text = secrets_event(db, done);
+	check_str(text, "1 BitLocker recovery password(s) deleted from the database");
+	check(secrets_event(db, active) == NULL);
+	db_close(db);
+}
+
 static void
 cleanup_tmpdir(void)
 {
@@ -2274,6 +2408,8 @@ main(void)
 	counts_path = db_path("counts");
 	test_counts_fresh(counts_path);
 	test_readonly();
+	test_secrets_forgotten();
+	test_v4_forgets_old_secrets();
 	test_bulk();
 	cleanup_tmpdir();
 	return 0;

@@ -448,6 +448,17 @@ test_decide(void)
 	expect_decide(&p, &a, 0, -EINVAL, NULL, 0, "not the root of a mounted filesystem");
 	a.allow_directory = true;
 	expect_decide(&p, &a, 0, 0, "WD-PROBED", 800000, NULL);
+	/* --serial admits a directory only with RequireNTFS=no (issue 11), even on NTFS. */
+	a.require_ntfs = true;
+	a.serial = "DIR-1";
+	p.is_ntfs = true;
+	expect_decide(&p, &a, 0, -EINVAL, NULL, 0, "not the root of a mounted filesystem");
+	expect_decide(&p, &a, 0, -EINVAL, NULL, 0, "only with RequireNTFS=no");
+	p.is_ntfs = false; /* elsewhere: named as not NTFS, as before */
+	expect_decide(&p, &a, 0, -EMEDIUMTYPE, NULL, 0, "not NTFS but fuseblk");
+	p.is_mount_root = true;
+	p.is_ntfs = true;
+	expect_decide(&p, &a, 0, 0, "DIR-1", 800000, NULL);
 }
 
 static void

@@ -435,6 +435,42 @@ test_many(void)
 	close(top);
 }
 
+/* Each file's link count, as the indexer gets it (issue 11: hard links are problems). */
+static int
+links_cb(const struct scan_entry *e, size_t n, void *userdata)
+{
+	struct seen *seen = userdata;
+
+	for (size_t i = 0; i < n; i++) {
+		seen->lines = xreallocarray(seen->lines, seen->n + 1, sizeof(char *));
+		seen->lines[seen->n++] = xprintf("%s %llu", e[i].path, (unsigned long long)e[i].links);
+	}
+	return 0;
+}
+
+static void
+test_links(void)
+{
+	char path[PATH_MAX + 16], outside[PATH_MAX + 32];
+	const char *expected[] = {"alone 1", "pair-a 2", "pair-b 2", "to-outside 2"};
+	struct seen seen = {0};
+	int top;
+
+	snprintf(path, sizeof(path), "%s/links", root);
+	snprintf(outside, sizeof(outside), "%s/outside-secret", root);
+	check(mkdir(path, 0755) == 0);
+	top = open_dir(path);
+	make_file(top, "alone", "1");
+	make_file(top, "pair-a", "2");
+	check(linkat(top, "pair-a", top, "pair-b", 0) == 0);
+	make_file(AT_FDCWD, outside, "outside");
+	check(linkat(AT_FDCWD, outside, top, "to-outside", 0) == 0);
+	check_int(scan_tree(top, NULL, links_cb, &seen), 0);
+	check_seen(&seen, expected, ELEMENTSOF(expected));
+	seen_done(&seen);
+	close(top);
+}
+
 int
 main(void)
 {
@@ -449,6 +485,7 @@ main(void)
 	test_batches_and_cancel();
 	test_deep();
 	test_many();
+	test_links();
 	check(snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' && rm -rf '%s'", root, root) <
 	      (int)sizeof(cmd));
 	if (system(cmd) != 0)

@@ -4,8 +4,13 @@
  */
 #include <stdint.h>
 
+#include <jansson.h>
+#include <malloc.h>
+#include <string.h>
+
 #include "test.h"
 #include "util.h"
+#include "varlink.h"
 
 struct utf8_case {
 	const char *s;
@@ -137,6 +142,63 @@ test_alloc(void)
 	check_str(p, "ab");
 }
 
+static bool
+all_zero(const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	for (size_t i = 0; i < n; i++)
+		if (c[i] != 0)
+			return false;
+	return true;
+}
+
+/* Memory that held a secret is wiped before it is freed (issue 11). */
+static void
+test_secure_alloc(void)
+{
+	static const char key[] = "111111-222222-333333-444444-555555-666666-777777-888888";
+	json_malloc_t m = NULL;
+	json_free_t f = NULL;
+	struct vl_reader r;
+	char *p = xmalloc(100), *q;
+	json_t *req;
+
+	memset(p, 'k', malloc_usable_size(p));
+	secure_wipe(p);
+	check(all_zero(p, malloc_usable_size(p)));
+	memcpy(p, key, sizeof(key));
+	q = secure_realloc(p, 4096); /* p is wiped and freed */
+	check_str(q, key);
+	check(secure_realloc(q, 0) == NULL);
+	secure_wipe(NULL);
+	secure_free(NULL);
+
+	/* jansson frees (and so wipes) every JSON value through secure_free. */
+	secure_alloc_install();
+	json_get_alloc_funcs(&m, &f);
+	check(f == secure_free);
+
+	/* The varlink reader keeps no copy of a handled request. */
+	vl_reader_init(&r);
+	req = json_pack("{s:s,s:{s:s}}", "method", "io.seedd.AddDrive", "parameters",
+	                "bitlockerKey", key);
+	{
+		char *text = json_dumps(req, JSON_COMPACT);
+		json_t *got = NULL;
+
+		check(vl_reader_feed(&r, text, strlen(text) + 1) == 0);
+		check(vl_reader_feed(&r, "{\"method\":", 11) == 0); /* the next, unfinished */
+		check_int(vl_reader_next(&r, &got), 1);
+		check(memmem(r.buf, r.cap, key, strlen(key)) == NULL);
+		check_int(r.len, 11);
+		json_decref(got);
+		secure_free(text);
+	}
+	json_decref(req);
+	vl_reader_done(&r);
+}
+
 int
 main(void)
 {
@@ -144,5 +206,6 @@ main(void)
 	test_iso8601();
 	test_strings();
 	test_alloc();
+	test_secure_alloc();
 	return 0;
 }
