@@ -58,6 +58,11 @@ def status_kib(pid, field):
     return -1
 
 
+def sanitized(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def wait_sockets(d, want, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -113,7 +118,7 @@ def open_writable(d):
 def case_output_cap(d, conns=32, calls=1400):
     """32 connections of nobody: Watch, then ~9.5 MiB of replies asked for
     and never read. Every one passes the cap and is closed while the peer
-    still holds it; the daemon's RSS returns to within 32 MiB of where it
+    still holds it; the daemon's RSS returns to within 12 MiB of where it
     was (it held 8 MiB per connection before the fix)."""
     pid = d.proc.pid
     base_socks, base_rss = sockets_of(pid), status_kib(pid, "VmRSS")
@@ -152,8 +157,11 @@ def case_output_cap(d, conns=32, calls=1400):
     check(drops == conns, "%d drops logged, want %d:\n%s" % (drops, conns, d.read_log()[-3000:]))
     check(hwm - base_rss >= OUTPUT_MAX >> 10, "the peers never filled a buffer (peak %d KiB "
           "over %d KiB): the test did not test" % (hwm - base_rss, base_rss))
-    check(rss - base_rss < 32 << 10, "RSS %d MiB after the drops, %d MiB before: the "
-          "buffers were not given back" % (rss >> 10, base_rss >> 10))
+    if sanitized(pid):  # ASan keeps freed memory in its own quarantine and pools
+        print("output cap: RSS not compared under AddressSanitizer")
+    else:
+        check(rss - base_rss < 12 << 10, "RSS %d MiB after the drops, %d MiB before: the "
+              "buffers were not given back" % (rss >> 10, base_rss >> 10))
     finish([child])
     check(d.alive() and "parameters" in d.call("io.seedd.GetStatus"),
           "seedd serves calls after dropping 32 peers:\n%s" % d.read_log()[-3000:])
