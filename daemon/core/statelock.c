@@ -72,11 +72,15 @@ state_lock_take(const char *dir, pid_t *ret_holder, char **ret_err)
 		if (r == -EBUSY) {
 			*ret_holder = lock_holder(fd);
 			if (*ret_holder > 0)
-				xasprintf(ret_err, "state directory %s is in use by seedd pid %ld "
-				          "(lock %s)", dir, (long)*ret_holder, path);
+				xasprintf(ret_err,
+				          "state directory %s is in use by seedd pid %ld "
+				          "(lock %s)",
+				          dir, (long)*ret_holder, path);
 			else
-				xasprintf(ret_err, "state directory %s is in use by another seedd "
-				          "(lock %s)", dir, path);
+				xasprintf(ret_err,
+				          "state directory %s is in use by another seedd "
+				          "(lock %s)",
+				          dir, path);
 		} else
 			xasprintf(ret_err, "cannot lock %s: %s", path, strerror(-r));
 		close(fd);

@@ -332,7 +332,8 @@ server_pause(struct server *s)
 	struct timeval one = {1, 0};
 
 	ev_check(event_del(s->ev_accept), "event_del");
-	if (s->ev_resume == NULL && (s->ev_resume = evtimer_new(s->d->base, server_resume_cb, s)) == NULL)
+	if (s->ev_resume == NULL &&
+	    (s->ev_resume = evtimer_new(s->d->base, server_resume_cb, s)) == NULL)
 		fatalx("evtimer_new failed");
 	ev_check(evtimer_add(s->ev_resume, &one), "evtimer_add");
 }
