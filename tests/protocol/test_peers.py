@@ -227,10 +227,10 @@ def case_reserve(d):
 
 
 def case_unread_timeout(d):
-    """UnreadTimeoutSec=2: a Watch with ~1.4 MiB of replies pending that it
-    does not read is closed within a few seconds (under the 8 MiB cap, it
-    stayed open for good before); a Watch that read everything and idles
-    stays open."""
+    """UnreadTimeoutSec=2: a Watch with ~6.5 MiB of replies pending that it
+    does not read is closed within a few seconds and its memory given back
+    (under the 8 MiB cap, it stayed open for good before); a Watch that read
+    everything and idles stays open."""
     r = d.call("io.seedd.CreateJob", {"name": "watched", "stagingPath": os.path.join(d.tmp, "st")})
     check("error" not in r, "CreateJob: %r" % r)
     with Conn(d.sock, timeout=10) as reader, Conn(d.sock, timeout=10) as hog:
@@ -239,12 +239,21 @@ def case_unread_timeout(d):
         check("error" not in hog.call("io.seedd.GetStatus"), "GetStatus")
         time.sleep(0.2)  # the CreateJob connection is closed
         both = sockets_of(d.proc.pid)
-        hog.send_raw(WATCH + DESCRIBE * 200)
+        base_rss = status_kib(d.proc.pid, "VmRSS")
+        hog.send_raw(WATCH + DESCRIBE * 1000)
         t = time.time()
         check(wait_sockets(d, both - 1, 10), "an unread Watch with pending output still "
               "open after 10 s under UnreadTimeoutSec=2")
         took = time.time() - t
-        print("unread Watch closed after %.1f s (UnreadTimeoutSec=2)" % took)
+        time.sleep(0.3)  # the trim after the free
+        rss, hwm = status_kib(d.proc.pid, "VmRSS"), status_kib(d.proc.pid, "VmHWM")
+        print("unread Watch closed after %.1f s (UnreadTimeoutSec=2); RSS %d MiB before, "
+              "peak %d MiB, %d MiB after" % (took, base_rss >> 10, hwm >> 10, rss >> 10))
+        check(hwm - base_rss >= 4 << 10, "the Watch never held its replies (peak %d KiB over "
+              "%d KiB): the test did not test" % (hwm - base_rss, base_rss))
+        if not sanitized(d.proc.pid):
+            check(rss - base_rss < 4 << 10, "RSS %d KiB after the drop, %d KiB before"
+                  % (rss, base_rss))
         check(took >= 1.5, "closed after %.1f s, before UnreadTimeoutSec=2" % took)
         check("left its replies unread for 2 s" in d.read_log(), "no log line for the drop")
         time.sleep(1)
