@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <libxml/parser.h>
 #include <systemd/sd-daemon.h>
 
@@ -27,6 +28,7 @@
 #include "server.h"
 #include "stage.h"
 #include "stagetab.h"
+#include "statelock.h"
 #include "worker.h"
 #include "util.h"
 
@@ -148,6 +150,26 @@ default_socket_path(void)
 	return xstrdup(SEEDD_RUNTIME_DIR "/seedd.sock");
 }
 
+/* Held for the life of the process: one seedd per state directory. */
+static int state_lock_fd = -1;
+
+static int
+lock_state_dir(struct daemon *d)
+{
+	_cleanup_free_ char *err = NULL;
+	pid_t holder;
+	int r;
+
+	if ((r = state_lock_take(d->state_dir, &holder, &err)) < 0) {
+		log_error("%s", err);
+		if (log_get_target() == LOG_TARGET_JOURNAL)
+			fprintf(stderr, "seedd: %s\n", err);
+		return r;
+	}
+	state_lock_fd = r;
+	return 0;
+}
+
 static int
 open_store(struct daemon *d)
 {
@@ -158,6 +180,8 @@ open_store(struct daemon *d)
 		log_error("cannot create state directory %s: %s", d->state_dir, strerror(errno));
 		return -errno;
 	}
+	if ((r = lock_state_dir(d)) < 0)
+		return r;
 	path = xprintf("%s/seedd.db", d->state_dir);
 	if ((r = db_open(path, &d->db, &err)) < 0) {
 		log_error("cannot open job store %s: %s", path, err ? err : strerror(-r));
@@ -265,6 +289,8 @@ main(int argc, char **argv)
 	daemon_free_events(&d);
 	d.checkpointer = checkpointer_stop(d.checkpointer);
 	d.db = db_close(d.db);
+	if (state_lock_fd >= 0)
+		close(state_lock_fd); /* after the store: the next seedd finds it closed */
 	event_base_free(d.base);
 	config_free(d.config);
 	free(d.config_path);

@@ -1130,6 +1130,37 @@ outcome_done(struct outcome *o)
 	free(o->message);
 }
 
+/* What Azure answered (an HTTP response received), per operation. */
+static void
+outcome_read(struct outcome *o, const struct blob_call *c, const struct http_response *resp)
+{
+	if (resp->status < 200 || resp->status >= 300)
+		outcome_http_error(o, c, resp);
+	else
+		outcome_success(o, c, resp);
+}
+
+void
+blob_read_answer(enum blob_answer kind, const struct http_response *resp, blob_done_fn done,
+                 void *ud)
+{
+	static const enum blob_op ops[] = {
+	    [BLOB_ANSWER_LIST] = OP_LIST,
+	    [BLOB_ANSWER_BLOCK_LIST] = OP_BLOCK_LIST,
+	    [BLOB_ANSWER_PROPERTIES] = OP_PROPERTIES,
+	    [BLOB_ANSWER_COPY] = OP_COPY,
+	    [BLOB_ANSWER_GET] = OP_GET,
+	    [BLOB_ANSWER_DELETE] = OP_DELETE,
+	    [BLOB_ANSWER_CREATE_CONTAINER] = OP_CREATE_CONTAINER,
+	};
+	struct blob_call c = {.op = ops[kind], .name = (char *)"blob", .max_body = 1u << 20};
+	struct outcome o = {.r.status = resp->status};
+
+	outcome_read(&o, &c, resp);
+	done(&o.r, ud);
+	outcome_done(&o);
+}
+
 static void
 call_http_cb(struct http_response *resp, void *userdata)
 {
@@ -1146,10 +1177,8 @@ call_http_cb(struct http_response *resp, void *userdata)
 		o.r.message = c->local_message;
 	} else if (resp->error != 0) {
 		outcome_fail(&o, resp->error, resp->errmsg);
-	} else if (resp->status < 200 || resp->status >= 300) {
-		outcome_http_error(&o, c, resp);
 	} else {
-		outcome_success(&o, c, resp);
+		outcome_read(&o, c, resp);
 	}
 	if (c->done != NULL)
 		c->done(&o.r, c->userdata);

@@ -134,4 +134,24 @@ struct blob_call *blob_create_container(struct blob_client *bc, const char *cont
 /* The call's done is not called; NULL is ignored. Not from inside its own done. */
 void blob_cancel(struct blob_call *c);
 
+/*
+ * For the fuzz target (tests/fuzz/fuzz-blob.c): read resp (status, headers,
+ * body, as received) as the answer to an operation of this kind, as a call
+ * does, and pass done the result (on this stack; nothing is sent). The blob
+ * is called "blob"; a GET takes at most 1 MiB.
+ */
+enum blob_answer {
+	BLOB_ANSWER_LIST,
+	BLOB_ANSWER_BLOCK_LIST,
+	BLOB_ANSWER_PROPERTIES,
+	BLOB_ANSWER_COPY,
+	BLOB_ANSWER_GET,
+	BLOB_ANSWER_DELETE,
+	BLOB_ANSWER_CREATE_CONTAINER,
+	_BLOB_ANSWER_MAX,
+};
+struct http_response;
+void blob_read_answer(enum blob_answer kind, const struct http_response *resp, blob_done_fn done,
+                      void *ud);
+
 #endif

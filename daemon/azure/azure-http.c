@@ -108,8 +108,8 @@ response_clear_headers(struct http_response *r)
 }
 
 /* Forget the previous attempt; attempts and seconds stay. */
-static void
-response_reset(struct http_response *r)
+void
+http_response_clear(struct http_response *r)
 {
 	response_clear_headers(r);
 	secure_free(r->body);
@@ -125,7 +125,7 @@ response_free(struct http_response *r)
 {
 	if (r == NULL)
 		return;
-	response_reset(r);
+	http_response_clear(r);
 	free(r);
 }
 
@@ -197,6 +197,18 @@ redact_query(FILE *f, const char *q, size_t len)
 	}
 }
 
+/* Whether url starts with a scheme that ends at colon (RFC 3986 §3.1). */
+static bool
+scheme_ends_at(const char *url, const char *colon)
+{
+	if (colon == url || !isalpha((unsigned char)url[0]))
+		return false;
+	for (const char *p = url; p < colon; p++)
+		if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
+			return false;
+	return true;
+}
+
 char *
 http_redact_url(const char *url)
 {
@@ -213,7 +225,7 @@ http_redact_url(const char *url)
 	end = url + strcspn(url, "#");
 	rest = url;
 	scheme = strstr(url, "://");
-	if (scheme != NULL && scheme < end) {
+	if (scheme != NULL && scheme < end && scheme_ends_at(url, scheme)) {
 		const char *auth = scheme + 3;
 		size_t auth_len = strcspn(auth, "/?#");
 
@@ -490,38 +502,36 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static size_t
-header_too_big(struct http_call *c, const char *what)
+static int
+header_too_big(struct http_response *r, const char *what)
 {
-	c->abort_error = -EMSGSIZE;
-	snprintf(c->resp->errmsg, sizeof(c->resp->errmsg), "%s", what);
-	return 0;
+	snprintf(r->errmsg, sizeof(r->errmsg), "%s", what);
+	return -EMSGSIZE;
 }
 
-/* One header line; a status line starts a new set (after 1xx answers). */
-static size_t
-http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
+int
+http_response_add_line(struct http_response *r, const char *buf, size_t n)
 {
-	struct http_call *c = arg;
-	struct http_response *r = c->resp;
-	size_t n = size * nitems, len = n, vlen;
+	size_t len = n, vlen;
 	const char *colon, *v;
 	struct http_field *f;
 
 	if (n > HTTP_MAX_HEADER_LINE)
-		return header_too_big(c, "response header line over 16 KiB");
+		return header_too_big(r, "response header line over 16 KiB");
 	while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n'))
 		len--;
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
 		response_clear_headers(r);
-		return n;
+		return 0;
 	}
 	colon = memchr(buf, ':', len);
-	if (colon == NULL || colon == buf)
-		return n; /* the blank end line, or a malformed one: ignored */
+	if (colon == NULL || colon == buf || memchr(buf, '\0', len) != NULL)
+		return 0; /* the blank end line, or a malformed one (libcurl refuses NULs): ignored */
 	if (r->n_headers >= HTTP_MAX_HEADERS)
-		return header_too_big(c, "more than 100 response headers");
-	v = colon + 1 + strspn(colon + 1, " \t");
+		return header_too_big(r, "more than 100 response headers");
+	/* libcurl's line is not NUL-terminated: scan within it (found by fuzz-http) */
+	for (v = colon + 1; v < buf + len && (*v == ' ' || *v == '\t'); v++)
+		;
 	vlen = (size_t)(buf + len - v);
 	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
 		vlen--;
@@ -531,6 +541,21 @@ http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
 	for (char *p = f->name; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
 	f->value = xstrndup(v, vlen);
+	return 0;
+}
+
+/* One header line; a status line starts a new set (after 1xx answers). */
+static size_t
+http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct http_call *c = arg;
+	size_t n = size * nitems;
+	int r = http_response_add_line(c->resp, buf, n);
+
+	if (r < 0) {
+		c->abort_error = r;
+		return 0;
+	}
 	return n;
 }
 
@@ -726,7 +751,7 @@ call_start(struct http_call *c)
 	CURLcode rc;
 	CURL *e;
 
-	response_reset(r);
+	http_response_clear(r);
 	r->attempts++;
 	c->abort_error = 0;
 	c->body_cap = 0;

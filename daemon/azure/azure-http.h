@@ -64,6 +64,17 @@ struct http_response {
 	double seconds;             /* from http_send() to completion, waits included */
 };
 
+/*
+ * Add one response header line as libcurl hands it over (CRLF included; it
+ * may hold NULs): a status line ("HTTP/...") starts a new set (after 1xx
+ * answers), a blank or malformed line is ignored. -EMSGSIZE, with r->errmsg
+ * saying why, for a line over 16 KiB or a 101st header. For the header
+ * callback and the fuzz target (tests/fuzz/fuzz-http.c).
+ */
+int http_response_add_line(struct http_response *r, const char *line, size_t len);
+/* Free r's headers and body and zero its status and error (not r itself). */
+void http_response_clear(struct http_response *r);
+
 /* The value of the first header called name (case-insensitive), or NULL. */
 const char *http_response_header(const struct http_response *r, const char *name);
 

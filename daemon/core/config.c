@@ -55,6 +55,7 @@ static const struct key_def config_keys[] = {
 	KEY("Daemon", "AdminGroup", KEY_GROUP, admin_group, NULL),
 	KEY_RANGE("Daemon", "PollIntervalSec", poll_interval_sec, "900", 1, 86400),
 	KEY("Daemon", "MetricsFile", KEY_PATH, metrics_file, NULL),
+	KEY_RANGE("Daemon", "UnreadTimeoutSec", unread_timeout_sec, "60", 1, 3600),
 
 	KEY("Azure", "Cloud", KEY_CLOUD, cloud, "AzurePublic"),
 	KEY("Azure", "JobApi", KEY_JOB_API, job_api, "DataBox"),

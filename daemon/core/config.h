@@ -40,6 +40,7 @@ struct config {
 	gid_t admin_gid;   /* resolved at load; valid if admin_group != NULL */
 	unsigned poll_interval_sec;
 	char *metrics_file;
+	unsigned unread_timeout_sec; /* a control connection whose replies stay unread is closed */
 
 	/* [Azure] */
 	enum azure_cloud cloud;

@@ -2,7 +2,10 @@
  * A control connection: reads bytes from a bufferevent into a varlink
  * reader, dispatches each complete call, writes replies. A malformed message
  * gets an error reply; an oversized one an error and a close; a peer that
- * stops reading or stays idle is dropped. A peer that pipelines many calls
+ * stops reading or stays idle is dropped. Stops reading means: its unread
+ * replies pass CONN_OUTPUT_MAX, or none of them could be written for
+ * UnreadTimeoutSec=. A dropped peer's buffers are freed on the next loop
+ * turn, never later. A peer that pipelines many calls
  * gets CONN_BATCH of them served per loop turn, so it cannot hold the loop
  * while other peers wait. Loop thread only.
  */
@@ -11,10 +14,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
@@ -36,23 +41,38 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_close_after_flush(struct conn *c);
 static void conn_more_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Every state change goes through here, so the log shows old -> new. */
+void
+ev_check(int r, const char *what)
+{
+	if (r < 0)
+		fatalx("%s failed", what);
+}
+
+/* Every state change goes through here, so the log shows old -> new. CLOSING is final. */
 static void
 conn_set_state(struct conn *c, enum conn_state state)
 {
-	if (c->state == state)
+	if (c->state == state || c->state == CONN_CLOSING)
 		return;
 	log_debug("connection %u: %s -> %s", c->id, conn_state_table[c->state],
 		  conn_state_table[state]);
 	c->state = state;
 }
 
+/*
+ * The read timeout drops an idle peer (off while a reply or a Watch is
+ * pending); the write timeout, always on, drops a peer none of whose pending
+ * output could be written for UnreadTimeoutSec= (libevent restarts it on
+ * every write that makes progress, and arms it only while output waits).
+ */
 static void
 conn_set_idle_timeout(struct conn *c, bool on)
 {
-	struct timeval tv = {CONN_IDLE_TIMEOUT_SEC, 0};
+	struct timeval idle = {CONN_IDLE_TIMEOUT_SEC, 0};
+	struct timeval unread = {(time_t)server_daemon(c->server)->config->unread_timeout_sec, 0};
 
-	bufferevent_set_timeouts(c->bev, on ? &tv : NULL, NULL);
+	ev_check(bufferevent_set_timeouts(c->bev, on ? &idle : NULL, &unread),
+		 "bufferevent_set_timeouts");
 }
 
 struct conn *
@@ -77,7 +97,7 @@ conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid)
 	if (c->ev_more == NULL)
 		fatalx("evtimer_new failed");
 	conn_set_idle_timeout(c, true);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	ev_check(bufferevent_enable(c->bev, EV_READ | EV_WRITE), "bufferevent_enable");
 	return c;
 }
 
@@ -108,7 +128,25 @@ conn_yield(struct conn *c)
 {
 	static const struct timeval zero = {0, 0};
 
-	evtimer_add(c->ev_more, &zero);
+	ev_check(evtimer_add(c->ev_more, &zero), "evtimer_add");
+}
+
+/*
+ * Drop the peer without flushing: stop reading and writing now, free the
+ * connection and its buffers on the next turn (callers up the stack still
+ * hold c). Replies sent meanwhile are discarded (state CLOSING).
+ */
+static void
+conn_drop(struct conn *c, const char *why)
+{
+	if (c->dropped)
+		return;
+	log_warning("connection %u (pid %d uid %u) %s; dropping it", c->id, (int)c->pid,
+		    (unsigned)c->uid, why);
+	conn_set_state(c, CONN_CLOSING);
+	c->dropped = true;
+	ev_check(bufferevent_disable(c->bev, EV_READ | EV_WRITE), "bufferevent_disable");
+	conn_yield(c);
 }
 
 void
@@ -142,21 +180,34 @@ conn_free(struct conn *c)
 		ref->conn = NULL;
 	}
 	server_conn_gone(c->server, c);
+	size_t held = evbuffer_get_length(bufferevent_get_output(c->bev)) +
+		      evbuffer_get_length(bufferevent_get_input(c->bev));
 	event_free(c->ev_more);
 	bufferevent_free(c->bev);
 	vl_reader_done(&c->reader);
 	free(c->watch_name);
 	free(c);
+	/*
+	 * A dropped peer may leave megabytes of freed chunks between live ones,
+	 * which malloc keeps; give them back so its memory really returns.
+	 */
+	if (held >= CONN_TRIM_MIN)
+		(void)malloc_trim(0);
 }
 
 bool
 conn_in_group(const struct conn *c, gid_t gid)
 {
+	return peer_in_group(bufferevent_getfd(c->bev), c->uid, c->gid, gid);
+}
+
+bool
+peer_in_group(int fd, uid_t uid, gid_t peer_gid, gid_t gid)
+{
 	gid_t groups[GROUPS_MAX];
 	socklen_t len = sizeof(groups);
-	int fd = bufferevent_getfd(c->bev);
 
-	if (c->uid == 0 || c->gid == gid)
+	if (uid == 0 || peer_gid == gid)
 		return true;
 	/* SO_PEERGROUPS gives the groups at connect time, without a race. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
@@ -169,9 +220,9 @@ conn_in_group(const struct conn *c, gid_t gid)
 	struct passwd pw, *pwp = NULL;
 	char buf[4096];
 	int n = GROUPS_MAX;
-	if (getpwuid_r(c->uid, &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL)
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL)
 		return false;
-	if (getgrouplist(pw.pw_name, c->gid, groups, &n) < 0)
+	if (getgrouplist(pw.pw_name, peer_gid, groups, &n) < 0)
 		return false;
 	for (int i = 0; i < n; i++)
 		if (groups[i] == gid)
@@ -198,16 +249,10 @@ conn_send(struct conn *c, json_t *msg)
 			fatalx("cannot encode an error reply");
 	}
 	json_decref(msg);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) + len > CONN_OUTPUT_MAX) {
-		log_warning("connection %u (pid %d) does not read its replies; dropping it", c->id,
-			    (int)c->pid);
-		conn_set_state(c, CONN_CLOSING);
-		bufferevent_disable(c->bev, EV_READ);
-		evbuffer_drain(bufferevent_get_output(c->bev),
-			       evbuffer_get_length(bufferevent_get_output(c->bev)));
-		return;
-	}
-	bufferevent_write(c->bev, buf, len);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) + len > CONN_OUTPUT_MAX)
+		return conn_drop(c, "does not read its replies (over 8 MiB unread)");
+	if (bufferevent_write(c->bev, buf, len) < 0)
+		conn_drop(c, "cannot take a reply (out of memory)");
 }
 
 void
@@ -250,7 +295,8 @@ conn_send_watch(struct conn *c, const char *name, json_t *job, bool last)
 	if (last && c->watch_name != NULL) {
 		conn_reply(c, json_pack("{s:o}", "job", job), false);
 		conn_set_state(c, CONN_IDLE);
-		conn_set_idle_timeout(c, true);
+		if (c->state == CONN_IDLE)
+			conn_set_idle_timeout(c, true);
 	} else
 		conn_reply(c, json_pack("{s:o}", "job", job), true);
 	if (c->state == CONN_CLOSING)
@@ -261,8 +307,10 @@ conn_send_watch(struct conn *c, const char *name, json_t *job, bool last)
 static void
 conn_close_after_flush(struct conn *c)
 {
+	if (c->dropped)
+		return; /* freed on the next turn */
 	conn_set_state(c, CONN_CLOSING);
-	bufferevent_disable(c->bev, EV_READ);
+	ev_check(bufferevent_disable(c->bev, EV_READ), "bufferevent_disable");
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		conn_free(c);
 }
@@ -326,8 +374,10 @@ conn_serve(struct conn *c)
 		}
 		r = vl_reader_next(&c->reader, &msg);
 		if (r == 0) {
-			if ((n = evbuffer_remove(in, buf, sizeof(buf))) <= 0)
+			if ((n = evbuffer_remove(in, buf, sizeof(buf))) == 0)
 				break;
+			if (n < 0)
+				return conn_drop(c, "cannot read its input");
 			r = vl_reader_feed(&c->reader, buf, (size_t)n);
 			explicit_bzero(buf, (size_t)n); /* requests may carry secrets */
 			if (r < 0)
@@ -363,14 +413,19 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	/* Input that arrives while a batch waits for its turn joins it there. */
-	if (!evtimer_pending(c->ev_more, NULL))
+	if (!c->dropped && !evtimer_pending(c->ev_more, NULL))
 		conn_serve(c);
 }
 
 static void
 conn_more_cb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_serve(arg);
+	struct conn *c = arg;
+
+	if (c->dropped)
+		conn_free(c);
+	else
+		conn_serve(c);
 }
 
 static void
@@ -378,7 +433,7 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_CLOSING)
+	if (c->state == CONN_CLOSING && !c->dropped)
 		conn_free(c);
 }
 
@@ -395,7 +450,13 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			conn_serve(c);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
+	if (c->dropped)
+		return; /* freed on the next turn */
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		log_warning("connection %u (pid %d uid %u) left its replies unread for %u s; "
+			    "dropping it", c->id, (int)c->pid, (unsigned)c->uid,
+			    server_daemon(c->server)->config->unread_timeout_sec);
+	} else if (what & BEV_EVENT_TIMEOUT)
 		log_debug("connection %u idle for %d s; closing", c->id, CONN_IDLE_TIMEOUT_SEC);
 	else if (what & BEV_EVENT_ERROR)
 		log_debug("connection %u: %s", c->id, strerror(EVUTIL_SOCKET_ERROR()));

@@ -19,6 +19,7 @@ struct event;
 
 #define CONN_IDLE_TIMEOUT_SEC 60
 #define CONN_OUTPUT_MAX (8 * 1024 * 1024) /* a peer that stops reading is dropped */
+#define CONN_TRIM_MIN (1024 * 1024) /* freeing this much buffered gives memory back to the OS */
 /*
  * Calls served in one turn of the loop before the connection yields to the
  * other peers; the rest stay buffered and are served on a later turn.
@@ -59,6 +60,7 @@ struct conn {
 	pid_t pid;
 	bool oneway;      /* the current call wants no reply */
 	bool eof;         /* the peer shut its side: serve what is buffered, then close */
+	bool dropped;     /* closed without a flush: freed on the next loop turn */
 	char *watch_name; /* watched job, NULL for all (when CONN_WATCHING) */
 	unsigned id;      /* for log lines */
 };
@@ -82,11 +84,20 @@ struct call {
 
 LIST_HEAD(conn_list, conn);
 
+/*
+ * For ctl/: a libevent call that fails only when memory or the kernel's
+ * event set (epoll_ctl) does leaves no way to go on serving, so the daemon
+ * stops, as it does when malloc fails (its state is in SQLite and resumes).
+ */
+void ev_check(int r, const char *what);
+
 struct conn *conn_new(struct server *s, int fd, uid_t uid, gid_t gid, pid_t pid);
 void conn_free(struct conn *c);
 
 /* uid 0, or a member of the group gid (from SO_PEERGROUPS, else getgrouplist). */
 bool conn_in_group(const struct conn *c, gid_t gid);
+/* The same for a peer not yet a connection: socket fd, credentials from SO_PEERCRED. */
+bool peer_in_group(int fd, uid_t uid, gid_t peer_gid, gid_t gid);
 
 struct conn_ref *conn_ref_new(struct conn *c);
 /* The connection to answer on (its oneway flag restored), or NULL if it is gone. */

@@ -196,7 +196,9 @@ server_new(struct daemon *d, const char *path, const char *default_path,
 	unsetenv("LISTEN_FDNAMES");
 	s->fd = fd;
 	s->ev_accept = event_new(d->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
-	event_add(s->ev_accept, NULL);
+	if (s->ev_accept == NULL)
+		fatalx("event_new failed");
+	ev_check(event_add(s->ev_accept, NULL), "event_add");
 	*ret = s;
 	return 0;
 }
@@ -205,9 +207,9 @@ void
 server_stop_accepting(struct server *s)
 {
 	if (s->ev_accept != NULL)
-		event_del(s->ev_accept);
+		ev_check(event_del(s->ev_accept), "event_del");
 	if (s->ev_resume != NULL)
-		event_del(s->ev_resume);
+		ev_check(event_del(s->ev_resume), "event_del");
 }
 
 static void
@@ -301,13 +303,28 @@ fds_low(int newest_fd)
 	return (rlim_t)newest_fd + SERVER_FD_RESERVE >= rl.rlim_cur;
 }
 
+/* Room for this peer: under its uid's cap, and under the cap for its kind. */
+static bool
+server_admits(const struct server *s, int fd, const struct ucred *cred)
+{
+	const struct config *c = s->d->config;
+
+	if (s->n_conns >= SERVER_CONN_MAX || conns_of_uid(s, cred->uid) >= SERVER_CONN_PER_UID)
+		return false;
+	if (s->n_conns < SERVER_CONN_MAX - SERVER_CONN_RESERVE)
+		return true;
+	/* Only the reserve is left: root and AdminGroup= members. */
+	return cred->uid == 0 ||
+	       (c->admin_group != NULL && peer_in_group(fd, cred->uid, cred->gid, c->admin_gid));
+}
+
 static void
 server_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
 	if (!s->d->stopping)
-		event_add(s->ev_accept, NULL);
+		ev_check(event_add(s->ev_accept, NULL), "event_add");
 }
 
 static void
@@ -315,10 +332,11 @@ server_pause(struct server *s)
 {
 	struct timeval one = {1, 0};
 
-	event_del(s->ev_accept);
-	if (s->ev_resume == NULL)
-		s->ev_resume = evtimer_new(s->d->base, server_resume_cb, s);
-	evtimer_add(s->ev_resume, &one);
+	ev_check(event_del(s->ev_accept), "event_del");
+	if (s->ev_resume == NULL &&
+	    (s->ev_resume = evtimer_new(s->d->base, server_resume_cb, s)) == NULL)
+		fatalx("evtimer_new failed");
+	ev_check(evtimer_add(s->ev_resume, &one), "evtimer_add");
 }
 
 static void
@@ -343,7 +361,7 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		close(fd);
 		return;
 	}
-	if (s->n_conns >= SERVER_CONN_MAX || conns_of_uid(s, cred.uid) >= SERVER_CONN_PER_UID) {
+	if (!server_admits(s, fd, &cred)) {
 		log_warning("connection limit reached for uid %u; dropping connection", cred.uid);
 		close(fd);
 		return;
@@ -410,7 +428,7 @@ heavy_schedule(struct server *s)
 
 	TAILQ_FOREACH(h, &s->heavy, link)
 		if (heavy_busy_find(s, h->uid) == NULL) {
-			evtimer_add(s->ev_heavy, &zero);
+			ev_check(evtimer_add(s->ev_heavy, &zero), "evtimer_add");
 			return;
 		}
 }

@@ -17,6 +17,12 @@ struct conn;
 
 #define SERVER_CONN_MAX 256     /* connections in all */
 #define SERVER_CONN_PER_UID 32  /* connections of one uid */
+/*
+ * Of SERVER_CONN_MAX, the last this many are for uid 0 and AdminGroup=
+ * members only: other users together never hold more than 240, so root's
+ * `seedctl status` gets in while 8 users hold 32 Watch connections each.
+ */
+#define SERVER_CONN_RESERVE 16
 #define SERVER_FD_RESERVE 16    /* pause accept() when fewer fds than this are free */
 
 /*

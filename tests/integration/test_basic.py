@@ -154,6 +154,7 @@ def test_varlink_service(d):
 
 def test_second_instance_and_bad_config(d):
     other = Daemon(tmp=d.tmp)
+    other.state = d.state + "-other"  # the same state dir would be refused first (its lock)
     p = subprocess.run(other.argv(), capture_output=True, text=True, timeout=10,
                        env=other.env())
     check(p.returncode == 1 and "already listening" in p.stderr,

@@ -797,6 +797,8 @@ test_redact(void)
 	    {"https://u:p@host/p?x", "https://REDACTED@host/p?x"},
 	    {"https://host/path", "https://host/path"},
 	    {"https://host/p?&flag&=v&code=", "https://host/p?&flag&=v&code=REDACTED"},
+	    /* a relative Location whose query holds "://" and an '@' (found by fuzz-http) */
+	    {"/c/b?sig=abc&next=https://u@h/x", "/c/b?sig=REDACTED&next=https://u@h/x"},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {

@@ -614,9 +614,11 @@ test_example_file(void)
 		strcat(text, l);
 	}
 	fclose(f);
-	check_int(keys, 41); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays */
+	check_int(keys, 42); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays,
+	                        UnreadTimeoutSec */
 	c = load_good(text);
 	check_int(c->poll_interval_sec, 900);
+	check_int(c->unread_timeout_sec, 60);
 	check_int(c->cloud, CLOUD_AZURE_PUBLIC);
 	check_str(c->authority_host, "https://login.microsoftonline.com");
 	check_str(c->import_container, "seedd-import");
