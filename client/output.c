@@ -122,20 +122,7 @@ table_flush(FILE *f, struct table *t, const char *indent)
 void
 output_bytes(int64_t n, char buf[static 32])
 {
-	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-	double v = (double)n;
-	size_t u = 0;
-
-	if (n < 1024) {
-		snprintf(buf, 32, "%" PRId64 " B", n);
-		return;
-	}
-	v /= 1024;
-	while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, 32, "%.1f %s", v, units[u]);
+	format_iec(n, buf);
 }
 
 void

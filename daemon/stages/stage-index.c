@@ -40,6 +40,8 @@ struct indexer {
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped;
+	/* Loop side: entries written so far (the count a watcher sees while indexing). */
+	int64_t seen_files, seen_bytes;
 };
 
 struct index_batch_msg {
@@ -301,6 +303,12 @@ index_batch(struct daemon *d, struct indexer *ix, struct index_batch_msg *b)
 {
 	int r = db_files_insert_batch(d->db, b->job_id, b->e, b->n);
 
+	for (size_t i = 0; i < b->n && r == 0; i++)
+		if (strcmp(b->e[i].state, "indexed") == 0) {
+			ix->seen_files++;
+			ix->seen_bytes += b->e[i].size;
+		}
+
 	pthread_mutex_lock(&ix->lock);
 	ix->inflight--;
 	pthread_cond_signal(&ix->cond);
@@ -337,6 +345,7 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 {
 	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL;
 	struct log_ctx ctx = {.job = name, .state = "staging"};
+	char size[32];
 	int64_t id = ix->job_id;
 
 	worker_thread_stop(&ix->w);
@@ -348,9 +357,10 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		return;
 	}
 	(void)db_job_set_totals(d->db, id, daemon_now());
-	summary = xprintf("indexed %" PRId64 " files, %" PRId64 " bytes; %" PRId64
+	format_iec(dm->bytes, size);
+	summary = xprintf("indexed %" PRId64 " files, %s; %" PRId64
 			  " names Azure would refuse; %" PRId64 " entries skipped",
-			  dm->files, dm->bytes, dm->invalid, dm->skipped);
+			  dm->files, size, dm->invalid, dm->skipped);
 	(void)db_event_add(d->db, id, "note", summary, daemon_now());
 	log_ctx(LOG_INFO, &ctx, "job %s: %s", name, summary);
 	if (dm->skipped > 0)
@@ -365,6 +375,18 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		return;
 	}
 	(void)jobctl_phase(d, id, JOB_STAGING, "indexed");
+}
+
+bool
+index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *ret_bytes)
+{
+	struct indexer *ix = indexer_find(d, job_id);
+
+	if (ix == NULL)
+		return false;
+	*ret_files = ix->seen_files;
+	*ret_bytes = ix->seen_bytes;
+	return true;
 }
 
 void
