@@ -135,27 +135,6 @@ job_rate_eta(json_t *o, json_t *drives)
 	json_object_set_new(o, "eta", live && !unknown && eta >= 0 ? json_integer(eta) : json_null());
 }
 
-/* Files that changed in staging while they were copied (indexed and copied anew). */
-static void
-problems_changed(struct daemon *d, int64_t job_id, json_t *a, int64_t *count, json_t *counts)
-{
-	struct file_row *rows = NULL;
-	struct file_count fc = {0};
-	size_t n = 0;
-
-	if (db_files_changed(d->db, job_id, PROBLEMS_SHOWN, &rows, &n, &fc) < 0 || fc.files == 0) {
-		file_rows_free(rows, n);
-		return;
-	}
-	*count += fc.files;
-	json_object_set_new(counts, "changed", json_integer(fc.files));
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_pack("{s:o,s:s,s:o}", "path", json_text(rows[i].rel_path),
-						   "kind", "changed", "reason",
-						   json_str_or_null(rows[i].reason)));
-	file_rows_free(rows, n);
-}
-
 /* Files Azure would refuse or seedd skipped: the first few, and how many of each kind. */
 static json_t *
 problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count, json_t *counts)
@@ -181,7 +160,6 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count, json_t *coun
 							   json_str_or_null(rows[i].reason)));
 		file_rows_free(rows, n);
 	}
-	problems_changed(d, job_id, a, ret_count, counts);
 	return a;
 }
 

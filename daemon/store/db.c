@@ -135,13 +135,6 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_JOB_STATE_SINCE] = "SELECT coalesce(min(time), 0) FROM events WHERE job_id = ?1 AND "
 				 "id > coalesce((SELECT max(id) FROM events WHERE job_id = ?1 AND "
 				 "state IS NOT (SELECT state FROM jobs WHERE id = ?1)), 0)",
-	/* A seeded file whose row has a reason changed in staging while it was copied. */
-	[STMT_FILE_SET_REASON] = "UPDATE files SET reason = ?2 WHERE id = ?1",
-	[STMT_FILE_COUNT_CHANGED] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
-				    "job_id = ?1 AND state IN ('indexed', 'planned', 'verified') AND "
-				    "reason IS NOT NULL",
-	[STMT_FILE_PAGE_CHANGED] = PAGE_SQL("job_id = ?1 AND state IN ('indexed', 'planned', "
-					    "'verified') AND reason IS NOT NULL"),
 	[STMT_FILE_COUNT_CLEANUP] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
 				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
@@ -1659,37 +1652,6 @@ db_files_count(struct db *db, int64_t job_id, const char *state, struct file_cou
 	return 0;
 }
 
-int
-db_files_changed(struct db *db, int64_t job_id, size_t limit, struct file_row **ret,
-		 size_t *ret_n, struct file_count *ret_count)
-{
-	_cleanup_reset_ sqlite3_stmt *cst = db->stmts[STMT_FILE_COUNT_CHANGED];
-	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_PAGE_CHANGED];
-	struct file_row *rows = NULL;
-	size_t n = 0;
-	int r, rc;
-
-	if ((r = bind(db, cst, "i", job_id)) < 0)
-		return r;
-	if ((rc = sqlite3_step(cst)) != SQLITE_ROW)
-		return db_error(db, rc);
-	ret_count->files = sqlite3_column_int64(cst, 0);
-	ret_count->bytes = sqlite3_column_int64(cst, 1);
-	if ((r = bind(db, st, "iii", job_id, (int64_t)0, (int64_t)limit)) < 0)
-		return r;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		rows = xreallocarray(rows, n + 1, sizeof(*rows));
-		file_row_read(st, &rows[n++]);
-	}
-	if (rc != SQLITE_DONE) {
-		file_rows_free(rows, n);
-		return db_error(db, rc);
-	}
-	*ret = rows;
-	*ret_n = n;
-	return 0;
-}
-
 static enum db_stmt
 page_stmt(const char *state, int64_t drive_id)
 {
@@ -2002,8 +1964,7 @@ file_reindex(struct db *db, int64_t file_id, int64_t size, int64_t mtime_ns, int
 	if (f.state == FILE_INVALID || f.state == FILE_SKIPPED)
 		return -ESTALE;
 	if ((r = file_leave_drive(db, &f, now)) < 0 ||
-	    (r = run(db, STMT_FILE_RESET, file_id, "ii", size, mtime_ns)) < 0 ||
-	    (r = run(db, STMT_FILE_SET_REASON, file_id, "t", "changed while it was copied")) < 0)
+	    (r = run(db, STMT_FILE_RESET, file_id, "ii", size, mtime_ns)) < 0)
 		return r;
 	return run(db, STMT_JOB_ADD_BYTES, f.job_id, "ii", size - f.size, now);
 }

@@ -221,12 +221,6 @@ int db_event_add(struct db *db, int64_t job_id, const char *kind, const char *te
  */
 int db_event_list(struct db *db, int64_t job_id, size_t limit, struct event_row **ret,
 		  size_t *ret_n);
-/*
- * Files that changed in staging while drive prep copied them (indexed again,
- * their reason says so): how many, and the first `limit` rows.
- */
-int db_files_changed(struct db *db, int64_t job_id, size_t limit, struct file_row **ret,
-		     size_t *ret_n, struct file_count *ret_count);
 /* When the job entered its current state (its first event in it); 0 if unknown. */
 int db_job_state_since(struct db *db, int64_t job_id, int64_t *ret);
 
