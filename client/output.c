@@ -303,7 +303,7 @@ output_problems(FILE *f, json_t *job)
 			  json_is_string(json_object_get(p, "reason")) ? jstr(p, "reason") : "");
 	table_flush(f, &t, "  ");
 	if (total > (int64_t)json_array_size(list))
-		fprintf(f, "  ... and %" PRId64 " more (the job report lists them all)\n",
+		fprintf(f, "  ... and %" PRId64 " more\n",
 			total - (int64_t)json_array_size(list));
 }
 
