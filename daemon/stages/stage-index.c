@@ -8,6 +8,7 @@
  * retries, which indexes again.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -40,8 +41,12 @@ struct indexer {
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped;
-	/* Loop side: entries written so far (the count a watcher sees while indexing). */
-	int64_t seen_files, seen_bytes;
+	/* Files and bytes the walk found so far (the count a watcher sees while indexing). */
+	atomic_llong found_files, found_bytes;
+	/* Loop side: a tick that tells watchers of a new count, and the count told. */
+	struct daemon *d;
+	struct event *tick;
+	int64_t told_files;
 };
 
 struct index_batch_msg {
@@ -161,7 +166,8 @@ index_thread(void *arg)
 {
 	struct indexer *ix = arg;
 	struct index_done_msg *dm = xcalloc(1, sizeof(*dm));
-	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel};
+	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel,
+				   .found_files = &ix->found_files, .found_bytes = &ix->found_bytes};
 	int fd;
 
 	atomic_store(&ix->w.busy, true);
@@ -217,6 +223,8 @@ static void
 indexer_free(struct indexer *ix)
 {
 	LIST_REMOVE(ix, link);
+	if (ix->tick != NULL)
+		event_free(ix->tick);
 	pthread_mutex_destroy(&ix->lock);
 	pthread_cond_destroy(&ix->cond);
 	free(ix->job_name);
@@ -266,6 +274,19 @@ index_stop_now(struct daemon *d, int64_t job_id)
 	}
 }
 
+/* Each second of a walk: watchers hear of a new count (batches are far apart on a slow share). */
+static void
+index_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct indexer *ix = arg;
+	int64_t n = atomic_load(&ix->found_files);
+
+	if (n != ix->told_files) {
+		ix->told_files = n;
+		jobctl_changed(ix->d, ix->job_id);
+	}
+}
+
 int
 index_start(struct daemon *d, const struct job_row *j)
 {
@@ -295,6 +316,10 @@ index_start(struct daemon *d, const struct job_row *j)
 		return r;
 	}
 	LIST_INSERT_HEAD(&d->indexers, ix, link);
+	ix->d = d;
+	ix->tick = event_new(d->base, -1, EV_PERSIST, index_tick, ix);
+	if (ix->tick != NULL)
+		event_add(ix->tick, &(struct timeval){1, 0});
 	return 0;
 }
 
@@ -302,12 +327,6 @@ static void
 index_batch(struct daemon *d, struct indexer *ix, struct index_batch_msg *b)
 {
 	int r = db_files_insert_batch(d->db, b->job_id, b->e, b->n);
-
-	for (size_t i = 0; i < b->n && r == 0; i++)
-		if (strcmp(b->e[i].state, "indexed") == 0) {
-			ix->seen_files++;
-			ix->seen_bytes += b->e[i].size;
-		}
 
 	pthread_mutex_lock(&ix->lock);
 	ix->inflight--;
@@ -384,10 +403,11 @@ index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *re
 
 	if (ix == NULL)
 		return false;
-	*ret_files = ix->seen_files;
-	*ret_bytes = ix->seen_bytes;
+	*ret_files = atomic_load(&ix->found_files);
+	*ret_bytes = atomic_load(&ix->found_bytes);
 	return true;
 }
+
 
 void
 index_handle_msg(struct daemon *d, struct worker_msg *m)
