@@ -645,6 +645,20 @@ eta_text(json_t *eta, char buf[static 56])
 	snprintf(buf, 56, "ETA %s", d);
 }
 
+/* Cut s after width columns, at a character boundary. */
+static void
+cut_to_width(char *s, size_t width)
+{
+	size_t cut = 0, cols = 0;
+
+	if (text_width(s) <= width)
+		return;
+	for (; s[cut] != '\0'; cut++)
+		if (((unsigned char)s[cut] & 0xc0) != 0x80 && cols++ == width)
+			break;
+	s[cut] = '\0';
+}
+
 /*
  * Fit "head  PHASE  tail" into width columns: the phase is shortened (with
  * "~" where it was cut), never the name or the numbers in head and tail;
@@ -669,13 +683,7 @@ fit_line(const char *head, const char *phase, const char *tail, size_t width)
 	} else if (fixed + pw > width)
 		ph[0] = '\0';
 	line = xprintf("%s  %s  %s", head, ph, tail);
-	if (text_width(line) > width) {
-		size_t cut = 0, cols = 0;
-		for (; line[cut] != '\0'; cut++)
-			if (((unsigned char)line[cut] & 0xc0) != 0x80 && cols++ == width)
-				break;
-		line[cut] = '\0';
-	}
+	cut_to_width(line, width);
 	return line;
 }
 
@@ -750,16 +758,20 @@ watch_job_line(json_t *job, bool bar, size_t width)
 
 /* A drive's line while drive prep copies onto it: "  SERIAL  state  96.0 MiB copied  rate  ETA". */
 static char *
-watch_drive_line(const char *job_name, json_t *dr, bool tty)
+watch_drive_line(const char *job_name, json_t *dr, bool tty, size_t width)
 {
 	char c[32], rate[40], eta[56];
 	_cleanup_free_ char *serial = safe_dup(jstr(dr, "serial")), *name = safe_dup(job_name);
 
+	char *line;
+
 	output_bytes(jint(dr, "copiedBytes"), c);
 	rate_text(jint(dr, "rate"), rate);
 	eta_text(json_object_get(dr, "eta"), eta);
-	return xprintf("%s%s  %s  %s copied  %s  %s", tty ? "  " : name, tty ? "" : "  drive",
+	line = xprintf("%s%s  %s  %s copied  %s  %s", tty ? "  " : name, tty ? "" : "  drive",
 		       serial, c, rate, eta);
+	cut_to_width(line, width);
+	return line;
 }
 
 static struct watch_job *
@@ -794,15 +806,17 @@ watch_render(struct output_watch *w, struct watch_job *wj, json_t *job)
 	json_t *dr;
 	size_t i;
 
+	/* Only a terminal's lines must fit: a log keeps them whole. */
+	size_t width = w->tty ? terminal_width(w) - 1 : SIZE_MAX / 2;
+
 	lines_free(wj);
 	wj->lines = xcalloc(1 + json_array_size(json_object_get(job, "drives")), sizeof(char *));
-	/* Only a terminal's lines must fit: a log keeps them whole. */
-	wj->lines[wj->nlines++] = watch_job_line(job, w->tty, w->tty ? terminal_width(w) - 1 : SIZE_MAX / 2);
+	wj->lines[wj->nlines++] = watch_job_line(job, w->tty, width);
 	if (!job_is(job, "drive_prep"))
 		return;
 	json_array_foreach(json_object_get(job, "drives"), i, dr)
 		if (json_object_get(dr, "copiedBytes") != NULL)
-			wj->lines[wj->nlines++] = watch_drive_line(wj->name, dr, w->tty);
+			wj->lines[wj->nlines++] = watch_drive_line(wj->name, dr, w->tty, width);
 }
 
 /* Seconds between two ISO 8601 UTC times of a Job object; -1 if either is missing. */
