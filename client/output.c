@@ -19,7 +19,8 @@
 #define BAR_WIDTH 20
 
 static void drives_table(FILE *f, json_t *drives, const char *indent);
-static void rate_text(int64_t rate, char buf[static 40]);
+static void drive_rate_text(json_t *d, char buf[static 40]);
+static void job_rate_text(json_t *job, char buf[static 40]);
 
 /* A copy of s with control characters replaced by '?'. */
 static char *
@@ -330,7 +331,7 @@ output_job(FILE *f, json_t *job)
 	}
 	if (strcmp(jstr(job, "state"), "drive_prep") == 0) {
 		char rate[40], eta[48] = "unknown";
-		rate_text(jint(job, "rate"), rate);
+		job_rate_text(job, rate);
 		if (json_is_integer(json_object_get(job, "eta")))
 			output_duration(jint(job, "eta"), eta);
 		kv(f, "", "Rate", "%s, ETA %s", rate, eta);
@@ -428,7 +429,7 @@ drives_table(FILE *f, json_t *drives, const char *indent)
 		output_bytes(jint(d, "capacity"), cap);
 		output_bytes(jint(d, "usedBytes"), used);
 		snprintf(n, sizeof(n), "%" PRId64, jint(d, "files"));
-		rate_text(jint(d, "rate"), rate);
+		drive_rate_text(d, rate);
 		if (json_is_integer(json_object_get(d, "eta")))
 			output_duration(jint(d, "eta"), eta);
 		table_add(&t, jstr(d, "serial"), jstr(d, "path"), cap, used, n, jstr(d, "state"),
@@ -617,18 +618,44 @@ terminal_width(struct output_watch *w)
 	return 80;
 }
 
-/* "12.5 MiB/s", or "idle" at 0. */
+/*
+ * "12.5 MiB/s"; at 0, "idle" when nothing is expected of it (idle true), else
+ * "-": a copy that has not been measured yet, or waits.
+ */
 static void
-rate_text(int64_t rate, char buf[static 40])
+rate_word(int64_t rate, bool idle, char buf[static 40])
 {
 	char b[32];
 
 	if (rate <= 0) {
-		snprintf(buf, 40, "idle");
+		snprintf(buf, 40, "%s", idle ? "idle" : "-");
 		return;
 	}
 	output_bytes(rate, b);
 	snprintf(buf, 40, "%s/s", b);
+}
+
+static void
+rate_text(int64_t rate, char buf[static 40])
+{
+	rate_word(rate, true, buf);
+}
+
+/* A drive's rate: "idle" once it has all it was given or no copy runs, "-" while unknown. */
+static void
+drive_rate_text(json_t *d, char buf[static 40])
+{
+	json_t *eta = json_object_get(d, "eta");
+
+	rate_word(jint(d, "rate"), json_object_get(d, "copiedBytes") == NULL ||
+				       (json_is_integer(eta) && json_integer_value(eta) == 0), buf);
+}
+
+/* The job's rate: "-" while it copies and nothing is measured, else "idle" at 0. */
+static void
+job_rate_text(json_t *job, char buf[static 40])
+{
+	rate_word(jint(job, "rate"), strcmp(jstr(job, "phase"), "copying") != 0, buf);
 }
 
 /* "ETA 4m 2s", "ETA ?" when null (unknown). */
@@ -737,7 +764,7 @@ watch_job_line(json_t *job, bool bar, size_t width)
 	if (job_is(job, "drive_prep")) {
 		/* Rate while it copies; the ETA only once one is known. */
 		char r[40], e[56];
-		rate_text(jint(job, "rate"), r);
+		job_rate_text(job, r);
 		snprintf(rate, sizeof(rate), "  %s", r);
 		if (json_is_integer(json_object_get(job, "eta"))) {
 			eta_text(json_object_get(job, "eta"), e);
@@ -766,7 +793,7 @@ watch_drive_line(const char *job_name, json_t *dr, bool tty, size_t width)
 	char *line;
 
 	output_bytes(jint(dr, "copiedBytes"), c);
-	rate_text(jint(dr, "rate"), rate);
+	drive_rate_text(dr, rate);
 	eta_text(json_object_get(dr, "eta"), eta);
 	line = xprintf("%s%s  %s  %s copied  %s  %s", tty ? "  " : name, tty ? "" : "  drive",
 		       serial, c, rate, eta);

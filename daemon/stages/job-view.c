@@ -108,11 +108,11 @@ inflight_bytes(struct daemon *d, const struct job_row *j, json_t *drives)
 
 /*
  * The job's rate (bytes/s over its drives, 0 when idle) and ETA (seconds
- * until the slowest drive is done; null when any drive's is unknown or no
- * drive is copying).
+ * until the slowest drive is done; null when any drive's is unknown, no
+ * drive is copying, or files wait for a drive).
  */
 static void
-job_rate_eta(json_t *o, json_t *drives)
+job_rate_eta(json_t *o, json_t *drives, const char *phase)
 {
 	json_int_t rate = 0, eta = -1;
 	bool live = false, unknown = false;
@@ -132,6 +132,9 @@ job_rate_eta(json_t *o, json_t *drives)
 			unknown = true;
 	}
 	json_object_set_new(o, "rate", json_integer(rate));
+	/* Files that wait for a drive make the end unknown, however soon the drives are done. */
+	if (phase != NULL && strncmp(phase, "needs-drive", 11) == 0)
+		unknown = true;
 	json_object_set_new(o, "eta", live && !unknown && eta >= 0 ? json_integer(eta) : json_null());
 }
 
@@ -272,7 +275,7 @@ job_json(struct daemon *d, const struct job_row *j)
 	json_object_set_new(o, "problems", problems);
 	json_object_set_new(o, "problemCount", json_integer(nproblems));
 	json_object_set_new(o, "problemCounts", counts);
-	job_rate_eta(o, json_object_get(o, "drives"));
+	job_rate_eta(o, json_object_get(o, "drives"), j->phase);
 	(void)db_job_state_since(d->db, j->id, &since);
 	json_object_set_new(o, "stateSince", json_time(since));
 	if (index_progress(d, j->id, &ifiles, &ibytes)) {

@@ -767,8 +767,9 @@ test_output_watch_lines(void)
 
 	/* Not a terminal: an unchanged job prints no second line; rate and ETA; the job's drives. */
 	t = watch_text(false, 0, same);
-	check(strstr(t, "abc  drive_prep/copying    0%  1.0 MiB/200.0 MiB  files 1/4  idle\n") == t);
-	check(strstr(t, "abc  drive  DISK-2  1.0 MiB copied  idle  ETA ?\n") != NULL);
+	/* Nothing measured yet: the rate is "-", not "idle". */
+	check(strstr(t, "abc  drive_prep/copying    0%  1.0 MiB/200.0 MiB  files 1/4  -\n") == t);
+	check(strstr(t, "abc  drive  DISK-2  1.0 MiB copied  -  ETA ?\n") != NULL);
 	check(strstr(strchr(t, '\n') + 1, "drive_prep/copying") == NULL); /* once */
 	free(t);
 	/* A closing summary: files, bytes, elapsed, average rate, verified. */
