@@ -167,10 +167,14 @@ phase(struct post *p, const char *text)
 	(void)jobctl_phase(p->d, p->job_id, p->state, text);
 }
 
+/* A note in the job log, and the same line in the journal (a file's note names the file). */
 static void
 note(struct post *p, const char *text)
 {
+	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(p->state)};
+
 	(void)db_event_add(p->d->db, p->job_id, "note", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->name, text);
 }
 
 /* Move on to the next state; false if that failed (then p is freed). */
@@ -305,7 +309,7 @@ drive_failed_note(struct post *p, const struct drive_row *dr, const char *status
 	    dr->serial, status, dr->files, b);
 
 	log_ctx(LOG_WARNING, &ctx, "job %s: %s", p->name, t);
-	note(p, t);
+	(void)db_event_add(p->d->db, p->job_id, "note", t, daemon_now());
 }
 
 /*
