@@ -1413,12 +1413,17 @@ prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
 		return false;
 	ret->bytes_done = dr->committed + atomic_load(&dr->current);
 	ret->rate = dr->n_inflight > 0 ? dr->rate : 0;
-	/* Unknown (-1) while nothing is measured; 0 once the drive has all it was given. */
-	if (dr->planned <= ret->bytes_done)
+	/*
+	 * 0 once the drive has all it was given and nothing is in flight; unknown
+	 * (-1) while nothing is measured, or while the last files are synced and
+	 * read back (no bytes left to copy, but work left).
+	 */
+	if (dr->n_inflight == 0 && dr->planned <= ret->bytes_done)
 		ret->eta = 0;
-	else if (ret->rate > 1)
-		ret->eta = (int64_t)((double)(dr->planned - ret->bytes_done) / ret->rate + 0.5);
-	else
+	else if (ret->rate > 1 && dr->planned > ret->bytes_done) {
+		double left = (double)(dr->planned - ret->bytes_done) / ret->rate;
+		ret->eta = (int64_t)left + ((double)(int64_t)left < left); /* rounded up: never 0 */
+	} else
 		ret->eta = -1;
 	return true;
 }

@@ -104,9 +104,11 @@ def test_quiet_job(d, slow, shim):
     time.sleep(0.3)  # both watch every job before it exists
     d.ctl_json("job", "create", "quiet-job", "--staging", staging)
     prepcheck.wait_phase(d, "quiet-job", "indexed")
-    drive = os.path.join(slow, "DISK-1")
-    os.mkdir(drive)
-    d.ctl_json("drive", "add", "quiet-job", drive, "--serial", "DISK-1")
+    for serial in ("DISK-1", "DISK-2"):  # one ends before the other (two big files each)
+        drive = os.path.join(slow, serial)
+        os.mkdir(drive)
+        d.ctl_json("drive", "add", "quiet-job", drive, "--serial", serial,
+                   "--capacity", str(32 * MiB))
     d.ctl_json("job", "prepare", "quiet-job")
     copying = []
     deadline = time.time() + 120
@@ -181,6 +183,13 @@ def test_quiet_job(d, slow, shim):
               "a drive line with its rate and ETA: %r" % lines)
         check(any(re.search(r"staging/indexing  [1-9]\d* files, .* found", l) for l in lines),
               "a count while indexing: %r" % lines[:5])
+        # A drive that has all it was given while the other copies: rate 0, not a decaying tail.
+        done = [dr for j in copying for dr in j["drives"]
+                if "copiedBytes" in dr and dr["eta"] == 0]
+        check(done, "a drive was seen done while the job copied: %r" %
+              [j["drives"] for j in copying[-2:]])
+        check(all(dr["rate"] == 0 for dr in done),
+              "a done drive's rate is 0: %r" % [(dr["serial"], dr["rate"]) for dr in done])
     print("\n".join(lines[:3] + ["..."] + lines[-4:]))
 
 
