@@ -846,17 +846,54 @@ watch_render(struct output_watch *w, struct watch_job *wj, json_t *job)
 			wj->lines[wj->nlines++] = watch_drive_line(wj->name, dr, w->tty, width);
 }
 
-/* Seconds between two ISO 8601 UTC times of a Job object; -1 if either is missing. */
+/* Seconds from one ISO 8601 UTC time to another; -1 if either is not one. */
 static int64_t
-seconds_between(json_t *job, const char *from, const char *to)
+seconds_from_to(const char *s, const char *t)
 {
 	struct tm a = {0}, b = {0};
-	const char *s = jstr(job, from), *t = jstr(job, to);
 
 	if (strptime(s, "%Y-%m-%dT%H:%M:%SZ", &a) == NULL ||
 	    strptime(t, "%Y-%m-%dT%H:%M:%SZ", &b) == NULL)
 		return -1;
 	return (int64_t)(timegm(&b) - timegm(&a));
+}
+
+/* Seconds between two times of a Job object. */
+static int64_t
+seconds_between(json_t *job, const char *from, const char *to)
+{
+	return seconds_from_to(jstr(job, from), jstr(job, to));
+}
+
+/*
+ * The summary of a state after the Azure job: shipped, imported, vault_copy
+ * and cleanup end when the job leaves them; elapsed from the state's start
+ * (the previous object's stateSince) to the next one's.
+ */
+static char *
+state_summary(json_t *prev, json_t *job)
+{
+	static const char *const states[] = {"shipped", "imported", "vault_copy", "cleanup"};
+	const char *ps = jstr(prev, "state");
+	int64_t secs = seconds_from_to(jstr(prev, "stateSince"), jstr(job, "stateSince"));
+	json_t *after = json_object_get(job, "afterImport");
+	char el[48], b[32], avg[40];
+	size_t i;
+
+	for (i = 0; i < ELEMENTSOF(states) && strcmp(ps, states[i]) != 0; i++)
+		;
+	if (i == ELEMENTSOF(states) || strcmp(ps, jstr(job, "state")) == 0)
+		return NULL;
+	output_duration(secs > 0 ? secs : 0, el);
+	if (strcmp(ps, "vault_copy") == 0) {
+		output_bytes(jint(job, "bytes"), b);
+		rate_text(secs > 0 ? jint(job, "bytes") / secs : 0, avg);
+		return xprintf("%s: vault copy done: %" PRId64 " files, %s in %s (average %s), "
+			       "%" PRId64 " verified in the vault",
+			       jstr(job, "name"), jint(job, "files"), b, el, secs > 0 ? avg : "n/a",
+			       jint(after, "vaultVerified"));
+	}
+	return xprintf("%s: %s done in %s", jstr(job, "name"), ps, el);
 }
 
 /*
@@ -900,7 +937,7 @@ stage_summary(json_t *prev, json_t *job)
 			       jstr(job, "name"), jint(job, "copiedFiles"), b, el,
 			       secs > 0 ? avg : "n/a", jint(job, "verifiedFiles"));
 	}
-	return NULL;
+	return state_summary(prev, job);
 }
 
 /* Redraw every progress line; the cursor rests at the end of the last one. */

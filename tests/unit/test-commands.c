@@ -754,6 +754,13 @@ test_output_watch_lines(void)
 	    "\"rate\":0,\"eta\":null,\"updated\":\"2026-12-06T00:00:20Z\",\"stateSince\":"
 	    "\"2026-12-06T00:00:00Z\",\"drives\":[]}",
 	    NULL};
+	const char *const vault[] = {
+	    "{\"name\":\"abc\",\"state\":\"vault_copy\",\"phase\":\"copying-to-vault\",\"bytes\":"
+	    "209715200,\"files\":4,\"stateSince\":\"2026-12-06T00:00:00Z\"}",
+	    "{\"name\":\"abc\",\"state\":\"cleanup\",\"phase\":\"deleting-staging-files\","
+	    "\"bytes\":209715200,\"files\":4,\"stateSince\":\"2026-12-06T00:01:40Z\","
+	    "\"afterImport\":{\"vaultVerified\":4}}",
+	    NULL};
 	const char *const indexing[] = {
 	    "{\"name\":\"abc\",\"state\":\"staging\",\"phase\":\"indexing\",\"indexedFiles\":1234,"
 	    "\"indexedBytes\":1610612736}",
@@ -778,6 +785,11 @@ test_output_watch_lines(void)
 	check(strstr(t, "abc  drive  DISK-2  100.0 MiB copied  10.0 MiB/s  ETA 10s\n") != NULL);
 	check(strstr(t, "abc: drive prep done: 4 files, 200.0 MiB in 20s (average 10.0 MiB/s), "
 			"4 verified\n") != NULL);
+	free(t);
+	/* The vault copy's summary, from its start to the next state's. */
+	t = watch_text(false, 0, vault);
+	check(strstr(t, "abc: vault copy done: 4 files, 200.0 MiB in 1m 40s (average 2.0 MiB/s), "
+			"4 verified in the vault\n") != NULL);
 	free(t);
 	/* A count while indexing. */
 	t = watch_text(false, 0, indexing);
