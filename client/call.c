@@ -140,6 +140,7 @@ call_watch(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *e
 	bool tty = isatty(fileno(out));
 	struct output_watch *w = output_watch_new(out, inv->json, tty);
 	int r, status = SEEDCTL_EXIT_OK, seen = 0;
+	bool failed = false;
 	json_t *m, *job;
 
 	if (tty && !inv->json) {
@@ -169,11 +170,15 @@ call_watch(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *e
 			status = SEEDCTL_EXIT_REFUSED;
 			break;
 		}
-		output_watch_update(w, job);
+		failed = output_watch_update(w, job);
 		r = json_is_true(json_object_get(m, "continues"));
 		json_decref(m);
-		if (!r)
+		if (!r) {
+			/* The watched job ended failed: its error is printed; exit 1. */
+			if (failed)
+				status = SEEDCTL_EXIT_REFUSED;
 			break;
+		}
 	}
 	output_watch_free(w);
 	return status;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <termios.h>
+#include <time.h>
 
 #include "names.h"
 #include "output.h"
@@ -18,6 +19,8 @@
 #define BAR_WIDTH 20
 
 static void drives_table(FILE *f, json_t *drives, const char *indent);
+static void drive_rate_text(json_t *d, char buf[static 40]);
+static void job_rate_text(json_t *job, char buf[static 40]);
 
 /* A copy of s with control characters replaced by '?'. */
 static char *
@@ -122,20 +125,7 @@ table_flush(FILE *f, struct table *t, const char *indent)
 void
 output_bytes(int64_t n, char buf[static 32])
 {
-	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-	double v = (double)n;
-	size_t u = 0;
-
-	if (n < 1024) {
-		snprintf(buf, 32, "%" PRId64 " B", n);
-		return;
-	}
-	v /= 1024;
-	while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, 32, "%.1f %s", v, units[u]);
+	format_iec(n, buf);
 }
 
 void
@@ -269,6 +259,55 @@ output_after_import(FILE *f, json_t *after)
 	kv(f, "  ", "Vault verified", "%" PRId64, jint(after, "vaultVerified"));
 }
 
+/* What a problem kind is called for people; unknown kinds as seedd names them. */
+static const char *
+problem_word(const char *kind)
+{
+	if (strcmp(kind, "invalid") == 0)
+		return "refused"; /* a name Azure would refuse */
+	return kind;
+}
+
+/*
+ * The files that are not seeded as they are in staging: "Problems: 3
+ * (refused 1, skipped 2)", then each listed one (seedd sends the first few)
+ * with its kind, path and reason, and how many are not listed.
+ */
+static void
+output_problems(FILE *f, json_t *job)
+{
+	json_t *list = json_object_get(job, "problems"), *counts = json_object_get(job, "problemCounts");
+	int64_t total = jint(job, "problemCount");
+	struct table t = {.ncols = 3};
+	const char *k;
+	size_t i;
+	json_t *p, *v;
+
+	if (total == 0 && json_array_size(list) == 0)
+		return;
+	if (json_object_size(counts) > 0) {
+		char *by = NULL;
+		size_t size = 0;
+		FILE *m = open_memstream(&by, &size);
+		if (m == NULL)
+			return;
+		json_object_foreach(counts, k, v)
+			fprintf(m, "%s%s %" PRId64, ftell(m) > 0 ? ", " : "", problem_word(k),
+				(int64_t)json_integer_value(v));
+		if (fclose(m) == 0)
+			kv(f, "", "Problems", "%" PRId64 " (%s)", total, by ? by : "");
+		free(by);
+	} else
+		kv(f, "", "Problems", "%" PRId64, total);
+	json_array_foreach(list, i, p)
+		table_add(&t, problem_word(jstr(p, "kind")), jstr(p, "path"),
+			  json_is_string(json_object_get(p, "reason")) ? jstr(p, "reason") : "");
+	table_flush(f, &t, "  ");
+	if (total > (int64_t)json_array_size(list))
+		fprintf(f, "  ... and %" PRId64 " more\n",
+			total - (int64_t)json_array_size(list));
+}
+
 void
 output_job(FILE *f, json_t *job)
 {
@@ -286,6 +325,17 @@ output_job(FILE *f, json_t *job)
 	kv(f, "", "Files", "%" PRId64 " (copied %" PRId64 ", verified %" PRId64 ")",
 	   jint(job, "files"), jint(job, "copiedFiles"), jint(job, "verifiedFiles"));
 	kv(f, "", "Bytes", "%s (copied %s, %d%%)", b, c, percent(copied, bytes));
+	if (json_is_integer(json_object_get(job, "indexedFiles"))) {
+		output_bytes(jint(job, "indexedBytes"), b);
+		kv(f, "", "Indexing", "%" PRId64 " files, %s found so far", jint(job, "indexedFiles"), b);
+	}
+	if (strcmp(jstr(job, "state"), "drive_prep") == 0) {
+		char rate[40], eta[48] = "unknown";
+		job_rate_text(job, rate);
+		if (json_is_integer(json_object_get(job, "eta")))
+			output_duration(jint(job, "eta"), eta);
+		kv(f, "", "Rate", "%s, ETA %s", rate, eta);
+	}
 	if (json_is_string(json_object_get(job, "error")))
 		kv(f, "", "Error", "%s", jstr(job, "error"));
 	kv(f, "", "Created", "%s", jstr(job, "created"));
@@ -298,6 +348,7 @@ output_job(FILE *f, json_t *job)
 		drives_table(f, drives, "  ");
 	}
 	output_after_import(f, json_object_get(job, "afterImport"));
+	output_problems(f, job);
 }
 
 void
@@ -364,7 +415,7 @@ output_drive(FILE *f, json_t *d)
 static void
 drives_table(FILE *f, json_t *drives, const char *indent)
 {
-	struct table t = {.ncols = 6, .right = 0x1c};
+	struct table t = {.ncols = 8, .right = 0x5c};
 	size_t i;
 	json_t *d;
 
@@ -372,13 +423,17 @@ drives_table(FILE *f, json_t *drives, const char *indent)
 		fputs("No drives.\n", f);
 		return;
 	}
-	table_add(&t, "SERIAL", "PATH", "CAPACITY", "USED", "FILES", "STATE");
+	table_add(&t, "SERIAL", "PATH", "CAPACITY", "USED", "FILES", "STATE", "RATE", "ETA");
 	json_array_foreach(drives, i, d) {
-		char cap[32], used[32], n[32];
+		char cap[32], used[32], n[32], rate[40], eta[48] = "-";
 		output_bytes(jint(d, "capacity"), cap);
 		output_bytes(jint(d, "usedBytes"), used);
 		snprintf(n, sizeof(n), "%" PRId64, jint(d, "files"));
-		table_add(&t, jstr(d, "serial"), jstr(d, "path"), cap, used, n, jstr(d, "state"));
+		drive_rate_text(d, rate);
+		if (json_is_integer(json_object_get(d, "eta")))
+			output_duration(jint(d, "eta"), eta);
+		table_add(&t, jstr(d, "serial"), jstr(d, "path"), cap, used, n, jstr(d, "state"),
+			  rate, eta);
 	}
 	table_flush(f, &t, indent);
 }
@@ -548,13 +603,21 @@ output_failure(FILE *f, bool json, const char *name, const char *message)
 
 /* ---- watch ------------------------------------------------------------ */
 
+/* The lines of one watched job, and its last Job object (for the stage summaries). */
+struct watch_job {
+	char *name;
+	json_t *last;
+	char **lines; /* rendered: the job's line, then one per drive with progress */
+	size_t nlines;
+};
+
 struct output_watch {
 	FILE *f;
 	bool json, tty;
-	size_t n;     /* jobs seen */
-	char **names; /* by first appearance */
-	char **lines; /* last rendered progress line of each */
-	size_t drawn; /* lines on the screen */
+	size_t width; /* columns; 0: ask the terminal */
+	struct watch_job *jobs; /* by first appearance */
+	size_t n;
+	size_t drawn; /* progress lines on the screen (terminal) */
 };
 
 struct output_watch *
@@ -568,88 +631,416 @@ output_watch_new(FILE *f, bool json, bool tty)
 	return w;
 }
 
+void
+output_watch_width(struct output_watch *w, size_t columns)
+{
+	w->width = columns;
+}
+
 static size_t
-terminal_width(FILE *f)
+terminal_width(struct output_watch *w)
 {
 	struct winsize ws;
 
-	if (ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
+	if (w->width > 0)
+		return w->width;
+	if (ioctl(fileno(w->f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
 		return ws.ws_col;
 	return 80;
 }
 
-/* "name  state/phase  [#####---------------]  25%  1.0 GiB/4.0 GiB" */
-static char *
-watch_line(json_t *job, bool bar)
+/*
+ * "12.5 MiB/s"; at 0, "idle" when nothing is expected of it (idle true), else
+ * "-": a copy that has not been measured yet, or waits.
+ */
+static void
+rate_word(int64_t rate, bool idle, char buf[static 40])
 {
-	int64_t bytes = jint(job, "bytes"), copied = jint(job, "copiedBytes");
-	int pct = percent(copied, bytes), fill = pct * BAR_WIDTH / 100;
-	char b[32], c[32], bars[BAR_WIDTH + 3], *line;
+	char b[32];
 
-	output_bytes(bytes, b);
-	output_bytes(copied, c);
+	if (rate <= 0) {
+		snprintf(buf, 40, "%s", idle ? "idle" : "-");
+		return;
+	}
+	output_bytes(rate, b);
+	snprintf(buf, 40, "%s/s", b);
+}
+
+static void
+rate_text(int64_t rate, char buf[static 40])
+{
+	rate_word(rate, true, buf);
+}
+
+/* A drive's rate: "idle" once it has all it was given or no copy runs, "-" while unknown. */
+static void
+drive_rate_text(json_t *d, char buf[static 40])
+{
+	json_t *eta = json_object_get(d, "eta");
+
+	rate_word(jint(d, "rate"), json_object_get(d, "copiedBytes") == NULL ||
+				       (json_is_integer(eta) && json_integer_value(eta) == 0), buf);
+}
+
+/* The job's rate: "-" while it copies and nothing is measured, else "idle" at 0. */
+static void
+job_rate_text(json_t *job, char buf[static 40])
+{
+	rate_word(jint(job, "rate"), strcmp(jstr(job, "phase"), "copying") != 0, buf);
+}
+
+/* "ETA 4m 2s", "ETA ?" when null (unknown). */
+static void
+eta_text(json_t *eta, char buf[static 56])
+{
+	char d[48];
+
+	if (!json_is_integer(eta)) {
+		snprintf(buf, 56, "ETA ?");
+		return;
+	}
+	output_duration(json_integer_value(eta), d);
+	snprintf(buf, 56, "ETA %s", d);
+}
+
+/* Cut s after width columns, at a character boundary. */
+static void
+cut_to_width(char *s, size_t width)
+{
+	size_t cut = 0, cols = 0;
+
+	if (text_width(s) <= width)
+		return;
+	for (; s[cut] != '\0'; cut++)
+		if (((unsigned char)s[cut] & 0xc0) != 0x80 && cols++ == width)
+			break;
+	s[cut] = '\0';
+}
+
+/*
+ * Fit "head  PHASE  tail" into width columns: the phase is shortened (with
+ * "~" where it was cut), never the name or the numbers in head and tail;
+ * only if even an empty phase does not fit is the line cut at the end.
+ */
+static char *
+fit_line(const char *head, const char *phase, const char *tail, size_t width)
+{
+	_cleanup_free_ char *ph = safe_dup(phase);
+	size_t fixed = text_width(head) + text_width(tail) + 4, pw = text_width(ph);
+	char *line;
+
+	if (fixed + pw > width && fixed + 1 < width) {
+		/* Keep the first (width - fixed - 1) characters of the phase, then "~". */
+		size_t keep = width - fixed - 1, cols = 0;
+		char *p = ph;
+		for (; *p != '\0'; p++) {
+			if (((unsigned char)*p & 0xc0) != 0x80 && cols++ == keep)
+				break;
+		}
+		strcpy(p, "~");
+	} else if (fixed + pw > width)
+		ph[0] = '\0';
+	line = xprintf("%s  %s  %s", head, ph, tail);
+	cut_to_width(line, width);
+	return line;
+}
+
+static void
+bar_text(int pct, char bars[static BAR_WIDTH + 3])
+{
+	int fill = pct * BAR_WIDTH / 100;
+
 	bars[0] = '[';
 	for (int i = 0; i < BAR_WIDTH; i++)
 		bars[i + 1] = i < fill ? '#' : '-';
 	bars[BAR_WIDTH + 1] = ']';
 	bars[BAR_WIDTH + 2] = '\0';
-	line = xprintf("%s  %s/%s  %s%s%3d%%  %s/%s  files %" PRId64 "/%" PRId64,
-		       jstr(job, "name"), jstr(job, "state"), jstr(job, "phase"),
-		       bar ? bars : "", bar ? "  " : "", pct, c, b, jint(job, "copiedFiles"),
-		       jint(job, "files"));
+}
+
+static bool
+job_is(json_t *job, const char *state)
+{
+	return strcmp(jstr(job, "state"), state) == 0;
+}
+
+/*
+ * The job's line: "name  state/phase  [bar]  pct%  copied/total  files c/n
+ * rate  ETA" while it copies, "name  staging/indexing  N files, X found"
+ * while it is indexed, and "name  failed/phase  error: TEXT" once failed.
+ */
+static char *
+watch_job_line(json_t *job, bool bar, size_t width)
+{
+	int64_t bytes = jint(job, "bytes"), copied = jint(job, "copiedBytes");
+	int pct = percent(copied, bytes);
+	char b[32], c[32], bars[BAR_WIDTH + 3], rate[48], eta[64];
+	_cleanup_free_ char *head = NULL, *phase = NULL, *tail = NULL;
+
+	phase = xprintf("%s/%s", jstr(job, "state"), jstr(job, "phase"));
+	head = safe_dup(jstr(job, "name"));
+	if (job_is(job, "failed")) {
+		_cleanup_free_ char *e = safe_dup(jstr(job, "error"));
+		tail = xprintf("error: %s", e);
+		return fit_line(head, phase, tail, width);
+	}
+	if (json_is_integer(json_object_get(job, "indexedFiles"))) {
+		output_bytes(jint(job, "indexedBytes"), b);
+		tail = xprintf("%" PRId64 " files, %s found", jint(job, "indexedFiles"), b);
+		return fit_line(head, phase, tail, width);
+	}
+	output_bytes(bytes, b);
+	output_bytes(copied, c);
+	bar_text(pct, bars);
+	rate[0] = eta[0] = '\0';
+	if (job_is(job, "drive_prep")) {
+		/* Rate while it copies; the ETA only once one is known. */
+		char r[40], e[56];
+		job_rate_text(job, r);
+		snprintf(rate, sizeof(rate), "  %s", r);
+		if (json_is_integer(json_object_get(job, "eta"))) {
+			eta_text(json_object_get(job, "eta"), e);
+			snprintf(eta, sizeof(eta), "  %s", e);
+		}
+	}
+	tail = xprintf("%3d%%  %s/%s  files %" PRId64 "/%" PRId64 "%s%s", pct, c, b,
+		       jint(job, "copiedFiles"), jint(job, "files"), rate, eta);
+	/* The bar only where it leaves the phase room (12 columns, or all of it). */
+	if (bar && text_width(head) + text_width(tail) + BAR_WIDTH + 8 +
+			   (text_width(phase) < 12 ? text_width(phase) : 12) <= width) {
+		char *t = xprintf("%s  %s", bars, tail);
+		free(tail);
+		tail = t;
+	}
+	return fit_line(head, phase, tail, width);
+}
+
+/* A drive's line while drive prep copies onto it: "  SERIAL  state  96.0 MiB copied  rate  ETA". */
+static char *
+watch_drive_line(const char *job_name, json_t *dr, bool tty, size_t width)
+{
+	char c[32], rate[40], eta[56];
+	_cleanup_free_ char *serial = safe_dup(jstr(dr, "serial")), *name = safe_dup(job_name);
+
+	char *line;
+
+	output_bytes(jint(dr, "copiedBytes"), c);
+	drive_rate_text(dr, rate);
+	eta_text(json_object_get(dr, "eta"), eta);
+	line = xprintf("%s%s  %s  %s copied  %s  %s", tty ? "  " : name, tty ? "" : "  drive",
+		       serial, c, rate, eta);
+	cut_to_width(line, width);
 	return line;
+}
+
+static struct watch_job *
+watch_job_get(struct output_watch *w, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < w->n && strcmp(w->jobs[i].name, name) != 0; i++)
+		;
+	if (i == w->n) {
+		w->jobs = xreallocarray(w->jobs, w->n + 1, sizeof(*w->jobs));
+		w->jobs[i] = (struct watch_job){.name = xstrdup(name)};
+		w->n++;
+	}
+	return &w->jobs[i];
+}
+
+static void
+lines_free(struct watch_job *wj)
+{
+	for (size_t i = 0; i < wj->nlines; i++)
+		free(wj->lines[i]);
+	free(wj->lines);
+	wj->lines = NULL;
+	wj->nlines = 0;
+}
+
+/* The job's line and, on a terminal or while it copies, one per drive with progress. */
+static void
+watch_render(struct output_watch *w, struct watch_job *wj, json_t *job)
+{
+	json_t *dr;
+	size_t i;
+
+	/* Only a terminal's lines must fit: a log keeps them whole. */
+	size_t width = w->tty ? terminal_width(w) - 1 : SIZE_MAX / 2;
+
+	lines_free(wj);
+	wj->lines = xcalloc(1 + json_array_size(json_object_get(job, "drives")), sizeof(char *));
+	wj->lines[wj->nlines++] = watch_job_line(job, w->tty, width);
+	if (!job_is(job, "drive_prep"))
+		return;
+	json_array_foreach(json_object_get(job, "drives"), i, dr)
+		if (json_object_get(dr, "copiedBytes") != NULL)
+			wj->lines[wj->nlines++] = watch_drive_line(wj->name, dr, w->tty, width);
+}
+
+/* Seconds from one ISO 8601 UTC time to another; -1 if either is not one. */
+static int64_t
+seconds_from_to(const char *s, const char *t)
+{
+	struct tm a = {0}, b = {0};
+
+	if (strptime(s, "%Y-%m-%dT%H:%M:%SZ", &a) == NULL ||
+	    strptime(t, "%Y-%m-%dT%H:%M:%SZ", &b) == NULL)
+		return -1;
+	return (int64_t)(timegm(&b) - timegm(&a));
+}
+
+/* Seconds between two times of a Job object. */
+static int64_t
+seconds_between(json_t *job, const char *from, const char *to)
+{
+	return seconds_from_to(jstr(job, from), jstr(job, to));
+}
+
+/*
+ * The summary of a state after the Azure job: shipped, imported, vault_copy
+ * and cleanup end when the job leaves them; elapsed from the state's start
+ * (the previous object's stateSince) to the next one's.
+ */
+static char *
+state_summary(json_t *prev, json_t *job)
+{
+	static const char *const states[] = {"shipped", "imported", "vault_copy", "cleanup"};
+	const char *ps = jstr(prev, "state");
+	int64_t secs = seconds_from_to(jstr(prev, "stateSince"), jstr(job, "stateSince"));
+	json_t *after = json_object_get(job, "afterImport");
+	char el[48], b[32], avg[40];
+	size_t i;
+
+	for (i = 0; i < ELEMENTSOF(states) && strcmp(ps, states[i]) != 0; i++)
+		;
+	if (i == ELEMENTSOF(states) || strcmp(ps, jstr(job, "state")) == 0)
+		return NULL;
+	output_duration(secs > 0 ? secs : 0, el);
+	if (strcmp(ps, "vault_copy") == 0) {
+		output_bytes(jint(job, "bytes"), b);
+		rate_text(secs > 0 ? jint(job, "bytes") / secs : 0, avg);
+		return xprintf("%s: vault copy done: %" PRId64 " files, %s in %s (average %s), "
+			       "%" PRId64 " verified in the vault",
+			       jstr(job, "name"), jint(job, "files"), b, el, secs > 0 ? avg : "n/a",
+			       jint(after, "vaultVerified"));
+	}
+	return xprintf("%s: %s done in %s", jstr(job, "name"), ps, el);
+}
+
+/*
+ * The closing summary of a stage the watch saw end: indexing (staging/indexing
+ * to anything but a failure or a cancel) and drive prep (copying to
+ * awaiting-azure or beyond). NULL when prev -> job ends no stage.
+ */
+static char *
+stage_summary(json_t *prev, json_t *job)
+{
+	const char *pp = jstr(prev, "phase"), *ph = jstr(job, "phase");
+	int64_t secs = seconds_between(job, "stateSince", "updated");
+	char b[32], el[48], avg[40];
+
+	if (job_is(job, "failed")) {
+		/* The whole error, once, as a line of its own (the progress line may cut it). */
+		if (prev != NULL && job_is(prev, "failed"))
+			return NULL;
+		return xprintf("%s failed (%s): %s", jstr(job, "name"), jstr(job, "phase"),
+			       jstr(job, "error"));
+	}
+	if (prev == NULL || job_is(job, "cancelled"))
+		return NULL;
+	if (secs < 0)
+		secs = 0;
+	output_duration(secs, el);
+	if (job_is(prev, "staging") && strcmp(pp, "indexing") == 0 &&
+	    !(job_is(job, "staging") && strcmp(ph, "indexing") == 0)) {
+		output_bytes(jint(job, "bytes"), b);
+		return xprintf("%s: indexed %" PRId64 " files, %s in %s", jstr(job, "name"),
+			       jint(job, "files"), b, el);
+	}
+	if (job_is(prev, "drive_prep") &&
+	    (strcmp(pp, "copying") == 0 || strcmp(pp, "writing-manifests") == 0 ||
+	     strncmp(pp, "needs-drive", 11) == 0) &&
+	    (!job_is(job, "drive_prep") || strcmp(ph, "awaiting-azure") == 0)) {
+		output_bytes(jint(job, "copiedBytes"), b);
+		rate_text(secs > 0 ? jint(job, "copiedBytes") / secs : 0, avg);
+		return xprintf("%s: drive prep done: %" PRId64 " files, %s in %s (average %s), "
+			       "%" PRId64 " verified",
+			       jstr(job, "name"), jint(job, "copiedFiles"), b, el,
+			       secs > 0 ? avg : "n/a", jint(job, "verifiedFiles"));
+	}
+	return state_summary(prev, job);
 }
 
 /* Redraw every progress line; the cursor rests at the end of the last one. */
 static void
-watch_redraw(struct output_watch *w)
+watch_redraw(struct output_watch *w, const char *above)
 {
-	size_t width = terminal_width(w->f) - 1;
+	size_t total = 0, k = 0;
 
 	if (w->drawn > 1)
 		fprintf(w->f, "\033[%zuA", w->drawn - 1);
-	for (size_t i = 0; i < w->n; i++) {
-		_cleanup_free_ char *s = safe_dup(w->lines[i]);
-		size_t cut = width;
-
-		if (strlen(s) > cut) {
-			/* Cut at a character boundary. */
-			while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
-				cut--;
-			s[cut] = '\0';
-		}
-		fprintf(w->f, "%s\r\033[K%s", i > 0 ? "\n" : "", s);
+	if (above != NULL) {
+		/* A permanent line: it takes the place of the progress lines, which follow it. */
+		fputs("\r\033[J", w->f);
+		put_safe(w->f, above);
+		fputc('\n', w->f);
 	}
-	w->drawn = w->n;
+	for (size_t i = 0; i < w->n; i++)
+		for (size_t j = 0; j < w->jobs[i].nlines; j++, k++)
+			fprintf(w->f, "%s\r\033[K%s", k > 0 ? "\n" : "", w->jobs[i].lines[j]);
+	total = k;
+	if (total < w->drawn && above == NULL)
+		fputs("\033[J", w->f); /* fewer lines than before: clear the rest */
+	w->drawn = total;
 }
 
-void
+/* Not a terminal: print the lines that differ from the last ones printed. */
+static void
+watch_print_changed(struct output_watch *w, struct watch_job *wj, char **old, size_t nold)
+{
+	for (size_t i = 0; i < wj->nlines; i++) {
+		bool same = false;
+		for (size_t j = 0; j < nold && !same; j++)
+			same = strcmp(old[j], wj->lines[i]) == 0;
+		if (!same) {
+			put_safe(w->f, wj->lines[i]);
+			fputc('\n', w->f);
+		}
+	}
+}
+
+bool
 output_watch_update(struct output_watch *w, json_t *job)
 {
-	const char *name = jstr(job, "name");
-	size_t i;
+	struct watch_job *wj = watch_job_get(w, jstr(job, "name"));
+	_cleanup_free_ char *summary = stage_summary(wj->last, job);
+	bool failed = job_is(job, "failed");
 
 	if (w->json)
 		output_json(w->f, job, true);
-	else if (!w->tty) {
-		_cleanup_free_ char *line = watch_line(job, false);
-		put_safe(w->f, line);
-		fputc('\n', w->f);
-	} else {
-		for (i = 0; i < w->n && strcmp(w->names[i], name) != 0; i++)
-			;
-		if (i == w->n) {
-			w->names = xreallocarray(w->names, w->n + 1, sizeof(char *));
-			w->lines = xreallocarray(w->lines, w->n + 1, sizeof(char *));
-			w->names[i] = xstrdup(name);
-			w->lines[i] = NULL;
-			w->n++;
+	else {
+		char **old = wj->lines;
+		size_t nold = wj->nlines;
+		wj->lines = NULL;
+		wj->nlines = 0;
+		watch_render(w, wj, job);
+		if (w->tty)
+			watch_redraw(w, summary);
+		else {
+			watch_print_changed(w, wj, old, nold);
+			if (summary != NULL) {
+				put_safe(w->f, summary);
+				fputc('\n', w->f);
+			}
 		}
-		free(w->lines[i]);
-		w->lines[i] = watch_line(job, true);
-		watch_redraw(w);
+		for (size_t i = 0; i < nold; i++)
+			free(old[i]);
+		free(old);
 	}
+	json_decref(wj->last);
+	wj->last = json_incref(job);
 	fflush(w->f);
+	return failed;
 }
 
 struct output_watch *
@@ -662,11 +1053,11 @@ output_watch_free(struct output_watch *w)
 		fflush(w->f);
 	}
 	for (size_t i = 0; i < w->n; i++) {
-		free(w->names[i]);
-		free(w->lines[i]);
+		free(w->jobs[i].name);
+		json_decref(w->jobs[i].last);
+		lines_free(&w->jobs[i]);
 	}
-	free(w->names);
-	free(w->lines);
+	free(w->jobs);
 	free(w);
 	return NULL;
 }

@@ -42,11 +42,16 @@ void output_duration(int64_t seconds, char buf[static 48]);
 
 /*
  * Watch output: with json, one compact Job object a line; on a terminal, one
- * progress line per job redrawn in place; else one plain line per update.
+ * progress line per job (and one per drive while it copies) redrawn in place;
+ * else one plain line per change (a line equal to the last one is not
+ * repeated). A stage the watch saw end gets a closing summary line.
  */
 struct output_watch;
 struct output_watch *output_watch_new(FILE *f, bool json, bool tty);
-void output_watch_update(struct output_watch *w, json_t *job);
+/* Lay lines out for this many columns (default: the terminal's, else 80). */
+void output_watch_width(struct output_watch *w, size_t columns);
+/* Returns true when the job has failed (its error is on its line). */
+bool output_watch_update(struct output_watch *w, json_t *job);
 struct output_watch *output_watch_free(struct output_watch *w);
 
 #endif

@@ -158,6 +158,25 @@ format_iso8601(int64_t t, char buf[static 32])
 		snprintf(buf, 32, "1970-01-01T00:00:00Z");
 }
 
+void
+format_iec(int64_t n, char buf[static 32])
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double v = (double)n;
+	size_t u = 0;
+
+	if (n < 1024) {
+		snprintf(buf, 32, "%lld B", (long long)n);
+		return;
+	}
+	v /= 1024;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, 32, "%.1f %s", v, units[u]);
+}
+
 bool
 utf8_valid(const char *s, size_t len)
 {

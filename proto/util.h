@@ -84,6 +84,8 @@ secure_freep(void *p)
 
 /* Format a UNIX time (seconds) as ISO 8601 UTC ("2026-11-25T23:43:52Z"). */
 void format_iso8601(int64_t t, char buf[static 32]);
+/* A size in IEC units for people: "512 B", "96.0 MiB", "1.5 TiB". */
+void format_iec(int64_t n, char buf[static 32]);
 
 /* The value of a hex digit (either case), or -1. */
 int hex_digit(char c);

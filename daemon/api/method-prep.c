@@ -103,9 +103,11 @@ log_drive(const struct job_row *j, const char *serial, const char *path, int64_t
 {
 	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
 			      .drive = serial};
+	char cap[32];
 
-	log_ctx(LOG_INFO, &ctx, "job %s: drive %s at %s attached, %" PRId64 " bytes usable%s",
-		j->name, serial, path, capacity, direct_note(direct));
+	format_iec(capacity, cap);
+	log_ctx(LOG_INFO, &ctx, "job %s: drive %s at %s attached, %s usable%s", j->name, serial,
+		path, cap, direct_note(direct));
 }
 
 /* Store (or replace) an attached drive's BitLocker key and answer with the drive. */

@@ -29,6 +29,7 @@ struct scan {
 	size_t batch_size;
 	unsigned max_depth;
 	const atomic_bool *cancel;
+	atomic_llong *found_files, *found_bytes;
 	scan_batch_cb cb;
 	void *userdata;
 	dev_t root_dev;
@@ -106,6 +107,10 @@ scan_emit(struct scan *s, enum scan_kind kind, int error, const struct stat *st)
 		e->size = (uint64_t)st->st_size;
 		e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 		e->links = (uint64_t)st->st_nlink;
+		if (s->found_files != NULL) {
+			atomic_fetch_add(s->found_files, 1);
+			atomic_fetch_add(s->found_bytes, (long long)st->st_size);
+		}
 	}
 	if (++s->n == s->batch_size)
 		return scan_flush(s);
@@ -281,6 +286,8 @@ scan_tree(int staging_dirfd, const struct scan_options *opt, scan_batch_cb cb, v
 	    .batch_size = opt != NULL && opt->batch_size != 0 ? opt->batch_size : SCAN_BATCH_SIZE,
 	    .max_depth = opt != NULL && opt->max_depth != 0 ? opt->max_depth : SCAN_MAX_DEPTH,
 	    .cancel = opt != NULL ? opt->cancel : NULL,
+	    .found_files = opt != NULL && opt->found_bytes != NULL ? opt->found_files : NULL,
+	    .found_bytes = opt != NULL ? opt->found_bytes : NULL,
 	    .cb = cb,
 	    .userdata = userdata,
 	};

@@ -47,6 +47,8 @@ struct scan_options {
 	size_t batch_size;         /* entries per callback; 0: SCAN_BATCH_SIZE */
 	unsigned max_depth;        /* directory levels below the root; 0: SCAN_MAX_DEPTH */
 	const atomic_bool *cancel; /* may be NULL */
+	/* If set: regular files and their bytes found so far, for a live count. */
+	atomic_llong *found_files, *found_bytes;
 };
 
 /*

@@ -63,10 +63,14 @@ drive_json(struct daemon *d, int64_t job_id, const struct drive_row *dr)
 				    json_pack("{s:o,s:o,s:o}", "device", json_text(dr->bitlocker_device),
 					      "guid", json_text(dr->bitlocker_guid), "cipher",
 					      json_text(dr->bitlocker_cipher)));
+	/* rate: bytes/s, 0 when idle; eta: seconds, null when unknown (nothing measured). */
 	if (prep_drive_progress(d, job_id, dr->id, &pg)) {
 		json_object_set_new(o, "copiedBytes", json_integer(pg.bytes_done));
 		json_object_set_new(o, "rate", json_integer((json_int_t)pg.rate));
 		json_object_set_new(o, "eta", pg.eta >= 0 ? json_integer(pg.eta) : json_null());
+	} else {
+		json_object_set_new(o, "rate", json_integer(0));
+		json_object_set_new(o, "eta", json_null());
 	}
 	return o;
 }
@@ -129,8 +133,41 @@ hard_links_json(struct daemon *d, int64_t job_id, json_t *a, int64_t *count)
 }
 
 /* Files Azure would refuse, seedd skipped, or with hard links: the first few, and how many. */
+/*
+ * The job's rate (bytes/s over its drives, 0 when idle) and ETA (seconds
+ * until the slowest drive is done; null when any drive's is unknown, no
+ * drive is copying, or files wait for a drive).
+ */
+static void
+job_rate_eta(json_t *o, json_t *drives, const char *phase)
+{
+	json_int_t rate = 0, eta = -1;
+	bool live = false, unknown = false;
+	size_t i;
+	json_t *dr;
+
+	json_array_foreach(drives, i, dr) {
+		json_t *e = json_object_get(dr, "eta");
+		rate += json_integer_value(json_object_get(dr, "rate"));
+		if (json_object_get(dr, "copiedBytes") == NULL)
+			continue; /* no live progress */
+		live = true;
+		if (json_is_integer(e)) {
+			if (json_integer_value(e) > eta)
+				eta = json_integer_value(e);
+		} else
+			unknown = true;
+	}
+	json_object_set_new(o, "rate", json_integer(rate));
+	/* Files that wait for a drive make the end unknown, however soon the drives are done. */
+	if (phase != NULL && strncmp(phase, "needs-drive", 11) == 0)
+		unknown = true;
+	json_object_set_new(o, "eta", live && !unknown && eta >= 0 ? json_integer(eta) : json_null());
+}
+
+/* Files Azure would refuse or seedd skipped: the first few, and how many of each kind. */
 static json_t *
-problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
+problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count, json_t *counts)
 {
 	const char *states[] = {"invalid", "skipped"};
 	json_t *a = json_array();
@@ -143,6 +180,7 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 		if (db_files_count(d->db, job_id, states[s], &fc) < 0 || fc.files == 0)
 			continue;
 		*ret_count += fc.files;
+		json_object_set_new(counts, states[s], json_integer(fc.files));
 		if (db_files_page(d->db, job_id, states[s], 0, 0, PROBLEMS_SHOWN, &rows, &n) < 0)
 			continue;
 		for (size_t i = 0; i < n; i++)
@@ -152,7 +190,10 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count)
 							   json_str_or_null(rows[i].reason)));
 		file_rows_free(rows, n);
 	}
+	int64_t before = *ret_count;
 	hard_links_json(d, job_id, a, ret_count);
+	if (*ret_count > before)
+		json_object_set_new(counts, "hardlink", json_integer(*ret_count - before));
 	return a;
 }
 
@@ -239,8 +280,8 @@ after_import_json(struct daemon *d, int64_t job_id)
 json_t *
 job_json(struct daemon *d, const struct job_row *j)
 {
-	json_t *drives = drives_json(d, j->id), *problems, *o;
-	int64_t nproblems;
+	json_t *drives = drives_json(d, j->id), *problems, *o, *counts = json_object();
+	int64_t nproblems, since = 0, ifiles, ibytes;
 	json_t *azure = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "api",
 				  json_str_or_null(j->azure_api), "jobName",
 				  json_str_or_null(j->azure_job_name), "state",
@@ -249,7 +290,7 @@ job_json(struct daemon *d, const struct job_row *j)
 				  json_str_or_null(j->tracking_number), "shipDeadline",
 				  json_time(j->ship_deadline));
 
-	problems = problems_json(d, j->id, &nproblems);
+	problems = problems_json(d, j->id, &nproblems, counts);
 	o = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "name",
 		      j->name, "state", job_state_to_string(j->state), "phase",
 		      j->phase ? j->phase : "", "stagingPath", json_text(j->staging_path),
@@ -264,6 +305,14 @@ job_json(struct daemon *d, const struct job_row *j)
 		json_object_set_new(o, "afterImport", after_import_json(d, j->id));
 	json_object_set_new(o, "problems", problems);
 	json_object_set_new(o, "problemCount", json_integer(nproblems));
+	json_object_set_new(o, "problemCounts", counts);
+	job_rate_eta(o, json_object_get(o, "drives"), j->phase);
+	(void)db_job_state_since(d->db, j->id, &since);
+	json_object_set_new(o, "stateSince", json_time(since));
+	if (index_progress(d, j->id, &ifiles, &ibytes)) {
+		json_object_set_new(o, "indexedFiles", json_integer(ifiles));
+		json_object_set_new(o, "indexedBytes", json_integer(ibytes));
+	}
 	return o;
 }
 

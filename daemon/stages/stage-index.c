@@ -8,6 +8,7 @@
  * retries, which indexes again.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -40,6 +41,12 @@ struct indexer {
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped;
+	/* Files and bytes the walk found so far (the count a watcher sees while indexing). */
+	atomic_llong found_files, found_bytes;
+	/* Loop side: a tick that tells watchers of a new count, and the count told. */
+	struct daemon *d;
+	struct event *tick;
+	int64_t told_files;
 };
 
 struct index_batch_msg {
@@ -161,7 +168,8 @@ index_thread(void *arg)
 {
 	struct indexer *ix = arg;
 	struct index_done_msg *dm = xcalloc(1, sizeof(*dm));
-	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel};
+	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel,
+				   .found_files = &ix->found_files, .found_bytes = &ix->found_bytes};
 	int fd;
 
 	atomic_store(&ix->w.busy, true);
@@ -217,6 +225,8 @@ static void
 indexer_free(struct indexer *ix)
 {
 	LIST_REMOVE(ix, link);
+	if (ix->tick != NULL)
+		event_free(ix->tick);
 	pthread_mutex_destroy(&ix->lock);
 	pthread_cond_destroy(&ix->cond);
 	free(ix->job_name);
@@ -266,6 +276,19 @@ index_stop_now(struct daemon *d, int64_t job_id)
 	}
 }
 
+/* Each second of a walk: watchers hear of a new count (batches are far apart on a slow share). */
+static void
+index_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct indexer *ix = arg;
+	int64_t n = atomic_load(&ix->found_files);
+
+	if (n != ix->told_files) {
+		ix->told_files = n;
+		jobctl_changed(ix->d, ix->job_id);
+	}
+}
+
 int
 index_start(struct daemon *d, const struct job_row *j)
 {
@@ -295,6 +318,10 @@ index_start(struct daemon *d, const struct job_row *j)
 		return r;
 	}
 	LIST_INSERT_HEAD(&d->indexers, ix, link);
+	ix->d = d;
+	ix->tick = event_new(d->base, -1, EV_PERSIST, index_tick, ix);
+	if (ix->tick != NULL)
+		event_add(ix->tick, &(struct timeval){1, 0});
 	return 0;
 }
 
@@ -370,6 +397,7 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 {
 	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL;
 	struct log_ctx ctx = {.job = name, .state = "staging"};
+	char size[32];
 	int64_t id = ix->job_id;
 
 	worker_thread_stop(&ix->w);
@@ -381,9 +409,10 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		return;
 	}
 	(void)db_job_set_totals(d->db, id, daemon_now());
-	summary = xprintf("indexed %" PRId64 " files, %" PRId64 " bytes; %" PRId64
+	format_iec(dm->bytes, size);
+	summary = xprintf("indexed %" PRId64 " files, %s; %" PRId64
 			  " names Azure would refuse; %" PRId64 " entries skipped",
-			  dm->files, dm->bytes, dm->invalid, dm->skipped);
+			  dm->files, size, dm->invalid, dm->skipped);
 	(void)db_event_add(d->db, id, "note", summary, daemon_now());
 	log_ctx(LOG_INFO, &ctx, "job %s: %s", name, summary);
 	if (dm->skipped > 0)
@@ -400,6 +429,19 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 	}
 	(void)jobctl_phase(d, id, JOB_STAGING, JOB_PHASE_INDEXED, NULL);
 }
+
+bool
+index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *ret_bytes)
+{
+	struct indexer *ix = indexer_find(d, job_id);
+
+	if (ix == NULL)
+		return false;
+	*ret_files = atomic_load(&ix->found_files);
+	*ret_bytes = atomic_load(&ix->found_bytes);
+	return true;
+}
+
 
 void
 index_handle_msg(struct daemon *d, struct worker_msg *m)

@@ -152,16 +152,29 @@ post_fail(struct post *p, const char *what, const struct blob_result *r)
 	post_free(p);
 }
 
+/* post_fail() of one file's operation: the error names the file (its blob). */
+static void
+post_fail_file(struct post *p, const char *what, const char *name, const struct blob_result *r)
+{
+	_cleanup_free_ char *w = xprintf("%s: %s", what, name != NULL ? name : "?");
+
+	post_fail(p, w, r);
+}
+
 static void
 phase(struct post *p, enum job_phase ph)
 {
 	(void)jobctl_phase(p->d, p->job_id, p->state, ph, NULL);
 }
 
+/* A note in the job log, and the same line in the journal (a file's note names the file). */
 static void
 note(struct post *p, const char *text)
 {
+	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(p->state)};
+
 	(void)db_event_add(p->d->db, p->job_id, "note", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->name, text);
 }
 
 /* Move on to the next state; false if that failed (then p is freed). */
@@ -288,13 +301,15 @@ drive_failed_note(struct post *p, const struct drive_row *dr, const char *status
 {
 	struct log_ctx ctx = {.job = p->name, .state = job_state_to_string(p->state),
 			      .drive = dr->serial, .message_id = SEEDD_MESSAGE_DRIVE_IMPORT_FAILED};
+	char b[32];
+	format_iec(dr->used_bytes, b);
 	_cleanup_free_ char *t = xprintf(
-	    "drive %s: Azure could not import it: %s; none of its %" PRId64 " files (%" PRId64
-	    " bytes) is in the import container",
-	    dr->serial, status, dr->files, dr->used_bytes);
+	    "drive %s: Azure could not import it: %s; none of its %" PRId64 " files (%s) is in "
+	    "the import container",
+	    dr->serial, status, dr->files, b);
 
 	log_ctx(LOG_WARNING, &ctx, "job %s: %s", p->name, t);
-	note(p, t);
+	(void)db_event_add(p->d->db, p->job_id, "note", t, daemon_now());
 }
 
 /*
@@ -594,7 +609,7 @@ md5_set(const struct blob_result *r, void *userdata)
 
 	op->call = NULL;
 	if (r->error != 0) {
-		post_fail(p, "setting the verified Content-MD5 on an imported blob failed", r);
+		post_fail_file(p, "setting the verified Content-MD5 on an imported blob failed", op->name, r);
 		return;
 	}
 	if (db_files_mark(p->d->db, DB_MARK_IMPORT, &m, 1) < 0)
@@ -617,10 +632,10 @@ block_list_got(const struct blob_result *r, void *userdata)
 	if (r->error == -ENOENT)
 		why = xstrdup("gone from the import container");
 	else if (r->error != 0) {
-		post_fail(p, "reading the block list of an imported blob failed", r);
+		post_fail_file(p, "reading the block list of an imported blob failed", op->name, r);
 		return;
 	} else if (db_file_blocks(p->d->db, op->file_id, &want, &n_want) < 0) {
-		post_fail(p, "reading a file's blocks failed", NULL);
+		post_fail_file(p, "reading a file's blocks failed", op->name, NULL);
 		return;
 	}
 	if (why == NULL && blocks_match(r->blocks, r->n_blocks, want, n_want, &why)) {
@@ -751,7 +766,7 @@ block_list_done(const struct blob_result *r, void *userdata)
 	op->call = NULL;
 	post_op_free(op);
 	if (r->error != 0) {
-		post_fail(p, "committing a repaired blob failed", r);
+		post_fail_file(p, "committing a repaired blob failed", p->repair ? p->repair->rel_path : NULL, r);
 		return;
 	}
 	op = post_op_new(p, p->repair->file_id);
@@ -781,7 +796,7 @@ block_put_done(const struct blob_result *r, void *userdata)
 	op->call = NULL;
 	post_op_free(op);
 	if (r->error != 0) {
-		post_fail(p, "uploading a block of a repaired file failed", r);
+		post_fail_file(p, "uploading a block of a repaired file failed", rp ? rp->rel_path : NULL, r);
 		return;
 	}
 	rp->n_put++;
@@ -968,7 +983,7 @@ vault_checked(const struct blob_result *r, void *userdata)
 
 	op->call = NULL;
 	if (r->error != 0) {
-		post_fail(p, "checking a vault copy failed", r);
+		post_fail_file(p, "checking a vault copy failed", op->name, r);
 		return;
 	}
 	if (b->copy_status != NULL && strcmp(b->copy_status, "pending") == 0 &&
@@ -1130,7 +1145,7 @@ blob_deleted(const struct blob_result *r, void *userdata)
 
 	op->call = NULL;
 	if (r->error != 0) {
-		post_fail(p, "deleting an import blob failed", r);
+		post_fail_file(p, "deleting an import blob failed", op->name, r);
 		return;
 	}
 	(void)db_files_mark(p->d->db, DB_MARK_CLEANUP, &m, 1);

@@ -348,9 +348,9 @@ copy_one(struct prep_drive *dr, struct copier *cp, struct prep_task *t, bool def
 		/* A source that is gone is a staging change, not a copy failure. */
 		if (fm->status == -ENOENT && fm->new_size < 0)
 			fm->status = -ESTALE;
-		if (fm->status == -ESTALE)
-			fm->rel_path = xstrdup(t->rel_path);
 	}
+	if (fm->status < 0 && fm->status != -ECANCELED)
+		fm->rel_path = xstrdup(t->rel_path); /* the job log names the file */
 	atomic_store(&dr->current, 0);
 	return fm->status;
 }
@@ -466,6 +466,8 @@ verify_group(struct prep_drive *dr, struct copier *cp, struct small_group *g)
 	for (size_t i = 0; i < g->n; i++) {
 		if (g->msgs[i]->status == 0 && g->synced < 0)
 			g->msgs[i]->status = g->synced;
+		if (g->msgs[i]->status < 0 && g->msgs[i]->rel_path == NULL)
+			g->msgs[i]->rel_path = xstrdup(g->tasks[i]->rel_path);
 		gm->items[gm->n++] = g->msgs[i];
 		task_free(g->tasks[i]);
 	}
@@ -942,6 +944,29 @@ inflight_remove(struct prep_drive *dr, int64_t file_id)
 		}
 }
 
+/*
+ * A copy that goes on from a checkpoint says so in the job log and the
+ * journal, with what was kept: "resumed db/full.bak on DISK-2 at the
+ * 96.0 MiB checkpoint of 224.0 MiB".
+ */
+static void
+note_resume(struct prep *p, const char *serial, const struct file_row *f,
+	    const struct prep_task *t)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "drive_prep", .drive = serial};
+	int64_t kept = 0;
+	char k[32], of[32];
+
+	for (size_t i = 0; i < t->n_resume; i++)
+		kept += t->resume[i].length;
+	format_iec(kept, k);
+	format_iec(f->size, of);
+	_cleanup_free_ char *text = xprintf("resumed %s on %s at the %s checkpoint of %s",
+					    f->rel_path, serial, k, of);
+	(void)db_event_add(p->d->db, p->job_id, "note", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->job_name, text);
+}
+
 static struct prep_task *
 task_from_row(struct prep *p, const struct file_row *f)
 {
@@ -987,11 +1012,15 @@ drive_feed(struct prep_drive *dr)
 		if (n == 0)
 			dr->exhausted = true;
 		for (size_t i = 0; i < n; i++) {
+			struct prep_task *t;
 			dr->cursor = rows[i].id;
 			if (is_inflight(dr, rows[i].id))
 				continue;
 			dr->inflight[dr->n_inflight++] = rows[i].id;
-			push_task(dr, task_from_row(p, &rows[i]));
+			t = task_from_row(p, &rows[i]);
+			if (t->n_resume > 0)
+				note_resume(p, dr->serial, &rows[i], t);
+			push_task(dr, t);
 		}
 		file_rows_free(rows, n);
 	}
@@ -1238,6 +1267,23 @@ direct_lost(struct daemon *d, const char *job_name, int64_t job_id, const struct
 	drive_row_done(&row);
 }
 
+/* A staging file that vanished or changed during its copy, by name, in the job log and the journal. */
+static void
+note_file_changed(struct prep *p, const struct prep_drive *dr, const struct file_msg *fm)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "drive_prep", .drive = dr->serial};
+	_cleanup_free_ char *text =
+	    fm->new_size < 0
+		? xprintf("staging file %s vanished while it was copied to %s; it is skipped",
+			  fm->rel_path ? fm->rel_path : "?", dr->serial)
+		: xprintf("staging file %s changed while it was copied to %s; indexed again "
+			  "and copied anew",
+			  fm->rel_path ? fm->rel_path : "?", dr->serial);
+
+	(void)db_event_add(p->d->db, p->job_id, "note", text, daemon_now());
+	log_ctx(LOG_WARNING, &ctx, "job %s: %s", p->job_name, text);
+}
+
 static void
 file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 {
@@ -1262,11 +1308,7 @@ file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 		if (r < 0)
 			log_error("job %s: re-indexing a changed file: %s", p->job_name,
 				  db_errmsg(p->d->db));
-		(void)db_event_add(p->d->db, p->job_id, "note",
-				   fm->new_size < 0 ? "a staging file vanished while it was copied"
-						    : "a staging file changed while it was copied; "
-						      "indexed again and copied anew",
-				   daemon_now());
+		note_file_changed(p, dr, fm);
 		return;
 	case -ENOSPC:
 		dr->planned -= fm->old_size;
@@ -1281,7 +1323,8 @@ file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm)
 		}
 		return;
 	default: {
-		_cleanup_free_ char *e = xprintf("copying a file to drive %s (%s) failed: %s%s%s%s",
+		_cleanup_free_ char *e = xprintf("copying %s to drive %s (%s) failed: %s%s%s%s",
+						 fm->rel_path ? fm->rel_path : "a file",
 						 dr->serial, dr->path, strerror(-fm->status),
 						 fm->res.detail[0] ? ": " : "", fm->res.detail,
 						 drive_write_hint(fm->status));
@@ -1381,9 +1424,10 @@ prep_check_done(struct prep *p)
 			prep_check_done(p); /* something was placed: copy it */
 			return;
 		}
-		_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %" PRId64
-						      " bytes have no drive with room",
-						      left, left_bytes);
+		char b[32];
+		format_iec(left_bytes, b);
+		_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %s have no drive with room",
+						      left, b);
 		set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
 		return;
 	}
@@ -1400,7 +1444,11 @@ progress_cb_timer(evutil_socket_t fd, short what, void *arg)
 		struct prep_drive *dr = p->drives[i];
 		int64_t done = dr->committed + atomic_load(&dr->current);
 		double inst = (double)(done - dr->last_done) / PROGRESS_SEC;
-		dr->rate = dr->rate == 0 ? inst : 0.7 * dr->rate + 0.3 * inst;
+		/* A drive with nothing in flight is idle: its rate is 0, not a decaying tail. */
+		if (dr->n_inflight == 0)
+			dr->rate = 0;
+		else
+			dr->rate = dr->rate == 0 ? inst : 0.7 * dr->rate + 0.3 * inst;
 		dr->last_done = done;
 	}
 	jobctl_changed(p->d, p->job_id);
@@ -1416,11 +1464,19 @@ prep_drive_progress(struct daemon *d, int64_t job_id, int64_t drive_id,
 	if (dr == NULL)
 		return false;
 	ret->bytes_done = dr->committed + atomic_load(&dr->current);
-	ret->rate = dr->rate;
-	ret->eta = dr->rate > 1 ? (int64_t)((double)(dr->planned - ret->bytes_done) / dr->rate)
-				: -1;
-	if (ret->eta < 0 && dr->planned <= ret->bytes_done)
+	ret->rate = dr->n_inflight > 0 ? dr->rate : 0;
+	/*
+	 * 0 once the drive has all it was given and nothing is in flight; unknown
+	 * (-1) while nothing is measured, or while the last files are synced and
+	 * read back (no bytes left to copy, but work left).
+	 */
+	if (dr->n_inflight == 0 && dr->planned <= ret->bytes_done)
 		ret->eta = 0;
+	else if (ret->rate > 1 && dr->planned > ret->bytes_done) {
+		double left = (double)(dr->planned - ret->bytes_done) / ret->rate;
+		ret->eta = (int64_t)left + ((double)(int64_t)left < left); /* rounded up: never 0 */
+	} else
+		ret->eta = -1;
 	return true;
 }
 

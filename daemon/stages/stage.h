@@ -32,6 +32,8 @@ int index_start(struct daemon *d, const struct job_row *j);
 /* Stop the job's indexer if one runs (cancel, shutdown). */
 void index_stop(struct daemon *d, int64_t job_id);
 void index_handle_msg(struct daemon *d, struct worker_msg *m);
+/* While the job's staging tree is being indexed: the files and bytes found so far. */
+bool index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *ret_bytes);
 void index_stop_all(struct daemon *d);
 
 /* Drive prep. */

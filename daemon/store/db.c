@@ -137,6 +137,10 @@ const char *const db_statements[_STMT_MAX] = {
 	/* Only drives the reconcile read a log of; whether its status failed is its call. */
 	[STMT_DRIVES_ALLOW_NETWORK_REPAIR] = "UPDATE drives SET network_repair = 1 "
 					     "WHERE job_id = ?1 AND log_status IS NOT NULL",
+	/* The first event after the last one recorded in another state than the job's now. */
+	[STMT_JOB_STATE_SINCE] = "SELECT coalesce(min(time), 0) FROM events WHERE job_id = ?1 AND "
+				 "id > coalesce((SELECT max(id) FROM events WHERE job_id = ?1 AND "
+				 "state IS NOT (SELECT state FROM jobs WHERE id = ?1)), 0)",
 	[STMT_FILE_COUNT_CLEANUP] = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE "
 				    "job_id = ?1 AND state = 'verified' AND cleanup_state IS ?2",
 	[STMT_FILE_COUNT_STATE] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
@@ -2554,6 +2558,19 @@ db_drive_log_status(struct db *db, int64_t drive_id, char **ret)
 	if ((r = step_row(db, st, drive_id)) < 0)
 		return r;
 	*ret = col_str(st, 0);
+	return 0;
+}
+
+int
+db_job_state_since(struct db *db, int64_t job_id, int64_t *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_JOB_STATE_SINCE];
+	int r;
+
+	*ret = 0;
+	if ((r = step_row(db, st, job_id)) < 0)
+		return r;
+	*ret = sqlite3_column_int64(st, 0);
 	return 0;
 }
 

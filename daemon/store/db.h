@@ -235,6 +235,8 @@ int db_event_add(struct db *db, int64_t job_id, const char *kind, const char *te
  */
 int db_event_list(struct db *db, int64_t job_id, size_t limit, struct event_row **ret,
 		  size_t *ret_n);
+/* When the job entered its current state (its first event in it); 0 if unknown. */
+int db_job_state_since(struct db *db, int64_t job_id, int64_t *ret);
 
 /*
  * A separate connection for a worker thread that must read (the manifest

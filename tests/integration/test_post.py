@@ -15,12 +15,13 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, check, skip  # noqa: E402
+from harness import Daemon, check, skip, SEEDCTL  # noqa: E402
 import azenv  # noqa: E402
 import azurite  # noqa: E402
 import prepcheck  # noqa: E402
@@ -102,9 +103,17 @@ def test_clean(d, sim, store):
     files = tree()
     staging = os.path.join(d.tmp, "staging-clean")
     azenv.prepared_job(d, "clean", drives=2, files=files)
+    watch = subprocess.Popen([SEEDCTL, "--socket", d.sock, "watch", "clean"],
+                             stdout=subprocess.PIPE, text=True)
     ship_and_import(d, sim, "clean")
     props = manifest_has_properties(d, "clean")
     job = check_clean(d, "clean", len(files), "content-md5" if props else "block-list")
+    out = watch.communicate(timeout=30)[0]
+    check(watch.returncode == 0, "the watch of a done job exits 0: %d" % watch.returncode)
+    check("clean: shipped done in " in out and "clean: vault copy done: %d files, " % len(files)
+          in out and "%d verified in the vault" % len(files) in out,
+          "the watch sums up the stages after the import:\n%s" % out)
+    print("\n".join(l for l in out.splitlines() if l.startswith("clean: ")))
     check(job["afterImport"]["vaultVerified"] == len(files), "every vault copy verified")
     text = d.ctl("job", "show", "clean", check_rc=0).stdout
     check("Verified by" in text and "repaired 0" in text, "job show says how:\n%s" % text)

@@ -138,6 +138,9 @@ def test_changed_mid_copy(d):
           "the drive holds the changed file, not a half-changed one")
     prepcheck.verify_drives(staging, "changing", "seedd-import", {"growing.bak": data},
                             job["drives"])
+    texts = [e["text"] for e in d.ctl_json("job", "log", "changing")]
+    check(any("growing.bak" in t and "changed while it was copied" in t for t in texts),
+          "the job log names the changed file: %r" % texts)
 
 
 def test_vanished(d):
@@ -161,6 +164,12 @@ def test_vanished(d):
     check(job["files"] == 3, "the vanished file left the job: %r" % job["files"])
     check(any(p["path"] == "gone.bin" and "vanished" in (p["reason"] or "")
               for p in job["problems"]), "and is reported: %r" % job["problems"])
+    texts = [e["text"] for e in d.ctl_json("job", "log", "vanish")]
+    check(any("gone.bin" in t and "vanished" in t for t in texts),
+          "the job log names the vanished file: %r" % texts)
+    out = d.ctl("job", "show", "vanish", check_rc=0).stdout
+    check("Problems:" in out and "gone.bin" in out and "skipped" in out,
+          "job show lists the vanished file by path: %r" % out)
     prepcheck.verify_drives(staging, "vanish", "seedd-import", files, job["drives"])
 
 

@@ -62,6 +62,18 @@ def main():
         d.start()
         job = progress(d)
         check(job["state"] == "drive_prep", "resumed in drive_prep: %r" % job["state"])
+        # The resume says what was kept, by file and drive.
+        deadline = time.time() + 30
+        texts = []
+        while time.time() < deadline:
+            texts = [e["text"] for e in d.ctl_json("job", "log", "crashy")]
+            if any(t.startswith("resumed big.bak on CRASH-") for t in texts):
+                break
+            time.sleep(0.05)
+        resumed = [t for t in texts if t.startswith("resumed big.bak on CRASH-")]
+        check(resumed and " checkpoint of " in resumed[0] and "MiB" in resumed[0],
+              "the job log says where big.bak resumed: %r" % texts[-5:])
+        print(resumed[0])
 
         # 2: a little later: in the rest of the copy or a verification.
         time.sleep(0.3)

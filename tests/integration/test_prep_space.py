@@ -39,7 +39,7 @@ def test_needs_drive(d):
     d.ctl_json("job", "prepare", "roomy")
     job = prepcheck.wait_job(d, "roomy", lambda j: j["phase"].startswith("needs-drive"),
                              "needs-drive")
-    check("6291456 bytes" in job["phase"] and "2 files" in job["phase"],
+    check("6.0 MiB have no drive" in job["phase"] and "2 files" in job["phase"],
           "the phase names the missing bytes: %r" % job["phase"])
     two = os.path.join(d.tmp, "nd-2")
     os.mkdir(two)

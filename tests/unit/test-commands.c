@@ -731,6 +731,11 @@ test_run_watch(const char *sock)
 		{WATCH_REPLY(10, ",\"continues\":true"),
 		 "{\"error\":\"io.seedd.JobNotFound\",\"parameters\":{\"name\":\"abc\"}}"}};
 	static const struct fake silent = {"io.seedd.Watch", "{}", true, {NULL}};
+	static const struct fake failed_job = {
+		"io.seedd.Watch", "{\"name\":\"abc\"}", true,
+		{WATCH_REPLY(10, ",\"continues\":true"),
+		 "{\"parameters\":{\"job\":{\"name\":\"abc\",\"state\":\"failed\","
+		 "\"phase\":\"indexing\",\"error\":\"disk gone\"}}}"}};
 	struct run_result res;
 	size_t lines = 0;
 
@@ -773,9 +778,114 @@ test_run_watch(const char *sock)
 	run(sock, &silent, (const char *[]){"watch", NULL}, &res);
 	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
 	run_done(&res);
+
+	/* A job that ends failed: its error is printed and watch exits 1 (--json too). */
+	run(sock, &failed_job, (const char *[]){"watch", "abc", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check(strstr(res.out, "abc failed (indexing): disk gone") != NULL);
+	run_done(&res);
+	run(sock, &failed_job, (const char *[]){"watch", "abc", "--json", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	run_done(&res);
 }
 
 /* ---- output helpers -------------------------------------------------- */
+
+/* Lines of one watch update each, as printed (not a terminal) or drawn (a terminal of w columns). */
+static char *
+watch_text(bool tty, size_t width, const char *const *jobs)
+{
+	char *text = NULL;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+	struct output_watch *w = output_watch_new(f, false, tty);
+
+	if (width > 0)
+		output_watch_width(w, width);
+	for (size_t i = 0; jobs[i] != NULL; i++) {
+		json_t *j = json_loads(jobs[i], 0, NULL);
+		check(j != NULL);
+		output_watch_update(w, j);
+		json_decref(j);
+	}
+	output_watch_free(w);
+	fclose(f);
+	return text;
+}
+
+#define COPYING(copied, rate, eta)                                                                 \
+	"{\"name\":\"abc\",\"state\":\"drive_prep\",\"phase\":\"copying\",\"bytes\":"          \
+	"209715200,\"copiedBytes\":" #copied ",\"files\":4,\"copiedFiles\":1,\"rate\":" #rate     \
+	",\"eta\":" #eta ",\"updated\":\"2026-12-06T00:00:20Z\",\"stateSince\":"                 \
+	"\"2026-12-06T00:00:00Z\",\"verifiedFiles\":1,\"drives\":[{\"serial\":\"DISK-2\","       \
+	"\"copiedBytes\":" #copied ",\"rate\":" #rate ",\"eta\":" #eta "}]}"
+
+static void
+test_output_watch_lines(void)
+{
+	const char *const same[] = {COPYING(1048576, 0, null), COPYING(1048576, 0, null), NULL};
+	const char *const done[] = {
+	    COPYING(104857600, 10485760, 10),
+	    "{\"name\":\"abc\",\"state\":\"drive_prep\",\"phase\":\"awaiting-azure\",\"bytes\":"
+	    "209715200,\"copiedBytes\":209715200,\"files\":4,\"copiedFiles\":4,\"verifiedFiles\":4,"
+	    "\"rate\":0,\"eta\":null,\"updated\":\"2026-12-06T00:00:20Z\",\"stateSince\":"
+	    "\"2026-12-06T00:00:00Z\",\"drives\":[]}",
+	    NULL};
+	const char *const vault[] = {
+	    "{\"name\":\"abc\",\"state\":\"vault_copy\",\"phase\":\"copying-to-vault\",\"bytes\":"
+	    "209715200,\"files\":4,\"stateSince\":\"2026-12-06T00:00:00Z\"}",
+	    "{\"name\":\"abc\",\"state\":\"cleanup\",\"phase\":\"deleting-staging-files\","
+	    "\"bytes\":209715200,\"files\":4,\"stateSince\":\"2026-12-06T00:01:40Z\","
+	    "\"afterImport\":{\"vaultVerified\":4}}",
+	    NULL};
+	const char *const indexing[] = {
+	    "{\"name\":\"abc\",\"state\":\"staging\",\"phase\":\"indexing\",\"indexedFiles\":1234,"
+	    "\"indexedBytes\":1610612736}",
+	    NULL};
+	const char *const narrow[] = {
+	    "{\"name\":\"abc\",\"state\":\"drive_prep\",\"phase\":\"needs-drive: 3 files, 1.5 GiB "
+	    "have no drive with room\",\"bytes\":209715200,\"copiedBytes\":104857600,\"files\":4,"
+	    "\"copiedFiles\":1,\"rate\":0,\"eta\":null,\"drives\":[]}",
+	    NULL};
+	char *t;
+
+	/* Not a terminal: an unchanged job prints no second line; rate and ETA; the job's drives. */
+	t = watch_text(false, 0, same);
+	/* Nothing measured yet: the rate is "-", not "idle". */
+	check(strstr(t, "abc  drive_prep/copying    0%  1.0 MiB/200.0 MiB  files 1/4  -\n") == t);
+	check(strstr(t, "abc  drive  DISK-2  1.0 MiB copied  -  ETA ?\n") != NULL);
+	check(strstr(strchr(t, '\n') + 1, "drive_prep/copying") == NULL); /* once */
+	free(t);
+	/* A closing summary: files, bytes, elapsed, average rate, verified. */
+	t = watch_text(false, 0, done);
+	check(strstr(t, "files 1/4  10.0 MiB/s  ETA 10s\n") != NULL);
+	check(strstr(t, "abc  drive  DISK-2  100.0 MiB copied  10.0 MiB/s  ETA 10s\n") != NULL);
+	check(strstr(t, "abc: drive prep done: 4 files, 200.0 MiB in 20s (average 10.0 MiB/s), "
+			"4 verified\n") != NULL);
+	free(t);
+	/* The vault copy's summary, from its start to the next state's. */
+	t = watch_text(false, 0, vault);
+	check(strstr(t, "abc: vault copy done: 4 files, 200.0 MiB in 1m 40s (average 2.0 MiB/s), "
+			"4 verified in the vault\n") != NULL);
+	free(t);
+	/* A count while indexing. */
+	t = watch_text(false, 0, indexing);
+	check_str(t, "abc  staging/indexing  1234 files, 1.5 GiB found\n");
+	free(t);
+	/* A narrow terminal: the phase is shortened, the numbers stay whole, no bar. */
+	t = watch_text(true, 62, narrow);
+	check(strstr(t, "\033[Kabc  drive_prep/~   50%  100.0 MiB/200.0 MiB  files 1/4  idle") != NULL);
+	check(strchr(t, '[') == strrchr(t, '[')); /* the escape's only: no bar */
+	free(t);
+	/* Narrower still: the phase goes, the numbers stay. */
+	t = watch_text(true, 50, narrow);
+	check(strstr(t, "\033[Kabc     50%  100.0 MiB/200.0 MiB  files 1/4  idle") != NULL);
+	free(t);
+	/* A wide one: the whole phase, and the bar. */
+	t = watch_text(true, 160, narrow);
+	check(strstr(t, "have no drive with room  [##########----------]   50%") != NULL);
+	free(t);
+}
 
 static void
 test_output(void)
@@ -820,6 +930,7 @@ test_output(void)
 	free(text);
 	json_decref(a);
 	json_decref(b);
+	test_output_watch_lines();
 }
 
 int
