@@ -3,8 +3,10 @@ drive it with the built seedctl or raw varlink calls, stop it.
 
 Environment (set by meson): SEEDD, SEEDCTL, SOURCE_ROOT, BUILD_ROOT.
 """
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +18,48 @@ SEEDD = os.environ.get("SEEDD", "build/daemon/seedd")
 SEEDCTL = os.environ.get("SEEDCTL", "build/client/seedctl")
 SKIP = 77
 
+# Temp dirs of this test, removed when it ends (a run of the suite left ~3 GB
+# in /tmp each time). SEEDD_KEEP_TMP=1 keeps them; a failed test keeps its
+# own and names them, so the evidence stays for whoever looks.
+_tmpdirs = []
+_failed = False
+
+
+def _mounted_under(path):
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+    except OSError:
+        return True
+    return any(p == path or p.startswith(path + "/") for p in points)
+
+
+def _clean_tmpdirs():
+    if os.environ.get("SEEDD_KEEP_TMP") or _failed:
+        if _tmpdirs:
+            print("kept: " + " ".join(_tmpdirs), file=sys.stderr)
+        return
+    for d in _tmpdirs:
+        if os.path.isdir(d) and not _mounted_under(os.path.realpath(d)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_clean_tmpdirs)
+_excepthook = sys.excepthook
+
+
+def _note_failure(*exc):
+    global _failed
+    _failed = True
+    _excepthook(*exc)
+
+
+sys.excepthook = _note_failure
+
 
 def fail(msg):
+    global _failed
+    _failed = True
     print("FAIL: " + msg, file=sys.stderr)
     sys.exit(1)
 
@@ -36,7 +78,10 @@ class Daemon:
     """One seedd process on its own temp dir."""
 
     def __init__(self, config_text=None, tmp=None, env=None):
-        self.tmp = tmp or tempfile.mkdtemp(prefix="seedd-test-")
+        if tmp is None:
+            tmp = tempfile.mkdtemp(prefix="seedd-test-")
+            _tmpdirs.append(tmp)
+        self.tmp = tmp
         self.state = os.path.join(self.tmp, "state")
         self.sock = os.path.join(self.tmp, "run", "seedd.sock")
         self.config = os.path.join(self.tmp, "seedd.conf")
