@@ -38,6 +38,7 @@
 #define SMALL_FILE (1u << 20)     /* files below this are copied in synced groups */
 #define SMALL_GROUP_FILES 256
 #define SMALL_GROUP_BYTES (64u << 20)
+#define GROUP_COMMIT_TRIES 5 /* a verifier's commit, before the loop takes it over */
 #define MANIFEST_NAME DRIVE_MANIFEST_NAME
 #define MANIFEST_TMP DRIVE_MANIFEST_TMP
 /*
@@ -414,7 +415,11 @@ group_commit(struct db *db, struct files_msg *gm)
 					      .n = fm->res.n_blocks, .verified = fm->res.verified};
 		k++;
 	}
-	if (k > 0 && db_files_verified(db, v, k, daemon_now()) == 0) {
+	int r = -EAGAIN;
+	/* The loop or the other drives' verifiers may hold the write lock: wait here, not there. */
+	for (int attempt = 0; k > 0 && r < 0 && attempt < GROUP_COMMIT_TRIES; attempt++)
+		r = db_files_verified(db, v, k, daemon_now());
+	if (k > 0 && r == 0) {
 		gm->committed = true;
 		for (size_t i = 0, j = 0; i < gm->n; i++)
 			if (gm->items[i]->status == 0)
