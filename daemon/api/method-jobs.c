@@ -362,14 +362,7 @@ method_get_job_log(struct call *call)
 static void
 report_answered(json_t *report, int r, const char *message, void *userdata)
 {
-	struct held_call *h = userdata;
-	struct conn *c = conn_ref_get(h->ref);
-
-	if (c != NULL && report != NULL)
-		conn_reply(c, json_pack("{s:O}", "report", report), false);
-	else if (c != NULL)
-		conn_error(c, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", message));
-	held_call_done(h);
+	held_call_finish(userdata, "report", report, message);
 }
 
 void

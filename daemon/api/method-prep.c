@@ -383,14 +383,7 @@ plannable(const struct job_row *j)
 static void
 planned(enum planner_outcome outcome, json_t *plan, const char *text, void *userdata)
 {
-	struct held_call *h = userdata;
-	struct conn *c = conn_ref_get(h->ref);
-
-	if (c != NULL && outcome == PLANNER_OK)
-		conn_reply(c, json_pack("{s:O}", "plan", plan), false);
-	else if (c != NULL)
-		conn_error(c, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", text));
-	held_call_done(h);
+	held_call_finish(userdata, "plan", outcome == PLANNER_OK ? plan : NULL, text);
 }
 
 void

@@ -286,6 +286,18 @@ held_call_new(struct call *call)
 }
 
 void
+held_call_finish(struct held_call *h, const char *key, json_t *value, const char *message)
+{
+	struct conn *c = conn_ref_get(h->ref);
+
+	if (c != NULL && value != NULL)
+		conn_reply(c, json_pack("{s:O}", key, value), false);
+	else if (c != NULL)
+		conn_error(c, SEEDD_ERR_INTERNAL, json_pack("{s:s}", "message", message));
+	held_call_done(h);
+}
+
+void
 held_call_done(struct held_call *h)
 {
 	if (h->heavy)

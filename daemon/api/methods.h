@@ -90,5 +90,7 @@ struct held_call {
 };
 struct held_call *held_call_new(struct call *call);
 void held_call_done(struct held_call *h);
+/* Answer {key: value} (value borrowed), or InternalError with message if value is NULL; then done. */
+void held_call_finish(struct held_call *h, const char *key, json_t *value, const char *message);
 
 #endif
