@@ -334,13 +334,15 @@ planner_handle_msg(struct daemon *d, struct worker_msg *m)
  * (the job stays in staging and plans again); PlanJob results are drained.
  */
 bool
-planner_healthy(struct daemon *d, int64_t max_age)
+planner_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
 	struct planner *pl;
 
 	LIST_FOREACH(pl, &d->planners, link)
-		if (!worker_thread_healthy(&pl->w, max_age))
+		if (!worker_thread_healthy(&pl->w, max_age)) {
+			*ret_what = "a planner thread";
 			return false;
+		}
 	return true;
 }
 

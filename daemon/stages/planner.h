@@ -38,7 +38,7 @@ bool planner_preparable(const struct job_row *j);
 bool planner_preparing(struct daemon *d, int64_t job_id);
 
 /* The watchdog: have the busy planners beat within max_age seconds? */
-bool planner_healthy(struct daemon *d, int64_t max_age);
+bool planner_healthy(struct daemon *d, int64_t max_age, const char **ret_what);
 void planner_handle_msg(struct daemon *d, struct worker_msg *m);
 /*
  * Shutdown: wait for the planners and drop a PrepareJob recording its plan

@@ -150,3 +150,16 @@ probe_stop_all(struct daemon *d)
 	LIST_FOREACH(pr, &d->probes, link)
 		worker_thread_stop(&pr->w);
 }
+
+bool
+probe_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
+{
+	struct probe *pr;
+
+	LIST_FOREACH(pr, &d->probes, link)
+		if (!worker_thread_healthy(&pr->w, max_age)) {
+			*ret_what = "a drive probe";
+			return false;
+		}
+	return true;
+}

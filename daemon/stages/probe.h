@@ -45,6 +45,8 @@ struct probe {
 struct probe *probe_new(struct daemon *d, int64_t job_id, const char *job_name, const char *path);
 /* Run it on a thread; done runs on a later loop turn. -EAGAIN (probe freed, no done) if no thread. */
 int probe_start(struct probe *pr, probe_done_fn done, void *userdata);
+/* The watchdog: have the busy probes beat within max_age seconds? */
+bool probe_healthy(struct daemon *d, int64_t max_age, const char **ret_what);
 void probe_handle_msg(struct daemon *d, struct worker_msg *m);
 /*
  * Shutdown: wait for the probes (each ends by queueing its result, which the

@@ -482,13 +482,15 @@ report_handle_msg(struct daemon *d, struct worker_msg *m)
 }
 
 bool
-report_healthy(struct daemon *d, int64_t max_age)
+report_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
 	struct reporter *rp;
 
 	LIST_FOREACH(rp, &d->reporters, link)
-		if (!worker_thread_healthy(&rp->w, max_age))
+		if (!worker_thread_healthy(&rp->w, max_age)) {
+			*ret_what = "a report thread";
 			return false;
+		}
 	return true;
 }
 

@@ -47,7 +47,7 @@ int report_request(struct daemon *d, int64_t job_id, report_done_fn done, void *
 void report_file_start(struct daemon *d, int64_t job_id);
 void report_handle_msg(struct daemon *d, struct worker_msg *m);
 /* The watchdog: have the busy reporters beat within max_age seconds? */
-bool report_healthy(struct daemon *d, int64_t max_age);
+bool report_healthy(struct daemon *d, int64_t max_age, const char **ret_what);
 /* Shutdown: stop every reporter; their results are drained (a file not written is written at the next start). */
 void report_stop_all(struct daemon *d);
 

@@ -393,6 +393,30 @@ next_is_small(struct prep_drive *dr)
 static struct block_row *blocks_of(const struct copy_result *res);
 
 /*
+ * The group's copied files as rows for db_files_verified(): v[k] for each
+ * file with status 0, with its blocks in b[k] unless the group was committed
+ * already (then v carries the verifier's result). Returns k.
+ */
+static size_t
+group_verified(const struct files_msg *gm, struct verified_file *v, struct block_row **b)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < gm->n; i++) {
+		const struct file_msg *fm = gm->items[i];
+		if (fm->status != 0)
+			continue;
+		b[k] = gm->committed ? NULL : blocks_of(&fm->res);
+		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
+					      .md5 = fm->res.md5, .blocks = b[k],
+					      .n = fm->res.n_blocks, .verified = fm->res.verified,
+					      .result = fm->commit};
+		k++;
+	}
+	return k;
+}
+
+/*
  * The group's verified files in one transaction on the verifier's own
  * connection (one fsync of the log, and not on the loop: a commit waits
  * for the disk). If it fails (say the database is busy for longer than the
@@ -403,18 +427,7 @@ group_commit(struct db *db, struct files_msg *gm)
 {
 	struct verified_file *v = xcalloc(gm->n + 1, sizeof(*v));
 	struct block_row **b = xcalloc(gm->n + 1, sizeof(*b));
-	size_t k = 0;
-
-	for (size_t i = 0; i < gm->n; i++) {
-		struct file_msg *fm = gm->items[i];
-		if (fm->status != 0)
-			continue;
-		b[k] = blocks_of(&fm->res);
-		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
-					      .md5 = fm->res.md5, .blocks = b[k],
-					      .n = fm->res.n_blocks, .verified = fm->res.verified};
-		k++;
-	}
+	size_t k = group_verified(gm, v, b);
 	int r = -EAGAIN;
 	/* The loop or the other drives' verifiers may hold the write lock: wait here, not there. */
 	for (int attempt = 0; k > 0 && r < 0 && attempt < GROUP_COMMIT_TRIES; attempt++)
@@ -1184,23 +1197,13 @@ commit_group(struct daemon *d, struct prep *p, struct prep_drive *dr, struct fil
 {
 	struct verified_file *v = xcalloc(gm->n + 1, sizeof(*v));
 	struct block_row **b = xcalloc(gm->n + 1, sizeof(*b));
-	size_t k = 0;
+	size_t k;
 	int r;
 
-	for (size_t i = 0; i < gm->n; i++) {
-		struct file_msg *fm = gm->items[i];
-		if (fm->status != 0) {
-			if (p != NULL && dr != NULL)
-				file_done(p, dr, fm);
-			continue;
-		}
-		b[k] = gm->committed ? NULL : blocks_of(&fm->res);
-		v[k] = (struct verified_file){.file_id = fm->file_id, .drive_id = fm->drive_id,
-					      .md5 = fm->res.md5, .blocks = b[k],
-					      .n = fm->res.n_blocks, .verified = fm->res.verified,
-					      .result = fm->commit};
-		k++;
-	}
+	for (size_t i = 0; i < gm->n; i++)
+		if (gm->items[i]->status != 0 && p != NULL && dr != NULL)
+			file_done(p, dr, gm->items[i]);
+	k = group_verified(gm, v, b);
 	r = gm->committed || k == 0 ? 0 : db_files_verified(d->db, v, k, daemon_now());
 	if (r < 0)
 		log_error("committing %zu copied files: %s", k, db_errmsg(d->db));

@@ -50,41 +50,6 @@ azure_stop_all(struct daemon *d)
 	azure_stage_stop(d);
 }
 
-/* ---- health of the helper threads ------------------------------------------- */
-
-static bool
-report_threads_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
-{
-	if (!report_healthy(d, max_age)) {
-		*ret_what = "a report thread";
-		return false;
-	}
-	return true;
-}
-
-static bool
-probe_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
-{
-	struct probe *pr;
-
-	LIST_FOREACH(pr, &d->probes, link)
-		if (!worker_thread_healthy(&pr->w, max_age)) {
-			*ret_what = "a drive probe";
-			return false;
-		}
-	return true;
-}
-
-static bool
-planner_healthy_all(struct daemon *d, int64_t max_age, const char **ret_what)
-{
-	if (!planner_healthy(d, max_age)) {
-		*ret_what = "a planner thread";
-		return false;
-	}
-	return true;
-}
-
 /* ---- the entries ------------------------------------------------------------ */
 
 #define PREP_PHASES                                                                                \
@@ -100,7 +65,7 @@ static const struct stage stage_report = {
 	.claims = {{STAGE_STATE(JOB_DONE), STAGE_ANY_PHASE}},
 	.resume = report_resume,
 	.stop_all = report_stop_all,
-	.healthy = report_threads_healthy,
+	.healthy = report_healthy,
 	.handle_msg = report_handle_msg,
 	.msg_first = MSG_REPORT_DONE,
 	.msg_last = MSG_REPORT_DONE,
@@ -118,7 +83,7 @@ static const struct stage stage_probe = {
 static const struct stage stage_planner = {
 	.name = "planner",
 	.stop_all = planner_stop_all,
-	.healthy = planner_healthy_all,
+	.healthy = planner_healthy,
 	.handle_msg = planner_handle_msg,
 	.msg_first = MSG_PLAN_DONE,
 	.msg_last = MSG_PLAN_DONE,

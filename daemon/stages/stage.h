@@ -17,7 +17,6 @@
 
 struct daemon;
 struct job_row;
-struct call;
 
 /*
  * Enter every stage into the table (stagetab.h), lowest first: what each
