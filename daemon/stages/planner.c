@@ -8,7 +8,6 @@
  * arrays.
  */
 #include <errno.h>
-#include <event2/event.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "jobctl.h"
 #include "log.h"
 #include "names.h"
+#include "placement.h"
 #include "plan.h"
 #include "planner.h"
 #include "stage.h"
@@ -29,7 +29,6 @@
 
 #define PLAN_LIST_MAX 1000   /* files listed in a PlanJob reply */
 #define PLAN_INVALID_MAX 100 /* invalid names listed */
-#define PLACE_BATCH 1000     /* placements per transaction, one transaction per loop turn */
 #define PLAN_BEAT 65536      /* files gathered between heartbeats */
 
 struct plan_input {
@@ -77,10 +76,12 @@ plan_gather(struct db *db, int64_t job_id, struct plan_input *in)
 		return -ECANCELED;
 	if ((r = db_drive_list(db, job_id, &in->rows, &in->nd)) < 0)
 		return r;
+	/* Room as placing counts it: what the verified files cost, not their bytes. */
 	for (size_t i = 0; i < in->nd; i++) {
-		int64_t room = in->rows[i].capacity - in->rows[i].used_bytes;
-		in->drives[i] = (struct plan_drive){.id = in->rows[i].id,
-						    .free = room > 0 ? (uint64_t)room : 0};
+		in->drives[i].id = in->rows[i].id;
+		if ((r = placement_room(db, in->rows[i].id, in->rows[i].capacity, false,
+					&in->drives[i].free)) < 0)
+			return r;
 	}
 	return 0;
 }
@@ -226,11 +227,11 @@ plan_json(struct db *db, int64_t job_id, atomic_bool *cancel, int *ret)
  * PlanJob and PrepareJob plan on a thread of their own with its own
  * read-only connection (a plan walks and sorts every file of the job); the
  * loop only checks the job, starts the thread and sends the reply. PlanJob
- * is a heavy call, one per uid at a time (server_heavy_queue()). PrepareJob
- * then records the plan on the loop's write connection, PLACE_BATCH
- * placements per transaction and per loop turn, and enters drive_prep in
- * one transaction of its own; a crash in between leaves a job in staging
- * that plans again (placements are rewritten), as before.
+ * is a heavy call, one per uid at a time (server_heavy_queue()). PrepareJob's
+ * thread then records the plan on a write connection of its own, in short
+ * transactions each checked against the job (placement_record()), and the
+ * loop enters drive_prep in one transaction of its own; a crash in between
+ * leaves a job in staging that plans again (placements are rewritten).
  */
 struct planner {
 	LIST_ENTRY(planner) link;
@@ -247,11 +248,9 @@ struct planner {
 	json_t *plan; /* PlanJob's reply; NULL: failed */
 	int r;
 	char *err;
-	/* PrepareJob: the plan, recorded a batch per loop turn. */
+	/* PrepareJob: the plan, recorded by the thread. */
 	struct plan_input in;
 	struct plan p;
-	size_t recorded;
-	struct event *ev_record;
 };
 
 struct planner_msg {
@@ -275,12 +274,34 @@ planner_free(struct planner *pl)
 	json_decref(pl->plan);
 	plan_done(&pl->p);
 	plan_input_done(&pl->in);
-	if (pl->ev_record != NULL)
-		event_free(pl->ev_record);
 	free(pl->job_name);
 	free(pl->db_path);
 	free(pl->err);
 	free(pl);
+}
+
+/* PrepareJob's thread: record the plan on a connection of its own. */
+static int
+prepare_record(struct planner *pl)
+{
+	struct placement *out = xcalloc(pl->in.n + 1, sizeof(*out));
+	struct db *db = NULL;
+	int r;
+
+	for (size_t i = 0; i < pl->in.n; i++) {
+		int32_t k = pl->p.file_drive[i];
+		out[i] = (struct placement){.file_id = pl->in.files[i].id,
+					    .drive_id = k >= 0 ? pl->in.rows[k].id : 0};
+	}
+	if ((r = db_open(pl->db_path, &db, &pl->err)) == 0) {
+		r = placement_record(db, pl->job_id, JOB_STAGING, JOB_PHASE_INDEXED, out, pl->in.n,
+				     &pl->w.cancel, &pl->w);
+		if (r < 0 && r != -ESTALE && r != -ECANCELED)
+			xasprintf(&pl->err, "%s", r == -EIO ? db_errmsg(db) : strerror(-r));
+	}
+	db_close(db);
+	free(out);
+	return r;
 }
 
 static void *
@@ -299,6 +320,8 @@ planner_thread(void *arg)
 		pl->in.w = &pl->w;
 		if ((pl->r = plan_run(ro, pl->job_id, &pl->in, &pl->p)) < 0)
 			xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
+		else if (pl->in.nd > 0)
+			pl->r = prepare_record(pl);
 	} else if ((pl->plan = plan_json(ro, pl->job_id, &pl->w.cancel, &pl->r)) == NULL)
 		xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
 	db_close(ro);
@@ -354,8 +377,6 @@ planner_stop_all(struct daemon *d)
 	for (pl = LIST_FIRST(&d->planners); pl != NULL; pl = next) {
 		next = LIST_NEXT(pl, link);
 		worker_thread_stop(&pl->w);
-		if (pl->ev_record != NULL)
-			planner_free(pl);
 	}
 }
 
@@ -387,79 +408,52 @@ planner_preparable(const struct job_row *j)
 	return j->state == JOB_STAGING && j->phase != NULL && strcmp(j->phase, "indexed") == 0;
 }
 
-/*
- * Record the next PLACE_BATCH placements in one transaction; after the last,
- * enter drive_prep. The job is checked each turn: a job cancelled or
- * changed meanwhile stops the recording.
- */
+/* PrepareJob refused as the job is now: the reply names its state. */
 static void
-prepare_record_cb(evutil_socket_t fd, short what, void *arg)
+prepare_refused(struct planner *pl, enum planner_outcome outcome)
 {
-	static const struct timeval zero = {0, 0};
-	struct planner *pl = arg;
-	struct daemon *d = pl->d;
-	struct placement batch[PLACE_BATCH];
-	_cleanup_free_ char *text = NULL;
 	struct job_row *j = NULL;
-	size_t n = 0;
-	int r;
+	const char *state = db_job_get_by_id(pl->d->db, pl->job_id, &j) == 0
+				    ? job_state_to_string(j->state)
+				    : "gone";
 
-	if ((r = db_job_get_by_id(d->db, pl->job_id, &j)) < 0 || !planner_preparable(j)) {
-		pl->done(PLANNER_INVALID_STATE, NULL, j ? job_state_to_string(j->state) : "gone",
-			 pl->userdata);
-		goto out;
-	}
-	for (; n < PLACE_BATCH && pl->recorded < pl->in.n; n++, pl->recorded++) {
-		int32_t k = pl->p.file_drive[pl->recorded];
-		batch[n] = (struct placement){.file_id = pl->in.files[pl->recorded].id,
-					      .drive_id = k >= 0 ? pl->in.rows[k].id : 0};
-	}
-	if ((r = db_files_place(d->db, batch, n)) < 0) {
-		pl->done(PLANNER_FAILED, NULL, "recording the plan failed; see the journal",
-			 pl->userdata);
-		goto out;
-	}
-	if (pl->recorded < pl->in.n) {
-		evtimer_add(pl->ev_record, &zero);
-		job_row_free(j);
-		return;
-	}
-	text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
-		       " files wait for a drive", pl->in.n, pl->in.nd, pl->p.unplaced_files);
-	/* The stage table starts drive prep once the job is in it (jobctl.h). */
-	r = jobctl_advance(d, pl->job_id, pl->job_name, JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
-			   LOG_INFO, text);
-	if (r == -ESTALE)
-		pl->done(PLANNER_INVALID_STATE, NULL, job_state_to_string(j->state), pl->userdata);
-	else if (r < 0)
-		pl->done(PLANNER_FAILED, NULL, "recording the plan failed; see the journal",
-			 pl->userdata);
-	else
-		pl->done(PLANNER_OK, NULL, NULL, pl->userdata);
-out:
+	pl->done(outcome, NULL, state, pl->userdata);
 	job_row_free(j);
 	planner_free(pl);
 }
 
-/* PrepareJob's plan is computed: record it from the next loop turn on. */
+/* PrepareJob's plan is recorded: enter drive_prep, where the stage table starts drive prep. */
 static void
 prepare_planned(struct planner *pl)
 {
-	static const struct timeval zero = {0, 0};
+	struct daemon *d = pl->d;
+	_cleanup_free_ char *text = NULL;
+	int r = pl->r;
 
-	if (pl->r < 0 || pl->d->stopping) {
-		if (pl->r < 0)
-			log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
-		pl->done(PLANNER_FAILED, NULL, "planning failed; see the journal", pl->userdata);
-	} else if (pl->in.nd == 0)
-		pl->done(PLANNER_NO_DRIVE, NULL, "staging", pl->userdata);
-	else {
-		pl->ev_record = evtimer_new(pl->d->base, prepare_record_cb, pl);
-		if (pl->ev_record == NULL)
-			fatalx("evtimer_new failed");
-		evtimer_add(pl->ev_record, &zero);
+	if (r == -ESTALE || (r == 0 && pl->in.nd == 0)) {
+		prepare_refused(pl, r == -ESTALE ? PLANNER_INVALID_STATE : PLANNER_NO_DRIVE);
 		return;
 	}
+	if (r < 0 || d->stopping) {
+		if (r < 0 && r != -ECANCELED)
+			log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
+		pl->done(PLANNER_FAILED, NULL, "planning failed; see the journal", pl->userdata);
+		planner_free(pl);
+		return;
+	}
+	text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
+		       " files wait for a drive", pl->in.n, pl->in.nd, pl->p.unplaced_files);
+	r = jobctl_advance(d, pl->job_id, pl->job_name, JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
+			   LOG_INFO, text);
+	if (r == -ESTALE) {
+		prepare_refused(pl, PLANNER_INVALID_STATE);
+		return;
+	}
+	if (r < 0)
+		pl->done(PLANNER_FAILED, NULL, "recording the plan failed; see the journal",
+			 pl->userdata);
+	else
+		pl->done(PLANNER_OK, NULL, NULL, pl->userdata);
 	planner_free(pl);
 }
 

@@ -28,6 +28,7 @@
 #include "lint.h"
 #include "log.h"
 #include "manifest.h"
+#include "placement.h"
 #include "plan.h"
 #include "seedd-build.h"
 #include "stage.h"
@@ -154,6 +155,7 @@ struct prep {
 	struct event *progress;
 	bool manifests;
 	bool failed;
+	struct placer *placer; /* placing what waits, on a thread of its own */
 };
 
 /* Worker -> loop: one file's outcome. */
@@ -1052,82 +1054,6 @@ drive_rewind(struct prep_drive *dr)
 	dr->exhausted = false;
 }
 
-struct gather {
-	struct plan_file *files;
-	size_t n, cap;
-};
-
-static int
-gather_cb(int64_t id, int64_t size, void *userdata)
-{
-	struct gather *g = userdata;
-
-	if (g->n == g->cap) {
-		g->cap = g->cap ? g->cap * 2 : 1024;
-		g->files = xreallocarray(g->files, g->cap, sizeof(*g->files));
-	}
-	g->files[g->n++] = (struct plan_file){.id = id, .size = (uint64_t)size};
-	return 0;
-}
-
-/*
- * Place every file in state `indexed` (never placed, or moved off a full
- * drive, or changed in staging) on a drive with room. Returns the number
- * left without a drive, or -errno.
- */
-static int64_t
-place_waiting(struct prep *p, int64_t *ret_bytes)
-{
-	struct plan_drive drives[DRIVES_PER_JOB_MAX];
-	struct placement *pl = NULL;
-	struct gather g = {0};
-	struct plan plan = {0};
-	size_t nd = 0, np = 0;
-	int64_t left = 0, left_bytes = 0;
-	int r;
-
-	if ((r = db_files_foreach_waiting(p->d->db, p->job_id, gather_cb, &g)) < 0)
-		goto out;
-	for (size_t i = 0; i < p->n_drives; i++) {
-		struct prep_drive *dr = p->drives[i];
-		int64_t room = dr->capacity - dr->planned;
-		if (dr->full)
-			continue;
-		drives[nd++] = (struct plan_drive){.id = (int64_t)i,
-						   .free = room > 0 ? (uint64_t)room : 0};
-	}
-	if (g.n == 0)
-		goto out;
-	if (nd == 0) {
-		left = (int64_t)g.n;
-		for (size_t i = 0; i < g.n; i++)
-			left_bytes += (int64_t)g.files[i].size;
-		goto out;
-	}
-	if ((r = plan_compute(g.files, g.n, drives, nd, NULL, 0, &plan)) < 0)
-		goto out;
-	pl = xcalloc(g.n, sizeof(*pl));
-	for (size_t i = 0; i < g.n; i++) {
-		if (plan.file_drive[i] < 0) {
-			left++;
-			left_bytes += (int64_t)g.files[i].size;
-			continue;
-		}
-		struct prep_drive *dr = p->drives[drives[plan.file_drive[i]].id];
-		pl[np++] = (struct placement){.file_id = g.files[i].id, .drive_id = dr->drive_id};
-		dr->planned += (int64_t)g.files[i].size;
-		drive_rewind(dr);
-	}
-	if (np > 0 && (r = db_files_place(p->d->db, pl, np)) < 0)
-		log_error("job %s: placing %zu files: %s", p->job_name, np, db_errmsg(p->d->db));
-	plan_done(&plan);
-out:
-	free(pl);
-	free(g.files);
-	*ret_bytes = left_bytes;
-	return r < 0 ? r : left;
-}
-
 static void
 job_fail(struct prep *p, const char *error)
 {
@@ -1391,6 +1317,65 @@ queue_manifests(struct prep *p)
 	}
 }
 
+static void
+needs_drive(struct prep *p, int64_t files, int64_t bytes)
+{
+	char b[32];
+
+	format_iec(bytes, b);
+	_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %s have no drive with room",
+					      files, b);
+	set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
+}
+
+/*
+ * Files wait in state `indexed` (never placed, moved off a full drive,
+ * changed in staging): the placer places them on the drives that are not
+ * full, on a thread of its own (placement.h); MSG_PREP_PLACED comes back.
+ */
+static void
+place_waiting(struct prep *p, const struct file_count *waiting)
+{
+	struct placer_drive drives[DRIVES_PER_JOB_MAX];
+	size_t nd = 0;
+
+	for (size_t i = 0; i < p->n_drives; i++)
+		if (!p->drives[i]->full)
+			drives[nd++] = (struct placer_drive){.drive_id = p->drives[i]->drive_id,
+							     .capacity = p->drives[i]->capacity};
+	if (nd == 0) {
+		needs_drive(p, waiting->files, waiting->bytes);
+		return;
+	}
+	p->placer = placer_start(p->queue, p->db_path, p->job_id, p->gen, drives, nd);
+	if (p->placer == NULL)
+		job_fail(p, "could not start a thread to place the waiting files");
+}
+
+static void
+placed(struct prep *p, const struct placer_msg *pm)
+{
+	placer_free(p->placer);
+	p->placer = NULL;
+	if (pm->r < 0) {
+		_cleanup_free_ char *e = xprintf("placing the waiting files failed: %s",
+						 pm->err ? pm->err : strerror(-pm->r));
+		job_fail(p, e);
+		return;
+	}
+	for (size_t i = 0; i < pm->n; i++) {
+		struct prep_drive *dr = drive_find(p, pm->drives[i].drive_id);
+		if (dr == NULL || pm->drives[i].files == 0)
+			continue;
+		dr->planned += pm->drives[i].bytes;
+		drive_rewind(dr);
+	}
+	if (pm->left < pm->waiting)
+		prep_check_done(p); /* something was placed: copy it */
+	else
+		needs_drive(p, pm->left, pm->left_bytes);
+}
+
 /*
  * Called after every result: feed the workers; when all are idle, place
  * what waits, and then either wait for a drive or write the manifests.
@@ -1399,7 +1384,6 @@ static void
 prep_check_done(struct prep *p)
 {
 	struct file_count waiting = {0}, planned = {0};
-	int64_t left, left_bytes = 0;
 
 	if (p->failed)
 		return;
@@ -1408,6 +1392,8 @@ prep_check_done(struct prep *p)
 	for (size_t i = 0; i < p->n_drives; i++)
 		if (!drive_idle(p->drives[i]))
 			return;
+	if (p->placer != NULL)
+		return; /* its message calls again */
 	if (p->manifests) {
 		/* Drive prep is over: the stage table hands the job to the Azure stage. */
 		set_phase(p, JOB_PHASE_AWAITING_AZURE, NULL);
@@ -1425,18 +1411,7 @@ prep_check_done(struct prep *p)
 	    db_files_count(p->d->db, p->job_id, "planned", &planned) < 0)
 		return;
 	if (waiting.files > 0) {
-		left = place_waiting(p, &left_bytes);
-		if (left < 0)
-			return;
-		if (left < waiting.files) {
-			prep_check_done(p); /* something was placed: copy it */
-			return;
-		}
-		char b[32];
-		format_iec(left_bytes, b);
-		_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %s have no drive with room",
-						      left, b);
-		set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
+		place_waiting(p, &waiting);
 		return;
 	}
 	if (planned.files == 0)
@@ -1572,6 +1547,7 @@ prep_free(struct prep *p)
 		drive_stop(p->drives[i]);
 	for (size_t i = 0; i < p->n_drives; i++)
 		drive_free(p->drives[i]);
+	placer_free(p->placer);
 	if (p->progress)
 		event_free(p->progress);
 	if (p->staging_fd >= 0)
@@ -1609,6 +1585,7 @@ prep_stop_async(struct prep *p)
 		pthread_cond_broadcast(&dr->cond);
 		pthread_mutex_unlock(&dr->lock);
 	}
+	placer_cancel(p->placer);
 	prep_reap(p);
 }
 
@@ -1619,6 +1596,8 @@ prep_reap(struct prep *p)
 	for (size_t i = 0; i < p->n_drives; i++)
 		if (!p->drives[i]->exited)
 			return;
+	if (p->placer != NULL)
+		return; /* its message comes */
 	prep_free(p); /* every join returns at once */
 }
 
@@ -1647,6 +1626,22 @@ drive_exited_handle(struct daemon *d, const struct exited_msg *em)
 		dr->exited = true;
 	if (p != live)
 		prep_reap(p);
+}
+
+static void
+placed_handle(struct daemon *d, const struct placer_msg *pm)
+{
+	struct prep *p = stopping_find(d, pm->job_id, pm->gen), *live = prep_find(d, pm->job_id);
+
+	if (live != NULL && live->gen == pm->gen && live->placer != NULL) {
+		placed(live, pm);
+		return;
+	}
+	if (p == NULL || p->placer == NULL)
+		return;
+	placer_free(p->placer); /* a stopped prep's: it has ended */
+	p->placer = NULL;
+	prep_reap(p);
 }
 
 void
@@ -1799,6 +1794,8 @@ prep_handle_msg(struct daemon *d, struct worker_msg *m)
 {
 	if (m->kind == MSG_PREP_EXITED)
 		drive_exited_handle(d, (struct exited_msg *)m);
+	else if (m->kind == MSG_PREP_PLACED)
+		placed_handle(d, (struct placer_msg *)m);
 	else
 		work_msg(d, m);
 }
@@ -1808,10 +1805,13 @@ preps_healthy(struct prep_list *list, int64_t max_age)
 {
 	struct prep *p;
 
-	LIST_FOREACH(p, list, link)
+	LIST_FOREACH(p, list, link) {
 		for (size_t i = 0; i < p->n_drives; i++)
 			if (!worker_thread_healthy(&p->drives[i]->w, max_age))
 				return false;
+		if (!placer_healthy(p->placer, max_age))
+			return false;
+	}
 	return true;
 }
 

@@ -161,6 +161,11 @@ const char *const db_statements[_STMT_MAX] = {
 				"state IN ('indexed', 'planned') ORDER BY state, id",
 	[STMT_FILE_WAITING] = "SELECT id, size FROM files WHERE job_id = ?1 AND state = 'indexed' "
 			      "ORDER BY id",
+	[STMT_DRIVE_HELD] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
+			    "state IN ('planned', 'verified')",
+	[STMT_DRIVE_HELD_VERIFIED] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
+				     "state = 'verified'",
+	[STMT_JOB_STATE_PHASE] = "SELECT state, phase FROM jobs WHERE id = ?1",
 	[STMT_FILE_CLEAR] = "DELETE FROM files WHERE job_id = ?1",
 	[STMT_JOB_CLEAR_COUNTS] = "UPDATE jobs SET files = 0, bytes = 0, copied_files = 0, "
 				  "copied_bytes = 0, verified_files = 0 WHERE id = ?1",
@@ -1867,6 +1872,14 @@ db_files_foreach_waiting(struct db *db, int64_t job_id,
 }
 
 int
+db_drive_foreach_held(struct db *db, int64_t drive_id, bool planned_too,
+                      int (*cb)(int64_t id, int64_t size, void *userdata), void *userdata)
+{
+	return foreach_id_size(db, planned_too ? STMT_DRIVE_HELD : STMT_DRIVE_HELD_VERIFIED,
+			       drive_id, cb, userdata);
+}
+
+int
 db_files_clear(struct db *db, int64_t job_id)
 {
 	int r;
@@ -1934,6 +1947,45 @@ db_files_place(struct db *db, const struct placement *p, size_t n)
 	if ((r = db_tx_begin(db)) < 0)
 		return r;
 	r = 0;
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = file_place(db, &p[i]);
+	return tx_end(db, r);
+}
+
+/* Inside the transaction: 0 if the job is in state (and phase, unless _JOB_PHASE_INVALID), else -ESTALE. */
+static int
+job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_JOB_STATE_PHASE];
+	const char *have;
+	int r, rc;
+
+	if ((r = bind(db, st, "i", job_id)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return db_error(db, rc);
+	if (col_state(st, 0) != state)
+		return -ESTALE;
+	if (phase == _JOB_PHASE_INVALID)
+		return 0;
+	have = (const char *)sqlite3_column_text(st, 1);
+	return have != NULL && job_phase_from_text(have) == phase ? 0 : -ESTALE;
+}
+
+int
+db_files_place_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase,
+		  const struct placement *p, size_t n)
+{
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		if (p[i].drive_id < 0)
+			return -EINVAL;
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = job_in(db, job_id, state, phase);
 	for (size_t i = 0; r >= 0 && i < n; i++)
 		r = file_place(db, &p[i]);
 	return tx_end(db, r);

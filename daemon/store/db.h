@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "job.h"
 #include "names.h"
 
 struct db;
@@ -310,6 +311,19 @@ int db_files_clear(struct db *db, int64_t job_id);
  * job; then nothing is placed.
  */
 int db_files_place(struct db *db, const struct placement *p, size_t n);
+/*
+ * db_files_place() for a thread with a write connection of its own: in the
+ * same transaction, only while the job is still in state (and phase, unless
+ * _JOB_PHASE_INVALID); -ESTALE if it is not, and nothing is placed.
+ */
+int db_files_place_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase,
+		      const struct placement *p, size_t n);
+/*
+ * The (id, size) of every file drive_id holds: verified, and if planned_too
+ * also planned. A negative return of cb stops the walk and is returned.
+ */
+int db_drive_foreach_held(struct db *db, int64_t drive_id, bool planned_too,
+			  int (*cb)(int64_t id, int64_t size, void *userdata), void *userdata);
 /*
  * A checkpoint inside a big planned file: upsert blocks [first, first+n) and
  * set checkpoint = first + n, dropping any block past it. -ESTALE if the file

@@ -48,6 +48,34 @@ def test_needs_drive(d):
     prepcheck.verify_drives(staging, "roomy", "seedd-import", files, job["drives"])
 
 
+# What a 1000-byte file costs a drive under the planner's default (plan.h): a 4 KiB
+# cluster, 8 KiB of filesystem records, 768 bytes of manifest and one <Block> line.
+SMALL_COST = 4096 + 8192 + 768 + 200
+DRIVE_BASE = 64 * 1024
+
+
+def test_room_counted(d):
+    """Files placed after the plan (here: those the plan left waiting) count a
+    drive's room as the planner does, by cost, not by their bytes: before,
+    drive prep put all 200 small files on a drive the plan says holds 100."""
+    staging = os.path.join(d.tmp, "staging-small")
+    write_tree(staging, {"s/%03d" % i: os.urandom(1000) for i in range(200)})
+    d.ctl_json("job", "create", "small", "--staging", staging)
+    prepcheck.wait_phase(d, "small", "indexed")
+    drive = os.path.join(d.tmp, "sm-1")
+    os.mkdir(drive)
+    cap = DRIVE_BASE + 100 * SMALL_COST + 1000
+    d.ctl_json("drive", "add", "small", drive, "--serial", "SM-1", "--capacity", str(cap))
+    plan = d.ctl_json("job", "plan", "small")
+    check(plan["unplacedFiles"] == 100, "the plan places 100 of 200: %r" % plan["unplacedFiles"])
+    d.ctl_json("job", "prepare", "small")
+    job = prepcheck.wait_job(d, "small", lambda j: j["phase"].startswith("needs-drive") or
+                             j["phase"] == "awaiting-azure", "needs-drive")
+    check(job["phase"].startswith("needs-drive: 100 files"),
+          "the 100 that do not fit wait for a drive: %r" % job["phase"])
+    d.ctl_json("job", "cancel", "small")
+
+
 def test_enospc(d):
     if os.environ.get(MARK) != "1":
         print("skip: ENOSPC case needs root and a private mount namespace")
@@ -93,6 +121,7 @@ def main():
     d = Daemon(CONF).start()
     try:
         test_needs_drive(d)
+        test_room_counted(d)
         test_enospc(d)
         d.stop()
     finally:

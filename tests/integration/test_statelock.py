@@ -35,6 +35,11 @@ def case_second_refused(a):
     staging = os.path.join(a.tmp, "staging")
     os.makedirs(staging)
     a.ctl_json("job", "create", "locked-job", "--staging", staging)
+    # Compare once indexing is over: the list changes while it runs (CreateJob answers first).
+    deadline = time.monotonic() + 20
+    while a.ctl_json("job", "show", "locked-job")["phase"] != "indexed":
+        check(time.monotonic() < deadline, "the empty job is indexed within 20 s")
+        time.sleep(0.05)
     before = a.ctl_json("job", "list")
     p = run_second(a)
     want = "in use by seedd pid %d" % a.proc.pid
