@@ -22,7 +22,6 @@ struct worker_msg;
 
 /* Kinds of worker messages; each stage handles a range of them. */
 enum stage_msg_kind {
-	MSG_INDEX_BATCH,
 	MSG_INDEX_DONE,
 	MSG_PREP_FILE,
 	MSG_PREP_FILES, /* a group of small files, committed in one transaction */

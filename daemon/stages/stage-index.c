@@ -1,9 +1,10 @@
 /*
  * Stage `staging`: index the staging tree on a worker thread. The thread
  * walks the tree (scan.c, never following a symlink), lints every blob name
- * (lint.c) and hands rows to the loop in batches; the loop writes each batch
- * in one transaction. At most INDEX_INFLIGHT batches wait for the loop, so
- * memory stays bounded however large the tree. A job with names Azure would
+ * (lint.c) and writes the rows itself, on a connection of its own, in short
+ * transactions that each check the job is still indexing (a cancel or a
+ * retry ends the walk); the loop only hears the end. Memory stays bounded
+ * by one batch however large the tree. A job with names Azure would
  * refuse fails its staging step, naming them; the operator fixes them and
  * retries, which indexes again.
  */
@@ -23,8 +24,8 @@
 #include "stage.h"
 #include "util.h"
 
-#define INDEX_BATCH 2000
-#define INDEX_INFLIGHT 4
+#define INDEX_BATCH 2000 /* entries the walk hands over at a time */
+#define INDEX_TX 500     /* rows per transaction: the loop's writes wait at most this long */
 #define INDEX_EXAMPLES 20 /* offenders named in the job's events */
 
 struct indexer {
@@ -33,11 +34,10 @@ struct indexer {
 	uint64_t gen;
 	/* Read by the thread; set before it starts, never changed. */
 	char *job_name, *container, *staging_path;
+	char *db_path;
 	struct worker_queue *queue;
 	struct worker_thread w;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned inflight;
+	struct db *db; /* the thread's own write connection */
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped;
@@ -47,14 +47,6 @@ struct indexer {
 	struct daemon *d;
 	struct event *tick;
 	int64_t told_files;
-};
-
-struct index_batch_msg {
-	struct worker_msg m;
-	int64_t job_id;
-	uint64_t gen;
-	size_t n;
-	struct file_entry e[];
 };
 
 struct index_done_msg {
@@ -67,19 +59,6 @@ struct index_done_msg {
 };
 
 static uint64_t index_gen;
-
-static void
-batch_msg_free(struct worker_msg *m)
-{
-	struct index_batch_msg *b = (struct index_batch_msg *)m;
-
-	for (size_t i = 0; i < b->n; i++) {
-		free((char *)b->e[i].rel_path);
-		free((char *)b->e[i].blob_name);
-		free((char *)b->e[i].reason);
-	}
-	free(b);
-}
 
 static void
 done_msg_free(struct worker_msg *m)
@@ -129,50 +108,55 @@ entry_fill(struct indexer *ix, const struct scan_entry *se, struct file_entry *f
 	}
 }
 
-/* Thread: wait until the loop has room for another batch. */
-static int
-wait_for_room(struct indexer *ix)
+static void
+entries_free(struct file_entry *e, size_t n)
 {
-	pthread_mutex_lock(&ix->lock);
-	while (ix->inflight >= INDEX_INFLIGHT && !atomic_load(&ix->w.cancel))
-		pthread_cond_wait(&ix->cond, &ix->lock);
-	ix->inflight++;
-	pthread_mutex_unlock(&ix->lock);
-	return atomic_load(&ix->w.cancel) ? -ECANCELED : 0;
+	for (size_t i = 0; i < n; i++) {
+		free((char *)e[i].rel_path);
+		free((char *)e[i].blob_name);
+		free((char *)e[i].reason);
+	}
+	free(e);
 }
 
+/* Thread: write one batch of the walk, INDEX_TX rows per transaction. */
 static int
 index_batch_cb(const struct scan_entry *entries, size_t n, void *userdata)
 {
 	struct indexer *ix = userdata;
-	struct index_batch_msg *b;
-	int r;
+	struct file_entry *e = xcalloc(n + 1, sizeof(*e));
+	int r = 0;
 
 	worker_thread_beat(&ix->w);
-	if ((r = wait_for_room(ix)) < 0)
-		return r;
-	b = xcalloc(1, sizeof(*b) + n * sizeof(struct file_entry));
-	b->m.kind = MSG_INDEX_BATCH;
-	b->m.free_fn = batch_msg_free;
-	b->job_id = ix->job_id;
-	b->gen = ix->gen;
-	b->n = n;
 	for (size_t i = 0; i < n; i++)
-		entry_fill(ix, &entries[i], &b->e[i]);
-	worker_queue_push(ix->queue, &b->m);
-	return 0;
+		entry_fill(ix, &entries[i], &e[i]);
+	for (size_t done = 0; r >= 0 && done < n; done += INDEX_TX) {
+		if (atomic_load(&ix->w.cancel))
+			r = -ECANCELED;
+		else
+			r = db_files_insert_batch_in(ix->db, ix->job_id, JOB_STAGING,
+						     JOB_PHASE_INDEXING, e + done,
+						     n - done < INDEX_TX ? n - done : INDEX_TX);
+	}
+	entries_free(e, n);
+	/* The job is no longer indexing (cancelled, or indexing again): stop like a cancel. */
+	return r == -ESTALE ? -ECANCELED : r;
 }
 
-static void *
-index_thread(void *arg)
+/* Thread: walk and write; the result goes into dm. */
+static void
+index_walk(struct indexer *ix, struct index_done_msg *dm)
 {
-	struct indexer *ix = arg;
-	struct index_done_msg *dm = xcalloc(1, sizeof(*dm));
 	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel,
 				   .found_files = &ix->found_files, .found_bytes = &ix->found_bytes};
+	char *err = NULL;
 	int fd;
 
-	atomic_store(&ix->w.busy, true);
+	if ((dm->status = db_open(ix->db_path, &ix->db, &err)) < 0) {
+		dm->error = xprintf("opening the job store to index: %s", err ? err : "?");
+		free(err);
+		return;
+	}
 	fd = open(ix->staging_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		dm->status = -errno;
@@ -180,11 +164,26 @@ index_thread(void *arg)
 				    strerror(errno));
 	} else {
 		dm->status = scan_tree(fd, &opt, index_batch_cb, ix);
-		if (dm->status < 0 && dm->status != -ECANCELED)
+		if (dm->status == -EIO)
+			dm->error = xprintf("writing the index of %s: %s", ix->staging_path,
+					    db_errmsg(ix->db));
+		else if (dm->status < 0 && dm->status != -ECANCELED)
 			dm->error = xprintf("walking %s: %s", ix->staging_path,
 					    strerror(-dm->status));
 		close(fd);
 	}
+	db_close(ix->db);
+	ix->db = NULL;
+}
+
+static void *
+index_thread(void *arg)
+{
+	struct indexer *ix = arg;
+	struct index_done_msg *dm = xcalloc(1, sizeof(*dm));
+
+	atomic_store(&ix->w.busy, true);
+	index_walk(ix, dm);
 	dm->m.kind = MSG_INDEX_DONE;
 	dm->m.free_fn = done_msg_free;
 	dm->job_id = ix->job_id;
@@ -227,8 +226,7 @@ indexer_free(struct indexer *ix)
 	LIST_REMOVE(ix, link);
 	if (ix->tick != NULL)
 		event_free(ix->tick);
-	pthread_mutex_destroy(&ix->lock);
-	pthread_cond_destroy(&ix->cond);
+	free(ix->db_path);
 	free(ix->job_name);
 	free(ix->container);
 	free(ix->staging_path);
@@ -238,16 +236,14 @@ indexer_free(struct indexer *ix)
 static void
 indexer_cancel(struct indexer *ix)
 {
-	pthread_mutex_lock(&ix->lock);
 	atomic_store(&ix->w.cancel, true);
-	pthread_cond_broadcast(&ix->cond);
-	pthread_mutex_unlock(&ix->lock);
 }
 
 /*
  * Cancel: the walk may be inside a stat of a slow staging file system, so
- * the loop does not join it; the indexer is marked stopping (its batches
- * are dropped) and freed when its last message, MSG_INDEX_DONE, arrives.
+ * the loop does not join it; the indexer is marked stopping (the cancel
+ * flag, and the job's state checked with each batch, end the walk) and is
+ * freed when its last message, MSG_INDEX_DONE, arrives.
  */
 void
 index_stop(struct daemon *d, int64_t job_id)
@@ -305,12 +301,10 @@ index_start(struct daemon *d, const struct job_row *j)
 	ix->job_name = xstrdup(j->name);
 	ix->container = xstrdup(j->container);
 	ix->staging_path = xstrdup(j->staging_path);
+	ix->db_path = xprintf("%s/seedd.db", d->state_dir);
 	ix->queue = d->queue;
-	pthread_mutex_init(&ix->lock, NULL);
-	pthread_cond_init(&ix->cond, NULL);
 	if ((r = worker_thread_start(&ix->w, index_thread, ix)) < 0) {
-		pthread_mutex_destroy(&ix->lock);
-		pthread_cond_destroy(&ix->cond);
+		free(ix->db_path);
 		free(ix->job_name);
 		free(ix->container);
 		free(ix->staging_path);
@@ -323,25 +317,6 @@ index_start(struct daemon *d, const struct job_row *j)
 	if (ix->tick != NULL)
 		event_add(ix->tick, &(struct timeval){1, 0});
 	return 0;
-}
-
-static void
-index_batch(struct daemon *d, struct indexer *ix, struct index_batch_msg *b)
-{
-	int r = db_files_insert_batch(d->db, b->job_id, b->e, b->n);
-
-	pthread_mutex_lock(&ix->lock);
-	ix->inflight--;
-	pthread_cond_signal(&ix->cond);
-	pthread_mutex_unlock(&ix->lock);
-	if (r < 0) {
-		log_error("indexing job %s: writing %zu rows: %s", ix->job_name, b->n,
-			  db_errmsg(d->db));
-		pthread_mutex_lock(&ix->lock);
-		atomic_store(&ix->w.cancel, true);
-		pthread_cond_broadcast(&ix->cond);
-		pthread_mutex_unlock(&ix->lock);
-	}
 }
 
 /* Name up to INDEX_EXAMPLES files of a state in the job's events. */
@@ -446,31 +421,18 @@ index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *re
 void
 index_handle_msg(struct daemon *d, struct worker_msg *m)
 {
-	int64_t job_id;
-	uint64_t gen;
-	struct indexer *ix;
+	struct index_done_msg *dm = (struct index_done_msg *)m;
+	int64_t job_id = dm->job_id;
+	struct indexer *ix = indexer_find_gen(d, job_id, dm->gen);
 
-	if (m->kind == MSG_INDEX_BATCH) {
-		job_id = ((struct index_batch_msg *)m)->job_id;
-		gen = ((struct index_batch_msg *)m)->gen;
-	} else {
-		job_id = ((struct index_done_msg *)m)->job_id;
-		gen = ((struct index_done_msg *)m)->gen;
-	}
-	ix = indexer_find_gen(d, job_id, gen);
 	if (ix == NULL)
 		return; /* a stopped scan's leftovers */
-	if (ix->stopping) { /* cancelled: only its end matters */
-		if (m->kind == MSG_INDEX_DONE) {
-			worker_thread_stop(&ix->w); /* it has pushed its last message */
-			indexer_free(ix);
-		}
+	if (ix->stopping) { /* cancelled */
+		worker_thread_stop(&ix->w); /* it has pushed its last message */
+		indexer_free(ix);
 		return;
 	}
-	if (m->kind == MSG_INDEX_BATCH)
-		index_batch(d, ix, (struct index_batch_msg *)m);
-	else
-		index_done(d, ix, (struct index_done_msg *)m);
+	index_done(d, ix, dm);
 	jobctl_changed(d, job_id);
 }
 

@@ -98,7 +98,7 @@ static const struct stage stage_index = {
 	.stop_all = index_stop_all,
 	.healthy = index_healthy,
 	.handle_msg = index_handle_msg,
-	.msg_first = MSG_INDEX_BATCH,
+	.msg_first = MSG_INDEX_DONE,
 	.msg_last = MSG_INDEX_DONE,
 };
 

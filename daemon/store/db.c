@@ -1693,8 +1693,12 @@ job_has_placed(struct db *db, int64_t job_id, bool *ret)
  * Before anything is placed (the first scan, and rescans while staging) a
  * plain upsert is enough: no row has blocks or counts on a drive.
  */
-int
-db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry *e, size_t n)
+static int job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase);
+
+/* Insert or rescan n rows in one transaction, first checking the job if check. */
+static int
+files_insert(struct db *db, int64_t job_id, const struct job_state_phase *check,
+	     const struct file_entry *e, size_t n)
 {
 	bool placed = false;
 	int r;
@@ -1706,10 +1710,27 @@ db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry *e,
 		return 0;
 	if ((r = db_tx_begin(db)) < 0)
 		return r;
-	r = job_has_placed(db, job_id, &placed);
+	r = check != NULL ? job_in(db, job_id, check->state, check->phase) : 0;
+	if (r >= 0)
+		r = job_has_placed(db, job_id, &placed);
 	for (size_t i = 0; r >= 0 && i < n; i++)
 		r = placed ? file_rescan(db, job_id, &e[i]) : file_upsert(db, job_id, &e[i]);
 	return tx_end(db, r);
+}
+
+int
+db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry *e, size_t n)
+{
+	return files_insert(db, job_id, NULL, e, n);
+}
+
+int
+db_files_insert_batch_in(struct db *db, int64_t job_id, enum job_state state,
+			 enum job_phase phase, const struct file_entry *e, size_t n)
+{
+	struct job_state_phase check = {state, phase};
+
+	return files_insert(db, job_id, &check, e, n);
 }
 
 int

@@ -259,6 +259,13 @@ int db_open_readonly(const char *path, struct db **ret, char **ret_err);
  * entry (NULL path or blob name, a state other than the three above).
  */
 int db_files_insert_batch(struct db *db, int64_t job_id, const struct file_entry *e, size_t n);
+/* The same, only while the job is in state and phase (-ESTALE if not), for a writer of its own. */
+struct job_state_phase {
+	enum job_state state;
+	enum job_phase phase;
+};
+int db_files_insert_batch_in(struct db *db, int64_t job_id, enum job_state state,
+			     enum job_phase phase, const struct file_entry *e, size_t n);
 /*
  * Recount the job from its files: files/bytes = indexed, planned and verified
  * ones; copied_files/copied_bytes = verified ones; verified_files = verified
