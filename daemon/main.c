@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <systemd/sd-daemon.h>
 
+#include "alert.h"
 #include "catalog-ids.h"
 #include "checkpointer.h"
 #include "config.h"
@@ -281,6 +282,7 @@ main(int argc, char **argv)
 	if (d.queue != NULL) /* commit what the threads finished before they stopped */
 		worker_queue_drain(d.queue);
 	jobctl_free(&d);
+	alert_free(&d);
 	d.stages = stagetab_free(d.stages);
 	metrics_stop(&d);
 	d.queue = worker_queue_free(d.queue);

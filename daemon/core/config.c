@@ -36,6 +36,8 @@ enum key_type {
 	KEY_TIER,      /* Hot, Cool, Cold, Archive */
 	KEY_GROUP,     /* a group name, resolved */
 	KEY_CONTAINER, /* config_container_valid() */
+	KEY_SIZE,      /* bytes, optionally with K, M, G or T (1024-based), in [min, max] or 0 */
+	KEY_EXEC,      /* absolute path of an executable regular file */
 };
 
 struct key_def {
@@ -44,18 +46,22 @@ struct key_def {
 	enum key_type type;
 	size_t offset;     /* of the field in struct config */
 	const char *deflt; /* applied before parsing and for an empty value; NULL: unset */
-	unsigned min, max; /* KEY_UINT only */
+	uint64_t min, max; /* KEY_UINT and KEY_SIZE only */
 };
 
 /* clang-format off */
 #define KEY(s, n, t, f, d) { s, n, t, offsetof(struct config, f), d, 0, 0 }
 #define KEY_RANGE(s, n, f, d, lo, hi) { s, n, KEY_UINT, offsetof(struct config, f), d, lo, hi }
+#define KEY_BYTES(s, n, f, d, lo, hi) { s, n, KEY_SIZE, offsetof(struct config, f), d, lo, hi }
+#define KiB 1024ull
 
 static const struct key_def config_keys[] = {
 	KEY("Daemon", "AdminGroup", KEY_GROUP, admin_group, NULL),
 	KEY_RANGE("Daemon", "PollIntervalSec", poll_interval_sec, "900", 1, 86400),
 	KEY("Daemon", "MetricsFile", KEY_PATH, metrics_file, NULL),
 	KEY_RANGE("Daemon", "UnreadTimeoutSec", unread_timeout_sec, "60", 1, 3600),
+	KEY("Daemon", "NotifyCommand", KEY_EXEC, notify_command, NULL),
+	KEY_RANGE("Daemon", "NotifyTimeoutSec", notify_timeout_sec, "30", 1, 3600),
 
 	KEY("Azure", "Cloud", KEY_CLOUD, cloud, "AzurePublic"),
 	KEY("Azure", "JobApi", KEY_JOB_API, job_api, "DataBox"),
@@ -100,6 +106,9 @@ static const struct key_def config_keys[] = {
 	KEY("Drives", "Verify", KEY_BOOL, verify, "yes"),
 	KEY_RANGE("Drives", "ShipDeadlineDays", ship_deadline_days, "14", 1, 90),
 	KEY_RANGE("Drives", "ReceiveWarnDays", receive_warn_days, "10", 1, 90),
+	/* 0: no cap; else from 64 KiB/s, so one 4 MiB block waits at most a minute. */
+	KEY_BYTES("Drives", "ReadBandwidthMax", read_bandwidth_max, "0", 64 * KiB,
+		  64 * KiB * KiB * KiB * KiB),
 };
 /* clang-format on */
 
@@ -295,8 +304,45 @@ parse_bool(const char *v, bool *ret)
 	return 0;
 }
 
+/*
+ * A size: decimal digits, then optionally K, M, G or T (either case; 1024,
+ * 1024^2, ...) and an optional "B" or "iB", as seedctl's --capacity reads
+ * them. 0 (with or without a unit) is allowed whatever min says.
+ */
 static int
-parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret)
+parse_size(const char *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	static const char units[] = "KMGT";
+	const char *u, *s = v;
+	uint64_t n = 0;
+	unsigned shift = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		n = n * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s != '\0') {
+		if ((u = strchr(units, *s >= 'a' && *s <= 'z' ? *s - 'a' + 'A' : *s)) == NULL)
+			return -EINVAL;
+		shift = 10 * (unsigned)(u - units + 1);
+		s++;
+		if (strcmp(s, "") != 0 && strcmp(s, "B") != 0 && strcmp(s, "iB") != 0)
+			return -EINVAL;
+	}
+	if (n > max >> shift)
+		return -ERANGE;
+	n <<= shift;
+	if (n != 0 && n < min)
+		return -ERANGE;
+	*ret = n;
+	return 0;
+}
+
+static int
+parse_uint(const char *v, uint64_t min, uint64_t max, unsigned *ret)
 {
 	unsigned long n = 0;
 	const char *s;
@@ -323,6 +369,23 @@ text_valid(const char *v)
 		if (*s < ' ' || *s == 0x7f)
 			return false;
 	return utf8_valid(v, strlen(v));
+}
+
+/* An executable regular file: why not, or NULL. */
+static const char *
+exec_invalid(const char *path)
+{
+	struct stat st;
+
+	if (path[0] != '/' || !text_valid(path))
+		return "not an absolute path";
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? "no such file" : "cannot stat it";
+	if (!S_ISREG(st.st_mode))
+		return "not a regular file";
+	if (faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) < 0)
+		return "not executable by seedd";
+	return NULL;
 }
 
 /* Resolve a group name to its gid with getgrnam_r, growing the buffer on ERANGE. */
@@ -365,6 +428,7 @@ set_string(struct config *c, const struct key_def *k, const char *v)
 static const char *
 key_set(struct config *c, const struct key_def *k, const char *v)
 {
+	const char *why;
 	int i;
 
 	if (v == NULL || *v == '\0')
@@ -399,6 +463,17 @@ key_set(struct config *c, const struct key_def *k, const char *v)
 		if (i < 0)
 			return "not a number";
 		return NULL;
+	case KEY_SIZE:
+		i = parse_size(v, k->min, k->max, FIELD(c, k->offset, uint64_t));
+		if (i == -ERANGE)
+			return "out of range (0, or 64K to 64T)";
+		if (i < 0)
+			return "not a size (a number of bytes, optionally with K, M, G or T)";
+		return NULL;
+	case KEY_EXEC:
+		if ((why = exec_invalid(v)) != NULL)
+			return why;
+		break;
 	case KEY_CLOUD:
 		if ((i = lookup_name(cloud_names, ELEMENTSOF(cloud_names), v)) < 0)
 			return "must be AzurePublic, AzureChina, AzureUSGovernment or Custom";
@@ -844,6 +919,7 @@ config_free(struct config *c)
 		switch (config_keys[i].type) {
 		case KEY_BOOL:
 		case KEY_UINT:
+		case KEY_SIZE:
 		case KEY_CLOUD:
 		case KEY_JOB_API:
 			break;

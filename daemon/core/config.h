@@ -41,6 +41,8 @@ struct config {
 	unsigned poll_interval_sec;
 	char *metrics_file;
 	unsigned unread_timeout_sec; /* a control connection whose replies stay unread is closed */
+	char *notify_command;        /* run on catalogued job events (alert.h); NULL: none */
+	unsigned notify_timeout_sec; /* a notify command still running then is killed */
 
 	/* [Azure] */
 	enum azure_cloud cloud;
@@ -73,6 +75,7 @@ struct config {
 	bool verify;
 	unsigned ship_deadline_days;
 	unsigned receive_warn_days; /* warn when shipped drives are not received after this */
+	uint64_t read_bandwidth_max; /* bytes/s read from staging per job; 0: no cap */
 };
 
 /*

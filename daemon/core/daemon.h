@@ -22,6 +22,7 @@ struct azjob;
 struct arm_call;
 struct post;
 struct blob_client;
+struct alerts;
 
 struct daemon {
 	struct event_base *base;
@@ -35,6 +36,7 @@ struct daemon {
 	struct notify *notify; /* job changes, coalesced per loop turn; Watch observes */
 	struct stagetab *stages; /* who works on a job in each state and phase */
 	struct jobctl_hand_offs *hand_offs; /* jobs to start with their new owner next turn */
+	struct alerts *alerts; /* NotifyCommand= runs (alert.c); NULL until the first */
 	void (*stop_accepting)(struct daemon *d); /* installed by main: the socket stops accepting */
 	struct worker_queue *queue;              /* results from worker threads */
 	LIST_HEAD(indexer_list, indexer) indexers; /* running staging scans */

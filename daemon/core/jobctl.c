@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "alert.h"
 #include "catalog-ids.h"
 #include "daemon.h"
 #include "db.h"
@@ -133,12 +134,15 @@ jobctl_fail(struct daemon *d, int64_t job_id, const char *name, enum job_state f
 {
 	struct log_ctx ctx = {.job = name, .state = job_state_to_string(JOB_FAILED),
 			      .message_id = SEEDD_MESSAGE_JOB_FAILED};
+	_cleanup_free_ char *text = NULL;
 	int r;
 
 	if ((r = db_job_fail(d->db, job_id, from, error, daemon_now())) < 0)
 		return store_failed(d, job_id, "the failure", r);
-	log_ctx(LOG_ERR, &ctx, "job %s failed in %s: %s", name, job_state_to_string(from),
-		error != NULL && *error != '\0' ? error : "unknown error");
+	text = xprintf("job %s failed in %s: %s", name, job_state_to_string(from),
+		       error != NULL && *error != '\0' ? error : "unknown error");
+	log_ctx(LOG_ERR, &ctx, "%s", text);
+	alert_emit(d, ALERT_FAILED, name, ctx.message_id, text);
 	jobctl_changed(d, job_id);
 	return 0;
 }
@@ -150,19 +154,48 @@ jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_stat
 	struct log_ctx ctx = {.job = name, .state = job_state_to_string(to),
 			      .message_id = SEEDD_MESSAGE_JOB_STATE};
 	const struct stage *before = owner_now(d, job_id);
+	_cleanup_free_ char *line = NULL;
 	int r;
 
 	r = db_job_advance(d->db, job_id, from, to, job_phase_to_string(phase), text, daemon_now());
 	if (r < 0)
 		return store_failed(d, job_id, "the next state", r);
 	if (text != NULL)
-		log_ctx(priority, &ctx, "job %s: %s", name, text);
+		line = xprintf("job %s: %s", name, text);
 	else
-		log_ctx(priority, &ctx, "job %s: %s -> %s", name, job_state_to_string(from),
-			job_state_to_string(to));
+		line = xprintf("job %s: %s -> %s", name, job_state_to_string(from),
+			       job_state_to_string(to));
+	log_ctx(priority, &ctx, "%s", line);
+	if (to == JOB_IMPORTED || to == JOB_DONE)
+		alert_emit(d, to == JOB_DONE ? ALERT_DONE : ALERT_IMPORTED, name, ctx.message_id,
+			   line);
 	jobctl_changed(d, job_id);
 	hand_off(d, job_id, before);
 	return 0;
+}
+
+/*
+ * A job entered phase needs-drive (it was in another phase): the catalogued
+ * line, once per wait, and NotifyCommand=.
+ */
+static void
+needs_drive_note(struct daemon *d, const struct job_row *j, const char *text)
+{
+	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
+			      .message_id = SEEDD_MESSAGE_JOB_NEEDS_DRIVE};
+	_cleanup_free_ char *line = xprintf("job %s needs another drive: %s", j->name, text);
+
+	log_ctx(LOG_NOTICE, &ctx, "%s", line);
+	alert_emit(d, ALERT_NEEDS_DRIVE, j->name, ctx.message_id, line);
+}
+
+static bool
+phase_is(const char *text, enum job_phase phase)
+{
+	const char *name = job_phase_to_string(phase);
+	size_t n = strlen(name);
+
+	return text != NULL && strncmp(text, name, n) == 0 && (text[n] == '\0' || text[n] == ':');
 }
 
 int
@@ -172,10 +205,19 @@ jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, enum job_ph
 	_cleanup_free_ char *text = detail ? xprintf("%s: %s", job_phase_to_string(phase), detail)
 					   : xstrdup(job_phase_to_string(phase));
 	const struct stage *before = owner_now(d, job_id);
+	struct job_row *j = NULL;
+	bool needs_drive = false;
 	int r;
 
-	if ((r = db_job_set_phase(d->db, job_id, state, text, daemon_now())) < 0)
+	if (phase == JOB_PHASE_NEEDS_DRIVE && db_job_get_by_id(d->db, job_id, &j) == 0)
+		needs_drive = !phase_is(j->phase, JOB_PHASE_NEEDS_DRIVE);
+	if ((r = db_job_set_phase(d->db, job_id, state, text, daemon_now())) < 0) {
+		job_row_free(j);
 		return store_failed(d, job_id, "the phase", r);
+	}
+	if (needs_drive)
+		needs_drive_note(d, j, detail != NULL ? detail : text);
+	job_row_free(j);
 	jobctl_changed(d, job_id);
 	hand_off(d, job_id, before);
 	return 0;

@@ -191,6 +191,9 @@ restarted(const struct stage *st)
 void
 stagetab_reload(struct stagetab *t)
 {
+	for (size_t i = 0; i < t->n; i++)
+		if (t->stages[i]->reconfigure != NULL)
+			t->stages[i]->reconfigure(t->d);
 	for (size_t i = t->n; i-- > 0;)
 		if (t->stages[i]->restart_on_reload && t->stages[i]->stop_all != NULL)
 			t->stages[i]->stop_all(t->d);

@@ -65,6 +65,8 @@ struct stage {
 	int (*start)(struct daemon *d, char **ret_err);
 	/* Stopped and started again when the configuration is reloaded. */
 	bool restart_on_reload;
+	/* After a reload, for a stage not restarted: take new settings in running work; NULL: none. */
+	void (*reconfigure)(struct daemon *d);
 	/* Are its busy workers alive? *ret_what names the one that is not. */
 	bool (*healthy)(struct daemon *d, int64_t max_age, const char **ret_what);
 	void (*handle_msg)(struct daemon *d, struct worker_msg *m);
@@ -94,7 +96,10 @@ int stagetab_resume(struct stagetab *t, const struct job_row *j, char **ret_err)
 void stagetab_stop_job(struct stagetab *t, int64_t job_id);
 /* Shutdown: every stage stops, the highest first. */
 void stagetab_stop_all(struct stagetab *t);
-/* The configuration changed: restart the stages that depend on it, resume their jobs. */
+/*
+ * The configuration changed: let running stages take new settings (reconfigure),
+ * restart the stages that depend on it, resume their jobs.
+ */
 void stagetab_reload(struct stagetab *t);
 /* The watchdog: are all busy workers of every stage alive? *ret_who names the stage. */
 bool stagetab_healthy(struct stagetab *t, const char **ret_who, const char **ret_what);

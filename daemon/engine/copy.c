@@ -49,6 +49,7 @@
 
 #include "copy.h"
 #include "md5x8.h"
+#include "throttle.h"
 #include "worker.h"
 #include "util.h"
 
@@ -156,6 +157,14 @@ struct copier {
 	size_t chunk;
 	enum ring_mode mode;
 	unsigned char (*md5_out)[16]; /* RING_COPY: hasher 0 puts chunk k's MD5 in md5_out[k] */
+	/*
+	 * RING_COPY: the reader waits in throttle_take() before each read of the
+	 * source; it stops waiting on the request's cancel or pause flag, or on
+	 * halt (ring_stop). Set by the caller while the reader is idle.
+	 */
+	struct throttle *throttle;
+	const atomic_bool *cancel, *pause;
+	atomic_bool halt;
 
 	/* The drive's O_DIRECT use (COPY_DIRECT_*) and why it last lost some; caller only. */
 	unsigned drive_direct;
@@ -669,7 +678,20 @@ ring_freed(const struct copier *c)
 	return freed;
 }
 
-/* Read the next chunk into its slot. Called and returns with the lock held. */
+/* throttle_stop_fn of the reader: the copy is cancelled, paused or being stopped. */
+static bool
+reader_stopping(void *userdata)
+{
+	struct copier *c = userdata;
+
+	return flag_set(c->cancel) || flag_set(c->pause) || atomic_load(&c->halt);
+}
+
+/*
+ * Read the next chunk into its slot, after the throttle's wait (a stop while
+ * waiting gives the slot -ECANCELED, which the caller takes for a stop).
+ * Called and returns with the lock held.
+ */
 static void
 reader_fill(struct copier *c)
 {
@@ -684,6 +706,8 @@ reader_fill(struct copier *c)
 	c->busy = true;
 	pthread_mutex_unlock(&c->lock);
 	n = direct && drive ? direct_fault(COPY_DIRECT_READ) : 0;
+	if (n == 0 && !drive && throttle_take(c->throttle, want, reader_stopping, c) < 0)
+		n = -ECANCELED;
 	if (n == 0)
 		n = read_full(fd, s->buf, want, off, direct);
 	pthread_mutex_lock(&c->lock);
@@ -862,6 +886,7 @@ ring_start(struct copier *c, int fd, bool direct, uint64_t end, size_t chunk, en
 	c->n_done = 0;
 	c->hashers[0].n = c->hashers[1].n = 0;
 	c->hashers[0].err = c->hashers[1].err = 0;
+	atomic_store(&c->halt, false);
 	c->active = true;
 	pthread_cond_signal(&c->reader_cv);
 	pthread_mutex_unlock(&c->lock);
@@ -951,6 +976,7 @@ ring_busy(const struct copier *c)
 static void
 ring_stop(struct copier *c)
 {
+	atomic_store(&c->halt, true); /* a reader waiting for the throttle stops waiting */
 	pthread_mutex_lock(&c->lock);
 	c->active = false;
 	while (ring_busy(c))
@@ -958,6 +984,8 @@ ring_stop(struct copier *c)
 	c->n_read = 0;
 	c->n_done = 0;
 	c->hashers[0].n = c->hashers[1].n = 0;
+	c->throttle = NULL;
+	c->cancel = c->pause = NULL;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -1703,6 +1731,13 @@ job_stopping(const struct job *j)
 	return flag_set(j->req->cancel) || flag_set(j->req->pause);
 }
 
+/* throttle_stop_fn of the calling thread. */
+static bool
+job_stopping_cb(void *userdata)
+{
+	return job_stopping(userdata);
+}
+
 /* Write blocks [i, i + m) from their slots with one pwritev; padded: as job_write_run() says. */
 static int
 job_writev(struct job *j, size_t i, struct slot *const *s, size_t m, bool padded)
@@ -1854,6 +1889,8 @@ job_copy_inline(struct job *j)
 		return job_stop(j);
 	if (size == 0)
 		return md5_buf(j->c->block_ctx, j->c->md5, "", 0, j->res->md5);
+	if (throttle_take(j->req->throttle, size, job_stopping_cb, j) < 0)
+		return job_stop(j);
 	if ((n = read_full(j->src, s->buf, size, 0, false)) < 0) {
 		set_detail(j->res->detail, "reading the source");
 		return (int)n;
@@ -1910,6 +1947,9 @@ job_copy_pipelined(struct job *j)
 	job_start_verifier(j);
 	j->md5s = xcalloc(j->n_blocks, 16);
 	j->md5_done = j->resumed; /* those come from the checkpoint */
+	c->throttle = j->req->throttle;
+	c->cancel = j->req->cancel;
+	c->pause = j->req->pause;
 	r = ring_start(c, j->src, set_direct(j->src), j->req->expected_size, j->bs, RING_COPY,
 	               j->md5s);
 	if (r < 0) {

@@ -23,6 +23,8 @@
 #define COPY_BLOCK_SIZE_MIN 4096u
 #define COPY_BLOCK_SIZE_MAX (64u << 20)
 #define COPY_CHECKPOINT_EVERY 64u /* blocks between checkpoints: 256 MiB */
+struct throttle;
+
 #define COPY_TMP_SUFFIX ".seedd-tmp"
 #define COPY_DETAIL_MAX 256
 
@@ -88,6 +90,7 @@ struct copy_request {
 
 	const atomic_bool *cancel;     /* may be NULL */
 	const atomic_bool *pause;      /* may be NULL */
+	struct throttle *throttle;     /* paces the reads of the source; NULL: none */
 	copy_progress_cb progress;     /* may be NULL */
 	copy_checkpoint_cb checkpoint; /* may be NULL */
 	void *userdata;

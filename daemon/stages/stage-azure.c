@@ -16,6 +16,7 @@
 #include "azure-arm.h"
 #include "azure-blob.h"
 #include "azure-jobs.h"
+#include "alert.h"
 #include "catalog-ids.h"
 #include "config.h"
 #include "daemon.h"
@@ -1022,10 +1023,12 @@ warn_deadline(struct daemon *d, const struct job_row *j, int64_t now)
 		if (days > th || (j->deadline_warned != 0 && j->deadline_warned <= th))
 			continue;
 		format_iso8601(j->ship_deadline, when);
-		log_ctx(LOG_WARNING, &ctx,
-			"job %s: the tracking number is due in %d day%s (by %s), or Azure deletes the "
-			"job; ship with `seedctl job ship %s --carrier C --tracking T`",
-			j->name, days < 0 ? 0 : days, days == 1 ? "" : "s", when, j->name);
+		_cleanup_free_ char *text = xprintf(
+		    "job %s: the tracking number is due in %d day%s (by %s), or Azure deletes the "
+		    "job; ship with `seedctl job ship %s --carrier C --tracking T`",
+		    j->name, days < 0 ? 0 : days, days == 1 ? "" : "s", when, j->name);
+		log_ctx(LOG_WARNING, &ctx, "%s", text);
+		alert_emit(d, ALERT_DEADLINE_NEAR, j->name, ctx.message_id, text);
 		(void)db_job_set_warned(d->db, j->id, th, j->receive_warned);
 		return;
 	}

@@ -32,6 +32,7 @@
 #include "plan.h"
 #include "seedd-build.h"
 #include "stage.h"
+#include "throttle.h"
 #include "util.h"
 
 #define FEED_MAX 1024             /* tasks queued per drive */
@@ -149,6 +150,7 @@ struct prep {
 	char *db_path;
 	int staging_fd;
 	bool verify;
+	struct throttle *throttle; /* ReadBandwidthMax=: shared by the drive threads, any thread */
 	struct prep_drive *drives[DRIVES_PER_JOB_MAX];
 	size_t n_drives;
 	struct worker_queue *queue;
@@ -339,6 +341,7 @@ copy_one(struct prep_drive *dr, struct copier *cp, struct prep_task *t, bool def
 		.defer_sync = defer,
 		.cancel = &dr->w.cancel,
 		.pause = &dr->w.pause,
+		.throttle = dr->p->throttle,
 		.progress = progress_cb,
 		.checkpoint = checkpoint_cb,
 		.userdata = &cc,
@@ -680,8 +683,12 @@ copy_small_group(struct prep_drive *dr, struct copier *cp, struct prep_task *fir
 		g->tasks[g->n++] = t;
 		bytes += (size_t)t->size;
 	}
-	/* The first is read at once anyway: prefetch from the second on. */
-	prefetcher_set(dr, g->tasks + 1, g->n - 1);
+	/*
+	 * The first is read at once anyway: prefetch from the second on. Not
+	 * under a read cap: the kernel's read-ahead would not be paced.
+	 */
+	if (throttle_rate(dr->p->throttle) == 0)
+		prefetcher_set(dr, g->tasks + 1, g->n - 1);
 	for (size_t i = 0; i < g->n; i++) {
 		g->msgs[i] = file_msg_new(dr, g->tasks[i]);
 		(void)copy_one(dr, cp, g->tasks[i], true, g->msgs[i]);
@@ -1552,6 +1559,7 @@ prep_free(struct prep *p)
 		event_free(p->progress);
 	if (p->staging_fd >= 0)
 		close(p->staging_fd);
+	p->throttle = throttle_free(p->throttle); /* every drive thread has ended */
 	LIST_REMOVE(p, link);
 	free(p->job_name);
 	free(p->db_path);
@@ -1693,6 +1701,7 @@ prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
 	p->job_name = xstrdup(j->name);
 	p->db_path = xprintf("%s/seedd.db", d->state_dir);
 	p->verify = d->config->verify;
+	p->throttle = throttle_new(d->config->read_bandwidth_max);
 	p->queue = d->queue;
 	LIST_INSERT_HEAD(&d->preps, p, link);
 	p->staging_fd = open(j->staging_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -1823,6 +1832,30 @@ prep_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 		return true;
 	*ret_what = "a drive worker";
 	return false;
+}
+
+/*
+ * After a reload: running preps take the new ReadBandwidthMax= at once
+ * (Verify= stays as the prep started with it).
+ */
+void
+prep_reconfigure(struct daemon *d)
+{
+	uint64_t rate = d->config->read_bandwidth_max;
+	struct prep *p;
+	char b[32];
+
+	format_iec((int64_t)rate, b);
+	LIST_FOREACH(p, &d->preps, link) {
+		if (throttle_rate(p->throttle) == rate)
+			continue;
+		throttle_set_rate(p->throttle, rate);
+		if (rate == 0)
+			log_info("job %s: reads from staging are no longer capped", p->job_name);
+		else
+			log_info("job %s: reads from staging capped at %s/s (ReadBandwidthMax=)",
+				 p->job_name, b);
+	}
 }
 
 void

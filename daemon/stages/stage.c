@@ -108,6 +108,7 @@ static const struct stage stage_prep = {
 	.resume = prep_start,
 	.stop = prep_stop,
 	.stop_all = prep_stop_all,
+	.reconfigure = prep_reconfigure,
 	.healthy = prep_healthy,
 	.handle_msg = prep_handle_msg,
 	.msg_first = MSG_PREP_FILE,

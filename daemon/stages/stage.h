@@ -40,6 +40,8 @@ int prep_start(struct daemon *d, const struct job_row *j, char **ret_err);
 void prep_stop(struct daemon *d, int64_t job_id);
 void prep_handle_msg(struct daemon *d, struct worker_msg *m);
 void prep_stop_all(struct daemon *d);
+/* After a reload: running preps take the new ReadBandwidthMax=. */
+void prep_reconfigure(struct daemon *d);
 /* A drive was added to a job in drive_prep: place waiting files, start its worker. */
 void prep_drive_added(struct daemon *d, int64_t job_id);
 /* Live progress of a job's drive (bytes in flight, rate, ETA); false if none. */

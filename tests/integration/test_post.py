@@ -99,7 +99,29 @@ def check_clean(d, name, n, want_method):
     return job
 
 
-def test_clean(d, sim, store):
+# NotifyCommand= (issue 12): appends its environment to out/EVENT-JOB.env.
+NOTIFY = "#!/bin/sh\nenv >> \"%s/$SEEDD_EVENT-$SEEDD_JOB.env\"\n"
+JOB_STATE_ID = "28d7a9b5c75549149c483cae0fe0b433"
+
+
+def check_notified(d, name, blob):
+    """The imported and done events of a job ran NotifyCommand=, with no secret in its env."""
+    for event in ("imported", "done"):
+        path = os.path.join(d.tmp, "notify", "%s-%s.env" % (event, name))
+        deadline = time.time() + 10
+        while not os.path.exists(path) and time.time() < deadline:
+            time.sleep(0.05)
+        check(os.path.exists(path), "NotifyCommand ran for %s of %s" % (event, name))
+        text = open(path).read()
+        env = dict(l.partition("=")[::2] for l in text.splitlines())
+        check(env.get("SEEDD_EVENT") == event and env.get("SEEDD_JOB") == name and
+              env.get("MESSAGE_ID") == JOB_STATE_ID and name in env.get("SEEDD_TEXT", ""),
+              "the %s event's environment: %r" % (event, env))
+        azenv.no_secrets(text, "NotifyCommand's environment")
+        check(blob["key"] not in text, "the account key is not in NotifyCommand's environment")
+
+
+def test_clean(d, sim, store, store_blob):
     files = tree()
     staging = os.path.join(d.tmp, "staging-clean")
     azenv.prepared_job(d, "clean", drives=2, files=files)
@@ -131,6 +153,7 @@ def test_clean(d, sim, store):
           "per-file hash and outcome: %r" % one)
     check(any(e["kind"] == "transition" and e["state"] == "done" for e in full["events"]),
           "every transition is in the report")
+    check_notified(d, "clean", store_blob)
 
 
 def test_clean_variants(d, sim, store):
@@ -340,11 +363,17 @@ def main():
     d = Daemon()
     sim = azenv.Sim(d.tmp, blob=blob)
     store = blobstore.BlobClient(blob["url"], blob["account"], blob["key"], blob.get("ca"))
+    notify = os.path.join(d.tmp, "notify.sh")
+    os.mkdir(os.path.join(d.tmp, "notify"))
+    with open(notify, "w") as f:
+        f.write(NOTIFY % os.path.join(d.tmp, "notify"))
+    os.chmod(notify, 0o700)
     with open(d.config, "w") as f:
-        f.write(azenv.config(d.tmp, sim, blob=blob))
+        f.write(azenv.config(d.tmp, sim, blob=blob).replace(
+            "[Daemon]\n", "[Daemon]\nNotifyCommand=%s\n" % notify, 1))
     d.start()
     try:
-        test_clean(d, sim, store)
+        test_clean(d, sim, store, blob)
         test_clean_variants(d, sim, store)
         test_faults(d, sim, store)
         test_drive_failure(d, sim, store)

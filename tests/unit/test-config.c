@@ -313,7 +313,72 @@ static const struct {
      "ClientSecretFile=/nonexistent/seedd-secret: No such file or directory"},
     {"[Shipping]\nCity=x\n\n[Shipping]\nReturnCarrierAccountNumberFile=/nonexistent/n\n", 5,
      "ReturnCarrierAccountNumberFile=/nonexistent/n: No such file or directory"},
+    {"[Drives]\nReadBandwidthMax=50 M\n", 2,
+     "ReadBandwidthMax=50 M: not a size (a number of bytes, optionally with K, M, G or T)"},
+    {"[Drives]\nReadBandwidthMax=50MB/s\n", 2,
+     "ReadBandwidthMax=50MB/s: not a size (a number of bytes, optionally with K, M, G or T)"},
+    {"[Drives]\nReadBandwidthMax=-1\n", 2,
+     "ReadBandwidthMax=-1: not a size (a number of bytes, optionally with K, M, G or T)"},
+    {"[Drives]\nReadBandwidthMax=1000\n", 2,
+     "ReadBandwidthMax=1000: out of range (0, or 64K to 64T)"},
+    {"[Drives]\nReadBandwidthMax=65T\n", 2,
+     "ReadBandwidthMax=65T: out of range (0, or 64K to 64T)"},
+    {"[Drives]\nReadBandwidthMax=99999999999999999999999\n", 2,
+     "ReadBandwidthMax=99999999999999999999999: out of range (0, or 64K to 64T)"},
+    {"[Daemon]\nNotifyCommand=notify.sh\n", 2, "NotifyCommand=notify.sh: not an absolute path"},
+    {"[Daemon]\nNotifyCommand=/nonexistent/seedd-notify\n", 2,
+     "NotifyCommand=/nonexistent/seedd-notify: no such file"},
+    {"[Daemon]\nNotifyCommand=/\n", 2, "NotifyCommand=/: not a regular file"},
+    {"[Daemon]\nNotifyTimeoutSec=0\n", 2, "NotifyTimeoutSec=0: out of range"},
 };
+
+/* ReadBandwidthMax= takes 1024-based K, M, G, T (with B or iB, either case), and 0. */
+static void
+test_sizes(void)
+{
+	static const struct {
+		const char *value;
+		uint64_t bytes;
+	} cases[] = {
+	    {"0", 0},
+	    {"0M", 0},
+	    {"65536", 65536},
+	    {"64K", 64 << 10},
+	    {"50M", 50ull << 20},
+	    {"50m", 50ull << 20},
+	    {"50MiB", 50ull << 20},
+	    {"50MB", 50ull << 20},
+	    {"2G", 2ull << 30},
+	    {"64T", 64ull << 40},
+	};
+	char text[640], exe[512];
+	struct config *c;
+
+	c = load_good("[Drives]\n");
+	check(c->read_bandwidth_max == 0);
+	check(c->notify_command == NULL);
+	check_int(c->notify_timeout_sec, 30);
+	config_free(c);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		snprintf(text, sizeof(text), "[Drives]\nReadBandwidthMax=%s\n", cases[i].value);
+		c = load_good(text);
+		check(c->read_bandwidth_max == cases[i].bytes);
+		config_free(c);
+	}
+	/* NotifyCommand= must be executable by seedd. */
+	snprintf(exe, sizeof(exe), "%s", write_file("notify", "#!/bin/sh\n", 10, 0755));
+	snprintf(text, sizeof(text), "[Daemon]\nNotifyCommand=%s\nNotifyTimeoutSec=5\n", exe);
+	c = load_good(text);
+	check_str(c->notify_command, exe);
+	check_int(c->notify_timeout_sec, 5);
+	config_free(c);
+	check(chmod(exe, 0644) == 0); /* no x bit: refused even for root */
+	{
+		char *err = load_bad(text, -EINVAL);
+		check(strstr(err, "not executable by seedd") != NULL);
+		free(err);
+	}
+}
 
 static void
 test_bad_values(void)
@@ -614,8 +679,9 @@ test_example_file(void)
 		strcat(text, l);
 	}
 	fclose(f);
-	check_int(keys, 42); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays,
-	                        UnreadTimeoutSec */
+	check_int(keys, 45); /* CONTRACT.md §6 + OperationPollSec, RequestTimeoutSec, ReceiveWarnDays,
+	                        UnreadTimeoutSec, NotifyCommand, NotifyTimeoutSec,
+	                        ReadBandwidthMax */
 	c = load_good(text);
 	check_int(c->poll_interval_sec, 900);
 	check_int(c->unread_timeout_sec, 60);
@@ -658,6 +724,7 @@ main(void)
 	test_missing_explicit();
 	test_full();
 	test_bad_values();
+	test_sizes();
 	test_line_numbers();
 	test_empty_resets();
 	test_cloud_presets();
