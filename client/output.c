@@ -509,7 +509,7 @@ output_report(FILE *f, json_t *report)
 	output_json(f, report, false);
 }
 
-/* seedd.conf as the daemon read it, a line a section: "[Azure] Cloud=Custom ...". */
+/* seedd.conf as the daemon read it: "[Azure] Cloud=Custom ...", wrapped before 100 columns. */
 static void
 config_lines(FILE *f, json_t *config, const char *indent)
 {
@@ -517,21 +517,30 @@ config_lines(FILE *f, json_t *config, const char *indent)
 	json_t *keys, *v;
 
 	json_object_foreach(config, section, keys) {
+		size_t col;
 		if (!json_is_object(keys))
 			continue;
+		col = strlen(indent) + text_width(section) + 2;
 		fprintf(f, "%s[", indent);
 		put_safe(f, section);
 		fputc(']', f);
 		json_object_foreach(keys, key, v) {
-			fputc(' ', f);
-			put_safe(f, key);
-			fputc('=', f);
+			_cleanup_free_ char *item = NULL;
 			if (json_is_string(v))
-				put_safe(f, json_string_value(v));
+				item = xprintf("%s=%s", key, json_string_value(v));
 			else if (json_is_integer(v))
-				fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+				item = xprintf("%s=%" JSON_INTEGER_FORMAT, key, json_integer_value(v));
 			else
-				fputs(json_is_true(v) ? "yes" : "no", f);
+				item = xprintf("%s=%s", key, json_is_true(v) ? "yes" : "no");
+			if (col + 1 + text_width(item) > 100 && col > strlen(indent) + 4) {
+				fprintf(f, "\n%s  ", indent);
+				col = strlen(indent) + 2;
+			} else {
+				fputc(' ', f);
+				col++;
+			}
+			put_safe(f, item);
+			col += text_width(item);
 		}
 		fputc('\n', f);
 	}

@@ -503,8 +503,10 @@ storage_checks_start(struct doctor *doc)
 		err = xprintf("the storage account needs the [Azure] settings too (%s= is not set)",
 			      config_azure_missing(c));
 	if (doc->bc == NULL) {
-		check_set(&doc->checks[CHECK_IMPORT], CHECK_FAIL, "%s", err ? err : "no storage");
-		check_set(&doc->checks[CHECK_VAULT], CHECK_FAIL, "%s", err ? err : "no storage");
+		check_set(&doc->checks[CHECK_IMPORT], CHECK_FAIL, "no storage client: %s",
+			  err ? err : "[Storage] is incomplete");
+		check_set(&doc->checks[CHECK_VAULT], CHECK_FAIL, "no storage client: %s",
+			  err ? err : "[Storage] is incomplete");
 		return;
 	}
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))

@@ -146,6 +146,34 @@ def add_drives(d, tmpfs):
     return paths
 
 
+def read_only(d, imp, paths):
+    """A user neither root nor in AdminGroup=: the same checks, reading only."""
+    if os.geteuid() != 0:
+        return
+    dirs = [d.tmp, os.path.dirname(d.sock)]
+    modes = [os.stat(p).st_mode & 0o7777 for p in dirs]
+    for p in dirs:
+        os.chmod(p, 0o711)
+    os.chmod(d.sock, 0o666)
+
+    def nobody():
+        os.setgid(65534)
+        os.setgroups([])
+        os.setuid(65534)
+    p = d.ctl("--json", "doctor", check_rc=0, timeout=90, preexec=nobody)
+    rep = json.loads(p.stdout)
+    checks = {c["name"]: c for c in rep["checks"]}
+    check(rep["writeProbes"] is False, "no write probes for nobody: %r" % rep)
+    status(checks, "import container", "ok", imp, "readable", "root or AdminGroup=")
+    for serial in paths:
+        status(checks, "drive %s (doc-job)" % serial, "ok", "free", "root or AdminGroup=")
+    human = d.ctl("doctor", check_rc=0, timeout=90, preexec=nobody).stdout
+    check("Writing was not tried" in human, "the last line says so: %r" % human)
+    os.chmod(d.sock, 0o660)
+    for p, mode in zip(dirs, modes):
+        os.chmod(p, mode)
+
+
 def main():
     if os.environ.get(MARK) != "1" and os.geteuid() == 0 and \
             subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0:
@@ -185,6 +213,7 @@ def main():
         check(os.listdir(paths["DOC-DIR"]) == [".seedd-drive.json"],
               "the drive probe left nothing: %r" % os.listdir(paths["DOC-DIR"]))
         check("All %d checks ok." % len(checks) in human, "the closing line: %r" % human)
+        read_only(d, imp, paths)
 
         # Broken: a wrong secret, a read-only SAS, the drives gone or read-only.
         bc.create_container(imp + "x")
