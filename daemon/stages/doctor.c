@@ -664,7 +664,24 @@ drive_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	maybe_finish(doc);
 }
 
-/* The drives of jobs in staging and drive prep: those seedd is about to write. */
+/*
+ * Will seedd write to this job's drives? In staging (once prepared) and
+ * while drive prep copies; once the manifests are written the drives may
+ * be unmounted and packed, and no one should be told to mount them again.
+ */
+static bool
+job_writes_drives(const struct job_row *j)
+{
+	enum job_phase ph = job_phase_from_text(j->phase);
+
+	if (j->state == JOB_STAGING)
+		return true;
+	return j->state == JOB_DRIVE_PREP &&
+	       (ph == JOB_PHASE_NONE || ph == JOB_PHASE_COPYING ||
+		ph == JOB_PHASE_WRITING_MANIFESTS || ph == JOB_PHASE_NEEDS_DRIVE);
+}
+
+/* The drives seedd is still to write: of the jobs above, those without their manifest. */
 static void
 drives_collect(struct doctor *doc)
 {
@@ -675,18 +692,21 @@ drives_collect(struct doctor *doc)
 	if (db_job_list(doc->d->db, &jobs, &n_jobs) < 0)
 		return;
 	for (size_t i = 0; i < n_jobs; i++) {
-		if (jobs[i]->state != JOB_STAGING && jobs[i]->state != JOB_DRIVE_PREP)
+		if (!job_writes_drives(jobs[i]))
 			continue;
 		if (db_drive_list(doc->d->db, jobs[i]->id, &rows, &n_rows) < 0)
 			continue;
 		doc->drives = xreallocarray(doc->drives, doc->n_drives + n_rows, sizeof(*doc->drives));
-		for (size_t k = 0; k < n_rows; k++)
+		for (size_t k = 0; k < n_rows; k++) {
+			if (rows[k].state != NULL && strcmp(rows[k].state, "manifest-written") == 0)
+				continue;
 			doc->drives[doc->n_drives++] = (struct drive_item){
 			    .job = xstrdup(jobs[i]->name),
 			    .serial = xstrdup(rows[k].serial),
 			    .path = xstrdup(rows[k].path),
 			    .uuid = rows[k].uuid ? xstrdup(rows[k].uuid) : NULL,
 			};
+		}
 		drive_rows_free(rows, n_rows);
 		rows = NULL;
 	}
@@ -733,8 +753,8 @@ doctor_json(struct doctor *doc)
 						    doc->checks[i].text));
 	if (doc->n_drives == 0)
 		json_array_append_new(a, check_json("drives", CHECK_OK,
-						     "no drive attached to a job in staging or "
-						     "drive prep"));
+						     "no drive waits to be written (none attached to a "
+						     "job in staging or copying)"));
 	for (size_t i = 0; i < doc->n_drives; i++) {
 		struct drive_item *it = &doc->drives[i];
 		_cleanup_free_ char *name = xprintf("drive %s (%s)", it->serial, it->job);

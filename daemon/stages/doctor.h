@@ -2,8 +2,8 @@
  * Doctor's checks of the set-up (seedctl doctor): an Entra token; the
  * subscription, resource group and storage account readable through ARM;
  * the import and vault containers writable (a probe blob written and
- * deleted); each drive attached to a job in staging or drive prep mounted
- * and writable. Azure calls go through the azure/ layer on the loop, with a
+ * deleted); each drive seedd is still to write (of a job in staging, or in
+ * drive prep before its manifest) mounted and writable. Azure calls go through the azure/ layer on the loop, with a
  * client of the doctor's own (a fresh token, at most two attempts a
  * request); the drives are looked at on a thread. Each check is bounded
  * (DOCTOR_CHECK_SEC). Loop thread API.
