@@ -229,8 +229,9 @@ call_run(const struct invocation *inv, FILE *out, FILE *err)
 	int r;
 
 	if ((r = call_open(&c, inv->socket)) < 0) {
-		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s",
-			  inv->socket, strerror(-r));
+		const char *hint = inv->command->unreachable_hint;
+		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s%s",
+			  inv->socket, strerror(-r), hint != NULL ? hint : "");
 		return SEEDCTL_EXIT_UNREACHABLE;
 	}
 	if ((r = call_send(&c, inv->method, inv->params, inv->command->stream)) < 0) {

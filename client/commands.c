@@ -139,6 +139,8 @@ const struct command commands_table[] = {
 		.print = output_doctor,
 		.ok_key = "ok",
 		.timeout_sec = 90, /* each check ends within 20 s; a token comes first */
+		.unreachable_hint = "; is seedd running (systemctl status seedd), and is --socket "
+				    "or $SEEDD_SOCKET its socket?",
 	},
 	{
 		/* No method: answered by seedctl itself (help_fill). */

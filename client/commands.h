@@ -70,6 +70,7 @@ struct command {
 	bool stream;           /* sent with "more": true (watch) */
 	const char *ok_key;    /* a boolean of the reply: false exits 1 (doctor's "ok") */
 	int timeout_sec;       /* for the reply; 0: CALL_TIMEOUT_MS */
+	const char *unreachable_hint; /* appended when seedd cannot be reached (doctor) */
 	command_print_fn print;
 };
 

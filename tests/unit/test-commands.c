@@ -742,6 +742,11 @@ test_run_doctor(const char *sock)
 	check(strstr(res.out, "FAIL  Entra token    no token\n") != NULL);
 	check(strstr(res.out, "1 of 3 checks failed.\n") != NULL);
 	run_done(&res);
+	run("/nonexistent/seedd.sock", NULL, (const char *[]){"doctor", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
+	check(strstr(res.err, "/nonexistent/seedd.sock") != NULL &&
+	      strstr(res.err, "systemctl status seedd") != NULL);
+	run_done(&res);
 	run(sock, &bad, (const char *[]){"--json", "doctor", NULL}, &res);
 	check_int(res.status, SEEDCTL_EXIT_REFUSED);
 	check(strstr(res.out, "\"ok\": false") != NULL);
