@@ -187,10 +187,12 @@ call_watch(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *e
 static int
 call_once(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *err)
 {
+	int timeout_ms = inv->command->timeout_sec > 0 ? inv->command->timeout_sec * 1000
+						       : CALL_TIMEOUT_MS;
 	json_t *m = NULL, *value;
 	int r;
 
-	if ((r = call_recv(c, CALL_TIMEOUT_MS, &m)) < 0) {
+	if ((r = call_recv(c, timeout_ms, &m)) < 0) {
 		if (r == -EPROTO) {
 			call_fail(inv, out, err, SEEDCTL_ERR_MALFORMED, "malformed reply from seedd");
 			return SEEDCTL_EXIT_REFUSED;
@@ -198,7 +200,7 @@ call_once(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *er
 		if (r == -ETIMEDOUT)
 			call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE,
 				  "no reply from seedd at %s within %d s", inv->socket,
-				  CALL_TIMEOUT_MS / 1000);
+				  timeout_ms / 1000);
 		else
 			call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE,
 				  "connection to seedd at %s lost before a reply: %s", inv->socket,
@@ -213,8 +215,11 @@ call_once(const struct invocation *inv, struct call_conn *c, FILE *out, FILE *er
 		output_json(out, value, false);
 	else
 		inv->command->print(out, value);
+	/* A reply that says it is not ok (doctor: a check failed) exits 1. */
+	r = inv->command->ok_key != NULL &&
+	    !json_is_true(json_object_get(value, inv->command->ok_key));
 	json_decref(m);
-	return SEEDCTL_EXIT_OK;
+	return r ? SEEDCTL_EXIT_REFUSED : SEEDCTL_EXIT_OK;
 }
 
 int
@@ -224,8 +229,9 @@ call_run(const struct invocation *inv, FILE *out, FILE *err)
 	int r;
 
 	if ((r = call_open(&c, inv->socket)) < 0) {
-		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s",
-			  inv->socket, strerror(-r));
+		const char *hint = inv->command->unreachable_hint;
+		call_fail(inv, out, err, SEEDCTL_ERR_UNREACHABLE, "cannot reach seedd at %s: %s%s",
+			  inv->socket, strerror(-r), hint != NULL ? hint : "");
 		return SEEDCTL_EXIT_UNREACHABLE;
 	}
 	if ((r = call_send(&c, inv->method, inv->params, inv->command->stream)) < 0) {

@@ -131,6 +131,18 @@ const struct command commands_table[] = {
 		.print = output_job,
 	},
 	{
+		.name = "doctor",
+		.about = "Check the set-up: daemon, configuration, Azure credentials and rights, "
+			 "containers, drives; one line each, ok or what to fix (exit 1 if any "
+			 "check fails).",
+		.method = "Doctor",
+		.print = output_doctor,
+		.ok_key = "ok",
+		.timeout_sec = 90, /* each check ends within 20 s; a token comes first */
+		.unreachable_hint = "; is seedd running (systemctl status seedd), and is --socket "
+				    "or $SEEDD_SOCKET its socket?",
+	},
+	{
 		/* No method: answered by seedctl itself (help_fill). */
 		.name = "help",
 		.about = "Show the list of commands, or the usage of a command or of a group "

@@ -68,6 +68,9 @@ struct command {
 	const char *method;    /* "GetJob"; SEEDD_INTERFACE is prepended; NULL: help */
 	const char *reply_key; /* the reply parameter printed; NULL = all parameters */
 	bool stream;           /* sent with "more": true (watch) */
+	const char *ok_key;    /* a boolean of the reply: false exits 1 (doctor's "ok") */
+	int timeout_sec;       /* for the reply; 0: CALL_TIMEOUT_MS */
+	const char *unreachable_hint; /* appended when seedd cannot be reached (doctor) */
 	command_print_fn print;
 };
 

@@ -509,6 +509,75 @@ output_report(FILE *f, json_t *report)
 	output_json(f, report, false);
 }
 
+/* seedd.conf as the daemon read it: "[Azure] Cloud=Custom ...", wrapped before 100 columns. */
+static void
+config_lines(FILE *f, json_t *config, const char *indent)
+{
+	const char *section, *key;
+	json_t *keys, *v;
+
+	json_object_foreach(config, section, keys) {
+		size_t col;
+		if (!json_is_object(keys))
+			continue;
+		col = strlen(indent) + text_width(section) + 2;
+		fprintf(f, "%s[", indent);
+		put_safe(f, section);
+		fputc(']', f);
+		json_object_foreach(keys, key, v) {
+			_cleanup_free_ char *item = NULL;
+			if (json_is_string(v))
+				item = xprintf("%s=%s", key, json_string_value(v));
+			else if (json_is_integer(v))
+				item = xprintf("%s=%" JSON_INTEGER_FORMAT, key, json_integer_value(v));
+			else
+				item = xprintf("%s=%s", key, json_is_true(v) ? "yes" : "no");
+			if (col + 1 + text_width(item) > 100 && col > strlen(indent) + 4) {
+				fprintf(f, "\n%s  ", indent);
+				col = strlen(indent) + 2;
+			} else {
+				fputc(' ', f);
+				col++;
+			}
+			put_safe(f, item);
+			col += text_width(item);
+		}
+		fputc('\n', f);
+	}
+}
+
+void
+output_doctor(FILE *f, json_t *p)
+{
+	json_t *checks = json_object_get(p, "checks"), *c;
+	size_t i, width = 0, failed = 0;
+
+	json_array_foreach(checks, i, c)
+		if (text_width(jstr(c, "name")) > width)
+			width = text_width(jstr(c, "name"));
+	json_array_foreach(checks, i, c) {
+		const char *st = jstr(c, "status"), *name = jstr(c, "name");
+		bool fail = strcmp(st, "fail") == 0;
+
+		failed += fail;
+		fprintf(f, "%-4s  ", fail ? "FAIL" : st);
+		put_safe(f, name);
+		fprintf(f, "%*s  ", (int)(width - text_width(name)), "");
+		put_safe(f, jstr(c, "text"));
+		fputc('\n', f);
+		if (json_is_object(json_object_get(c, "config")))
+			config_lines(f, json_object_get(c, "config"), "      ");
+	}
+	if (failed > 0)
+		fprintf(f, "%zu of %zu checks failed.\n", failed, json_array_size(checks));
+	else
+		fprintf(f, "All %zu checks ok.\n", json_array_size(checks));
+	if (!json_is_true(json_object_get(p, "writeProbes")))
+		fputs("Writing was not tried: run seedctl doctor as root or as a member of "
+		      "AdminGroup= for that.\n",
+		      f);
+}
+
 void
 output_json(FILE *f, json_t *v, bool compact)
 {

@@ -20,6 +20,8 @@ void output_drive(FILE *f, json_t *drive);
 void output_drives(FILE *f, json_t *drives);
 void output_plan(FILE *f, json_t *plan);
 void output_report(FILE *f, json_t *report);
+/* Doctor: a line a check (ok, FAIL, skip), the configuration under its line, a closing count. */
+void output_doctor(FILE *f, json_t *params);
 
 /* One JSON document and a newline: indented, or compact on one line. */
 void output_json(FILE *f, json_t *v, bool compact);

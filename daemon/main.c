@@ -39,6 +39,7 @@
 static const char *arg_config;
 static const char *arg_state_dir;
 static const char *arg_socket;
+static bool arg_check_config;
 
 /* Every option of parse_args(), as seedd(8) "Options" describes it. */
 static const struct {
@@ -51,6 +52,9 @@ static const struct {
 	{"--socket PATH", "listen on PATH (default: the socket systemd passes,\n"
 			  "                   else $RUNTIME_DIRECTORY/seedd.sock, else " SEEDD_RUNTIME_DIR
 			  "/seedd.sock)"},
+	{"--check-config", "check the configuration as a start would, print a summary of it\n"
+			   "                   (no secrets) and exit: 0 valid, 2 not (file:line: why);\n"
+			   "                   opens no state directory, socket or database"},
 	{"--version", "print the version and exit"},
 	{"-h, --help", "print this help and exit"},
 };
@@ -59,6 +63,7 @@ static void
 usage(FILE *f)
 {
 	fputs("usage: seedd [--config PATH] [--state-dir DIR] [--socket PATH]\n"
+	      "       seedd --check-config [--config PATH]\n"
 	      "       seedd --version | --help\n\n"
 	      "The offline seeding daemon for Azure Import/Export; seedctl(1) controls it.\n\n"
 	      "Options:\n",
@@ -77,6 +82,7 @@ parse_args(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"state-dir", required_argument, NULL, 's'},
 		{"socket", required_argument, NULL, 'S'},
+		{"check-config", no_argument, NULL, 'C'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -93,6 +99,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'S':
 			arg_socket = optarg;
+			break;
+		case 'C':
+			arg_check_config = true;
 			break;
 		case 'V':
 			printf("seedd %s\n", SEEDD_VERSION);
@@ -111,6 +120,49 @@ parse_args(int argc, char **argv)
 		return -EINVAL;
 	}
 	return 1;
+}
+
+/* One line a section: "[Azure] Cloud=AzurePublic JobApi=DataBox ...". */
+static void
+print_config_summary(FILE *f, json_t *sum)
+{
+	const char *section, *key;
+	json_t *keys, *v;
+
+	json_object_foreach(sum, section, keys) {
+		if (!json_is_object(keys))
+			continue;
+		fprintf(f, "[%s]", section);
+		json_object_foreach(keys, key, v) {
+			if (json_is_string(v))
+				fprintf(f, " %s=%s", key, json_string_value(v));
+			else if (json_is_integer(v))
+				fprintf(f, " %s=%" JSON_INTEGER_FORMAT, key, json_integer_value(v));
+			else
+				fprintf(f, " %s=%s", key, json_is_true(v) ? "yes" : "no");
+		}
+		fputc('\n', f);
+	}
+}
+
+/*
+ * --check-config: load the configuration exactly as a start does (secret
+ * files and their modes included) and say what it holds. Nothing else of
+ * a start happens: no state directory, lock, socket or database.
+ */
+static int
+check_config(const struct config *c)
+{
+	json_t *sum = config_summary(c);
+	const char *missing = json_string_value(json_object_get(sum, "azureMissing"));
+
+	printf("%s: valid\n", json_string_value(json_object_get(sum, "file")));
+	print_config_summary(stdout, sum);
+	if (missing != NULL)
+		printf("Azure is not configured (%s= is not set): jobs stop before their Azure "
+		       "step\n", missing);
+	json_decref(sum);
+	return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 }
 
 /* MetricsFile='s per-drive bytes and rate, from the prep stage (core reaches up only through this). */
@@ -254,11 +306,20 @@ main(int argc, char **argv)
 		return r == 0 ? 0 : EXIT_USAGE;
 	if ((r = harden_process()) < 0)
 		log_warning("cannot turn core dumps off: %s; running anyway", strerror(-r));
-	if (config_load(arg_config, &d.config, &err) < 0) {
+	if (config_load(arg_config, &d.config, &err) < 0 && arg_check_config) {
+		/* A command's answer: on the terminal, never in the journal. */
+		fprintf(stderr, "seedd: %s\n", err);
+		return EXIT_USAGE;
+	} else if (d.config == NULL) {
 		log_error("%s", err);
 		if (log_get_target() == LOG_TARGET_JOURNAL)
 			fprintf(stderr, "seedd: %s\n", err);
 		return EXIT_USAGE;
+	}
+	if (arg_check_config) {
+		status = check_config(d.config);
+		config_free(d.config);
+		return status;
 	}
 	d.config_path = arg_config ? xstrdup(arg_config) : NULL;
 	d.state_dir = state_dir_resolve();
@@ -270,6 +331,7 @@ main(int argc, char **argv)
 	LIST_INIT(&d.probes);
 	LIST_INIT(&d.planners);
 	LIST_INIT(&d.reporters);
+	LIST_INIT(&d.doctors);
 	xmlInitParser(); /* before any thread uses libxml2 */
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

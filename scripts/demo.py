@@ -118,6 +118,11 @@ def main():
         lines = d.ctl("job", "plan", name, check_rc=0).stdout.rstrip().splitlines()
         print("\n".join(lines[:8] + ["   ... (%d more lines)" % (len(lines) - 16)] + lines[-8:])
               if len(lines) > 20 else "\n".join(lines))
+        say("seedctl doctor (is the set-up right?)")
+        doc = d.ctl("doctor", timeout=120)
+        print(doc.stdout.rstrip(), flush=True)
+        if doc.returncode != 0:
+            raise SystemExit("seedctl doctor found a problem (exit %d)" % doc.returncode)
         say("seedctl job prepare %s (copy, verify, manifests, Azure job)" % name)
         d.ctl_json("job", "prepare", name)
         job = progress(d, name, lambda j: j["phase"] == "awaiting-tracking")

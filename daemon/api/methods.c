@@ -95,6 +95,7 @@ static const struct method method_table[] = {
 	{"io.seedd.AddDrive", METHOD_MUTATES, params_add_drive, method_add_drive},
 	{"io.seedd.ListDrives", 0, params_name, method_list_drives},
 	{"io.seedd.Watch", 0, params_watch, method_watch},
+	{"io.seedd.Doctor", METHOD_HEAVY, params_none, method_doctor},
 };
 
 static const struct method *
@@ -153,8 +154,8 @@ params_check(const struct param_spec *spec, json_t *params)
 	return NULL;
 }
 
-static bool
-caller_may_mutate(const struct call *call)
+bool
+methods_caller_may_mutate(const struct call *call)
 {
 	const struct config *c = call->d->config;
 
@@ -174,7 +175,7 @@ methods_dispatch(struct call *call)
 			   json_pack("{s:s}", "method", call->method));
 		return;
 	}
-	if ((m->flags & METHOD_MUTATES) && !caller_may_mutate(call)) {
+	if ((m->flags & METHOD_MUTATES) && !methods_caller_may_mutate(call)) {
 		struct log_ctx ctx = {.message_id = SEEDD_MESSAGE_PERMISSION_DENIED};
 		log_ctx(LOG_NOTICE, &ctx, "refused %s from uid %u (pid %d): not root or in AdminGroup=",
 			m->name, call->conn->uid, (int)call->conn->pid);

@@ -66,6 +66,10 @@ void method_get_job_report(struct call *call);
 void method_add_drive(struct call *call);
 void method_list_drives(struct call *call);
 void method_watch(struct call *call);
+void method_doctor(struct call *call);
+
+/* uid 0, or a member of AdminGroup=: may call methods that change things. */
+bool methods_caller_may_mutate(const struct call *call);
 
 /* Errors with their parameters. */
 void reply_job_not_found(struct call *call, const char *name);

@@ -338,9 +338,8 @@ token_forget(struct azure *az, const char *scope)
 
 /* ---- ARM calls ---------------------------------------------------------- */
 
-/* The token scope of ARM: the management endpoint's resource id plus /.default. */
-static char *
-arm_scope(const struct config *c)
+char *
+azure_arm_scope(const struct config *c)
 {
 	switch (c->cloud) {
 	case CLOUD_AZURE_CHINA:
@@ -612,7 +611,7 @@ arm_request(struct azure *az, const char *method, const char *path, const char *
 		c->url = xprintf("%s%s%capi-version=%s", base, path, strchr(path, '?') ? '&' : '?',
 				 api_version);
 	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	c->scope = arm_scope(az->config);
+	c->scope = azure_arm_scope(az->config);
 	c->flags = flags;
 	c->done = done;
 	c->userdata = userdata;

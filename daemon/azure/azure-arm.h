@@ -71,6 +71,9 @@ struct token_waiter *azure_token(struct azure *az, const char *scope, azure_toke
 				 void *userdata);
 void azure_token_cancel(struct token_waiter *w);
 
+/* The token scope of ARM: the management endpoint's resource id plus /.default. Allocated. */
+char *azure_arm_scope(const struct config *c);
+
 /* The HTTP client, for the blob code. */
 struct http *azure_http(struct azure *az);
 

@@ -89,6 +89,7 @@ struct http {
 	LIST_HEAD(, http_call) calls;
 	LIST_HEAD(, http_sock) socks;
 	unsigned n_calls;
+	unsigned max_attempts; /* for requests that name none; 0: HTTP_MAX_ATTEMPTS */
 };
 
 static const char *const http_methods[] = {"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"};
@@ -906,7 +907,9 @@ call_copy_request(struct http_call *c, const struct http_request *req)
 	c->max_response = req->max_response > 0 ? req->max_response : HTTP_MAX_RESPONSE;
 	if (c->max_response > HTTP_MAX_RESPONSE_CAP)
 		c->max_response = HTTP_MAX_RESPONSE_CAP;
-	c->max_attempts = req->max_attempts > 0 ? req->max_attempts : HTTP_MAX_ATTEMPTS;
+	c->max_attempts = req->max_attempts > 0 ? req->max_attempts
+			  : c->h->max_attempts > 0 ? c->h->max_attempts
+						  : HTTP_MAX_ATTEMPTS;
 	c->once_unless_refused = req->once_unless_refused;
 	c->secret_answer = req->secret_answer;
 
@@ -1131,6 +1134,12 @@ http_new(struct event_base *base, const char *ca_file, char **ret_err)
 	    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK)
 		return http_fail(h, ret_err, "curl_multi_setopt failed");
 	return h;
+}
+
+void
+http_set_max_attempts(struct http *h, unsigned n)
+{
+	h->max_attempts = n;
 }
 
 void

@@ -104,6 +104,13 @@ struct http *http_new(struct event_base *base, const char *ca_file, char **ret_e
 /* Cancel every call (no done callbacks), free everything; returns NULL. */
 struct http *http_free(struct http *h);
 
+/*
+ * Attempts of a request that names no max_attempts (0: the default, 5). A
+ * client that answers a person now (Doctor) tries once or twice: a long
+ * retry would only hide the fault it looks for.
+ */
+void http_set_max_attempts(struct http *h, unsigned n);
+
 /* For tests: the store that ca_file is added to, instead of /etc/ssl/certs. */
 void http_set_system_ca_path(struct http *h, const char *dir);
 

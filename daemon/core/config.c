@@ -962,3 +962,66 @@ config_azure_ready(const struct config *c)
 {
 	return config_azure_missing(c) == NULL;
 }
+
+/* One key's value as text (or a number or a boolean); NULL if unset. */
+static json_t *
+key_value(const struct config *c, const struct key_def *k)
+{
+	const char *s;
+
+	switch (k->type) {
+	case KEY_BOOL:
+		return json_boolean(*FIELD(c, k->offset, bool));
+	case KEY_UINT:
+		return json_integer(*FIELD(c, k->offset, unsigned));
+	case KEY_CLOUD:
+		return json_string(config_cloud_name(*FIELD(c, k->offset, enum azure_cloud)));
+	case KEY_JOB_API:
+		return json_string(config_job_api_name(*FIELD(c, k->offset, enum job_api)));
+	default:
+		s = *FIELD(c, k->offset, char *);
+		return s != NULL ? json_string(s) : NULL;
+	}
+}
+
+/* Secrets that came from $CREDENTIALS_DIRECTORY, not from a *File= key. */
+static void
+summary_credentials(const struct config *c, json_t *sections)
+{
+	const struct secret *secret;
+	json_t *sec;
+	size_t i;
+
+	for (i = 0; i < ELEMENTSOF(config_secrets); i++) {
+		secret = FIELD(c, config_secrets[i].secret_offset, struct secret);
+		if (secret->value == NULL || *FIELD(c, config_secrets[i].file_offset, char *) != NULL)
+			continue;
+		if ((sec = json_object_get(sections, config_secrets[i].section)) == NULL)
+			continue;
+		json_object_set_new(sec, config_secrets[i].file_key,
+		                    json_sprintf("credential %s", config_secrets[i].credential));
+	}
+}
+
+json_t *
+config_summary(const struct config *c)
+{
+	json_t *o = json_object(), *sec, *v;
+	const char *missing = config_azure_missing(c);
+	size_t i;
+
+	json_object_set_new(o, "file", json_string(c->path ? c->path : "built-in defaults"));
+	for (i = 0; i < ELEMENTSOF(config_sections); i++)
+		if (strcmp(config_sections[i], "Shipping") != 0)
+			json_object_set_new(o, config_sections[i], json_object());
+	for (i = 0; i < ELEMENTSOF(config_keys); i++) {
+		if ((sec = json_object_get(o, config_keys[i].section)) == NULL)
+			continue;
+		if ((v = key_value(c, &config_keys[i])) != NULL)
+			json_object_set_new(sec, config_keys[i].name, v);
+	}
+	summary_credentials(c, o);
+	if (missing != NULL)
+		json_object_set_new(o, "azureMissing", json_string(missing));
+	return o;
+}

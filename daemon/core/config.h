@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 /* A secret value. Never logged, never sent over the socket. */
 struct secret {
 	char *value; /* NULL if not set */
@@ -97,6 +99,18 @@ struct config *config_free(struct config *c);
 bool config_azure_ready(const struct config *c);
 /* The first key config_azure_ready() misses ("ClientSecretFile" for the secret), or NULL. */
 const char *config_azure_missing(const struct config *c);
+
+/*
+ * What the configuration says, without a secret: {"file": path or
+ * "built-in defaults", "Daemon": {Key: value, ...}, "Azure": {...}, ...}
+ * in seedd.conf(5)'s sections and key names, keys left unset omitted; the
+ * secret *File= keys give the path, a secret from $CREDENTIALS_DIRECTORY
+ * shows as "credential NAME". [Shipping] is left out (addresses and phone
+ * numbers are no one's business on the socket); "azureMissing" names the
+ * key config_azure_missing() finds, if any. For seedd --check-config and
+ * Doctor. A new reference.
+ */
+json_t *config_summary(const struct config *c);
 
 /* True if url is https://, or http:// to a loopback host. */
 bool config_url_allowed(const char *url);

@@ -51,6 +51,7 @@ struct daemon {
 	LIST_HEAD(probe_list, probe) probes;       /* AddDrive probes on threads */
 	LIST_HEAD(planner_list, planner) planners; /* PlanJob planners on threads */
 	LIST_HEAD(reporter_list, reporter) reporters; /* reports built on threads */
+	LIST_HEAD(doctor_list, doctor) doctors;       /* Doctor runs (seedctl doctor) */
 	struct event *ev_metrics;
 	bool metrics_failed;
 

@@ -36,6 +36,7 @@ enum stage_msg_kind {
 	MSG_DRIVE_PROBED,
 	MSG_PLAN_DONE,
 	MSG_REPORT_DONE,
+	MSG_DOCTOR_DONE, /* a doctor's look at the drives ended */
 	_MSG_KIND_MAX,
 };
 

@@ -8,6 +8,7 @@
 
 #include "daemon.h"
 #include "db.h"
+#include "doctor.h"
 #include "planner.h"
 #include "probe.h"
 #include "report.h"
@@ -89,6 +90,17 @@ static const struct stage stage_planner = {
 	.msg_last = MSG_PLAN_DONE,
 };
 
+/* Its runs hold a client made from the configuration: a reload answers them. */
+static const struct stage stage_doctor = {
+	.name = "doctor",
+	.stop_all = doctor_stop_all,
+	.restart_on_reload = true,
+	.healthy = doctor_healthy,
+	.handle_msg = doctor_handle_msg,
+	.msg_first = MSG_DOCTOR_DONE,
+	.msg_last = MSG_DOCTOR_DONE,
+};
+
 static const struct stage stage_index = {
 	.name = "indexing",
 	.claims = {{STAGE_STATE(JOB_STAGING),
@@ -145,8 +157,8 @@ int
 stages_register(struct stagetab *t)
 {
 	static const struct stage *const all[] = {
-		&stage_report, &stage_probe, &stage_planner, &stage_index,
-		&stage_prep,   &stage_azure, &stage_post,
+		&stage_report, &stage_probe, &stage_planner, &stage_doctor,
+		&stage_index,  &stage_prep,  &stage_azure,   &stage_post,
 	};
 	int r;
 

@@ -46,6 +46,7 @@ import databox  # noqa: E402
 import datacenter  # noqa: E402
 import entra  # noqa: E402
 import importexport  # noqa: E402
+import resources  # noqa: E402
 from store import Store  # noqa: E402
 
 SECRET_KEYS = ("bitLockerKey", "carrierAccountNumber", "client_secret",
@@ -264,6 +265,8 @@ class ArmHandler(http.server.BaseHTTPRequestHandler):
                 return databox.handle(store, req)
             if importexport.is_importexport(req):
                 return importexport.handle(store, req)
+            if resources.is_resource(req):
+                return resources.handle(store, req)
             return arm.error(404, "NotFound", "No HTTP resource was found "
                 "that matches the request URI '%s'." % req.path)
         except Exception:

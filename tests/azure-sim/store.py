@@ -76,6 +76,10 @@ DEFAULT_CONFIG = {
     # ImportExport: the job's state may run ahead of its drives' states
     # (entering Packaging does not complete the drives).
     "jobAheadOfDrives": False,
+    # resources.py: paths of subscriptions, resource groups and storage
+    # accounts that do not exist (404), and the subscriptions' state.
+    "missingResources": [],
+    "subscriptionState": "Enabled",
 }
 
 _CURRENT = None

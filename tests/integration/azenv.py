@@ -19,6 +19,12 @@ SUB = "fa68082f-8ff7-4a25-95c7-ce9da541242f"
 RG = "seedd-test-rg"
 ACCOUNT_ID = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Storage/"
               "storageAccounts/seeddtestacct" % (SUB, RG))
+
+
+def account_id(blob=None):
+    """AccountId= for a set-up: with Azurite, its account (seedctl doctor
+    checks that AccountId= and AccountName= name one account)."""
+    return ACCOUNT_ID if blob is None else ACCOUNT_ID.replace("seeddtestacct", blob["account"])
 KEYS = ["111111-222222-333333-444444-555555-666666-000000-111111",
         "000011-000022-000033-000044-000055-000066-000077-000088"]
 
@@ -132,7 +138,7 @@ ReturnCarrier=FedEx
 ReturnCarrierAccountNumberFile=%s
 [Drives]
 RequireNTFS=no
-%s""" % (api, TENANT, CLIENT, secret, SUB, RG, sim.url, sim.url, ca, ACCOUNT_ID,
+%s""" % (api, TENANT, CLIENT, secret, SUB, RG, sim.url, sim.url, ca, account_id(blob),
          storage_account_lines(tmp, blob), acct, extra + vault_lines(blob))
 
 

@@ -240,7 +240,10 @@ def case_unread_timeout(d):
         time.sleep(0.2)  # the CreateJob connection is closed
         both = sockets_of(d.proc.pid)
         base_rss = status_kib(d.proc.pid, "VmRSS")
-        hog.send_raw(WATCH + DESCRIBE * 1000)
+        # About 6.5 MiB of replies, whatever the interface's size: under the cap.
+        desc = hog.call("org.varlink.service.GetInterfaceDescription", {"interface": "io.seedd"})
+        calls = int(6.5 * (1 << 20)) // len(json.dumps(desc))
+        hog.send_raw(WATCH + DESCRIBE * calls)
         t = time.time()
         check(wait_sockets(d, both - 1, 10), "an unread Watch with pending output still "
               "open after 10 s under UnreadTimeoutSec=2")

@@ -69,6 +69,7 @@ static const struct build_case build_cases[] = {
 	{{"job", "report", "abc", "--json"}, "io.seedd.GetJobReport", "{\"name\":\"abc\"}", true},
 	{{"watch"}, "io.seedd.Watch", "{}", false},
 	{{"watch", "abc"}, "io.seedd.Watch", "{\"name\":\"abc\"}", false},
+	{{"doctor"}, "io.seedd.Doctor", "{}", false},
 	{{"job", "mitigate", "abc", "--action", "Resume", "--serial", "WD-1"}, "io.seedd.MitigateJob",
 	 "{\"name\":\"abc\",\"action\":\"Resume\",\"serial\":\"WD-1\"}", false},
 	{{"job", "mitigate", "abc", "--action", "None"}, "io.seedd.MitigateJob",
@@ -403,7 +404,7 @@ test_help(void)
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
 		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
-		"help [COMMAND]",
+		"doctor", "help [COMMAND]",
 	};
 	char *text = NULL, *line;
 	size_t len = 0, entries = 0;
@@ -712,6 +713,46 @@ test_run_status(const char *sock)
 	run_done(&res);
 }
 
+#define DOCTOR_REPLY(ok, status)                                                                   \
+	"{\"parameters\":{\"ok\":" ok ",\"writeProbes\":false,\"checks\":["                   \
+	"{\"name\":\"daemon\",\"status\":\"ok\",\"text\":\"seedd 0.1.0\"},"                 \
+	"{\"name\":\"configuration\",\"status\":\"ok\",\"text\":\"/etc/seedd/seedd.conf\","   \
+	"\"config\":{\"file\":\"/etc/seedd/seedd.conf\",\"Vault\":{\"Container\":\"v\"}}},"     \
+	"{\"name\":\"Entra token\",\"status\":\"" status "\",\"text\":\"no token\"}]}}"
+
+/* Doctor: a line a check, the configuration under its line; exit 1 when a check failed. */
+static void
+test_run_doctor(const char *sock)
+{
+	static const struct fake good = {"io.seedd.Doctor", "{}", false,
+					 {DOCTOR_REPLY("true", "ok")}};
+	static const struct fake bad = {"io.seedd.Doctor", "{}", false,
+					{DOCTOR_REPLY("false", "fail")}};
+	struct run_result res;
+
+	run(sock, &good, (const char *[]){"doctor", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_OK);
+	check(strstr(res.out, "ok    daemon         seedd 0.1.0\n") != NULL);
+	check(strstr(res.out, "\n      [Vault] Container=v\n") != NULL);
+	check(strstr(res.out, "All 3 checks ok.\n") != NULL);
+	check(strstr(res.out, "Writing was not tried") != NULL);
+	run_done(&res);
+	run(sock, &bad, (const char *[]){"doctor", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check(strstr(res.out, "FAIL  Entra token    no token\n") != NULL);
+	check(strstr(res.out, "1 of 3 checks failed.\n") != NULL);
+	run_done(&res);
+	run("/nonexistent/seedd.sock", NULL, (const char *[]){"doctor", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_UNREACHABLE);
+	check(strstr(res.err, "/nonexistent/seedd.sock") != NULL &&
+	      strstr(res.err, "systemctl status seedd") != NULL);
+	run_done(&res);
+	run(sock, &bad, (const char *[]){"--json", "doctor", NULL}, &res);
+	check_int(res.status, SEEDCTL_EXIT_REFUSED);
+	check(strstr(res.out, "\"ok\": false") != NULL);
+	run_done(&res);
+}
+
 #define WATCH_REPLY(pct, more)                                                                     \
 	"{\"parameters\":{\"job\":{\"name\":\"abc\",\"state\":\"drive_prep\",\"bytes\":100,"      \
 	"\"copiedBytes\":" #pct "}}" more "}"
@@ -955,6 +996,7 @@ main(void)
 	test_run_show(sock);
 	test_run_errors(sock);
 	test_run_status(sock);
+	test_run_doctor(sock);
 	test_run_watch(sock);
 	test_output();
 

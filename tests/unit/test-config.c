@@ -483,6 +483,30 @@ test_cloud_presets(void)
 	check(config_cloud_name((enum azure_cloud)42) == NULL);
 }
 
+/*
+ * config_summary(): a secret by its file's path or its credential's name,
+ * never its value; [Shipping] left out; the rest under its section.
+ */
+static void
+check_summary(const struct config *c, const char *sas_file)
+{
+	json_t *sum = config_summary(c);
+	_cleanup_free_ char *text = json_dumps(sum, JSON_COMPACT);
+
+	check(strstr(text, "from-cred") == NULL && strstr(text, "key-from-cred") == NULL &&
+	      strstr(text, "sas-from-file") == NULL && strstr(text, "777") == NULL);
+	check_str(json_string_value(json_object_get(json_object_get(sum, "Storage"),
+						    "SasTokenFile")),
+		  sas_file);
+	check_str(json_string_value(json_object_get(json_object_get(sum, "Azure"),
+						    "ClientSecretFile")),
+		  "credential azure-client-secret");
+	check(json_object_get(sum, "Shipping") == NULL);
+	check(json_is_true(json_object_get(json_object_get(sum, "Drives"), "Verify")));
+	check_str(json_string_value(json_object_get(sum, "azureMissing")), "TenantId");
+	json_decref(sum);
+}
+
 static void
 test_credentials(void)
 {
@@ -506,6 +530,7 @@ test_credentials(void)
 	check_str(c->account_key.value, "key-from-cred");
 	check_str(c->sas_token.value, "sas-from-file");
 	check_str(c->return_carrier_account_number.value, "777");
+	check_summary(c, file);
 	config_free(c);
 
 	/* An empty credential is an error naming the credential file. */
