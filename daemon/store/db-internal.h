@@ -111,6 +111,8 @@ struct db {
 	bool in_tx;        /* between db_tx_begin() and commit/rollback */
 	bool committing;   /* set only inside db_tx_commit(); checked by the commit hook */
 	char errmsg[256];  /* the last database error, for db_errmsg() */
+	int busy_ms;       /* how long a statement waits for another connection's lock */
+	int64_t busy_since; /* CLOCK_MONOTONIC µs of the first try of the current wait */
 };
 
 /*

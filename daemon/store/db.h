@@ -162,7 +162,7 @@ int db_schema_version_found(struct db *db);
 
 /*
  * Check that the connection really runs with journal_mode=wal, synchronous=FULL,
- * foreign_keys=ON and busy_timeout=5000 (db_open() does, and fails otherwise).
+ * foreign_keys=ON and a busy timeout of 5000 ms (db_open() does, and fails otherwise).
  * -EIO and an allocated message in *ret_err naming the first one that is off.
  */
 int db_pragma_check(struct db *db, char **ret_err);

@@ -185,8 +185,8 @@ test_create_mode_pragmas(void)
 	check_int(v, 2);
 	check_int(db_pragma_int(db, "foreign_keys", &v), 0);
 	check_int(v, 1);
-	check_int(db_pragma_int(db, "busy_timeout", &v), 0);
-	check_int(v, 5000);
+	/* The busy wait is seedd's own handler (busy_cb), so PRAGMA busy_timeout reads 0. */
+	check_int(db->busy_ms, 5000);
 	check_int(db_pragma_int(db, "user_version", &v), 0);
 	check_int(v, DB_SCHEMA_VERSION);
 	{
@@ -2357,6 +2357,92 @@ cleanup_tmpdir(void)
 	(void)system(cmd);
 }
 
+static int
+held_sum_cb(int64_t id, int64_t size, void *userdata)
+{
+	(void)id;
+	*(int64_t *)userdata += size;
+	return 0;
+}
+
+/* A writer of its own places only while the job is where it expects it. */
+static void
+test_place_in(struct db *db)
+{
+	int64_t job = new_job(db, "place-in");
+	int64_t dr = new_drive(db, job, "PI-1");
+	int64_t x = new_file(db, job, "x", 300), y = new_file(db, job, "y", 100);
+	int64_t sum = 0;
+
+	check_int(db_job_set_phase(db, job, JOB_STAGING, "indexed", 10), 0);
+	check_int(db_files_place_in(db, job, JOB_STAGING, JOB_PHASE_INDEXING,
+				    (struct placement[]){{x, dr}}, 1),
+		  -ESTALE);
+	check_int(db_files_place_in(db, job, JOB_DRIVE_PREP, _JOB_PHASE_INVALID,
+				    (struct placement[]){{x, dr}}, 1),
+		  -ESTALE);
+	check_file(db, job, x, "indexed", 0, 0, 0);
+	check_int(db_files_place_in(db, job, JOB_STAGING, JOB_PHASE_INDEXED,
+				    (struct placement[]){{x, dr}, {y, dr}}, 2),
+		  0);
+	check_file(db, job, x, "planned", dr, 0, 0);
+	/* What the drive holds: planned counts only when asked for. */
+	check_int(db_drive_foreach_held(db, dr, true, held_sum_cb, &sum), 0);
+	check_int(sum, 400);
+	sum = 0;
+	check_int(db_drive_foreach_held(db, dr, false, held_sum_cb, &sum), 0);
+	check_int(sum, 0);
+	/* Indexing rows: refused once the job has left indexing. */
+	struct file_entry e = entry("late", 7, 1);
+	check_int(db_files_insert_batch_in(db, job, JOB_STAGING, JOB_PHASE_INDEXING, &e, 1),
+		  -ESTALE);
+}
+
+struct lock_holder {
+	const char *path;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool held;
+};
+
+static void *
+hold_lock_thread(void *arg)
+{
+	struct lock_holder *h = arg;
+	sqlite3 *raw = raw_open(h->path);
+
+	raw_exec(raw, "BEGIN IMMEDIATE");
+	pthread_mutex_lock(&h->lock);
+	h->held = true;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	usleep(100 * 1000);
+	raw_exec(raw, "COMMIT");
+	sqlite3_close(raw);
+	return NULL;
+}
+
+/* A write waits (busy_cb) while another connection holds the lock, then goes through. */
+static void
+test_busy_wait(struct db *db, const char *path)
+{
+	struct lock_holder h = {.path = path};
+	int64_t job = new_job(db, "busy");
+	pthread_t t;
+
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.cond, NULL);
+	check_int(pthread_create(&t, NULL, hold_lock_thread, &h), 0);
+	pthread_mutex_lock(&h.lock);
+	while (!h.held)
+		pthread_cond_wait(&h.cond, &h.lock);
+	pthread_mutex_unlock(&h.lock);
+	check_int(db_event_add(db, job, "note", "after the lock", 20), 0);
+	pthread_join(t, NULL);
+	pthread_mutex_destroy(&h.lock);
+	pthread_cond_destroy(&h.cond);
+}
+
 int
 main(void)
 {
@@ -2387,6 +2473,8 @@ main(void)
 	test_files_rescan(db);
 	test_files_page(db);
 	test_place(db);
+	test_place_in(db);
+	test_busy_wait(db, path);
 	test_checkpoint_verified(db);
 	test_reindex_unplace(db);
 	test_waiting_counts_clear(db);
