@@ -463,7 +463,7 @@ note_refused_skipped(struct daemon *d, int64_t job_id, const struct log_ctx *ctx
 
 	(void)db_event_add(d->db, job_id, "note", text, daemon_now());
 	log_ctx(LOG_NOTICE, ctx, "job %s: %s", ctx->job, text);
-	note_examples(d, job_id, "invalid", "skipped by the operator:");
+	note_examples(d, job_id, "invalid", "refused name");
 }
 
 static void

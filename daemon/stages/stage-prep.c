@@ -1070,13 +1070,19 @@ gather_cb(int64_t id, int64_t size, void *userdata)
 	return 0;
 }
 
+/* Files no drive's room can take: how many, and the free space one needs for the largest. */
+struct too_large {
+	uint64_t files, need;
+};
+
 /*
  * Place every file in state `indexed` (never placed, or moved off a full
  * drive, or changed in staging) on a drive with room. Returns the number
- * left without a drive, or -errno.
+ * left without a drive, or -errno; *ret_large counts those larger than the
+ * room of any drive that is not full.
  */
 static int64_t
-place_waiting(struct prep *p, int64_t *ret_bytes)
+place_waiting(struct prep *p, int64_t *ret_bytes, struct too_large *ret_large)
 {
 	struct plan_drive drives[DRIVES_PER_JOB_MAX];
 	struct placement *pl = NULL;
@@ -1120,6 +1126,7 @@ place_waiting(struct prep *p, int64_t *ret_bytes)
 	}
 	if (np > 0 && (r = db_files_place(p->d->db, pl, np)) < 0)
 		log_error("job %s: placing %zu files: %s", p->job_name, np, db_errmsg(p->d->db));
+	*ret_large = (struct too_large){plan.too_large_files, plan.too_large_need};
 	plan_done(&plan);
 out:
 	free(pl);
@@ -1425,17 +1432,25 @@ prep_check_done(struct prep *p)
 	    db_files_count(p->d->db, p->job_id, "planned", &planned) < 0)
 		return;
 	if (waiting.files > 0) {
-		left = place_waiting(p, &left_bytes);
+		struct too_large large = {0};
+		left = place_waiting(p, &left_bytes, &large);
 		if (left < 0)
 			return;
 		if (left < waiting.files) {
 			prep_check_done(p); /* something was placed: copy it */
 			return;
 		}
-		char b[32];
+		char b[32], need[32];
 		format_iec(left_bytes, b);
-		_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %s have no drive with room",
-						      left, b);
+		format_iec((int64_t)large.need, need);
+		/* One story with the plan (issue 12): what no drive's room can take, and its need. */
+		_cleanup_free_ char *detail =
+		    large.files == 0
+			? xprintf("%" PRId64 " files, %s have no drive with room", left, b)
+			: xprintf("%" PRId64 " files, %s have no drive with room; %" PRIu64
+				  " too large for any attached drive (one needs a drive with %s "
+				  "free)",
+				  left, b, large.files, need);
 		set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
 		return;
 	}
