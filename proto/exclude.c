@@ -13,18 +13,18 @@
 #include "util.h"
 
 struct pattern {
-	char *text;  /* as given */
-	char *buf;   /* text with each '/' replaced by NUL */
-	char **seg;  /* [n] into buf */
+	char *text; /* as given */
+	char *buf;  /* text with each '/' replaced by NUL */
+	char **seg; /* [n] into buf */
 	size_t n;
 };
 
 struct exclude {
 	struct pattern *p;
 	size_t n;
-	char *path;   /* scratch: the path being matched, split */
-	char **seg;   /* scratch: its segments */
-	size_t cap;   /* bytes of path, and entries of seg */
+	char *path; /* scratch: the path being matched, split */
+	char **seg; /* scratch: its segments */
+	size_t cap; /* bytes of path, and entries of seg */
 };
 
 const char *

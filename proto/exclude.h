@@ -22,8 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define EXCLUDE_MAX 64            /* patterns per job */
-#define EXCLUDE_PATTERN_MAX 1024  /* bytes of one pattern (a blob name's limit) */
+#define EXCLUDE_MAX 64           /* patterns per job */
+#define EXCLUDE_PATTERN_MAX 1024 /* bytes of one pattern (a blob name's limit) */
 
 /*
  * NULL if pattern may be used, else why not (static text, for a message

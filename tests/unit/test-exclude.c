@@ -28,7 +28,7 @@ test_star_stays_in_its_segment(void)
 	check(!matches("*.tmp", "dir/a.tmp")); /* '*' never crosses '/' */
 	check(matches("*/*.tmp", "dir/a.tmp"));
 	check(!matches("*", "dir/a"));
-	check(matches("*", "dir")); /* the directory, and so all of it */
+	check(matches("*", "dir"));     /* the directory, and so all of it */
 	check(matches("*", ".hidden")); /* no special leading dot */
 	check(matches("dir/?.tmp", "dir/a.tmp"));
 	check(!matches("dir/?.tmp", "dir/ab.tmp"));
