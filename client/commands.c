@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "exclude.h"
 #include "names.h"
 #include "output.h"
 #include "seedd-build.h"
@@ -28,6 +29,8 @@ static const struct option_spec option_table[] = {
 	{OPT_BLDEVICE, "bitlocker-device", {"DEV", "bitlockerDevice", ARG_PATH, false}},
 	{OPT_CARRIER, "carrier", {"C", "carrier", ARG_TEXT, false}},
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
+	{OPT_EXCLUDE, "exclude", {"GLOB", "excludes", ARG_GLOB, false}},
+	{OPT_SKIP_REFUSED, "skip-refused", {NULL, "skipRefused", ARG_FLAG, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
 
@@ -58,7 +61,7 @@ const struct command commands_table[] = {
 		.args = {ARG_NAME},
 		.min_args = 1,
 		.max_args = 1,
-		.options = OPT_STAGING | OPT_CONTAINER,
+		.options = OPT_STAGING | OPT_CONTAINER | OPT_EXCLUDE,
 		.required = OPT_STAGING,
 		.method = "CreateJob",
 		.reply_key = "job",
@@ -104,8 +107,17 @@ const struct command commands_table[] = {
 	},
 	JOB_COMMAND("job cancel", "CancelJob", "job", output_job,
 		    "Cancel a job, and its Azure job where still allowed."),
-	JOB_COMMAND("job retry", "RetryJob", "job", output_job,
-		    "Retry the step a failed job stopped at."),
+	{
+		.name = "job retry",
+		.about = "Retry the step a failed job stopped at.",
+		.args = {ARG_NAME},
+		.min_args = 1,
+		.max_args = 1,
+		.options = OPT_SKIP_REFUSED,
+		.method = "RetryJob",
+		.reply_key = "job",
+		.print = output_job,
+	},
 	JOB_COMMAND("job report", "GetJobReport", "report", output_report,
 		    "Print the audit report: drives, tracking, per-file hashes, every transition."),
 	{
@@ -158,7 +170,8 @@ const size_t commands_count = ELEMENTSOF(commands_table);
 struct cmdline {
 	char **pos;
 	int npos;
-	const char *optval[OPTION_COUNT];
+	const char **optval[OPTION_COUNT]; /* each option's values, in order; NULL: not given */
+	size_t nval[OPTION_COUNT];
 	const char *socket;
 	bool json, help, version;
 };
@@ -323,17 +336,32 @@ option_find(const char *name, size_t len)
 	return NULL;
 }
 
+/* Record one value of a command option; only a repeatable one may come again. */
+static int
+cmdline_value(struct cmdline *cl, const struct option_spec *o, const char *value, char **err)
+{
+	size_t k = (size_t)(o - option_table);
+
+	if (cl->nval[k] > 0 && !(o->flag & OPTS_REPEATABLE)) {
+		*err = xprintf("option --%s given more than once", o->name);
+		return -EINVAL;
+	}
+	cl->optval[k] = xreallocarray(cl->optval[k], cl->nval[k] + 1, sizeof(char *));
+	cl->optval[k][cl->nval[k]++] = value;
+	return 0;
+}
+
 /*
  * Handle the option argv[*i] ("--name" or "--name=value"), taking its
- * value from argv[*i + 1] where needed.
+ * value from argv[*i + 1] where needed; a flag takes none.
  */
 static int
 cmdline_option(struct cmdline *cl, int argc, char **argv, int *i, char **err)
 {
 	const char *a = argv[*i] + 2, *eq = strchr(a, '='), *value = eq ? eq + 1 : NULL;
 	size_t len = eq ? (size_t)(eq - a) : strlen(a);
-	const struct option_spec *o;
-	const char **slot;
+	const struct option_spec *o = NULL;
+	const char **slot = NULL;
 	bool *flag = NULL;
 
 	if (option_is(a, len, "json"))
@@ -352,12 +380,14 @@ cmdline_option(struct cmdline *cl, int argc, char **argv, int *i, char **err)
 	}
 	if (option_is(a, len, "socket"))
 		slot = &cl->socket;
-	else if ((o = option_find(a, len)) != NULL)
-		slot = &cl->optval[o - option_table];
-	else {
+	else if ((o = option_find(a, len)) == NULL) {
 		*err = xprintf("unknown option '--%.*s' (see seedctl --help)", (int)len, a);
 		return -EINVAL;
-	}
+	} else if (o->arg.kind == ARG_FLAG && eq != NULL) {
+		*err = xprintf("option --%.*s takes no value", (int)len, a);
+		return -EINVAL;
+	} else if (o->arg.kind == ARG_FLAG)
+		value = "";
 	if (value == NULL) {
 		if (*i + 1 >= argc) {
 			*err = xprintf("option --%.*s needs a value", (int)len, a);
@@ -365,6 +395,8 @@ cmdline_option(struct cmdline *cl, int argc, char **argv, int *i, char **err)
 		}
 		value = argv[++*i];
 	}
+	if (slot == NULL)
+		return cmdline_value(cl, o, value, err);
 	if (*slot != NULL) {
 		*err = xprintf("option --%.*s given more than once", (int)len, a);
 		return -EINVAL;
@@ -531,6 +563,17 @@ arg_convert(const struct arg_spec *a, const char *label, const char *text, json_
 		}
 		*ret = json_integer(size);
 		return 0;
+	case ARG_GLOB: {
+		const char *why = exclude_pattern_check(text);
+		if (why != NULL) {
+			*err = xprintf("invalid %s '%s': %s", label, text, why);
+			return -EINVAL;
+		}
+		break;
+	}
+	case ARG_FLAG:
+		*ret = json_true();
+		return 0;
 	case ARG_KEYFILE:
 		if ((r = read_keyfile(text, &s)) < 0) {
 			*err = xprintf("cannot use %s '%s': %s", label, text,
@@ -566,12 +609,47 @@ command_synopsis(const struct command *c)
 		const struct option_spec *o = &option_table[i];
 		if (!(c->options & o->flag))
 			continue;
-		next = xprintf((c->required & o->flag) ? "%s --%s %s" : "%s [--%s %s]", s, o->name,
-			       o->arg.metavar);
+		if (o->arg.kind == ARG_FLAG)
+			next = xprintf("%s [--%s]", s, o->name);
+		else if (c->required & o->flag)
+			next = xprintf("%s --%s %s", s, o->name, o->arg.metavar);
+		else if (o->flag & OPTS_REPEATABLE)
+			next = xprintf("%s [--%s %s ...]", s, o->name, o->arg.metavar);
+		else
+			next = xprintf("%s [--%s %s]", s, o->name, o->arg.metavar);
 		free(s);
 		s = next;
 	}
 	return s;
+}
+
+/* Option o's n values as its parameter: one value, or an array of them (repeatable). */
+static int
+option_params(const struct option_spec *o, const char **val, size_t n, json_t *params, char **err)
+{
+	_cleanup_free_ char *label = xprintf("--%s", o->name);
+	json_t *a = (o->flag & OPTS_REPEATABLE) ? json_array() : NULL, *v;
+	int r = 0;
+
+	for (size_t k = 0; r == 0 && k < n; k++) {
+		if ((r = arg_convert(&o->arg, label, val[k], &v, err)) < 0)
+			break;
+		if (a != NULL)
+			json_array_append_new(a, v);
+		else
+			json_object_set_new(params, o->arg.param, v);
+	}
+	if (a != NULL && r == 0)
+		json_object_set_new(params, o->arg.param, a);
+	else
+		json_decref(a);
+	/* The key file's name too ("bitlockerKeyFile"): seedd names it in a refusal. */
+	if (r == 0 && o->arg.kind == ARG_KEYFILE) {
+		_cleanup_free_ char *name = xprintf("%sFile", o->arg.param);
+		_cleanup_free_ char *file = path_absolute(val[0]);
+		json_object_set_new(params, name, json_string(file));
+	}
+	return r;
 }
 
 /* Check counts and options of c against the command line and build the call's parameters. */
@@ -592,10 +670,10 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 		r = 0;
 	for (size_t i = 0; r == 0 && i < OPTION_COUNT; i++) {
 		const struct option_spec *o = &option_table[i];
-		if (cl->optval[i] != NULL && !(c->options & o->flag)) {
+		if (cl->nval[i] > 0 && !(c->options & o->flag)) {
 			*err = xprintf("%s: option --%s does not apply", c->name, o->name);
 			r = -EINVAL;
-		} else if (cl->optval[i] == NULL && (c->required & o->flag)) {
+		} else if (cl->nval[i] == 0 && (c->required & o->flag)) {
 			*err = xprintf("%s: missing --%s %s", c->name, o->name, o->arg.metavar);
 			r = -EINVAL;
 		}
@@ -603,20 +681,9 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 	for (int i = 0; r == 0 && i < nargs; i++)
 		if ((r = arg_convert(&c->args[i], c->args[i].metavar, args[i], &v, err)) == 0)
 			json_object_set_new(params, c->args[i].param, v);
-	for (size_t i = 0; r == 0 && i < OPTION_COUNT; i++) {
-		_cleanup_free_ char *label = NULL;
-		if (cl->optval[i] == NULL)
-			continue;
-		label = xprintf("--%s", option_table[i].name);
-		if ((r = arg_convert(&option_table[i].arg, label, cl->optval[i], &v, err)) == 0)
-			json_object_set_new(params, option_table[i].arg.param, v);
-		/* The key file's name too ("bitlockerKeyFile"): seedd names it in a refusal. */
-		if (r == 0 && option_table[i].arg.kind == ARG_KEYFILE) {
-			_cleanup_free_ char *name = xprintf("%sFile", option_table[i].arg.param);
-			_cleanup_free_ char *file = path_absolute(cl->optval[i]);
-			json_object_set_new(params, name, json_string(file));
-		}
-	}
+	for (size_t i = 0; r == 0 && i < OPTION_COUNT; i++)
+		if (cl->nval[i] > 0)
+			r = option_params(&option_table[i], cl->optval[i], cl->nval[i], params, err);
 	if (r < 0) {
 		json_decref(params);
 		return r;
@@ -709,6 +776,8 @@ commands_build(int argc, char **argv, struct invocation *ret, char **err)
 	if ((r = cmdline_parse(&cl, argc, argv, err)) == 0)
 		r = invocation_fill(ret, &cl, err);
 	free(cl.pos);
+	for (size_t i = 0; i < OPTION_COUNT; i++)
+		free(cl.optval[i]);
 	if (r < 0) {
 		invocation_done(ret);
 		return SEEDCTL_EXIT_USAGE;

@@ -33,10 +33,12 @@ enum arg_kind {
 	ARG_TEXT,    /* non-empty text */
 	ARG_SIZE,    /* bytes, with an optional K/M/G/T suffix (1024-based) */
 	ARG_KEYFILE, /* a file whose trimmed content is sent (a secret) */
+	ARG_GLOB,    /* an exclude pattern, checked with exclude_pattern_check() */
+	ARG_FLAG,    /* an option without a value: the parameter is true */
 };
 
 struct arg_spec {
-	const char *metavar; /* NAME, PATH */
+	const char *metavar; /* NAME, PATH; NULL for ARG_FLAG */
 	const char *param;   /* parameter name in the call */
 	enum arg_kind kind;
 	bool optional;
@@ -53,6 +55,8 @@ enum {
 	OPT_TRACKING = 1u << 6,
 	OPT_BLDEVICE = 1u << 7,
 	OPT_ACTION = 1u << 8, /* job mitigate */
+	OPT_EXCLUDE = 1u << 9, /* job create, repeatable */
+	OPT_SKIP_REFUSED = 1u << 10, /* job retry, a flag */
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */
@@ -83,6 +87,8 @@ struct option_spec {
 	const char *name; /* without the leading "--" */
 	struct arg_spec arg;
 };
+/* Options that may be given more than once: the parameter is an array of the values. */
+#define OPTS_REPEATABLE (OPT_EXCLUDE)
 /* Option i of the table, NULL past its end. */
 const struct option_spec *commands_option(size_t i);
 

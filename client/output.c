@@ -308,6 +308,25 @@ output_problems(FILE *f, json_t *job)
 			total - (int64_t)json_array_size(list));
 }
 
+/* The job's --exclude patterns and how many entries they left out (none: no line). */
+static void
+output_excludes(FILE *f, json_t *job)
+{
+	json_t *x = json_object_get(job, "excludes"), *v;
+	char *pats = NULL;
+	size_t size = 0, i;
+	FILE *m;
+
+	if (json_array_size(x) == 0 || (m = open_memstream(&pats, &size)) == NULL)
+		return;
+	json_array_foreach(x, i, v)
+		fprintf(m, "%s'%s'", i > 0 ? ", " : "", json_string_value(v));
+	if (fclose(m) == 0)
+		kv(f, "", "Excluded", "%" PRId64 " entries (--exclude %s)", jint(job, "excluded"),
+		   pats);
+	free(pats);
+}
+
 void
 output_job(FILE *f, json_t *job)
 {
@@ -348,6 +367,7 @@ output_job(FILE *f, json_t *job)
 		drives_table(f, drives, "  ");
 	}
 	output_after_import(f, json_object_get(job, "afterImport"));
+	output_excludes(f, job);
 	output_problems(f, job);
 }
 
@@ -466,12 +486,72 @@ output_drives(FILE *f, json_t *drives)
 	}
 }
 
+/* "  entry" lines of a plan's list (seedd sends the first 100), and how many it left out. */
+static void
+plan_list(FILE *f, json_t *list, int64_t count)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(list, i, e) {
+		fputs("  ", f);
+		put_safe(f, json_string_value(e));
+		fputc('\n', f);
+	}
+	if (count > (int64_t)json_array_size(list))
+		fprintf(f, "  ... and %" PRId64 " more\n", count - (int64_t)json_array_size(list));
+}
+
+/* The count of a plan's list: its count member, or (an older seedd) the list's length. */
+static int64_t
+plan_count(json_t *plan, const char *count, const char *list)
+{
+	json_t *n = json_object_get(plan, count);
+
+	return json_is_integer(n) ? (int64_t)json_integer_value(n)
+				  : (int64_t)json_array_size(json_object_get(plan, list));
+}
+
+/*
+ * What drives the plan still needs, in one story with the files too large
+ * for any (issue 12): "2 more of 100.0 MiB", and for files no drive of that
+ * size can take, the free space one drive needs for the largest of them.
+ */
+static void
+plan_needs(FILE *f, json_t *plan)
+{
+	int64_t large = jint(plan, "tooLargeFiles");
+	bool none = jint(plan, "drivesAttached") == 0;
+	char room[32], need[32], b[32];
+
+	output_bytes(jint(plan, "driveRoom"), room);
+	output_bytes(jint(plan, "tooLargeNeeds"), need);
+	output_bytes(jint(plan, "tooLargeBytes"), b);
+	if (!json_is_integer(json_object_get(plan, "driveRoom"))) { /* an older seedd */
+		kv(f, "", "Drives needed", "%" PRId64 " more", jint(plan, "drivesNeeded"));
+		return;
+	}
+	if (large > 0)
+		kv(f, "", "Too large", "%" PRId64 " file%s, %s: too large for %s (the largest needs "
+		   "a drive with %s free)", large, large == 1 ? "" : "s", b,
+		   none ? "a drive of the size assumed" : "any attached drive", need);
+	if (large > 0)
+		kv(f, "", "Drives needed", "%" PRId64 " more of %s%s, and one with %s free for the "
+		   "files too large", jint(plan, "drivesNeeded"), room,
+		   none ? " (none attached yet)" : "", need);
+	else
+		kv(f, "", "Drives needed", "%" PRId64 " more of %s%s", jint(plan, "drivesNeeded"),
+		   room, none ? " (none attached yet)" : "");
+}
+
 void
 output_plan(FILE *f, json_t *plan)
 {
 	json_t *files = json_object_get(plan, "files"), *e;
-	json_t *bad = json_object_get(plan, "invalidNames");
 	struct table t = {.ncols = 3, .right = 2};
+	int64_t refused = plan_count(plan, "invalidCount", "invalidNames");
+	int64_t skipped = plan_count(plan, "skippedCount", "skipped");
+	int64_t excluded = plan_count(plan, "excludedCount", "excluded");
 	char b[32];
 	size_t i;
 
@@ -481,7 +561,9 @@ output_plan(FILE *f, json_t *plan)
 			json_t *drive = json_object_get(e, "drive");
 			output_bytes(jint(e, "size"), b);
 			table_add(&t, jstr(e, "path"), b,
-				  json_is_string(drive) ? json_string_value(drive) : "(unplaced)");
+				  json_is_string(drive) ? json_string_value(drive)
+				  : json_is_true(json_object_get(e, "tooLarge")) ? "(too large)"
+										 : "(unplaced)");
 		}
 		table_flush(f, &t, "");
 		fputc('\n', f);
@@ -493,13 +575,20 @@ output_plan(FILE *f, json_t *plan)
 	else
 		kv(f, "", "Files", "%zu", json_array_size(files));
 	kv(f, "", "Unplaced", "%" PRId64 " files, %s", jint(plan, "unplacedFiles"), b);
-	kv(f, "", "Drives needed", "%" PRId64 " more", jint(plan, "drivesNeeded"));
-	kv(f, "", "Invalid names", "%zu", json_array_size(bad));
-	json_array_foreach(bad, i, e) {
-		fputs("  ", f);
-		put_safe(f, json_string_value(e));
-		fputc('\n', f);
-	}
+	plan_needs(f, plan);
+	kv(f, "", "Refused names", "%" PRId64 "%s", refused,
+	   refused == 0 ? ""
+	   : json_is_true(json_object_get(plan, "skipRefused"))
+		   ? " (Azure would refuse them; left out: job retry --skip-refused)"
+		   : " (Azure would refuse them: rename them, or job retry --skip-refused)");
+	plan_list(f, json_object_get(plan, "invalidNames"), refused);
+	if (skipped > 0 || json_is_integer(json_object_get(plan, "skippedCount")))
+		kv(f, "", "Skipped", "%" PRId64 "%s", skipped,
+		   skipped > 0 ? " (not regular files, or unreadable: never copied)" : "");
+	plan_list(f, json_object_get(plan, "skipped"), skipped);
+	if (excluded > 0 || json_array_size(json_object_get(plan, "excludes")) > 0)
+		kv(f, "", "Excluded", "%" PRId64 " (--exclude)", excluded);
+	plan_list(f, json_object_get(plan, "excluded"), excluded);
 }
 
 void

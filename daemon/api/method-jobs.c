@@ -17,6 +17,7 @@
 #include "jobctl.h"
 #include "job-view.h"
 #include "drivelog.h"
+#include "exclude.h"
 #include "job.h"
 #include "log.h"
 #include "methods.h"
@@ -115,6 +116,31 @@ container_valid(const char *s)
 	return true;
 }
 
+/*
+ * The --exclude patterns of a CreateJob as the JSON text the job keeps
+ * (*ret NULL: none), or -EINVAL after an InvalidArgument naming the first
+ * bad one.
+ */
+static int
+excludes_param(struct call *call, char **ret)
+{
+	json_t *a = json_object_get(call->params, "excludes"), *v;
+	size_t i;
+
+	*ret = NULL;
+	json_array_foreach(a, i, v) {
+		const char *why = exclude_pattern_check(json_string_value(v));
+		if (why != NULL) {
+			reply_invalid_argument(call, "excludes", "exclude pattern '%s': %s",
+					       json_string_value(v), why);
+			return -EINVAL;
+		}
+	}
+	if (json_array_size(a) > 0)
+		*ret = json_dumps(a, JSON_COMPACT);
+	return 0;
+}
+
 void
 method_create_job(struct call *call)
 {
@@ -122,6 +148,7 @@ method_create_job(struct call *call)
 	const char *staging = param_str(call, "stagingPath");
 	const char *container = param_has(call, "container") ? param_str(call, "container")
 							      : call->d->config->import_container;
+	_cleanup_free_ char *excludes = NULL;
 	int64_t id;
 	int r;
 
@@ -138,10 +165,10 @@ method_create_job(struct call *call)
 				       container);
 		return;
 	}
-	if (staging_check(call, staging) < 0)
+	if (excludes_param(call, &excludes) < 0 || staging_check(call, staging) < 0)
 		return;
 	/* The stage table starts indexing on the next loop turn. */
-	r = jobctl_create(call->d, name, staging, container, &id);
+	r = jobctl_create(call->d, name, staging, container, excludes, &id);
 	if (r == -EEXIST) {
 		conn_error(call->conn, SEEDD_ERR_JOB_EXISTS, json_pack("{s:s}", "name", name));
 		return;
@@ -295,6 +322,8 @@ void
 method_retry_job(struct call *call)
 {
 	struct job_row *j = call_job(call);
+	bool skip = param_has(call, "skipRefused") &&
+		    json_is_true(json_object_get(call->params, "skipRefused"));
 	enum job_state to;
 	int r;
 
@@ -306,8 +335,16 @@ method_retry_job(struct call *call)
 		job_row_free(j);
 		return;
 	}
+	/* Names are refused while staging; later steps have no such names to skip. */
+	if (skip && j->failed_state != JOB_STAGING) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "--skip-refused applies to a job that failed in staging; this "
+				    "one failed in a later step");
+		job_row_free(j);
+		return;
+	}
 	/* The stage table resumes the step on the next loop turn. */
-	r = jobctl_retry(call->d, j->id, j->name, &to);
+	r = jobctl_retry(call->d, j->id, j->name, skip, &to);
 	if (r == -ESTALE)
 		reply_invalid_state(call, j->name, job_state_to_string(j->state),
 				    "the job changed state meanwhile; try again");

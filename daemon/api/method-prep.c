@@ -374,10 +374,13 @@ out:
 	job_row_free(j);
 }
 
+/* A failed job has the read-only plan of the step it stopped in (issue 12). */
 static bool
 plannable(const struct job_row *j)
 {
-	return j->state == JOB_STAGING || j->state == JOB_DRIVE_PREP;
+	enum job_state s = j->state == JOB_FAILED ? j->failed_state : j->state;
+
+	return s == JOB_STAGING || s == JOB_DRIVE_PREP;
 }
 
 static void
@@ -391,8 +394,9 @@ method_plan_job(struct call *call)
 {
 	struct job_row *j;
 
-	if ((j = call_job_in(call, plannable, "only a job in staging or drive_prep has a plan")) ==
-	    NULL)
+	if ((j = call_job_in(call, plannable,
+			     "only a job in staging or drive_prep, or failed in one of them, has a "
+			     "plan")) == NULL)
 		return;
 	if (planner_start(call->d, j, false, planned, held_call_new(call)) < 0)
 		reply_internal(call, "cannot start a thread to plan the job");

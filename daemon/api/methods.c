@@ -12,6 +12,7 @@
 #include "config.h"
 #include "conn.h"
 #include "daemon.h"
+#include "exclude.h"
 #include "log.h"
 #include "methods.h"
 #include "names.h"
@@ -40,6 +41,12 @@ static const struct param_spec params_create[] = {
 	P_NAME,
 	{"stagingPath", PARAM_STRING, true, PATH_PARAM_MAX, 0, 0},
 	{"container", PARAM_STRING, false, 63, 0, 0},
+	{"excludes", PARAM_STRINGS, false, EXCLUDE_PATTERN_MAX, 0, EXCLUDE_MAX},
+	P_END,
+};
+static const struct param_spec params_retry[] = {
+	P_NAME,
+	{"skipRefused", PARAM_BOOL, false, 0, 0, 0},
 	P_END,
 };
 static const struct param_spec params_ship[] = {
@@ -88,7 +95,7 @@ static const struct method method_table[] = {
 	{"io.seedd.PrepareJob", METHOD_MUTATES, params_name, method_prepare_job},
 	{"io.seedd.ShipJob", METHOD_MUTATES, params_ship, method_ship_job},
 	{"io.seedd.CancelJob", METHOD_MUTATES, params_name, method_cancel_job},
-	{"io.seedd.RetryJob", METHOD_MUTATES, params_name, method_retry_job},
+	{"io.seedd.RetryJob", METHOD_MUTATES, params_retry, method_retry_job},
 	{"io.seedd.MitigateJob", METHOD_MUTATES, params_mitigate, method_mitigate_job},
 	{"io.seedd.GetJobLog", 0, params_name, method_get_job_log},
 	{"io.seedd.GetJobReport", METHOD_HEAVY, params_name, method_get_job_report},
@@ -116,6 +123,29 @@ spec_find(const struct param_spec *spec, const char *name)
 	return NULL;
 }
 
+/* A JSON string that fits max_len bytes and has no NUL inside. */
+static bool
+string_ok(json_t *v, size_t max_len)
+{
+	return json_is_string(v) && json_string_length(v) <= max_len &&
+	       strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* An array of at most max such strings. */
+static bool
+strings_ok(json_t *v, size_t max_len, long long max)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(v) || (long long)json_array_size(v) > max)
+		return false;
+	json_array_foreach(v, i, e)
+		if (!string_ok(e, max_len))
+			return false;
+	return true;
+}
+
 /* The name of the first bad parameter, or NULL if all are fine. */
 static const char *
 params_check(const struct param_spec *spec, json_t *params)
@@ -131,8 +161,11 @@ params_check(const struct param_spec *spec, json_t *params)
 			continue;
 		switch (p->type) {
 		case PARAM_STRING:
-			if (!json_is_string(v) || json_string_length(v) > p->max_len ||
-			    strlen(json_string_value(v)) != json_string_length(v))
+			if (!string_ok(v, p->max_len))
+				return key;
+			break;
+		case PARAM_STRINGS:
+			if (!strings_ok(v, p->max_len, p->max))
 				return key;
 			break;
 		case PARAM_INT:

@@ -18,14 +18,15 @@ enum param_type {
 	PARAM_STRING,
 	PARAM_INT,
 	PARAM_BOOL,
+	PARAM_STRINGS, /* an array of strings */
 };
 
 struct param_spec {
 	const char *name;
 	enum param_type type;
 	bool required;
-	size_t max_len;     /* strings: bytes; ints: unused */
-	long long min, max; /* ints */
+	size_t max_len;     /* strings (and each of PARAM_STRINGS): bytes; ints: unused */
+	long long min, max; /* ints; PARAM_STRINGS: max is the most elements */
 };
 
 #define METHOD_MUTATES 0x1

@@ -240,15 +240,18 @@ jobctl_cancel(struct daemon *d, int64_t job_id, const char *name, enum job_state
 }
 
 int
-jobctl_retry(struct daemon *d, int64_t job_id, const char *name, enum job_state *ret_to)
+jobctl_retry(struct daemon *d, int64_t job_id, const char *name, bool skip_refused,
+	     enum job_state *ret_to)
 {
 	struct log_ctx ctx = {.job = name, .message_id = SEEDD_MESSAGE_JOB_STATE};
 	int r;
 
-	if ((r = db_job_retry(d->db, job_id, daemon_now(), ret_to)) < 0)
+	if ((r = db_job_retry_skipping(d->db, job_id, daemon_now(), skip_refused, ret_to)) < 0)
 		return store_failed(d, job_id, "the retry", r);
 	ctx.state = job_state_to_string(*ret_to);
-	log_ctx(LOG_NOTICE, &ctx, "job %s retried: back to %s", name, job_state_to_string(*ret_to));
+	log_ctx(LOG_NOTICE, &ctx, "job %s retried: back to %s%s", name,
+		job_state_to_string(*ret_to),
+		skip_refused ? ", without the names Azure would refuse" : "");
 	jobctl_changed(d, job_id);
 	hand_off(d, job_id, NULL);
 	return 0;
@@ -256,13 +259,14 @@ jobctl_retry(struct daemon *d, int64_t job_id, const char *name, enum job_state 
 
 int
 jobctl_create(struct daemon *d, const char *name, const char *staging, const char *container,
-	      int64_t *ret_id)
+	      const char *excludes, int64_t *ret_id)
 {
 	struct log_ctx ctx = {.job = name, .state = job_state_to_string(JOB_STAGING),
 			      .message_id = SEEDD_MESSAGE_JOB_CREATED};
 	int r;
 
-	if ((r = db_job_create(d->db, name, staging, container, daemon_now(), ret_id)) < 0) {
+	if ((r = db_job_create_excluding(d->db, name, staging, container, excludes, daemon_now(),
+					 ret_id)) < 0) {
 		if (r != -EEXIST)
 			log_error("creating job %s: %s", name, db_errmsg(d->db));
 		return r;

@@ -20,6 +20,7 @@
 #ifndef SEEDD_JOBCTL_H
 #define SEEDD_JOBCTL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "job.h"
@@ -39,11 +40,19 @@ int jobctl_advance(struct daemon *d, int64_t job_id, const char *name, enum job_
 /* from -> cancelled with text as the reason; journal: JOB_CANCELLED. */
 int jobctl_cancel(struct daemon *d, int64_t job_id, const char *name, enum job_state from,
 		  const char *text);
-/* failed -> the step it failed in (*ret_to); journal: "job NAME retried: back to STEP". */
-int jobctl_retry(struct daemon *d, int64_t job_id, const char *name, enum job_state *ret_to);
-/* A new job in staging (*ret_id); -EEXIST if the name is taken. Journal: JOB_CREATED. */
+/*
+ * failed -> the step it failed in (*ret_to); journal: "job NAME retried: back
+ * to STEP". skip_refused: from now on the job goes on without the names
+ * Azure would refuse (recorded in the same transaction).
+ */
+int jobctl_retry(struct daemon *d, int64_t job_id, const char *name, bool skip_refused,
+		 enum job_state *ret_to);
+/*
+ * A new job in staging (*ret_id), with its --exclude patterns (a JSON array
+ * of strings, or NULL); -EEXIST if the name is taken. Journal: JOB_CREATED.
+ */
 int jobctl_create(struct daemon *d, const char *name, const char *staging, const char *container,
-		  int64_t *ret_id);
+		  const char *excludes, int64_t *ret_id);
 /*
  * The job's counters or progress changed (no state or phase): watchers hear
  * of it on the next loop turn (notify.h).

@@ -186,6 +186,7 @@ estimate_extra(const struct plan_file *files, const struct order *o, const struc
 		if ((cost = plan_file_cost(c, f)) > room) {
 			p->too_large_files++;
 			p->too_large_bytes += f->size;
+			p->too_large_need = max_u64(p->too_large_need, sat_add(cost, c->drive_base));
 			continue;
 		}
 		fit++;
@@ -241,6 +242,16 @@ plan_compute(const struct plan_file *files, size_t n_files, const struct plan_dr
 	}
 	*ret = p;
 	return 0;
+}
+
+bool
+plan_file_too_large(const struct plan *p, const struct plan_cost *c, const struct plan_file *f)
+{
+	const struct plan_cost def = PLAN_COST_DEFAULT;
+
+	if (c == NULL)
+		c = &def;
+	return plan_file_cost(c, f) > (p->capacity > c->drive_base ? p->capacity - c->drive_base : 0);
 }
 
 void

@@ -11,6 +11,7 @@
 #ifndef SEEDD_PLAN_H
 #define SEEDD_PLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,6 +83,9 @@ struct plan {
 	/* Unplaced files whose cost exceeds `capacity` (included in unplaced_*):
 	 * no drive of that size can take them; they are not in drives_needed. */
 	uint64_t too_large_files, too_large_bytes;
+	/* The free bytes an empty drive needs to take the largest of them (its
+	 * cost and drive_base); 0 if there is none. */
+	uint64_t too_large_need;
 };
 
 /* Bytes file f takes on a drive under cost c, data included (saturating). */
@@ -101,6 +105,13 @@ uint64_t plan_file_cost(const struct plan_cost *c, const struct plan_file *f);
 int plan_compute(const struct plan_file *files, size_t n_files, const struct plan_drive *drives,
                  size_t n_drives, const struct plan_cost *cost, uint64_t nominal_capacity,
                  struct plan *ret);
+
+/*
+ * Is file f (unplaced in p, computed under cost c, NULL for the default) one
+ * of the too-large ones: more than an empty drive of p->capacity could take?
+ */
+bool plan_file_too_large(const struct plan *p, const struct plan_cost *c,
+			 const struct plan_file *f);
 
 /* Free the arrays of a plan filled by plan_compute(); safe to call twice. */
 void plan_done(struct plan *p);

@@ -30,6 +30,10 @@ struct scan {
 	unsigned max_depth;
 	const atomic_bool *cancel;
 	atomic_llong *found_files, *found_bytes;
+	int (*exclude)(const char *path, size_t len, void *arg);
+	void *exclude_arg;
+	int excluded_rule; /* of the SCAN_EXCLUDED entry being emitted */
+	bool excluded_dir;
 	scan_batch_cb cb;
 	void *userdata;
 	dev_t root_dev;
@@ -53,6 +57,7 @@ static const char *const kind_names[_SCAN_KIND_MAX] = {
     [SCAN_FILE] = "file",         [SCAN_SYMLINK] = "symlink",   [SCAN_DEVICE] = "device",
     [SCAN_SOCKET] = "socket",     [SCAN_FIFO] = "fifo",         [SCAN_UNREADABLE] = "unreadable",
     [SCAN_OTHER_FS] = "other-fs", [SCAN_TOO_DEEP] = "too-deep", [SCAN_OTHER] = "other",
+    [SCAN_EXCLUDED] = "excluded",
 };
 
 const char *
@@ -103,6 +108,10 @@ scan_emit(struct scan *s, enum scan_kind kind, int error, const struct stat *st)
 	s->offsets[s->n] = s->names_len;
 	s->names_len += s->path_len + 1;
 	*e = (struct scan_entry){.path_len = s->path_len, .kind = kind, .error = error};
+	if (kind == SCAN_EXCLUDED) {
+		e->rule = s->excluded_rule;
+		e->dir = s->excluded_dir;
+	}
 	if (kind == SCAN_FILE) {
 		e->size = (uint64_t)st->st_size;
 		e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
@@ -193,12 +202,24 @@ kind_of_mode(mode_t mode)
 	}
 }
 
+/* An entry the exclude callback left out: reported, never looked at. */
+static int
+scan_exclude(struct scan *s, const struct dirent *de, int rule)
+{
+	s->excluded_rule = rule;
+	s->excluded_dir = de->d_type == DT_DIR;
+	return scan_emit(s, SCAN_EXCLUDED, 0, NULL);
+}
+
 /* One directory entry, named by the current path; d_type saves a stat where it can. */
 static int
 scan_entry(struct scan *s, int dirfd, const struct dirent *de)
 {
 	struct stat st;
+	int rule;
 
+	if (s->exclude != NULL && (rule = s->exclude(s->path, s->path_len, s->exclude_arg)) >= 0)
+		return scan_exclude(s, de, rule);
 	switch (de->d_type) {
 	case DT_DIR:
 		return scan_enter(s, dirfd, de->d_name);
@@ -288,6 +309,8 @@ scan_tree(int staging_dirfd, const struct scan_options *opt, scan_batch_cb cb, v
 	    .cancel = opt != NULL ? opt->cancel : NULL,
 	    .found_files = opt != NULL && opt->found_bytes != NULL ? opt->found_files : NULL,
 	    .found_bytes = opt != NULL ? opt->found_bytes : NULL,
+	    .exclude = opt != NULL ? opt->exclude : NULL,
+	    .exclude_arg = opt != NULL ? opt->exclude_arg : NULL,
 	    .cb = cb,
 	    .userdata = userdata,
 	};

@@ -29,6 +29,7 @@ enum scan_kind {
 	SCAN_OTHER_FS,   /* skipped: a directory on another filesystem (a mount point) */
 	SCAN_TOO_DEEP,   /* skipped: a directory deeper than max_depth */
 	SCAN_OTHER,      /* skipped: any other file type */
+	SCAN_EXCLUDED,   /* left out by opt->exclude: not stat'ed, a directory not entered */
 	_SCAN_KIND_MAX,
 };
 
@@ -41,6 +42,8 @@ struct scan_entry {
 	uint64_t size;    /* SCAN_FILE only */
 	int64_t mtime_ns; /* SCAN_FILE only */
 	uint64_t links;   /* SCAN_FILE only: st_nlink; above 1, a hard link */
+	int rule;         /* SCAN_EXCLUDED only: what opt->exclude answered */
+	bool dir;         /* SCAN_EXCLUDED only: readdir said it is a directory */
 };
 
 struct scan_options {
@@ -49,6 +52,13 @@ struct scan_options {
 	const atomic_bool *cancel; /* may be NULL */
 	/* If set: regular files and their bytes found so far, for a live count. */
 	atomic_llong *found_files, *found_bytes;
+	/*
+	 * If set: asked for every entry's path (as in scan_entry) before the
+	 * entry is looked at; an answer >= 0 reports it as SCAN_EXCLUDED with
+	 * that rule, and a directory is then not entered. Runs on the scan's thread.
+	 */
+	int (*exclude)(const char *path, size_t len, void *arg);
+	void *exclude_arg;
 };
 
 /*
@@ -58,7 +68,8 @@ struct scan_options {
 typedef int (*scan_batch_cb)(const struct scan_entry *entries, size_t n, void *userdata);
 
 /*
- * Walk the tree under staging_dirfd. Directories are entered, not reported;
+ * Walk the tree under staging_dirfd. Directories are entered, not reported
+ * (an excluded one is reported, not entered);
  * every file and every skipped entry is reported once. Order is depth-first in
  * readdir order (not sorted: sorting would hold a whole directory in memory).
  * A directory whose st_dev differs from the root's is a mount point and is

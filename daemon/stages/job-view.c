@@ -165,28 +165,35 @@ job_rate_eta(json_t *o, json_t *drives, const char *phase)
 	json_object_set_new(o, "eta", live && !unknown && eta >= 0 ? json_integer(eta) : json_null());
 }
 
-/* Files Azure would refuse or seedd skipped: the first few, and how many of each kind. */
+/*
+ * Files Azure would refuse or seedd skipped: the first few, and how many of
+ * each kind. Refused names of a job retried with --skip-refused are the
+ * operator's choice: kind "skipped-by-operator". Entries an --exclude
+ * pattern left out are no problem (the Job object counts them apart).
+ */
 static json_t *
-problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count, json_t *counts)
+problems_json(struct daemon *d, const struct job_row *j, int64_t *ret_count, json_t *counts)
 {
 	const char *states[] = {"invalid", "skipped"};
+	int64_t job_id = j->id;
 	json_t *a = json_array();
 
 	*ret_count = 0;
 	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
+		const char *kind = s == 0 && j->skip_refused ? "skipped-by-operator" : states[s];
 		struct file_row *rows = NULL;
 		struct file_count fc = {0};
 		size_t n = 0;
 		if (db_files_count(d->db, job_id, states[s], &fc) < 0 || fc.files == 0)
 			continue;
 		*ret_count += fc.files;
-		json_object_set_new(counts, states[s], json_integer(fc.files));
+		json_object_set_new(counts, kind, json_integer(fc.files));
 		if (db_files_page(d->db, job_id, states[s], 0, 0, PROBLEMS_SHOWN, &rows, &n) < 0)
 			continue;
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(a, json_pack("{s:o,s:s,s:o}", "path",
 							   json_text(rows[i].rel_path), "kind",
-							   states[s], "reason",
+							   kind, "reason",
 							   json_str_or_null(rows[i].reason)));
 		file_rows_free(rows, n);
 	}
@@ -195,6 +202,26 @@ problems_json(struct daemon *d, int64_t job_id, int64_t *ret_count, json_t *coun
 	if (*ret_count > before)
 		json_object_set_new(counts, "hardlink", json_integer(*ret_count - before));
 	return a;
+}
+
+/*
+ * The job's --exclude patterns ("excludes", [] if none) and how many entries
+ * they left out ("excluded"; an excluded directory counts once).
+ */
+static void
+excludes_json(struct daemon *d, const struct job_row *j, json_t *o)
+{
+	json_t *x = j->excludes ? json_loads(j->excludes, 0, NULL) : NULL;
+	int64_t n = 0;
+
+	if (!json_is_array(x)) {
+		json_decref(x);
+		x = json_array();
+	}
+	json_object_set_new(o, "excludes", x);
+	if (json_array_size(x) > 0)
+		(void)db_files_number(d->db, j->id, "excluded", &n);
+	json_object_set_new(o, "excluded", json_integer(n));
 }
 
 /* How many files each import verification method verified (files.import_method). */
@@ -290,7 +317,7 @@ job_json(struct daemon *d, const struct job_row *j)
 				  json_str_or_null(j->tracking_number), "shipDeadline",
 				  json_time(j->ship_deadline));
 
-	problems = problems_json(d, j->id, &nproblems, counts);
+	problems = problems_json(d, j, &nproblems, counts);
 	o = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "name",
 		      j->name, "state", job_state_to_string(j->state), "phase",
 		      j->phase ? j->phase : "", "stagingPath", json_text(j->staging_path),
@@ -306,6 +333,7 @@ job_json(struct daemon *d, const struct job_row *j)
 	json_object_set_new(o, "problems", problems);
 	json_object_set_new(o, "problemCount", json_integer(nproblems));
 	json_object_set_new(o, "problemCounts", counts);
+	excludes_json(d, j, o);
 	job_rate_eta(o, json_object_get(o, "drives"), j->phase);
 	(void)db_job_state_since(d->db, j->id, &since);
 	json_object_set_new(o, "stateSince", json_time(since));

@@ -148,6 +148,8 @@ place(struct placer *pl, struct db *db)
 	if ((r = plan_compute(g.files, g.n, drives, pm->n, NULL, 0, &plan)) < 0)
 		goto out;
 	out = placements_of(pm, &g, &plan, &n);
+	pm->too_large_files = plan.too_large_files;
+	pm->too_large_need = plan.too_large_need;
 	r = placement_record(db, pm->job_id, JOB_DRIVE_PREP, _JOB_PHASE_INVALID, out, n,
 			     &pl->w.cancel, &pl->w);
 out:

@@ -57,6 +57,8 @@ struct placer_msg {
 	char *err;                   /* with r < 0 where known */
 	int64_t waiting;             /* files that waited */
 	int64_t left, left_bytes;    /* of those, what no drive has room for */
+	uint64_t too_large_files;    /* of those, too large for any of the drives */
+	uint64_t too_large_need;     /* free bytes the largest of them needs */
 	size_t n;
 	struct placer_drive drives[]; /* as given to placer_start(), results filled */
 };

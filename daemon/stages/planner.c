@@ -28,7 +28,7 @@
 #include "worker.h"
 
 #define PLAN_LIST_MAX 1000   /* files listed in a PlanJob reply */
-#define PLAN_INVALID_MAX 100 /* invalid names listed */
+#define PLAN_INVALID_MAX 100 /* refused names, skipped and excluded entries listed, each */
 #define PLAN_BEAT 65536      /* files gathered between heartbeats */
 
 struct plan_input {
@@ -145,10 +145,13 @@ plan_files_json(struct db *db, int64_t job_id, const struct plan_input *in,
 			if (k < 0)
 				continue;
 			const char *serial = drive_serial_of(in, plan->file_drive[k]);
-			json_array_append_new(a, json_pack("{s:o,s:I,s:o}", "path",
+			bool too_large = serial == NULL &&
+					 plan_file_too_large(plan, NULL, &in->files[k]);
+			json_array_append_new(a, json_pack("{s:o,s:I,s:o,s:b}", "path",
 							   json_text(rows[i].rel_path), "size",
 							   (json_int_t)rows[i].size, "drive",
-							   serial ? json_string(serial) : json_null()));
+							   serial ? json_string(serial) : json_null(),
+							   "tooLarge", too_large));
 		}
 		file_rows_free(rows, n);
 	}
@@ -156,25 +159,58 @@ plan_files_json(struct db *db, int64_t job_id, const struct plan_input *in,
 	return a;
 }
 
+/*
+ * The first PLAN_INVALID_MAX entries in state ("invalid": names Azure would
+ * refuse; "skipped": not regular files, unreadable; "excluded": left out by
+ * --exclude) as "path: reason", and how many there are in *ret_count.
+ */
 static json_t *
-plan_invalid_json(struct db *db, int64_t job_id)
+plan_entries_json(struct db *db, int64_t job_id, const char *state, int64_t *ret_count)
 {
+	struct file_row *rows = NULL;
+	struct file_count fc = {0};
 	json_t *a = json_array();
-	const char *states[] = {"invalid", "skipped"};
+	size_t n = 0;
 
-	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
-		struct file_row *rows = NULL;
-		size_t n = 0;
-		if (db_files_page(db, job_id, states[s], 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
-			continue;
-		for (size_t i = 0; i < n; i++) {
-			_cleanup_free_ char *t = xprintf("%s: %s", rows[i].rel_path,
-							 rows[i].reason ? rows[i].reason : states[s]);
-			json_array_append_new(a, json_text(t));
-		}
-		file_rows_free(rows, n);
+	*ret_count = db_files_count(db, job_id, state, &fc) == 0 ? fc.files : 0;
+	if (*ret_count == 0 || db_files_page(db, job_id, state, 0, 0, PLAN_INVALID_MAX, &rows, &n) < 0)
+		return a;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *t = xprintf("%s: %s", rows[i].rel_path,
+						 rows[i].reason ? rows[i].reason : state);
+		json_array_append_new(a, json_text(t));
 	}
+	file_rows_free(rows, n);
 	return a;
+}
+
+/* Entries of the job that are not planned, by kind, apart (issue 12): keys into o. */
+static void
+plan_left_out_json(struct db *db, int64_t job_id, json_t *o)
+{
+	static const struct {
+		const char *state, *list, *count;
+	} kinds[] = {
+		{"invalid", "invalidNames", "invalidCount"},
+		{"skipped", "skipped", "skippedCount"},
+		{"excluded", "excluded", "excludedCount"},
+	};
+	struct job_row *j = NULL;
+	int64_t n;
+
+	for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+		json_object_set_new(o, kinds[k].list,
+				    plan_entries_json(db, job_id, kinds[k].state, &n));
+		json_object_set_new(o, kinds[k].count, json_integer(n));
+	}
+	if (db_job_get_by_id(db, job_id, &j) == 0) {
+		json_t *x = j->excludes ? json_loads(j->excludes, 0, NULL) : NULL;
+		json_object_set_new(o, "excludes", json_is_array(x) ? x : json_array());
+		if (x != NULL && !json_is_array(x))
+			json_decref(x);
+		json_object_set_new(o, "skipRefused", json_boolean(j->skip_refused));
+	}
+	job_row_free(j);
 }
 
 static json_t *
@@ -210,14 +246,25 @@ plan_json(struct db *db, int64_t job_id, atomic_bool *cancel, int *ret)
 	struct plan plan = {0};
 	json_t *o = NULL;
 
-	if ((*ret = plan_run(db, job_id, &in, &plan)) == 0)
-		o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:b}", "files",
+	if ((*ret = plan_run(db, job_id, &in, &plan)) == 0) {
+		o = json_pack("{s:o,s:I,s:I,s:I,s:o,s:I,s:b}", "files",
 			      plan_files_json(db, job_id, &in, &plan), "unplacedFiles",
 			      (json_int_t)plan.unplaced_files, "unplacedBytes",
 			      (json_int_t)plan.unplaced_bytes, "drivesNeeded",
-			      (json_int_t)plan.drives_needed, "invalidNames",
-			      plan_invalid_json(db, job_id), "drives", plan_drives_json(&in, &plan),
+			      (json_int_t)plan.drives_needed, "drives", plan_drives_json(&in, &plan),
 			      "totalFiles", (json_int_t)in.n, "truncated", in.n > PLAN_LIST_MAX);
+		/*
+		 * One story (issue 12): the files no drive of driveRoom bytes can
+		 * take are counted apart, with the room a drive needs for the
+		 * largest; drivesNeeded sizes only the rest.
+		 */
+		json_object_set_new(o, "driveRoom", json_integer((json_int_t)plan.capacity));
+		json_object_set_new(o, "drivesAttached", json_integer((json_int_t)in.nd));
+		json_object_set_new(o, "tooLargeFiles", json_integer((json_int_t)plan.too_large_files));
+		json_object_set_new(o, "tooLargeBytes", json_integer((json_int_t)plan.too_large_bytes));
+		json_object_set_new(o, "tooLargeNeeds", json_integer((json_int_t)plan.too_large_need));
+		plan_left_out_json(db, job_id, o);
+	}
 	plan_done(&plan);
 	plan_input_done(&in);
 	return o;
@@ -441,8 +488,18 @@ prepare_planned(struct planner *pl)
 		planner_free(pl);
 		return;
 	}
-	text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
-		       " files wait for a drive", pl->in.n, pl->in.nd, pl->p.unplaced_files);
+	if (pl->p.too_large_files > 0) {
+		char need[32];
+		format_iec((int64_t)pl->p.too_large_need, need);
+		text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
+			       " files wait for a drive, %" PRIu64 " of them too large for any "
+			       "attached drive (one needs a drive with %s free)",
+			       pl->in.n, pl->in.nd, pl->p.unplaced_files, pl->p.too_large_files,
+			       need);
+	} else
+		text = xprintf("drive prep started: %zu files on %zu drives, %" PRIu64
+			       " files wait for a drive", pl->in.n, pl->in.nd,
+			       pl->p.unplaced_files);
 	r = jobctl_advance(d, pl->job_id, pl->job_name, JOB_STAGING, JOB_DRIVE_PREP, JOB_PHASE_COPYING,
 			   LOG_INFO, text);
 	if (r == -ESTALE) {

@@ -6,17 +6,23 @@
  * retry ends the walk); the loop only hears the end. Memory stays bounded
  * by one batch however large the tree. A job with names Azure would
  * refuse fails its staging step, naming them; the operator fixes them and
- * retries, which indexes again.
+ * retries, which indexes again, or retries with --skip-refused, after which
+ * they are left out (the job row keeps that choice, so every later index
+ * does the same). The job's --exclude patterns (kept in its row too, so a
+ * restart indexes alike) are asked before each entry is looked at: a match
+ * is recorded as excluded, and an excluded directory is not walked.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "db.h"
+#include "exclude.h"
 #include "jobctl.h"
 #include "lint.h"
 #include "log.h"
@@ -35,12 +41,14 @@ struct indexer {
 	/* Read by the thread; set before it starts, never changed. */
 	char *job_name, *container, *staging_path;
 	char *db_path;
+	struct exclude *excl; /* the job's --exclude patterns; NULL: none */
+	bool skip_refused;    /* refused names are left out rather than failing the job */
 	struct worker_queue *queue;
 	struct worker_thread w;
 	struct db *db; /* the thread's own write connection */
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
 	/* Thread-side counts. */
-	int64_t files, bytes, invalid, skipped;
+	int64_t files, bytes, invalid, skipped, excluded;
 	/* Files and bytes the walk found so far (the count a watcher sees while indexing). */
 	atomic_llong found_files, found_bytes;
 	/* Loop side: a tick that tells watchers of a new count, and the count told. */
@@ -54,7 +62,7 @@ struct index_done_msg {
 	int64_t job_id;
 	uint64_t gen;
 	int status;
-	int64_t files, bytes, invalid, skipped;
+	int64_t files, bytes, invalid, skipped, excluded;
 	char *error; /* why the walk failed, if status < 0 */
 };
 
@@ -87,13 +95,23 @@ entry_fill(struct indexer *ix, const struct scan_entry *se, struct file_entry *f
 	const char *blob_name = blob_path + strlen(ix->container) + 1;
 
 	*fe = (struct file_entry){.rel_path = TAKE_PTR(rel), .blob_name = blob_path};
-	if (se->kind != SCAN_FILE) {
+	if (se->kind == SCAN_EXCLUDED) {
+		const char *pattern = exclude_pattern(ix->excl, se->rule);
+		fe->state = "skipped";
+		fe->excluded_by = xstrdup(pattern ? pattern : "?");
+		fe->reason = xprintf("excluded by --exclude '%s'%s", fe->excluded_by,
+				     se->dir ? " (a directory: nothing in it was looked at)" : "");
+		ix->excluded++;
+	} else if (se->kind != SCAN_FILE) {
 		fe->state = "skipped";
 		fe->reason = skip_reason(se);
 		ix->skipped++;
 	} else if (!lint_blob_name(blob_name, strlen(blob_name), &why)) {
+		why = why ? why : "Azure would refuse the blob name";
 		fe->state = "invalid";
-		fe->reason = xstrdup(why ? why : "Azure would refuse the blob name");
+		fe->reason = ix->skip_refused ? xprintf("%s; skipped by the operator (job retry "
+							"--skip-refused)", why)
+					      : xstrdup(why);
 		fe->size = (int64_t)se->size;
 		fe->mtime_ns = se->mtime_ns;
 		fe->links = (int64_t)se->links;
@@ -115,8 +133,18 @@ entries_free(struct file_entry *e, size_t n)
 		free((char *)e[i].rel_path);
 		free((char *)e[i].blob_name);
 		free((char *)e[i].reason);
+		free((char *)e[i].excluded_by);
 	}
 	free(e);
+}
+
+/* Thread: the scanner asks before it looks at an entry. */
+static int
+index_exclude_cb(const char *path, size_t len, void *arg)
+{
+	struct indexer *ix = arg;
+
+	return exclude_match(ix->excl, path, len);
 }
 
 /* Thread: write one batch of the walk, INDEX_TX rows per transaction. */
@@ -148,7 +176,8 @@ static void
 index_walk(struct indexer *ix, struct index_done_msg *dm)
 {
 	struct scan_options opt = {.batch_size = INDEX_BATCH, .cancel = &ix->w.cancel,
-				   .found_files = &ix->found_files, .found_bytes = &ix->found_bytes};
+				   .found_files = &ix->found_files, .found_bytes = &ix->found_bytes,
+				   .exclude = ix->excl ? index_exclude_cb : NULL, .exclude_arg = ix};
 	char *err = NULL;
 	int fd;
 
@@ -192,6 +221,7 @@ index_thread(void *arg)
 	dm->bytes = ix->bytes;
 	dm->invalid = ix->invalid;
 	dm->skipped = ix->skipped;
+	dm->excluded = ix->excluded;
 	atomic_store(&ix->w.busy, false);
 	worker_queue_push(ix->queue, &dm->m);
 	return NULL;
@@ -230,6 +260,7 @@ indexer_free(struct indexer *ix)
 	free(ix->job_name);
 	free(ix->container);
 	free(ix->staging_path);
+	exclude_free(ix->excl);
 	free(ix);
 }
 
@@ -285,6 +316,33 @@ index_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * The job's patterns (a JSON array of strings, checked by CreateJob); NULL
+ * if it has none. One that no longer passes the check is dropped, logged:
+ * a pattern that would exclude more than it said is worse than none.
+ */
+static struct exclude *
+excludes_of(const struct job_row *j)
+{
+	const char *pats[EXCLUDE_MAX];
+	json_t *a = j->excludes ? json_loads(j->excludes, 0, NULL) : NULL, *v;
+	struct exclude *x;
+	size_t i, n = 0;
+
+	json_array_foreach(a, i, v) {
+		if (n == EXCLUDE_MAX)
+			break;
+		if (json_is_string(v) && exclude_pattern_check(json_string_value(v)) == NULL)
+			pats[n++] = json_string_value(v);
+		else
+			log_warning("job %s: ignoring a stored exclude pattern that is not valid",
+				    j->name);
+	}
+	x = exclude_new(pats, n);
+	json_decref(a);
+	return x;
+}
+
 int
 index_start(struct daemon *d, const struct job_row *j)
 {
@@ -302,12 +360,15 @@ index_start(struct daemon *d, const struct job_row *j)
 	ix->container = xstrdup(j->container);
 	ix->staging_path = xstrdup(j->staging_path);
 	ix->db_path = xprintf("%s/seedd.db", d->state_dir);
+	ix->excl = excludes_of(j);
+	ix->skip_refused = j->skip_refused;
 	ix->queue = d->queue;
 	if ((r = worker_thread_start(&ix->w, index_thread, ix)) < 0) {
 		free(ix->db_path);
 		free(ix->job_name);
 		free(ix->container);
 		free(ix->staging_path);
+		exclude_free(ix->excl);
 		free(ix);
 		return r;
 	}
@@ -367,11 +428,25 @@ note_hard_links(struct daemon *d, int64_t job_id, const struct log_ctx *ctx)
 	file_rows_free(rows, n);
 }
 
+/* The refused names of a job retried with --skip-refused: left out, said and named. */
+static void
+note_refused_skipped(struct daemon *d, int64_t job_id, const struct log_ctx *ctx, int64_t n)
+{
+	_cleanup_free_ char *text = xprintf("%" PRId64 " file names Azure would refuse are left out: "
+					    "skipped by the operator (job retry --skip-refused)",
+					    n);
+
+	(void)db_event_add(d->db, job_id, "note", text, daemon_now());
+	log_ctx(LOG_NOTICE, ctx, "job %s: %s", ctx->job, text);
+	note_examples(d, job_id, "invalid", "refused name");
+}
+
 static void
 index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 {
-	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL;
+	_cleanup_free_ char *name = xstrdup(ix->job_name), *summary = NULL, *excl = NULL;
 	struct log_ctx ctx = {.job = name, .state = "staging"};
+	bool skip_refused = ix->skip_refused, excludes = ix->excl != NULL;
 	char size[32];
 	int64_t id = ix->job_id;
 
@@ -385,19 +460,26 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 	}
 	(void)db_job_set_totals(d->db, id, daemon_now());
 	format_iec(dm->bytes, size);
+	if (excludes)
+		excl = xprintf("; %" PRId64 " entries excluded (--exclude)", dm->excluded);
 	summary = xprintf("indexed %" PRId64 " files, %s; %" PRId64
-			  " names Azure would refuse; %" PRId64 " entries skipped",
-			  dm->files, size, dm->invalid, dm->skipped);
+			  " names Azure would refuse; %" PRId64 " entries skipped%s",
+			  dm->files, size, dm->invalid, dm->skipped, excl ? excl : "");
 	(void)db_event_add(d->db, id, "note", summary, daemon_now());
 	log_ctx(LOG_INFO, &ctx, "job %s: %s", name, summary);
 	if (dm->skipped > 0)
 		note_examples(d, id, "skipped", "skipped");
 	note_hard_links(d, id, &ctx);
-	if (dm->invalid > 0) {
+	if (dm->excluded > 0)
+		note_examples(d, id, "excluded", "left out");
+	if (dm->invalid > 0 && skip_refused)
+		note_refused_skipped(d, id, &ctx, dm->invalid);
+	else if (dm->invalid > 0) {
 		_cleanup_free_ char *err = NULL;
 		note_examples(d, id, "invalid", "invalid name");
 		err = xprintf("%" PRId64 " file names Azure would refuse (see job log); rename "
-			      "them in staging, then retry",
+			      "them in staging, then retry (or retry with --skip-refused to go on "
+			      "without them)",
 			      dm->invalid);
 		(void)jobctl_fail(d, id, name, JOB_STAGING, err);
 		return;

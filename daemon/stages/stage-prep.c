@@ -1324,14 +1324,24 @@ queue_manifests(struct prep *p)
 	}
 }
 
+/*
+ * What no drive's room can take; of it, large files too large for any
+ * attached drive that is not full, the largest needing `need` bytes free.
+ * One story with the plan (issue 12).
+ */
 static void
-needs_drive(struct prep *p, int64_t files, int64_t bytes)
+needs_drive(struct prep *p, int64_t files, int64_t bytes, uint64_t large, uint64_t need)
 {
-	char b[32];
+	char b[32], n[32];
 
 	format_iec(bytes, b);
-	_cleanup_free_ char *detail = xprintf("%" PRId64 " files, %s have no drive with room",
-					      files, b);
+	format_iec((int64_t)need, n);
+	_cleanup_free_ char *detail =
+	    large == 0 ? xprintf("%" PRId64 " files, %s have no drive with room", files, b)
+		       : xprintf("%" PRId64 " files, %s have no drive with room; %" PRIu64
+				 " too large for any attached drive (one needs a drive with %s "
+				 "free)",
+				 files, b, large, n);
 	set_phase(p, JOB_PHASE_NEEDS_DRIVE, detail);
 }
 
@@ -1351,7 +1361,7 @@ place_waiting(struct prep *p, const struct file_count *waiting)
 			drives[nd++] = (struct placer_drive){.drive_id = p->drives[i]->drive_id,
 							     .capacity = p->drives[i]->capacity};
 	if (nd == 0) {
-		needs_drive(p, waiting->files, waiting->bytes);
+		needs_drive(p, waiting->files, waiting->bytes, 0, 0);
 		return;
 	}
 	p->placer = placer_start(p->queue, p->db_path, p->job_id, p->gen, drives, nd);
@@ -1380,7 +1390,7 @@ placed(struct prep *p, const struct placer_msg *pm)
 	if (pm->left < pm->waiting)
 		prep_check_done(p); /* something was placed: copy it */
 	else
-		needs_drive(p, pm->left, pm->left_bytes);
+		needs_drive(p, pm->left, pm->left_bytes, pm->too_large_files, pm->too_large_need);
 }
 
 /*

@@ -214,11 +214,30 @@ static const char schema_v4_hardening[] =
 	"";
 /* clang-format on */
 
+/*
+ * v5: the operator's day (issue 12). One step for the whole change; each
+ * helper's part has its own comment line and adds its statements below it.
+ */
+/* clang-format off */
+static const char schema_v5_operator[] =
+	/* -- plan */
+	/* The job's --exclude patterns as a JSON array of strings; NULL: none. */
+	"ALTER TABLE jobs ADD COLUMN excludes TEXT;"
+	/* 1 once `job retry --skip-refused` let the job go on without the names Azure refuses. */
+	"ALTER TABLE jobs ADD COLUMN skip_refused INTEGER NOT NULL DEFAULT 0"
+	" CHECK (skip_refused IN (0, 1));"
+	/* The --exclude pattern that left this entry out (state skipped); NULL: none did. */
+	"ALTER TABLE files ADD COLUMN excluded_by TEXT"
+	" CHECK (excluded_by IS NULL OR state = 'skipped');"
+	"";
+/* clang-format on */
+
 static const struct migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2_direct_io},
     {3, schema_v3_real_world},
     {4, schema_v4_hardening},
+    {5, schema_v5_operator},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,

@@ -39,10 +39,12 @@
 	"id, name, state, failed_state, phase, staging_path, container, files, bytes, "            \
 	"copied_files, copied_bytes, verified_files, azure_job_name, azure_state, carrier, "       \
 	"tracking_number, ship_deadline, error, attempts, created, updated, azure_api, "            \
-	"azure_created, shipped_at, deadline_warned, receive_warned"
+	"azure_created, shipped_at, deadline_warned, receive_warned, excludes, skip_refused"
 
+/* A skipped row an --exclude pattern left out reads as state "excluded" (db.h). */
 #define FILE_COLUMNS                                                                               \
-	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, state, reason, "   \
+	"id, job_id, size, mtime_ns, drive_id, checkpoint, rel_path, blob_name, "                  \
+	"iif(excluded_by IS NULL, state, 'excluded'), reason, "                                    \
 	"md5, import_state, import_detail, vault_state, cleanup_state, import_method, links"
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
@@ -56,7 +58,9 @@
 /* clang-format off */
 const char *const db_statements[_STMT_MAX] = {
 	[STMT_JOB_INSERT] = "INSERT INTO jobs (name, state, phase, staging_path, container, "
-			    "created, updated) VALUES (?1, 'staging', 'indexing', ?2, ?3, ?4, ?4)",
+			    "created, updated, excludes) "
+			    "VALUES (?1, 'staging', 'indexing', ?2, ?3, ?4, ?4, ?5)",
+	[STMT_JOB_SET_SKIP_REFUSED] = "UPDATE jobs SET skip_refused = 1 WHERE id = ?1",
 	[STMT_JOB_BY_NAME] = "SELECT " JOB_COLUMNS " FROM jobs WHERE name = ?1",
 	[STMT_JOB_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
 	[STMT_JOB_LIST] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id",
@@ -97,9 +101,10 @@ const char *const db_statements[_STMT_MAX] = {
 				"updated = coalesce(?5, updated) WHERE id = ?1",
 	[STMT_JOB_ADD_BYTES] = "UPDATE jobs SET bytes = bytes + ?2, updated = ?3 WHERE id = ?1",
 	[STMT_FILE_UPSERT] = "INSERT INTO files (job_id, rel_path, size, mtime_ns, blob_name, "
-			     "state, reason, links) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+			     "state, reason, links, excluded_by) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 			     "ON CONFLICT (job_id, rel_path) DO UPDATE SET size = excluded.size, "
-			     "links = excluded.links, "
+			     "links = excluded.links, excluded_by = excluded.excluded_by, "
 			     "mtime_ns = excluded.mtime_ns, blob_name = excluded.blob_name, "
 			     "state = excluded.state, reason = excluded.reason, drive_id = NULL, "
 			     "md5 = NULL, checkpoint = 0, reread = 0 "
@@ -148,6 +153,12 @@ const char *const db_statements[_STMT_MAX] = {
 				  "WHERE job_id = ?1 AND state = ?2",
 	/* From the index files_job_state alone: no table row read (metrics, every 15 s). */
 	[STMT_FILE_NUMBER_STATE] = "SELECT count(*) FROM files WHERE job_id = ?1 AND state = ?2",
+	/* Skipped rows, ?2 = 1: those an --exclude pattern left out, 0: the others. */
+	[STMT_FILE_COUNT_LEFT_OUT] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
+				     "WHERE job_id = ?1 AND state = 'skipped' AND "
+				     "(excluded_by IS NOT NULL) = ?2",
+	[STMT_FILE_PAGE_LEFT_OUT] = PAGE_SQL("job_id = ?1 AND state = 'skipped' AND "
+					     "(excluded_by IS NOT NULL) = ?4"),
 	/*
 	 * Bound alike: ?1 job, ?2 after id, ?3 limit, ?4 state, ?5 drive. With a
 	 * state they seek (job_id|drive_id, state, id); without, the unary + makes
@@ -814,6 +825,8 @@ job_row_read(sqlite3_stmt *st)
 	j->shipped_at = sqlite3_column_int64(st, 23);
 	j->deadline_warned = sqlite3_column_int(st, 24);
 	j->receive_warned = sqlite3_column_int(st, 25) != 0;
+	j->excludes = col_str(st, 26);
+	j->skip_refused = sqlite3_column_int(st, 27) != 0;
 	return j;
 }
 
@@ -985,6 +998,7 @@ job_row_free(struct job_row *j)
 	free(j->carrier);
 	free(j->tracking_number);
 	free(j->error);
+	free(j->excludes);
 	free(j->azure_api);
 	free(j);
 	return NULL;
@@ -1098,12 +1112,12 @@ event_insert(struct db *db, int64_t job_id, const char *kind, const char *text, 
 
 static int
 job_insert(struct db *db, const char *name, const char *staging_path, const char *container,
-           int64_t now, int64_t *ret_id)
+           const char *excludes, int64_t now, int64_t *ret_id)
 {
 	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_JOB_INSERT];
 	int r;
 
-	if ((r = bind(db, st, "ttti", name, staging_path, container, now)) < 0 ||
+	if ((r = bind(db, st, "tttit", name, staging_path, container, now, excludes)) < 0 ||
 	    (r = step_done(db, st)) < 0)
 		return r;
 	*ret_id = sqlite3_last_insert_rowid(db->sqlite);
@@ -1162,6 +1176,14 @@ int
 db_job_create(struct db *db, const char *name, const char *staging_path, const char *container,
               int64_t now, int64_t *ret_id)
 {
+	return db_job_create_excluding(db, name, staging_path, container, NULL, now, ret_id);
+}
+
+int
+db_job_create_excluding(struct db *db, const char *name, const char *staging_path,
+                        const char *container, const char *excludes, int64_t now,
+                        int64_t *ret_id)
+{
 	_cleanup_free_ char *text = NULL;
 	int64_t id = 0;
 	int r;
@@ -1171,7 +1193,7 @@ db_job_create(struct db *db, const char *name, const char *staging_path, const c
 	text = xprintf("created from %s", staging_path);
 	if ((r = db_tx_begin(db)) < 0)
 		return r;
-	r = job_insert(db, name, staging_path, container, now, &id);
+	r = job_insert(db, name, staging_path, container, excludes, now, &id);
 	if (r >= 0)
 		r = event_insert(db, id, DB_EVENT_CREATED, text, now);
 	if ((r = tx_end(db, r)) < 0)
@@ -1246,6 +1268,13 @@ retry_step(struct db *db, int64_t id, enum job_state *ret)
 int
 db_job_retry(struct db *db, int64_t id, int64_t now, enum job_state *ret_state)
 {
+	return db_job_retry_skipping(db, id, now, false, ret_state);
+}
+
+int
+db_job_retry_skipping(struct db *db, int64_t id, int64_t now, bool skip_refused,
+                      enum job_state *ret_state)
+{
 	_cleanup_free_ char *text = NULL;
 	enum job_state step = _JOB_STATE_INVALID;
 	int r;
@@ -1261,8 +1290,13 @@ db_job_retry(struct db *db, int64_t id, int64_t now, enum job_state *ret_state)
 	 */
 	if (r >= 0 && step == JOB_IMPORTED)
 		r = run(db, STMT_DRIVES_ALLOW_NETWORK_REPAIR, id, "");
+	if (r >= 0 && skip_refused)
+		r = run(db, STMT_JOB_SET_SKIP_REFUSED, id, "");
 	if (r >= 0) {
-		text = xprintf("resuming %s", job_state_to_string(step));
+		text = xprintf(skip_refused ? "resuming %s without the names Azure would refuse "
+		                              "(--skip-refused)"
+		                            : "resuming %s",
+		               job_state_to_string(step));
 		r = event_insert(db, id, DB_EVENT_RETRY, text, now);
 	}
 	if ((r = tx_end(db, r)) < 0)
@@ -1510,6 +1544,28 @@ file_state_from_string(const char *s)
 	return _FILE_STATE_INVALID;
 }
 
+/*
+ * Readers split state skipped in two (db.h): "excluded" (an --exclude
+ * pattern left the entry out) and "skipped" (the others). 1 for excluded,
+ * 0 for skipped, -1 for any other state.
+ */
+static int
+left_out_of(const char *state)
+{
+	if (state == NULL)
+		return -1;
+	if (strcmp(state, "excluded") == 0)
+		return 1;
+	return strcmp(state, "skipped") == 0 ? 0 : -1;
+}
+
+/* A state a reader may ask for: a file state or "excluded". */
+static bool
+state_arg_valid(const char *state)
+{
+	return file_state_from_string(state) != _FILE_STATE_INVALID || left_out_of(state) == 1;
+}
+
 /* What the write functions need to know of a file (INFO_COLUMNS). */
 struct file_info {
 	int64_t id, job_id, size, mtime_ns, drive_id, checkpoint;
@@ -1687,7 +1743,8 @@ file_entry_valid(const struct file_entry *e)
 	enum file_state s = file_state_from_string(e->state);
 
 	return e->rel_path != NULL && *e->rel_path != '\0' && e->blob_name != NULL &&
-	       e->size >= 0 && (s == FILE_INDEXED || s == FILE_INVALID || s == FILE_SKIPPED);
+	       e->size >= 0 && (s == FILE_INDEXED || s == FILE_INVALID || s == FILE_SKIPPED) &&
+	       (e->excluded_by == NULL || s == FILE_SKIPPED);
 }
 
 static int
@@ -1695,8 +1752,9 @@ file_upsert(struct db *db, int64_t job_id, const struct file_entry *e)
 {
 	const char *reason = strcmp(e->state, "indexed") == 0 ? NULL : e->reason;
 
-	return run(db, STMT_FILE_UPSERT, job_id, "tiittti", e->rel_path, e->size, e->mtime_ns,
-	           e->blob_name, e->state, reason, e->links > 1 ? e->links : (int64_t)1);
+	return run(db, STMT_FILE_UPSERT, job_id, "tiitttit", e->rel_path, e->size, e->mtime_ns,
+	           e->blob_name, e->state, reason, e->links > 1 ? e->links : (int64_t)1,
+	           e->excluded_by);
 }
 
 /* The slow path, once the job has planned or verified files. */
@@ -1791,14 +1849,17 @@ db_job_set_totals(struct db *db, int64_t job_id, int64_t now)
 int
 db_files_count(struct db *db, int64_t job_id, const char *state, struct file_count *ret)
 {
+	int left_out = left_out_of(state);
 	_cleanup_reset_ sqlite3_stmt *st =
-	    db->stmts[state == NULL ? STMT_FILE_COUNT : STMT_FILE_COUNT_STATE];
+	    db->stmts[state == NULL ? STMT_FILE_COUNT
+				    : left_out >= 0 ? STMT_FILE_COUNT_LEFT_OUT : STMT_FILE_COUNT_STATE];
 	int r, rc;
 
-	if (state != NULL && file_state_from_string(state) == _FILE_STATE_INVALID)
+	if (state != NULL && !state_arg_valid(state))
 		return -EINVAL;
 	if ((r = bind(db, st, "i", job_id)) < 0 ||
-	    (state != NULL && (r = bind_at(db, st, 2, "t", state)) < 0))
+	    (left_out >= 0 && (r = bind_at(db, st, 2, "i", (int64_t)left_out)) < 0) ||
+	    (state != NULL && left_out < 0 && (r = bind_at(db, st, 2, "t", state)) < 0))
 		return r;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
 		return db_error(db, rc);
@@ -1811,10 +1872,17 @@ int
 db_files_number(struct db *db, int64_t job_id, const char *state, int64_t *ret)
 {
 	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_FILE_NUMBER_STATE];
+	struct file_count fc;
 	int r, rc;
 
-	if (state == NULL || file_state_from_string(state) == _FILE_STATE_INVALID)
+	if (state == NULL || !state_arg_valid(state))
 		return -EINVAL;
+	if (left_out_of(state) >= 0) { /* few rows: reading them is cheap */
+		if ((r = db_files_count(db, job_id, state, &fc)) < 0)
+			return r;
+		*ret = fc.files;
+		return 0;
+	}
 	if ((r = bind(db, st, "it", job_id, state)) < 0)
 		return r;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
@@ -1826,6 +1894,8 @@ db_files_number(struct db *db, int64_t job_id, const char *state, int64_t *ret)
 static enum db_stmt
 page_stmt(const char *state, int64_t drive_id)
 {
+	if (left_out_of(state) >= 0 && drive_id == 0)
+		return STMT_FILE_PAGE_LEFT_OUT;
 	if (state == NULL)
 		return drive_id == 0 ? STMT_FILE_PAGE : STMT_FILE_PAGE_DRIVE;
 	return drive_id == 0 ? STMT_FILE_PAGE_STATE : STMT_FILE_PAGE_STATE_DRIVE;
@@ -1840,13 +1910,18 @@ db_files_page(struct db *db, int64_t job_id, const char *state, int64_t drive_id
 	size_t n = 0;
 	int r, rc;
 
-	if (limit == 0 || drive_id < 0 ||
-	    (state != NULL && file_state_from_string(state) == _FILE_STATE_INVALID))
+	if (limit == 0 || drive_id < 0 || (state != NULL && !state_arg_valid(state)))
 		return -EINVAL;
 	if (limit > INT32_MAX)
 		limit = INT32_MAX;
+	if (left_out_of(state) >= 0 && drive_id != 0) { /* skipped rows are on no drive */
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
 	if ((r = bind(db, st, "iii", job_id, after_id, (int64_t)limit)) < 0 ||
-	    (state != NULL && (r = bind_at(db, st, 4, "t", state)) < 0) ||
+	    (left_out_of(state) >= 0 && (r = bind_at(db, st, 4, "i", (int64_t)left_out_of(state))) < 0) ||
+	    (state != NULL && left_out_of(state) < 0 && (r = bind_at(db, st, 4, "t", state)) < 0) ||
 	    (drive_id != 0 && (r = bind_at(db, st, 5, "i", drive_id)) < 0))
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

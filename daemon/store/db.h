@@ -17,6 +17,10 @@
  * would refuse; reason), 'skipped' (not a regular file or on another file
  * system; reason; never copied), 'planned' (on a drive, blocks 0..checkpoint-1
  * recorded) or 'verified' (copied and checked, all its blocks recorded).
+ * A 'skipped' row that one of the job's --exclude patterns left out carries
+ * the pattern (files.excluded_by); readers see such rows in the state
+ * "excluded" (file_row.state, and the `state` argument of db_files_count,
+ * db_files_number and db_files_page), and "skipped" means only the others.
  * Counters kept in step: jobs.files/bytes count indexed, planned and verified
  * files; jobs.copied_files/copied_bytes and drives.files/used_bytes count
  * verified ones; jobs.verified_files those whose copy was re-read.
@@ -54,6 +58,8 @@ struct job_row {
 	int64_t shipped_at;       /* when the job moved to shipped, 0: not yet */
 	int deadline_warned;      /* smallest days-before-deadline threshold warned, 0: none */
 	bool receive_warned;      /* the "not received yet" warning was given */
+	char *excludes;           /* --exclude patterns as a JSON array of strings; NULL: none */
+	bool skip_refused;        /* job retry --skip-refused: go on without refused names */
 };
 
 struct event_row {
@@ -89,6 +95,7 @@ struct file_entry {
 	const char *state;     /* "indexed", "invalid" or "skipped" */
 	const char *reason;    /* NULL unless invalid/skipped (ignored for indexed) */
 	int64_t links;         /* link count when indexed; 0 means 1 */
+	const char *excluded_by; /* skipped only: the --exclude pattern that matched; else NULL */
 };
 
 struct file_count {
@@ -121,7 +128,7 @@ struct block_row {
 };
 
 /* Schema version this binary writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 /* Event kinds (events.kind). */
 #define DB_EVENT_CREATED "created"
@@ -170,6 +177,10 @@ int db_pragma_check(struct db *db, char **ret_err);
 /* Jobs. */
 int db_job_create(struct db *db, const char *name, const char *staging_path,
 		  const char *container, int64_t now, int64_t *ret_id);
+/* The same, with the job's --exclude patterns (a JSON array of strings, or NULL: none). */
+int db_job_create_excluding(struct db *db, const char *name, const char *staging_path,
+			    const char *container, const char *excludes, int64_t now,
+			    int64_t *ret_id);
 int db_job_get(struct db *db, const char *name, struct job_row **ret);
 int db_job_get_by_id(struct db *db, int64_t id, struct job_row **ret);
 /* All jobs, oldest first. *ret is an array of n pointers; free with job_rows_free(). */
@@ -188,6 +199,12 @@ int db_job_advance(struct db *db, int64_t id, enum job_state from, enum job_stat
 int db_job_fail(struct db *db, int64_t id, enum job_state from, const char *error, int64_t now);
 /* failed -> the remembered step, clearing the error, counting attempts. */
 int db_job_retry(struct db *db, int64_t id, int64_t now, enum job_state *ret_state);
+/*
+ * The same; skip_refused also records, in the same transaction, that the job
+ * goes on without the names Azure would refuse (jobs.skip_refused, for good).
+ */
+int db_job_retry_skipping(struct db *db, int64_t id, int64_t now, bool skip_refused,
+			  enum job_state *ret_state);
 /* from -> cancelled. */
 int db_job_cancel(struct db *db, int64_t id, enum job_state from, const char *text, int64_t now);
 /* Change only the phase (and log an event of kind "phase") while in active `state`. */

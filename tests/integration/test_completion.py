@@ -70,7 +70,7 @@ def synopses():
                     ln == "  " + cmd)
         rest = line[len("  " + cmd):]
         opts = set(re.findall(r"(--[a-z][a-z-]*)", rest))
-        args = [a.strip("[]") for a in re.sub(r"\[?--[a-z-]+( [A-Z]+)?\]?", "", rest).split()]
+        args = [a.strip("[]") for a in re.sub(r"\[?--[a-z-]+( [A-Z]+)?( \.\.\.)?\]?", "", rest).split()]
         out[cmd] = (args, opts)
     return p.stdout, out
 

@@ -66,6 +66,13 @@ static const struct build_case build_cases[] = {
 	 "{\"name\":\"abc\",\"carrier\":\"UPS\",\"trackingNumber\":\"1Z 999\"}", false},
 	{{"job", "cancel", "abc"}, "io.seedd.CancelJob", "{\"name\":\"abc\"}", false},
 	{{"job", "retry", "abc"}, "io.seedd.RetryJob", "{\"name\":\"abc\"}", false},
+	{{"job", "retry", "--skip-refused", "abc"}, "io.seedd.RetryJob",
+	 "{\"name\":\"abc\",\"skipRefused\":true}", false},
+	/* --exclude repeats, in order, as one array. */
+	{{"job", "create", "abc", "--staging", "/", "--exclude", "**/*.tmp", "--exclude=cache"},
+	 "io.seedd.CreateJob",
+	 "{\"name\":\"abc\",\"stagingPath\":\"/\",\"excludes\":[\"**/*.tmp\",\"cache\"]}",
+	 false},
 	{{"job", "report", "abc", "--json"}, "io.seedd.GetJobReport", "{\"name\":\"abc\"}", true},
 	{{"watch"}, "io.seedd.Watch", "{}", false},
 	{{"watch", "abc"}, "io.seedd.Watch", "{\"name\":\"abc\"}", false},
@@ -189,6 +196,12 @@ static const struct usage_case usage_cases[] = {
 	{{"drive", "add", "abc"}, "missing PATH"},
 	{{"job", "show", "abc", "extra"}, "'extra'"},
 	{{"job", "list", "abc"}, "'abc'"},
+	{{"job", "create", "abc", "--staging", "/", "--exclude", "/abs"}, "'/abs'"},
+	{{"job", "create", "abc", "--staging", "/", "--exclude", "a//b"}, "'a//b'"},
+	{{"job", "retry", "abc", "--skip-refused=1"}, "--skip-refused takes no value"},
+	{{"job", "show", "abc", "--skip-refused"}, "--skip-refused does not apply"},
+	{{"job", "create", "abc", "--staging", "/", "--container", "a", "--container", "b"},
+	 "--container given more than once"},
 	{{"status", "now"}, "'now'"},
 	{{"job", "show", "ab"}, "'ab'"},
 	{{"job", "show", "abcdefghijklmnopqrstuvwxy"}, "'abcdefghijklmnopqrstuvwxy'"},
@@ -397,12 +410,14 @@ test_help(void)
 {
 	/* CONTRACT §4, independent of the table. */
 	static const char *const contract[] = {
-		"status", "job create NAME --staging DIR [--container C]", "job list",
+		"status", "job create NAME --staging DIR [--container C] [--exclude GLOB ...]",
+		"job list",
 		"job show NAME", "job log NAME",
 		("drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F] "
 		 "[--bitlocker-device DEV]"),
 		"drive list NAME", "job plan NAME", "job prepare NAME",
-		"job ship NAME --carrier C --tracking T", "job cancel NAME", "job retry NAME",
+		"job ship NAME --carrier C --tracking T", "job cancel NAME",
+		"job retry NAME [--skip-refused]",
 		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
 		"doctor", "help [COMMAND]",
 	};

@@ -982,6 +982,82 @@ test_files_scan(struct db *db, const char *path)
 	check_int(db_job_set_totals(db, 999999, 1), -ENOENT);
 }
 
+/*
+ * Issue 12: a job's --exclude patterns and --skip-refused are kept with it;
+ * entries a pattern left out are "excluded" to readers, apart from "skipped".
+ */
+static void
+test_excluded_and_skip_refused(struct db *db)
+{
+	int64_t job = -1, num = -1;
+	struct file_entry e[] = {
+	    entry("a.txt", 10, 1),
+	    {.rel_path = "fifo", .blob_name = "f", .state = "skipped", .reason = "fifo: not copied"},
+	    {.rel_path = "x.tmp", .size = 0, .blob_name = "x", .state = "skipped",
+	     .reason = "excluded by '*.tmp'", .excluded_by = "*.tmp"},
+	    {.rel_path = "cache", .blob_name = "c", .state = "skipped",
+	     .reason = "excluded by 'cache'", .excluded_by = "cache"},
+	};
+	struct file_entry bad = entry("y.tmp", 1, 1);
+	struct file_row *rows = NULL;
+	struct file_count c;
+	struct job_row *j;
+	size_t n = 0;
+
+	check_int(db_job_create_excluding(db, "excl", "/srv/s", "vault", "[\"*.tmp\",\"cache\"]",
+	                                  5, &job), 0);
+	j = get(db, job);
+	check_str(j->excludes, "[\"*.tmp\",\"cache\"]");
+	check(!j->skip_refused);
+	job_row_free(j);
+	j = get(db, new_job(db, "no-excl"));
+	check(j->excludes == NULL);
+	job_row_free(j);
+
+	/* Only a skipped entry can have been excluded. */
+	bad.excluded_by = "*.tmp";
+	check_int(db_files_insert_batch(db, job, &bad, 1), -EINVAL);
+	check_int(db_files_insert_batch(db, job, e, ELEMENTSOF(e)), 0);
+	check_int(db_files_count(db, job, "skipped", &c), 0);
+	check_int(c.files, 1);
+	check_int(db_files_count(db, job, "excluded", &c), 0);
+	check_int(c.files, 2);
+	check_int(db_files_number(db, job, "excluded", &num), 0);
+	check_int(num, 2);
+	check_int(db_files_number(db, job, "skipped", &num), 0);
+	check_int(num, 1);
+	check_int(db_files_page(db, job, "excluded", 0, 0, 10, &rows, &n), 0);
+	check_int(n, 2);
+	check_str(rows[0].rel_path, "x.tmp");
+	check_str(rows[0].state, "excluded");
+	check_str(rows[1].reason, "excluded by 'cache'");
+	file_rows_free(rows, n);
+	check_int(db_files_page(db, job, "skipped", 0, 0, 10, &rows, &n), 0);
+	check_int(n, 1);
+	check_str(rows[0].rel_path, "fifo");
+	check_str(rows[0].state, "skipped");
+	file_rows_free(rows, n);
+	check_int(db_files_page(db, job, "excluded", 7, 0, 10, &rows, &n), 0);
+	check_int(n, 0);
+	/* All rows: an excluded one reads as such. */
+	check_int(db_files_page(db, job, NULL, 0, 0, 10, &rows, &n), 0);
+	check_int(n, 4);
+	check_str(rows[2].state, "excluded");
+	check_str(rows[1].state, "skipped");
+	file_rows_free(rows, n);
+
+	/* --skip-refused: recorded with the retry, in its event. */
+	check_int(db_job_fail(db, job, JOB_STAGING, "1 file names Azure would refuse", 6), 0);
+	check_int(db_job_retry_skipping(db, job, 7, true, NULL), 0);
+	j = get(db, job);
+	check(j->skip_refused);
+	check_int(j->state, JOB_STAGING);
+	job_row_free(j);
+	check_last_event(db, job, DB_EVENT_RETRY, JOB_STAGING,
+	                 "resuming staging without the names Azure would refuse (--skip-refused)");
+	check_int(db_job_retry_skipping(db, job, 8, true, NULL), -ESTALE);
+}
+
 /* A rescan keeps verified unchanged files and resets everything else. */
 static void
 test_files_rescan(struct db *db)
@@ -2333,6 +2409,10 @@ test_v4_forgets_old_secrets(void)
 	raw = raw_open(path);
 	raw_exec(raw, "DROP INDEX files_job_linked");
 	raw_exec(raw, "ALTER TABLE files DROP COLUMN links");
+	/* v5 (plan) */
+	raw_exec(raw, "ALTER TABLE jobs DROP COLUMN excludes");
+	raw_exec(raw, "ALTER TABLE jobs DROP COLUMN skip_refused");
+	raw_exec(raw, "ALTER TABLE files DROP COLUMN excluded_by");
 	raw_exec(raw, "UPDATE jobs SET state = 'done' WHERE name = 'v3-done'");
 	raw_exec(raw, "PRAGMA user_version = 3");
 	sqlite3_close(raw);
@@ -2470,6 +2550,7 @@ main(void)
 	test_commit_guard(db);
 	test_drives_and_secrets(db, path);
 	test_files_scan(db, path);
+	test_excluded_and_skip_refused(db);
 	test_files_rescan(db);
 	test_files_page(db);
 	test_place(db);

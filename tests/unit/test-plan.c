@@ -270,8 +270,18 @@ test_too_large(void)
 	check_int(p.unplaced_bytes, 3500);
 	check_int(p.too_large_files, 2);
 	check_int(p.too_large_bytes, 3500);
+	check_int(p.too_large_need, 2000); /* the larger of the two, no overhead */
+	check(plan_file_too_large(&p, &zero_cost, &files[0]));
+	check(!plan_file_too_large(&p, &zero_cost, &files[3]));
 	check_int(p.drives_needed, 0);
 	check_sums(files, 4, drives, &zero_cost, &p);
+	plan_done(&p);
+
+	/* With the default costs, the need counts the overhead and the drive's base. */
+	check_int(plan_compute(files, 4, drives, 2, NULL, 0, &p), 0);
+	check_int(p.too_large_need, plan_file_cost(&PLAN_COST_DEFAULT, &files[2]) +
+	                                PLAN_COST_DEFAULT.drive_base);
+	check(plan_file_too_large(&p, NULL, &files[1])); /* 1000 bytes hold no file's overhead */
 	plan_done(&p);
 
 	/* With a nominal capacity: the big one is impossible, the rest needs 2 drives. */
@@ -281,6 +291,12 @@ test_too_large(void)
 	check_int(p.too_large_bytes, 1500);
 	check_int(p.unplaced_files, 4);
 	check_int(p.drives_needed, 2); /* 700+100, 600 */
+	check_int(p.too_large_need, 1500);
+	plan_done(&p);
+
+	/* Nothing too large: no need. */
+	check_int(plan_compute(files + 1, 3, NULL, 0, &zero_cost, 1000, &p), 0);
+	check_int(p.too_large_need, 0);
 	plan_done(&p);
 }
 

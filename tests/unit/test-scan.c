@@ -299,6 +299,61 @@ test_batches_and_cancel(void)
 	check_int(scan_tree(-1, NULL, collect_cb, &seen), -EBADF);
 }
 
+/* Excluded by the callback: "*.tmp" (rule 0) and the directory "cache" (rule 1). */
+static int
+exclude_cb(const char *path, size_t len, void *arg)
+{
+	size_t *asked = arg;
+
+	(*asked)++;
+	check(strncmp(path, "cache/", 6) != 0); /* an excluded directory is never entered */
+	if (len > 4 && strcmp(path + len - 4, ".tmp") == 0)
+		return 0;
+	return strcmp(path, "cache") == 0 ? 1 : -1;
+}
+
+static int
+excluded_cb(const struct scan_entry *e, size_t n, void *userdata)
+{
+	for (size_t i = 0; i < n; i++)
+		if (e[i].kind == SCAN_EXCLUDED)
+			check_int(e[i].rule, strcmp(e[i].path, "cache") == 0 ? 1 : 0);
+	if (n > 0 && strcmp(e[n - 1].path, "cache") == 0)
+		check(e[n - 1].dir);
+	return collect_cb(e, n, userdata);
+}
+
+static void
+test_exclude(void)
+{
+	const char *expected[] = {"file keep/a.txt 1 0", "excluded skip.tmp 0 0",
+				  "excluded keep/deep.tmp 0 0", "excluded cache 0 0",
+				  "fifo p 0 0"};
+	char path[PATH_MAX + 16];
+	size_t asked = 0;
+	struct scan_options opt = {.batch_size = 1, .exclude = exclude_cb, .exclude_arg = &asked};
+	struct seen seen = {0};
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/excl", root);
+	check(mkdir(path, 0755) == 0);
+	fd = open_dir(path);
+	check(mkdirat(fd, "keep", 0755) == 0);
+	check(mkdirat(fd, "cache", 0755) == 0);
+	check(mkdirat(fd, "cache/sub", 0755) == 0);
+	make_file(fd, "keep/a.txt", "a");
+	make_file(fd, "keep/deep.tmp", "tmp");
+	make_file(fd, "skip.tmp", "tmp");
+	make_file(fd, "cache/x", "x");
+	make_file(fd, "cache/sub/y", "y");
+	check(mkfifoat(fd, "p", 0644) == 0);
+	check_int(scan_tree(fd, &opt, excluded_cb, &seen), 0);
+	check_seen(&seen, expected, ELEMENTSOF(expected));
+	check_int(asked, 6); /* keep, keep/a.txt, keep/deep.tmp, skip.tmp, cache, p */
+	seen_done(&seen);
+	close(fd);
+}
+
 static void
 test_deep(void)
 {
@@ -483,6 +538,7 @@ main(void)
 	test_mixed();
 	test_other_fs();
 	test_batches_and_cancel();
+	test_exclude();
 	test_deep();
 	test_many();
 	test_links();

@@ -188,14 +188,14 @@ test_create_and_retry(struct daemon *d)
 	int64_t id;
 
 	ca.resumed = 0;
-	check_int(jobctl_create(d, "created", "/srv/staging", "vault", &id), 0);
+	check_int(jobctl_create(d, "created", "/srv/staging", "vault", NULL, &id), 0);
 	one_turn(d);
 	check_int(ca.resumed, 1);
 	check_int(ca.last_job, id);
 	check_int(jobctl_fail(d, id, "created", JOB_STAGING, "disk gone"), 0);
 	one_turn(d);
 	check_int(ca.resumed, 1); /* failed has no owner */
-	check_int(jobctl_retry(d, id, "created", &to), 0);
+	check_int(jobctl_retry(d, id, "created", false, &to), 0);
 	check_int(to, JOB_STAGING);
 	one_turn(d);
 	check_int(ca.resumed, 2);
