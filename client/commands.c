@@ -28,6 +28,9 @@ static const struct option_spec option_table[] = {
 	{OPT_BLDEVICE, "bitlocker-device", {"DEV", "bitlockerDevice", ARG_PATH, false}},
 	{OPT_CARRIER, "carrier", {"C", "carrier", ARG_TEXT, false}},
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
+	{OPT_FORCE, "force", {NULL, "force", ARG_FLAG, false}},
+	/* Sent inverted (hideFinished) unless given: see command_params(). */
+	{OPT_ALL, "all", {NULL, "all", ARG_FLAG, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
 
@@ -66,7 +69,8 @@ const struct command commands_table[] = {
 	},
 	{
 		.name = "job list",
-		.about = "List all jobs.",
+		.about = "List the jobs; done and cancelled ones only with --all.",
+		.options = OPT_ALL,
 		.method = "ListJobs",
 		.reply_key = "jobs",
 		.print = output_jobs,
@@ -85,6 +89,18 @@ const struct command commands_table[] = {
 		.print = output_drive,
 	},
 	JOB_COMMAND("drive list", "ListDrives", "drives", output_drives, "List a job's drives."),
+	{
+		.name = "drive remove",
+		.about = "Detach a drive before shipping; --force if it holds verified files, "
+			 "which then go to the other drives.",
+		.args = {ARG_NAME, {"SERIAL", "serial", ARG_TEXT, false}},
+		.min_args = 2,
+		.max_args = 2,
+		.options = OPT_FORCE,
+		.method = "RemoveDrive",
+		.reply_key = "job",
+		.print = output_job,
+	},
 	JOB_COMMAND("job plan", "PlanJob", "plan", output_plan,
 		    "Dry run: which file goes to which drive, what is left over, names Azure would "
 		    "refuse."),
@@ -110,10 +126,12 @@ const struct command commands_table[] = {
 		    "Print the audit report: drives, tracking, per-file hashes, every transition."),
 	{
 		.name = "watch",
-		.about = "Follow the progress of one job, or of all jobs, until it is over.",
+		.about = "Follow the progress of one job, or of all jobs (done and cancelled ones "
+			 "only with --all), until it is over.",
 		.args = {{"NAME", "name", ARG_JOB, true}},
 		.min_args = 0,
 		.max_args = 1,
+		.options = OPT_ALL,
 		.method = "Watch",
 		.reply_key = "job",
 		.stream = true,
@@ -129,6 +147,15 @@ const struct command commands_table[] = {
 		.method = "MitigateJob",
 		.reply_key = "job",
 		.print = output_job,
+	},
+	{
+		.name = "job purge",
+		.about = "Forget a done, failed or cancelled job; its report file stays.",
+		.args = {ARG_NAME},
+		.min_args = 1,
+		.max_args = 1,
+		.method = "PurgeJob",
+		.print = output_purged,
 	},
 	{
 		/* No method: answered by seedctl itself (help_fill). */
@@ -340,7 +367,14 @@ cmdline_option(struct cmdline *cl, int argc, char **argv, int *i, char **err)
 	}
 	if (option_is(a, len, "socket"))
 		slot = &cl->socket;
-	else if ((o = option_find(a, len)) != NULL)
+	else if ((o = option_find(a, len)) != NULL && o->arg.kind == ARG_FLAG) {
+		if (eq != NULL) {
+			*err = xprintf("option --%.*s takes no value", (int)len, a);
+			return -EINVAL;
+		}
+		cl->optval[o - option_table] = "";
+		return 0;
+	} else if (o != NULL)
 		slot = &cl->optval[o - option_table];
 	else {
 		*err = xprintf("unknown option '--%.*s' (see seedctl --help)", (int)len, a);
@@ -519,6 +553,9 @@ arg_convert(const struct arg_spec *a, const char *label, const char *text, json_
 		}
 		*ret = json_integer(size);
 		return 0;
+	case ARG_FLAG:
+		*ret = json_true();
+		return 0;
 	case ARG_KEYFILE:
 		if ((r = read_keyfile(text, &s)) < 0) {
 			*err = xprintf("cannot use %s '%s': %s", label, text,
@@ -554,8 +591,11 @@ command_synopsis(const struct command *c)
 		const struct option_spec *o = &option_table[i];
 		if (!(c->options & o->flag))
 			continue;
-		next = xprintf((c->required & o->flag) ? "%s --%s %s" : "%s [--%s %s]", s, o->name,
-			       o->arg.metavar);
+		if (o->arg.metavar == NULL)
+			next = xprintf("%s [--%s]", s, o->name);
+		else
+			next = xprintf((c->required & o->flag) ? "%s --%s %s" : "%s [--%s %s]", s,
+				       o->name, o->arg.metavar);
 		free(s);
 		s = next;
 	}
@@ -604,6 +644,13 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 			_cleanup_free_ char *file = path_absolute(cl->optval[i]);
 			json_object_set_new(params, name, json_string(file));
 		}
+	}
+	/* --all is the default of the protocol: without it, seedctl asks to hide finished jobs. */
+	if (r == 0 && (c->options & OPT_ALL)) {
+		bool all = json_object_get(params, "all") != NULL;
+		json_object_del(params, "all");
+		if (!all)
+			json_object_set_new(params, "hideFinished", json_true());
 	}
 	if (r < 0) {
 		json_decref(params);

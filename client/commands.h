@@ -33,6 +33,7 @@ enum arg_kind {
 	ARG_TEXT,    /* non-empty text */
 	ARG_SIZE,    /* bytes, with an optional K/M/G/T suffix (1024-based) */
 	ARG_KEYFILE, /* a file whose trimmed content is sent (a secret) */
+	ARG_FLAG,    /* an option without a value (metavar NULL): sends true */
 };
 
 struct arg_spec {
@@ -53,6 +54,8 @@ enum {
 	OPT_TRACKING = 1u << 6,
 	OPT_BLDEVICE = 1u << 7,
 	OPT_ACTION = 1u << 8, /* job mitigate */
+	OPT_FORCE = 1u << 9,  /* drive remove */
+	OPT_ALL = 1u << 10,   /* job list, watch: done and cancelled jobs too */
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */

@@ -1370,6 +1370,26 @@ drive_idle(const struct prep_drive *dr)
 	return dr->exhausted && dr->n_inflight == 0 && !dr->manifest_pending;
 }
 
+/*
+ * Drive prep is over and the drive received nothing: it ends `unused`, gets
+ * no manifest and is not named to Azure (stage-azure.c ships only drives
+ * with files); the operator may take it back with `seedctl drive remove`.
+ */
+static void
+drive_unused(struct prep *p, struct prep_drive *dr)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "drive_prep", .drive = dr->serial};
+	_cleanup_free_ char *text = NULL;
+
+	if (db_drive_set_state(p->d->db, dr->drive_id, "unused") < 0)
+		return;
+	text = xprintf("drive %s: no file was placed on it; it is unused and not shipped "
+		       "(seedctl drive remove %s %s detaches it)",
+		       dr->serial, p->job_name, dr->serial);
+	(void)db_event_add(p->d->db, p->job_id, "drive", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->job_name, text);
+}
+
 /* Write the manifests once every file of the job is verified. */
 static void
 queue_manifests(struct prep *p)
@@ -1381,8 +1401,12 @@ queue_manifests(struct prep *p)
 		struct prep_task *t;
 		if (dr->committed == 0 && dr->planned == 0) {
 			struct file_count fc = {0};
-			if (db_drive_file_count(p->d->db, dr->drive_id, &fc) < 0 || fc.files == 0)
+			if (db_drive_file_count(p->d->db, dr->drive_id, &fc) < 0)
 				continue;
+			if (fc.files == 0) {
+				drive_unused(p, dr);
+				continue;
+			}
 		}
 		t = xcalloc(1, sizeof(*t));
 		t->kind = TASK_MANIFEST;

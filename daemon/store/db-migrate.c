@@ -214,11 +214,36 @@ static const char schema_v4_hardening[] =
 	"";
 /* clang-format on */
 
+/*
+ * v5: the operator's day (issue 12). One step for the whole change; each
+ * helper's part has its own comment line and adds its statements below it.
+ */
+/* clang-format off */
+static const char schema_v5_operator[] =
+	/* -- drives */
+	/*
+	 * A drive that received nothing ends 'unused'. A flag, not a new value
+	 * in the CHECK of drives.state: changing that CHECK means rebuilding
+	 * the table, and dropping the old one would fire the foreign keys of
+	 * files and secrets. DRIVE_COLUMNS (db.c) shows it as the state.
+	 */
+	"ALTER TABLE drives ADD COLUMN unused INTEGER NOT NULL DEFAULT 0 CHECK (unused IN (0, 1));"
+	/*
+	 * A purged job (PurgeJob): gone for every reader at once, renamed '#ID' so
+	 * that its name and tracking number are free; the purger (core/purger.c)
+	 * then deletes its files in small transactions and last the row itself.
+	 */
+	"ALTER TABLE jobs ADD COLUMN purged INTEGER NOT NULL DEFAULT 0 CHECK (purged IN (0, 1));"
+	"CREATE INDEX jobs_purged ON jobs (id) WHERE purged = 1;"
+	"";
+/* clang-format on */
+
 static const struct migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2_direct_io},
     {3, schema_v3_real_world},
     {4, schema_v4_hardening},
+    {5, schema_v5_operator},
 };
 
 _Static_assert(ELEMENTSOF(migrations) == DB_SCHEMA_VERSION,
