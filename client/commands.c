@@ -645,11 +645,14 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 			json_object_set_new(params, name, json_string(file));
 		}
 	}
-	/* --all is the default of the protocol: without it, seedctl asks to hide finished jobs. */
+	/*
+	 * --all is the protocol's default: without it, seedctl asks to leave out
+	 * done and cancelled jobs where it lists every job (not watch NAME).
+	 */
 	if (r == 0 && (c->options & OPT_ALL)) {
 		bool all = json_object_get(params, "all") != NULL;
 		json_object_del(params, "all");
-		if (!all)
+		if (!all && json_object_get(params, "name") == NULL)
 			json_object_set_new(params, "hideFinished", json_true());
 	}
 	if (r < 0) {

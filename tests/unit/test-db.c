@@ -2331,6 +2331,10 @@ test_v4_forgets_old_secrets(void)
 	db_close(db);
 	/* Back to a v3 file whose job is done (as a v3 seedd left it). */
 	raw = raw_open(path);
+	/* -- drives: v5 */
+	raw_exec(raw, "DROP INDEX jobs_purged");
+	raw_exec(raw, "ALTER TABLE jobs DROP COLUMN purged");
+	raw_exec(raw, "ALTER TABLE drives DROP COLUMN unused");
 	raw_exec(raw, "DROP INDEX files_job_linked");
 	raw_exec(raw, "ALTER TABLE files DROP COLUMN links");
 	raw_exec(raw, "UPDATE jobs SET state = 'done' WHERE name = 'v3-done'");
