@@ -240,7 +240,10 @@ def case_unread_timeout(d):
         time.sleep(0.2)  # the CreateJob connection is closed
         both = sockets_of(d.proc.pid)
         base_rss = status_kib(d.proc.pid, "VmRSS")
-        hog.send_raw(WATCH + DESCRIBE * 1000)
+        # ~6.5 MiB, under the 8 MiB cap however long the interface description grows.
+        size = len(json.dumps(d.call("org.varlink.service.GetInterfaceDescription",
+                                     {"interface": "io.seedd"}))) + 1
+        hog.send_raw(WATCH + DESCRIBE * ((13 << 19) // size))
         t = time.time()
         check(wait_sockets(d, both - 1, 10), "an unread Watch with pending output still "
               "open after 10 s under UnreadTimeoutSec=2")
