@@ -438,6 +438,12 @@ method_remove_drive(struct call *call)
 		reply_invalid_state(call, j->name, job_state_to_string(j->state), m);
 		goto out;
 	}
+	if (planner_preparing(call->d, j->id)) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "a PrepareJob of this job is placing files on its drives; try "
+				    "again when it answered");
+		goto out;
+	}
 	if (db_drive_by_serial(call->d->db, j->id, serial, &row) < 0) {
 		reply_invalid_argument(call, "serial", "job %s has no drive %s", j->name, serial);
 		goto out;

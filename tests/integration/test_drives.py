@@ -5,7 +5,8 @@
 - `drive remove NAME SERIAL`: refuses a drive holding verified files without
   --force (exit 1, saying so); removes an unused one; with --force the
   files go back to waiting, drive prep copies them to the remaining drive
-  and writes its manifest; an unknown serial is named.
+  and writes its manifest (after drive prep, and while it copies); an
+  unknown serial is named.
 - `job purge NAME`: refused for an active job (InvalidState, exit 1); a
   cancelled job leaves `job list --all`, `job show` and the database (the
   purger deletes its rows), and its name is free again.
@@ -89,6 +90,28 @@ def test_unused_and_remove(d):
           "the log says what went back: %r" % texts)
 
 
+def test_remove_while_copying(d):
+    """--force while drive prep copies: it stops, the files go to the other drive."""
+    staging = os.path.join(d.tmp, "staging-busy")
+    files = {"f%d.bin" % i: os.urandom(4 * MiB) for i in range(6)}
+    os.makedirs(staging)
+    for rel, data in files.items():
+        with open(os.path.join(staging, rel), "wb") as f:
+            f.write(data)
+    d.ctl_json("job", "create", "busy", "--staging", staging)
+    prepcheck.wait_phase(d, "busy", "indexed")
+    add_drive(d, "busy", "BUSY-A", 64 * MiB)
+    add_drive(d, "busy", "BUSY-B", 64 * MiB)
+    d.ctl_json("job", "prepare", "busy")
+    job = d.ctl_json("drive", "remove", "busy", "BUSY-B", "--force")
+    check([x["serial"] for x in job["drives"]] == ["BUSY-A"], "BUSY-B left: %r" % job["drives"])
+    job = prepcheck.wait_phase(d, "busy", "awaiting-azure")
+    check(job["copiedFiles"] == len(files) and job["drives"][0]["files"] == len(files),
+          "every file on BUSY-A: %r" % job["drives"])
+    prepcheck.verify_drives(staging, "busy", "seedd-import", files, job["drives"])
+    d.ctl_json("job", "cancel", "busy")
+
+
 def names(jobs):
     return [j["name"] for j in jobs]
 
@@ -124,7 +147,8 @@ def test_purge_and_list(d):
 
     listed = names(d.ctl_json("job", "list"))
     check(listed == ["badn"], "job list hides cancelled jobs, keeps failed ones: %r" % listed)
-    check(names(d.ctl_json("job", "list", "--all")) == ["drv", "badn"], "--all lists all")
+    check(names(d.ctl_json("job", "list", "--all")) == ["drv", "busy", "badn"],
+          "--all lists all")
     out = d.ctl("job", "list", check_rc=0).stdout
     check("badn" in out and "drv" not in out, "human job list too: %r" % out)
     check(watch_first(d, {"hideFinished": True}) == "badn", "watch hides the cancelled job")
@@ -132,11 +156,11 @@ def test_purge_and_list(d):
 
     reply = d.ctl_json("job", "purge", "drv")
     check(reply == {"name": "drv", "report": None}, "purge answers: %r" % reply)
-    check(names(d.ctl_json("job", "list", "--all")) == ["badn"], "a purged job is gone")
+    check(names(d.ctl_json("job", "list", "--all")) == ["busy", "badn"], "a purged job is gone")
     p = d.ctl("job", "show", "drv", check_rc=1)
     check("JobNotFound" in p.stderr, "job show: %r" % p.stderr)
     status = d.ctl_json("status")
-    check(status["jobs"]["cancelled"] == 0, "status counts it no more: %r" % status["jobs"])
+    check(status["jobs"]["cancelled"] == 1, "status counts it no more: %r" % status["jobs"])
     db = os.path.join(d.state, "seedd.db")
     deadline = time.time() + 10
     while purged_rows(db) > 0:
@@ -157,6 +181,7 @@ def main():
     d = Daemon(CONF).start()
     try:
         test_unused_and_remove(d)
+        test_remove_while_copying(d)
         test_purge_and_list(d)
         d.stop()
     finally:
