@@ -31,6 +31,7 @@
 #include "plan.h"
 #include "seedd-build.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "util.h"
 
 #define FEED_MAX 1024             /* tasks queued per drive */
@@ -154,6 +155,7 @@ struct prep {
 	struct event *progress;
 	bool manifests;
 	bool failed;
+	bool restart; /* stopping: start the job's drive prep again once its threads are gone */
 };
 
 /* Worker -> loop: one file's outcome. */
@@ -209,6 +211,7 @@ static void prep_check_done(struct prep *p);
 static void file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm);
 static void prep_free(struct prep *p);
 static void prep_reap(struct prep *p);
+static struct prep *stopping_find(struct daemon *d, int64_t job_id, uint64_t gen);
 
 /* ---- worker thread ------------------------------------------------------ */
 
@@ -1636,14 +1639,33 @@ prep_stop_async(struct prep *p)
 	prep_reap(p);
 }
 
-/* Free a stopping prep once every drive thread said its last word. */
+/*
+ * Free a stopping prep once every drive thread said its last word; then
+ * start the job's drive prep again if prep_start() was asked meanwhile.
+ */
 static void
 prep_reap(struct prep *p)
 {
+	struct daemon *d = p->d;
+	int64_t job_id = p->job_id;
+	bool restart = p->restart;
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j = NULL;
+	int r;
+
 	for (size_t i = 0; i < p->n_drives; i++)
 		if (!p->drives[i]->exited)
 			return;
 	prep_free(p); /* every join returns at once */
+	if (!restart || stopping_find(d, job_id, 0) != NULL || d->stopping)
+		return;
+	if ((r = stagetab_resume_job(d->stages, job_id, &err)) < 0 &&
+	    db_job_get_by_id(d->db, job_id, &j) == 0) {
+		_cleanup_free_ char *why = xprintf("cannot start drive prep again: %s",
+						   err ? err : strerror(-r));
+		(void)jobctl_fail(d, job_id, j->name, JOB_DRIVE_PREP, why);
+	}
+	job_row_free(j);
 }
 
 static struct prep *
@@ -1712,9 +1734,18 @@ prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
 
 	if (prep_find(d, j->id) != NULL)
 		return 0;
-	/* Rare (a retry right after a cancel): the old threads must not write beside the new. */
-	while ((p = stopping_find(d, j->id, 0)) != NULL)
-		prep_free(p);
+	/*
+	 * The job's last prep still winds down (a retry right after a cancel, a
+	 * drive removed): the old threads must not write beside the new, and
+	 * joining them here could hold the loop for a sync. The last of them
+	 * to go starts the job again (prep_reap).
+	 */
+	if (stopping_find(d, j->id, 0) != NULL) {
+		LIST_FOREACH(p, &d->preps_stopping, link)
+			if (p->job_id == j->id)
+				p->restart = true;
+		return 0;
+	}
 	p = xcalloc(1, sizeof(*p));
 	p->d = d;
 	p->job_id = j->id;
