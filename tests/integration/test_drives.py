@@ -9,7 +9,8 @@
   unknown serial is named.
 - `job purge NAME`: refused for an active job (InvalidState, exit 1); a
   cancelled job leaves `job list --all`, `job show` and the database (the
-  purger deletes its rows), and its name is free again.
+  purger deletes its rows, also after a restart), and its name is free
+  again.
 - `job list` and `watch` without a name leave out done and cancelled jobs
   unless --all; a failed job stays listed.
 """
@@ -176,6 +177,28 @@ def test_purge_and_list(d):
     check(err["error"] == "io.seedd.InvalidState", "--json error: %r" % err)
 
 
+def test_purge_resumed(d):
+    """A purge a crash cut short (the job marked, its rows still there) is
+    finished by the purger at the next start."""
+    d.stop()
+    db = os.path.join(d.state, "seedd.db")
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("UPDATE jobs SET purged = 1, name = '#' || id WHERE name = 'busy'")
+    con.close()
+    check(purged_rows(db) == 1, "the test did not test")
+    d.start()
+    deadline = time.time() + 10
+    while purged_rows(db) > 0:
+        if time.time() > deadline:
+            fail("the purger did not finish the purge a restart found")
+        time.sleep(0.05)
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    left = con.execute("SELECT count(*) FROM files WHERE job_id NOT IN (SELECT id FROM jobs)"
+                       " OR job_id IN (SELECT id FROM jobs WHERE purged = 1)").fetchone()[0]
+    con.close()
+    check(left == 0, "files of the purged job left: %d" % left)
+
+
 def main():
     t0 = time.time()
     d = Daemon(CONF).start()
@@ -183,6 +206,7 @@ def main():
         test_unused_and_remove(d)
         test_remove_while_copying(d)
         test_purge_and_list(d)
+        test_purge_resumed(d)
         d.stop()
     finally:
         if d.alive():
