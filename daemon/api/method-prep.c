@@ -464,8 +464,8 @@ method_remove_drive(struct call *call)
 	r = db_drive_remove(call->d->db, j->id, row.id, force, daemon_now(), &held);
 	if (r == 0)
 		log_removed(j, serial, &held);
-	if (running)
-		prep_again(call->d, j, &held);
+	if (running) /* what went back to waiting, if anything did */
+		prep_again(call->d, j, r == 0 ? &held : &(struct drive_held){0});
 	if (r == -ENOTEMPTY)
 		reply_drive_rejected(call, "the drive received verified files meanwhile; give "
 					   "--force to remove it all the same");
