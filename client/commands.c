@@ -31,6 +31,9 @@ static const struct option_spec option_table[] = {
 	{OPT_TRACKING, "tracking", {"T", "trackingNumber", ARG_TEXT, false}},
 	{OPT_EXCLUDE, "exclude", {"GLOB", "excludes", ARG_GLOB, false}},
 	{OPT_SKIP_REFUSED, "skip-refused", {NULL, "skipRefused", ARG_FLAG, false}},
+	{OPT_FORCE, "force", {NULL, "force", ARG_FLAG, false}},
+	/* Sent inverted (hideFinished) unless given: see command_params(). */
+	{OPT_ALL, "all", {NULL, "all", ARG_FLAG, false}},
 };
 #define OPTION_COUNT ELEMENTSOF(option_table)
 
@@ -69,7 +72,8 @@ const struct command commands_table[] = {
 	},
 	{
 		.name = "job list",
-		.about = "List all jobs.",
+		.about = "List the jobs; done and cancelled ones only with --all.",
+		.options = OPT_ALL,
 		.method = "ListJobs",
 		.reply_key = "jobs",
 		.print = output_jobs,
@@ -88,6 +92,18 @@ const struct command commands_table[] = {
 		.print = output_drive,
 	},
 	JOB_COMMAND("drive list", "ListDrives", "drives", output_drives, "List a job's drives."),
+	{
+		.name = "drive remove",
+		.about = "Detach a drive before shipping; --force if it holds verified files, "
+			 "which then go to the other drives.",
+		.args = {ARG_NAME, {"SERIAL", "serial", ARG_TEXT, false}},
+		.min_args = 2,
+		.max_args = 2,
+		.options = OPT_FORCE,
+		.method = "RemoveDrive",
+		.reply_key = "job",
+		.print = output_job,
+	},
 	JOB_COMMAND("job plan", "PlanJob", "plan", output_plan,
 		    "Dry run: which file goes to which drive, what is left over, names Azure would "
 		    "refuse."),
@@ -122,10 +138,12 @@ const struct command commands_table[] = {
 		    "Print the audit report: drives, tracking, per-file hashes, every transition."),
 	{
 		.name = "watch",
-		.about = "Follow the progress of one job, or of all jobs, until it is over.",
+		.about = "Follow the progress of one job, or of all jobs (done and cancelled ones "
+			 "only with --all), until it is over.",
 		.args = {{"NAME", "name", ARG_JOB, true}},
 		.min_args = 0,
 		.max_args = 1,
+		.options = OPT_ALL,
 		.method = "Watch",
 		.reply_key = "job",
 		.stream = true,
@@ -153,6 +171,15 @@ const struct command commands_table[] = {
 		.timeout_sec = 90, /* each check ends within 20 s; a token comes first */
 		.unreachable_hint = "; is seedd running (systemctl status seedd), and is --socket "
 				    "or $SEEDD_SOCKET its socket?",
+	},
+	{
+		.name = "job purge",
+		.about = "Forget a done, failed or cancelled job; its report file stays.",
+		.args = {ARG_NAME},
+		.min_args = 1,
+		.max_args = 1,
+		.method = "PurgeJob",
+		.print = output_purged,
 	},
 	{
 		/* No method: answered by seedctl itself (help_fill). */
@@ -684,6 +711,16 @@ command_params(const struct command *c, char **args, int nargs, const struct cmd
 	for (size_t i = 0; r == 0 && i < OPTION_COUNT; i++)
 		if (cl->nval[i] > 0)
 			r = option_params(&option_table[i], cl->optval[i], cl->nval[i], params, err);
+	/*
+	 * --all is the protocol's default: without it, seedctl asks to leave out
+	 * done and cancelled jobs where it lists every job (not watch NAME).
+	 */
+	if (r == 0 && (c->options & OPT_ALL)) {
+		bool all = json_object_get(params, "all") != NULL;
+		json_object_del(params, "all");
+		if (!all && json_object_get(params, "name") == NULL)
+			json_object_set_new(params, "hideFinished", json_true());
+	}
 	if (r < 0) {
 		json_decref(params);
 		return r;

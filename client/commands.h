@@ -57,6 +57,8 @@ enum {
 	OPT_ACTION = 1u << 8, /* job mitigate */
 	OPT_EXCLUDE = 1u << 9, /* job create, repeatable */
 	OPT_SKIP_REFUSED = 1u << 10, /* job retry, a flag */
+	OPT_FORCE = 1u << 11,  /* drive remove */
+	OPT_ALL = 1u << 12,    /* job list, watch: done and cancelled jobs too */
 };
 
 /* How the unwrapped reply value is printed in human mode (output.c). */

@@ -592,6 +592,22 @@ output_plan(FILE *f, json_t *plan)
 }
 
 void
+output_purged(FILE *f, json_t *reply)
+{
+	json_t *report = json_object_get(reply, "report");
+
+	fputs("Job ", f);
+	put_safe(f, jstr(reply, "name"));
+	fputs(" purged.", f);
+	if (json_is_string(report)) {
+		fputs(" Its report stays in ", f);
+		put_safe(f, json_string_value(report));
+		fputc('.', f);
+	}
+	fputc('\n', f);
+}
+
+void
 output_report(FILE *f, json_t *report)
 {
 	/* The report is a free-form audit document; indented JSON reads well. */

@@ -19,6 +19,8 @@ void output_events(FILE *f, json_t *events);
 void output_drive(FILE *f, json_t *drive);
 void output_drives(FILE *f, json_t *drives);
 void output_plan(FILE *f, json_t *plan);
+/* PurgeJob's answer: the job purged, and where its report file stays. */
+void output_purged(FILE *f, json_t *reply);
 void output_report(FILE *f, json_t *report);
 /* Doctor: a line a check (ok, FAIL, skip), the configuration under its line, a closing count. */
 void output_doctor(FILE *f, json_t *params);

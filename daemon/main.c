@@ -16,6 +16,7 @@
 #include "alert.h"
 #include "catalog-ids.h"
 #include "checkpointer.h"
+#include "purger.h"
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
@@ -243,6 +244,7 @@ open_store(struct daemon *d)
 	/* The log is copied into the database on a thread, never by a commit of the loop. */
 	if ((d->checkpointer = checkpointer_start(path)) != NULL)
 		(void)db_set_autocheckpoint(d->db, false);
+	d->purger = purger_start(path);
 	return 0;
 }
 
@@ -351,6 +353,7 @@ main(int argc, char **argv)
 	d.notify = notify_free(d.notify);
 	d.server = server_free(d.server);
 	daemon_free_events(&d);
+	d.purger = purger_stop(d.purger);
 	d.checkpointer = checkpointer_stop(d.checkpointer);
 	d.db = db_close(d.db);
 	if (state_lock_fd >= 0)

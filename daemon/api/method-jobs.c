@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "azure-http.h"
 #include "catalog-ids.h"
@@ -180,6 +181,16 @@ method_create_job(struct call *call)
 	reply_job_by_id(call, id);
 }
 
+/*
+ * hideFinished: leave out done and cancelled jobs (seedctl's `job list` and
+ * `watch` without --all). A failed job stays: it waits for a retry or a purge.
+ */
+static bool
+job_hidden(const struct call *call, const struct job_row *j)
+{
+	return param_bool(call, "hideFinished") && job_state_is_final(j->state);
+}
+
 void
 method_list_jobs(struct call *call)
 {
@@ -193,7 +204,8 @@ method_list_jobs(struct call *call)
 	}
 	a = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, job_json(call->d, rows[i]));
+		if (!job_hidden(call, rows[i]))
+			json_array_append_new(a, job_json(call->d, rows[i]));
 	job_rows_free(rows, n);
 	conn_reply(call->conn, json_pack("{s:o}", "jobs", a), false);
 }
@@ -432,8 +444,45 @@ watch_send_all(struct call *call)
 	if (db_job_list(call->d->db, &rows, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
-		conn_reply(call->conn, json_pack("{s:o}", "job", job_json(call->d, rows[i])), true);
+		if (!job_hidden(call, rows[i]))
+			conn_reply(call->conn,
+				   json_pack("{s:o}", "job", job_json(call->d, rows[i])), true);
 	job_rows_free(rows, n);
+}
+
+/*
+ * PurgeJob: forget a done, failed or cancelled job (jobctl_purge()). The
+ * answer names the audit report file, which stays in the state directory.
+ */
+void
+method_purge_job(struct call *call)
+{
+	struct job_row *j = call_job(call);
+	_cleanup_free_ char *report = NULL;
+	int r;
+
+	if (j == NULL)
+		return;
+	if (job_state_is_active(j->state)) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "only a done, failed or cancelled job can be purged; cancel it "
+				    "first");
+		goto out;
+	}
+	report = xprintf("%s/reports/%s.json", call->d->state_dir, j->name);
+	r = jobctl_purge(call->d, j->id, j->name, j->state);
+	if (r == -ESTALE || r == -ENOENT)
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "the job changed meanwhile; try again");
+	else if (r < 0)
+		reply_internal(call, "database error; see the journal");
+	else
+		conn_reply(call->conn,
+			   json_pack("{s:s,s:o}", "name", j->name, "report",
+				     access(report, F_OK) == 0 ? json_text(report) : json_null()),
+			   false);
+out:
+	job_row_free(j);
 }
 
 void

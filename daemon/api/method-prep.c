@@ -31,6 +31,7 @@
 #include "probe.h"
 #include "server.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "util.h"
 
 
@@ -371,6 +372,113 @@ method_add_drive(struct call *call)
 	}
 	probe_call_start(call, probe_for_call(call, j, path));
 out:
+	job_row_free(j);
+}
+
+/*
+ * After a drive left a job in drive_prep: its work starts again. Files that
+ * wait once more after drive prep was over (phase awaiting-azure) give the
+ * job back to drive prep, which places them on the other drives, or waits
+ * in needs-drive, and writes the manifests again.
+ */
+static void
+prep_again(struct daemon *d, const struct job_row *j, const struct drive_held *held)
+{
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	if ((held->verified_files > 0 || held->planned_files > 0) &&
+	    job_phase_from_text(j->phase) == JOB_PHASE_AWAITING_AZURE)
+		(void)jobctl_phase(d, j->id, JOB_DRIVE_PREP, JOB_PHASE_COPYING, NULL);
+	if ((r = stagetab_resume_job(d->stages, j->id, &err)) < 0) {
+		_cleanup_free_ char *why = xprintf("cannot start drive prep again after a drive "
+						   "was removed: %s", err ? err : strerror(-r));
+		(void)jobctl_fail(d, j->id, j->name, JOB_DRIVE_PREP, why);
+	}
+}
+
+static void
+log_removed(const struct job_row *j, const char *serial, const struct drive_held *h)
+{
+	struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state),
+			      .drive = serial};
+
+	log_ctx(LOG_NOTICE, &ctx,
+		"job %s: drive %s removed by the operator; %" PRId64 " verified and %" PRId64
+		" planned files wait for a drive again",
+		j->name, serial, h->verified_files, h->planned_files);
+}
+
+/*
+ * RemoveDrive: detach a drive before the Azure job names the job's drives.
+ * Its planned files, and its verified ones only with force, go back to
+ * waiting for a drive, the drive row and its key leave, all in one
+ * transaction (db_drive_remove()). A drive prep under way is stopped
+ * around it and started again, so those files are placed as any waiting
+ * file is. What seedd wrote on the disk stays there.
+ */
+void
+method_remove_drive(struct call *call)
+{
+	const char *serial = param_str(call, "serial");
+	bool force = param_bool(call, "force");
+	struct drive_held held = {0};
+	struct drive_row row = {0};
+	bool running;
+	struct job_row *j;
+	int r;
+
+	if ((j = call_job_in(call, takes_drives, "drives can be removed only before shipping")) ==
+	    NULL)
+		return;
+	if (j->azure_job_name != NULL) {
+		_cleanup_free_ char *m = xprintf("its Azure job %s names the job's drives already; "
+						 "cancel the job to change them",
+						 j->azure_job_name);
+		reply_invalid_state(call, j->name, job_state_to_string(j->state), m);
+		goto out;
+	}
+	if (planner_preparing(call->d, j->id)) {
+		reply_invalid_state(call, j->name, job_state_to_string(j->state),
+				    "a PrepareJob of this job is placing files on its drives; try "
+				    "again when it answered");
+		goto out;
+	}
+	if (db_drive_by_serial(call->d->db, j->id, serial, &row) < 0) {
+		reply_invalid_argument(call, "serial", "job %s has no drive %s", j->name, serial);
+		goto out;
+	}
+	if (row.files > 0 && !force) {
+		char b[32];
+		format_iec(row.used_bytes, b);
+		_cleanup_free_ char *m =
+		    xprintf("drive %s holds %" PRId64 " verified files (%s) of job %s; with --force "
+			    "they wait for a drive again and are copied to the other drives",
+			    serial, row.files, b, j->name);
+		reply_drive_rejected(call, m);
+		goto out;
+	}
+	running = j->state == JOB_DRIVE_PREP;
+	if (running)
+		stagetab_stop_job(call->d->stages, j->id);
+	r = db_drive_remove(call->d->db, j->id, row.id, force, daemon_now(), &held);
+	if (r == 0)
+		log_removed(j, serial, &held);
+	if (running) /* what went back to waiting, if anything did */
+		prep_again(call->d, j, r == 0 ? &held : &(struct drive_held){0});
+	if (r == -ENOTEMPTY)
+		reply_drive_rejected(call, "the drive received verified files meanwhile; give "
+					   "--force to remove it all the same");
+	else if (r < 0)
+		reply_internal(call, "removing the drive failed; see the journal");
+	else
+		reply_job_by_id(call, j->id);
+	if (r < 0 && r != -ENOTEMPTY)
+		log_error("job %s: removing drive %s: %s", j->name, serial,
+			  db_errmsg(call->d->db));
+	jobctl_changed(call->d, j->id);
+out:
+	drive_row_done(&row);
 	job_row_free(j);
 }
 

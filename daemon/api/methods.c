@@ -73,6 +73,17 @@ static const struct param_spec params_mitigate[] = {
 };
 static const struct param_spec params_watch[] = {
 	{"name", PARAM_STRING, false, JOB_NAME_MAX, 0, 0},
+	{"hideFinished", PARAM_BOOL, false, 0, 0, 0},
+	P_END,
+};
+static const struct param_spec params_list[] = {
+	{"hideFinished", PARAM_BOOL, false, 0, 0, 0},
+	P_END,
+};
+static const struct param_spec params_remove_drive[] = {
+	P_NAME,
+	{"serial", PARAM_STRING, true, 128, 0, 0},
+	{"force", PARAM_BOOL, false, 0, 0, 0},
 	P_END,
 };
 static const struct param_spec params_interface[] = {
@@ -89,7 +100,7 @@ static const struct method method_table[] = {
 	 method_get_interface_description},
 	{"io.seedd.GetStatus", 0, params_none, method_get_status},
 	{"io.seedd.CreateJob", METHOD_MUTATES, params_create, method_create_job},
-	{"io.seedd.ListJobs", 0, params_none, method_list_jobs},
+	{"io.seedd.ListJobs", 0, params_list, method_list_jobs},
 	{"io.seedd.GetJob", 0, params_name, method_get_job},
 	{"io.seedd.PlanJob", METHOD_HEAVY, params_name, method_plan_job},
 	{"io.seedd.PrepareJob", METHOD_MUTATES, params_name, method_prepare_job},
@@ -101,6 +112,8 @@ static const struct method method_table[] = {
 	{"io.seedd.GetJobReport", METHOD_HEAVY, params_name, method_get_job_report},
 	{"io.seedd.AddDrive", METHOD_MUTATES, params_add_drive, method_add_drive},
 	{"io.seedd.ListDrives", 0, params_name, method_list_drives},
+	{"io.seedd.RemoveDrive", METHOD_MUTATES, params_remove_drive, method_remove_drive},
+	{"io.seedd.PurgeJob", METHOD_MUTATES, params_name, method_purge_job},
 	{"io.seedd.Watch", 0, params_watch, method_watch},
 	{"io.seedd.Doctor", METHOD_HEAVY, params_none, method_doctor},
 };
@@ -244,6 +257,12 @@ long long
 param_int(const struct call *call, const char *name)
 {
 	return json_integer_value(json_object_get(call->params, name));
+}
+
+bool
+param_bool(const struct call *call, const char *name)
+{
+	return json_is_true(json_object_get(call->params, name));
 }
 
 static void

@@ -48,6 +48,8 @@ void methods_dispatch(struct call *call);
 const char *param_str(const struct call *call, const char *name);
 bool param_has(const struct call *call, const char *name);
 long long param_int(const struct call *call, const char *name);
+/* false when absent or null. */
+bool param_bool(const struct call *call, const char *name);
 
 /* Handlers (method-*.c). */
 void method_get_status(struct call *call);
@@ -65,6 +67,8 @@ void method_mitigate_job(struct call *call);
 void method_get_job_log(struct call *call);
 void method_get_job_report(struct call *call);
 void method_add_drive(struct call *call);
+void method_remove_drive(struct call *call);
+void method_purge_job(struct call *call);
 void method_list_drives(struct call *call);
 void method_watch(struct call *call);
 void method_doctor(struct call *call);

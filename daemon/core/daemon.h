@@ -32,6 +32,7 @@ struct daemon {
 	char *socket_path; /* --socket, or NULL */
 	struct db *db;
 	struct checkpointer *checkpointer; /* copies the database's log on a thread of its own */
+	struct purger *purger; /* deletes the rows of purged jobs on a thread of its own */
 	struct server *server;
 	struct notify *notify; /* job changes, coalesced per loop turn; Watch observes */
 	struct stagetab *stages; /* who works on a job in each state and phase */

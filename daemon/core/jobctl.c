@@ -14,6 +14,7 @@
 #include "jobctl.h"
 #include "log.h"
 #include "notify.h"
+#include "purger.h"
 #include "stagetab.h"
 #include "util.h"
 
@@ -274,5 +275,22 @@ jobctl_create(struct daemon *d, const char *name, const char *staging, const cha
 	log_ctx(LOG_INFO, &ctx, "job %s created for staging tree %s", name, staging);
 	jobctl_changed(d, *ret_id);
 	hand_off(d, *ret_id, NULL);
+	return 0;
+}
+
+int
+jobctl_purge(struct daemon *d, int64_t job_id, const char *name, enum job_state from)
+{
+	struct log_ctx ctx = {.job = name, .state = job_state_to_string(from)};
+	int r;
+
+	if (job_state_is_active(from))
+		return -ESTALE;
+	if ((r = db_job_purge(d->db, job_id, daemon_now())) < 0)
+		return store_failed(d, job_id, "the purge", r);
+	log_ctx(LOG_NOTICE, &ctx, "job %s (%s) purged: its records leave the database",
+		name, job_state_to_string(from));
+	purger_kick(d->purger);
+	jobctl_changed(d, job_id);
 	return 0;
 }

@@ -65,6 +65,13 @@ void jobctl_changed(struct daemon *d, int64_t job_id);
 int jobctl_phase(struct daemon *d, int64_t job_id, enum job_state state, enum job_phase phase,
 		 const char *detail);
 
+/*
+ * Forget a done, failed or cancelled job (PurgeJob): it leaves every
+ * listing in one transaction, with its secrets; the purger deletes its rows
+ * after (purger.h). -ESTALE if it is in another state. Journal: one line.
+ */
+int jobctl_purge(struct daemon *d, int64_t job_id, const char *name, enum job_state from);
+
 #define JOBCTL_HAND_OFF_MAX 64 /* hand-offs in one loop turn; more resume every job */
 
 /* Shutdown: drop pending hand-offs (a restart resumes every job). */

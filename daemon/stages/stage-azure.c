@@ -208,6 +208,13 @@ disk_set_done(struct disk_set *s)
 	drive_rows_free(s->rows, s->n_rows);
 }
 
+/* A drive goes to Azure only if it carries files: never an `unused` one (stage-prep.c). */
+static bool
+drive_ships(const struct drive_row *dr)
+{
+	return dr->files > 0 && strcmp(dr->state, "unused") != 0;
+}
+
 /* The drives that carry files, with manifest hash and BitLocker key; *ret_err if one lacks them. */
 static int
 disk_set_load(struct azjob *a, struct disk_set *s, char **ret_err)
@@ -219,7 +226,7 @@ disk_set_load(struct azjob *a, struct disk_set *s, char **ret_err)
 		return r;
 	for (size_t i = 0; i < s->n_rows; i++) {
 		const struct drive_row *dr = &s->rows[i];
-		if (dr->files == 0)
+		if (!drive_ships(dr))
 			continue;
 		if (dr->manifest_hash == NULL) {
 			xasprintf(ret_err, "drive %s has no manifest yet", dr->serial);
@@ -601,7 +608,7 @@ ship_send(struct azjob *a)
 		size_t n = 0, used = 0;
 		(void)db_drive_list(a->d->db, a->job_id, &rows, &n);
 		for (size_t i = 0; i < n; i++)
-			used += rows[i].files > 0;
+			used += drive_ships(&rows[i]);
 		drive_rows_free(rows, n);
 		body = importexport_ship_body(j->carrier, j->tracking_number, used);
 		call(a, STEP_SHIP, "PATCH", "", body, 0, ship_done);

@@ -33,6 +33,7 @@
 #include "seedd-build.h"
 #include "stage.h"
 #include "throttle.h"
+#include "stagetab.h"
 #include "util.h"
 
 #define FEED_MAX 1024             /* tasks queued per drive */
@@ -158,6 +159,7 @@ struct prep {
 	bool manifests;
 	bool failed;
 	struct placer *placer; /* placing what waits, on a thread of its own */
+	bool restart; /* stopping: start the job's drive prep again once its threads are gone */
 };
 
 /* Worker -> loop: one file's outcome. */
@@ -213,6 +215,7 @@ static void prep_check_done(struct prep *p);
 static void file_done(struct prep *p, struct prep_drive *dr, struct file_msg *fm);
 static void prep_free(struct prep *p);
 static void prep_reap(struct prep *p);
+static struct prep *stopping_find(struct daemon *d, int64_t job_id, uint64_t gen);
 
 /* ---- worker thread ------------------------------------------------------ */
 
@@ -1303,6 +1306,26 @@ drive_idle(const struct prep_drive *dr)
 	return dr->exhausted && dr->n_inflight == 0 && !dr->manifest_pending;
 }
 
+/*
+ * Drive prep is over and the drive received nothing: it ends `unused`, gets
+ * no manifest and is not named to Azure (stage-azure.c ships only drives
+ * with files); the operator may take it back with `seedctl drive remove`.
+ */
+static void
+drive_unused(struct prep *p, struct prep_drive *dr)
+{
+	struct log_ctx ctx = {.job = p->job_name, .state = "drive_prep", .drive = dr->serial};
+	_cleanup_free_ char *text = NULL;
+
+	if (db_drive_set_state(p->d->db, dr->drive_id, "unused") < 0)
+		return;
+	text = xprintf("drive %s: no file was placed on it; it is unused and not shipped "
+		       "(seedctl drive remove %s %s detaches it)",
+		       dr->serial, p->job_name, dr->serial);
+	(void)db_event_add(p->d->db, p->job_id, "drive", text, daemon_now());
+	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->job_name, text);
+}
+
 /* Write the manifests once every file of the job is verified. */
 static void
 queue_manifests(struct prep *p)
@@ -1314,8 +1337,12 @@ queue_manifests(struct prep *p)
 		struct prep_task *t;
 		if (dr->committed == 0 && dr->planned == 0) {
 			struct file_count fc = {0};
-			if (db_drive_file_count(p->d->db, dr->drive_id, &fc) < 0 || fc.files == 0)
+			if (db_drive_file_count(p->d->db, dr->drive_id, &fc) < 0)
 				continue;
+			if (fc.files == 0) {
+				drive_unused(p, dr);
+				continue;
+			}
 		}
 		t = xcalloc(1, sizeof(*t));
 		t->kind = TASK_MANIFEST;
@@ -1607,16 +1634,35 @@ prep_stop_async(struct prep *p)
 	prep_reap(p);
 }
 
-/* Free a stopping prep once every drive thread said its last word. */
+/*
+ * Free a stopping prep once every drive thread said its last word; then
+ * start the job's drive prep again if prep_start() was asked meanwhile.
+ */
 static void
 prep_reap(struct prep *p)
 {
+	struct daemon *d = p->d;
+	int64_t job_id = p->job_id;
+	bool restart = p->restart;
+	_cleanup_free_ char *err = NULL;
+	struct job_row *j = NULL;
+	int r;
+
 	for (size_t i = 0; i < p->n_drives; i++)
 		if (!p->drives[i]->exited)
 			return;
 	if (p->placer != NULL)
 		return; /* its message comes */
 	prep_free(p); /* every join returns at once */
+	if (!restart || stopping_find(d, job_id, 0) != NULL || d->stopping)
+		return;
+	if ((r = stagetab_resume_job(d->stages, job_id, &err)) < 0 &&
+	    db_job_get_by_id(d->db, job_id, &j) == 0) {
+		_cleanup_free_ char *why = xprintf("cannot start drive prep again: %s",
+						   err ? err : strerror(-r));
+		(void)jobctl_fail(d, job_id, j->name, JOB_DRIVE_PREP, why);
+	}
+	job_row_free(j);
 }
 
 static struct prep *
@@ -1701,9 +1747,18 @@ prep_start(struct daemon *d, const struct job_row *j, char **ret_err)
 
 	if (prep_find(d, j->id) != NULL)
 		return 0;
-	/* Rare (a retry right after a cancel): the old threads must not write beside the new. */
-	while ((p = stopping_find(d, j->id, 0)) != NULL)
-		prep_free(p);
+	/*
+	 * The job's last prep still winds down (a retry right after a cancel, a
+	 * drive removed): the old threads must not write beside the new, and
+	 * joining them here could hold the loop for a sync. The last of them
+	 * to go starts the job again (prep_reap).
+	 */
+	if (stopping_find(d, j->id, 0) != NULL) {
+		LIST_FOREACH(p, &d->preps_stopping, link)
+			if (p->job_id == j->id)
+				p->restart = true;
+		return 0;
+	}
 	p = xcalloc(1, sizeof(*p));
 	p->d = d;
 	p->job_id = j->id;

@@ -229,6 +229,21 @@ static const char schema_v5_operator[] =
 	/* The --exclude pattern that left this entry out (state skipped); NULL: none did. */
 	"ALTER TABLE files ADD COLUMN excluded_by TEXT"
 	" CHECK (excluded_by IS NULL OR state = 'skipped');"
+	/* -- drives */
+	/*
+	 * A drive that received nothing ends 'unused'. A flag, not a new value
+	 * in the CHECK of drives.state: changing that CHECK means rebuilding
+	 * the table, and dropping the old one would fire the foreign keys of
+	 * files and secrets. DRIVE_COLUMNS (db.c) shows it as the state.
+	 */
+	"ALTER TABLE drives ADD COLUMN unused INTEGER NOT NULL DEFAULT 0 CHECK (unused IN (0, 1));"
+	/*
+	 * A purged job (PurgeJob): gone for every reader at once, renamed '#ID' so
+	 * that its name and tracking number are free; the purger (core/purger.c)
+	 * then deletes its files in small transactions and last the row itself.
+	 */
+	"ALTER TABLE jobs ADD COLUMN purged INTEGER NOT NULL DEFAULT 0 CHECK (purged IN (0, 1));"
+	"CREATE INDEX jobs_purged ON jobs (id) WHERE purged = 1;"
 	"";
 /* clang-format on */
 

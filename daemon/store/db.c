@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,9 +49,12 @@
 	"md5, import_state, import_detail, vault_state, cleanup_state, import_method, links"
 #define INFO_COLUMNS "id, job_id, state, size, mtime_ns, drive_id, checkpoint, reread"
 #define DRIVE_COLUMNS                                                                              \
-	"id, job_id, serial, path, capacity, used_bytes, files, state, manifest_hash, uuid, "      \
+	"id, job_id, serial, path, capacity, used_bytes, files, " DRIVE_STATE_COLUMN ", "           \
+	"manifest_hash, uuid, "                                                                    \
 	"free_bytes, azure_status, error_log, verbose_log, azure_bytes, azure_total, "              \
 	"azure_files_errored, direct_io, bitlocker_device, bitlocker_guid, bitlocker_cipher"
+/* The drive's state as the world sees it: 'unused' is a flag (schema v5). */
+#define DRIVE_STATE_COLUMN "iif(unused, 'unused', state)"
 #define PAGE_SQL(where)                                                                            \
 	"SELECT " FILE_COLUMNS " FROM files WHERE " where " AND id > ?2 ORDER BY id LIMIT ?3"
 
@@ -61,11 +65,12 @@ const char *const db_statements[_STMT_MAX] = {
 			    "created, updated, excludes) "
 			    "VALUES (?1, 'staging', 'indexing', ?2, ?3, ?4, ?4, ?5)",
 	[STMT_JOB_SET_SKIP_REFUSED] = "UPDATE jobs SET skip_refused = 1 WHERE id = ?1",
-	[STMT_JOB_BY_NAME] = "SELECT " JOB_COLUMNS " FROM jobs WHERE name = ?1",
-	[STMT_JOB_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
-	[STMT_JOB_LIST] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id",
+	/* A purged job is gone for every reader (schema v5). */
+	[STMT_JOB_BY_NAME] = "SELECT " JOB_COLUMNS " FROM jobs WHERE name = ?1 AND purged = 0",
+	[STMT_JOB_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1 AND purged = 0",
+	[STMT_JOB_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE purged = 0 ORDER BY id",
 	[STMT_JOB_STATE] = "SELECT state, failed_state FROM jobs WHERE id = ?1",
-	[STMT_JOB_COUNT] = "SELECT state, count(*) FROM jobs GROUP BY state",
+	[STMT_JOB_COUNT] = "SELECT state, count(*) FROM jobs WHERE purged = 0 GROUP BY state",
 	[STMT_JOB_ADVANCE] = "UPDATE jobs SET state = ?3, phase = ?4, updated = ?5, "
 			     "shipped_at = iif(?3 = 'shipped', ?5, shipped_at) "
 			     "WHERE id = ?1 AND state = ?2",
@@ -173,9 +178,9 @@ const char *const db_statements[_STMT_MAX] = {
 				"state IN ('indexed', 'planned') ORDER BY state, id",
 	[STMT_FILE_WAITING] = "SELECT id, size FROM files WHERE job_id = ?1 AND state = 'indexed' "
 			      "ORDER BY id",
-	[STMT_DRIVE_HELD] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
+	[STMT_DRIVE_SIZES_HELD] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
 			    "state IN ('planned', 'verified')",
-	[STMT_DRIVE_HELD_VERIFIED] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
+	[STMT_DRIVE_SIZES_VERIFIED] = "SELECT id, size FROM files WHERE drive_id = ?1 AND "
 				     "state = 'verified'",
 	[STMT_JOB_STATE_PHASE] = "SELECT state, phase FROM jobs WHERE id = ?1",
 	[STMT_FILE_CLEAR] = "DELETE FROM files WHERE job_id = ?1",
@@ -211,7 +216,7 @@ const char *const db_statements[_STMT_MAX] = {
 			      "free_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[STMT_DRIVE_GET] = "SELECT " DRIVE_COLUMNS " FROM drives WHERE id = ?1",
 	[STMT_DRIVE_JOB] = "SELECT job_id FROM drives WHERE id = ?1",
-	[STMT_DRIVE_SET_STATE] = "UPDATE drives SET state = ?2 WHERE id = ?1",
+	[STMT_DRIVE_SET_STATE] = "UPDATE drives SET state = ?2, unused = 0 WHERE id = ?1",
 	[STMT_DRIVE_SET_MANIFEST] = "UPDATE drives SET manifest_hash = ?2 WHERE id = ?1",
 	[STMT_DRIVE_SET_DIRECT_IO] = "UPDATE drives SET direct_io = ?2 WHERE id = ?1",
 	[STMT_DRIVE_SET_BITLOCKER] = "UPDATE drives SET bitlocker_device = ?2, bitlocker_guid = ?3, "
@@ -248,6 +253,35 @@ const char *const db_statements[_STMT_MAX] = {
 	[STMT_SECRET_INSERT] = "INSERT INTO secrets (job_id, drive_id, kind, value) "
 			       "SELECT job_id, id, ?3, ?4 FROM drives WHERE id = ?2 AND job_id = ?1",
 	[STMT_SECRET_DELETE_JOB] = "DELETE FROM secrets WHERE job_id = ?1",
+	/* -- drives */
+	[STMT_DRIVE_SET_UNUSED] = "UPDATE drives SET unused = 1 WHERE id = ?1",
+	/* What a drive holds: verified files (count, bytes, re-read ones) and planned ones. */
+	[STMT_DRIVE_HELD] = "SELECT count(*) FILTER (WHERE state = 'verified'), "
+			    "coalesce(sum(size) FILTER (WHERE state = 'verified'), 0), "
+			    "count(*) FILTER (WHERE state = 'verified' AND reread = 1), "
+			    "count(*) FILTER (WHERE state = 'planned') "
+			    "FROM files WHERE drive_id = ?1",
+	[STMT_DRIVE_FREE_BLOCKS] = "DELETE FROM blocks WHERE file_id IN "
+				   "(SELECT id FROM files WHERE drive_id = ?1)",
+	/* Back to waiting for a drive, as db_file_unplace() leaves one file. */
+	[STMT_DRIVE_FREE_FILES] = "UPDATE files SET state = 'indexed', drive_id = NULL, md5 = NULL, "
+				  "checkpoint = 0, reread = 0 WHERE drive_id = ?1 AND "
+				  "state IN ('planned', 'verified')",
+	[STMT_DRIVE_DELETE] = "DELETE FROM drives WHERE id = ?1 AND job_id = ?2",
+	[STMT_JOB_PURGE] = "UPDATE jobs SET purged = 1, name = '#' || id, tracking_number = NULL, "
+			   "updated = ?2 WHERE id = ?1 AND purged = 0 AND "
+			   "state IN ('done', 'failed', 'cancelled')",
+	[STMT_JOB_PURGED_NEXT] = "SELECT id FROM jobs WHERE purged = 1 ORDER BY id LIMIT 1",
+	/* Files in rowid order from a cursor (the unary +: no sort of the whole job per page). */
+	[STMT_PURGE_FILE_PAGE] = "SELECT id, checkpoint FROM files WHERE +job_id = ?1 AND id > ?2 "
+				 "ORDER BY id LIMIT ?3",
+	[STMT_PURGE_BLOCKS] = "DELETE FROM blocks WHERE file_id IN (SELECT id FROM files "
+			      "WHERE +job_id = ?1 AND id BETWEEN ?2 AND ?3)",
+	[STMT_PURGE_FILES] = "DELETE FROM files WHERE +job_id = ?1 AND id BETWEEN ?2 AND ?3",
+	[STMT_PURGE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events "
+			      "WHERE job_id = ?1 ORDER BY id LIMIT ?2)",
+	/* Drives and what is left of the job go with its row (ON DELETE CASCADE). */
+	[STMT_PURGE_JOB] = "DELETE FROM jobs WHERE id = ?1 AND purged = 1",
 	[STMT_SECRET_GET] = "SELECT value FROM secrets WHERE drive_id = ?1 AND kind = ?2 "
 			    "ORDER BY id DESC LIMIT 1",
 };
@@ -2015,7 +2049,7 @@ int
 db_drive_foreach_held(struct db *db, int64_t drive_id, bool planned_too,
                       int (*cb)(int64_t id, int64_t size, void *userdata), void *userdata)
 {
-	return foreach_id_size(db, planned_too ? STMT_DRIVE_HELD : STMT_DRIVE_HELD_VERIFIED,
+	return foreach_id_size(db, planned_too ? STMT_DRIVE_SIZES_HELD : STMT_DRIVE_SIZES_VERIFIED,
 			       drive_id, cb, userdata);
 }
 
@@ -2494,7 +2528,16 @@ int
 db_drive_set_state(struct db *db, int64_t drive_id, const char *state)
 {
 	bool known = false;
+	int r;
 
+	if (state != NULL && strcmp(state, "unused") == 0) {
+		if ((r = db_tx_begin(db)) < 0)
+			return r;
+		r = run(db, STMT_DRIVE_SET_UNUSED, drive_id, "");
+		if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+			r = -ENOENT;
+		return tx_end(db, r);
+	}
 	for (size_t i = 0; state != NULL && i < ELEMENTSOF(drive_states); i++)
 		known = known || strcmp(state, drive_states[i]) == 0;
 	if (!known)
@@ -2826,4 +2869,169 @@ db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t lim
 	*ret = rows;
 	*ret_n = n;
 	return 0;
+}
+
+/* ---- Removing drives and purging jobs (issue 12) ------------------------------ */
+
+/* What the drive holds (STMT_DRIVE_HELD), inside the caller's transaction. */
+static int
+drive_held(struct db *db, int64_t drive_id, struct drive_held *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_DRIVE_HELD];
+	int r, rc;
+
+	if ((r = bind(db, st, "i", drive_id)) < 0)
+		return r;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_error(db, rc);
+	*ret = (struct drive_held){
+	    .verified_files = sqlite3_column_int64(st, 0),
+	    .verified_bytes = sqlite3_column_int64(st, 1),
+	    .reread_files = sqlite3_column_int64(st, 2),
+	    .planned_files = sqlite3_column_int64(st, 3),
+	};
+	return 0;
+}
+
+static char *
+drive_removed_text(const char *serial, const struct drive_held *h)
+{
+	char b[32];
+
+	if (h->verified_files == 0 && h->planned_files == 0)
+		return xprintf("drive %s removed", serial);
+	format_iec(h->verified_bytes, b);
+	return xprintf("drive %s removed; its %" PRId64 " verified files (%s) and %" PRId64
+		       " planned ones wait for a drive again",
+		       serial, h->verified_files, b, h->planned_files);
+}
+
+int
+db_drive_remove(struct db *db, int64_t job_id, int64_t drive_id, bool force, int64_t now,
+		struct drive_held *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	struct drive_row row = {0};
+	struct drive_held h = {0};
+	int r;
+
+	if ((r = db_drive_get(db, drive_id, &row)) < 0)
+		return r;
+	if (row.job_id != job_id) {
+		drive_row_done(&row);
+		return -ENOENT;
+	}
+	if ((r = db_tx_begin(db)) < 0)
+		goto out;
+	r = drive_held(db, drive_id, &h);
+	if (r >= 0 && h.verified_files > 0 && !force)
+		r = -ENOTEMPTY;
+	if (r >= 0 && h.verified_files > 0)
+		r = job_add_copied(db, job_id, -h.verified_files, -h.verified_bytes,
+		                   -h.reread_files, now);
+	if (r >= 0)
+		r = run(db, STMT_DRIVE_FREE_BLOCKS, drive_id, "");
+	if (r >= 0)
+		r = run(db, STMT_DRIVE_FREE_FILES, drive_id, "");
+	/* Its secrets go with it (ON DELETE CASCADE); secure_delete zeroes their pages. */
+	if (r >= 0)
+		r = run(db, STMT_DRIVE_DELETE, drive_id, "i", job_id);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = -ENOENT;
+	if (r >= 0) {
+		text = drive_removed_text(row.serial, &h);
+		r = event_insert(db, job_id, "drive", text, now);
+	}
+	if ((r = tx_end(db, r)) >= 0)
+		wal_scrub(db);
+out:
+	if (ret != NULL && (r >= 0 || r == -ENOTEMPTY))
+		*ret = h;
+	drive_row_done(&row);
+	return r;
+}
+
+int
+db_job_purge(struct db *db, int64_t id, int64_t now)
+{
+	struct job_row *j = NULL;
+	int r;
+
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = run(db, STMT_JOB_PURGE, id, "i", now);
+	if (r >= 0 && sqlite3_changes(db->sqlite) == 0)
+		r = db_job_get_by_id(db, id, &j) == 0 ? -ESTALE : -ENOENT;
+	if (r >= 0)
+		r = run(db, STMT_SECRET_DELETE_JOB, id, "");
+	job_row_free(j);
+	if ((r = tx_end(db, r)) >= 0)
+		wal_scrub(db);
+	return r;
+}
+
+int
+db_purge_next(struct db *db, int64_t *ret_id)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_JOB_PURGED_NEXT];
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return db_error(db, rc);
+	*ret_id = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+/*
+ * The next files of a purged job past *cursor, as many as fit in
+ * max_blocks blocks (at least one file): the ids first..last.
+ */
+static int
+purge_window(struct db *db, int64_t job_id, int64_t cursor, int64_t max_blocks,
+	     int64_t *ret_first, int64_t *ret_last)
+{
+	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_PURGE_FILE_PAGE];
+	int64_t blocks = 0, n = 0;
+	int r, rc = SQLITE_DONE;
+
+	if ((r = bind(db, st, "iii", job_id, cursor, (int64_t)DB_PURGE_FILES)) < 0)
+		return r;
+	while ((n == 0 || blocks < max_blocks) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n++ == 0)
+			*ret_first = sqlite3_column_int64(st, 0);
+		*ret_last = sqlite3_column_int64(st, 0);
+		blocks += sqlite3_column_int64(st, 1); /* a file's blocks: 0..checkpoint-1 */
+	}
+	if (n == 0 && rc != SQLITE_DONE)
+		return db_error(db, rc);
+	return n > 0;
+}
+
+int
+db_purge_step(struct db *db, int64_t job_id, int64_t *cursor)
+{
+	int64_t first = 0, last = 0;
+	int n = 0, r;
+
+	if ((r = db_tx_begin(db)) < 0)
+		return r;
+	r = purge_window(db, job_id, *cursor, DB_PURGE_BLOCKS, &first, &last);
+	if (r > 0) {
+		r = run(db, STMT_PURGE_BLOCKS, job_id, "ii", first, last);
+		if (r >= 0)
+			r = run(db, STMT_PURGE_FILES, job_id, "ii", first, last);
+		n = sqlite3_changes(db->sqlite);
+	} else if (r == 0) {
+		r = run(db, STMT_PURGE_EVENTS, job_id, "i", (int64_t)DB_PURGE_FILES);
+		n = sqlite3_changes(db->sqlite);
+		if (r >= 0 && n == 0)
+			r = run(db, STMT_PURGE_JOB, job_id, "");
+	}
+	if ((r = tx_end(db, r)) < 0)
+		return r;
+	if (last > 0)
+		*cursor = last;
+	return n;
 }

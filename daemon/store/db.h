@@ -75,7 +75,7 @@ struct drive_row {
 	char *serial;
 	char *path;
 	int64_t capacity, used_bytes, files;
-	char *state;         /* attached, copying, copied, manifest-written, full */
+	char *state;         /* attached, copying, copied, manifest-written, full, unused */
 	char *manifest_hash; /* NULL until the manifest is written */
 	char *uuid;          /* the id in seedd's marker file on the drive */
 	int64_t free_bytes;  /* free when attached */
@@ -424,8 +424,25 @@ int db_drive_get(struct db *db, int64_t drive_id, struct drive_row *ret);
 int db_drive_file_count(struct db *db, int64_t drive_id, struct file_count *ret);
 /* Count and size of the files verified on the drive (= its files/used_bytes). */
 int db_drive_verified_count(struct db *db, int64_t drive_id, struct file_count *ret);
-/* state: attached, copying, copied, manifest-written or full (else -EINVAL). */
+/*
+ * state: attached, copying, copied, manifest-written, full or unused (else
+ * -EINVAL). unused (the drive received nothing) is kept apart from the
+ * others (schema v5) and cleared by any of them.
+ */
 int db_drive_set_state(struct db *db, int64_t drive_id, const char *state);
+/*
+ * RemoveDrive, in one transaction: the drive's planned and verified files go
+ * back to 'indexed' (no drive, no MD5, checkpoint and blocks dropped; the
+ * job's copied counters lose the verified ones), the drive row and its
+ * secrets are deleted, and a "drive" event says what went back to waiting.
+ * -ENOTEMPTY (nothing changed) if it holds verified files and !force;
+ * -ENOENT if the job has no such drive. *ret (may be NULL): what it held.
+ */
+struct drive_held {
+	int64_t verified_files, verified_bytes, reread_files, planned_files;
+};
+int db_drive_remove(struct db *db, int64_t job_id, int64_t drive_id, bool force, int64_t now,
+		    struct drive_held *ret);
 /* What the drive takes of O_DIRECT: COPY_DIRECT_* flags, 0-3 (else -EINVAL). */
 int db_drive_set_direct_io(struct db *db, int64_t drive_id, int64_t flags);
 /* The BitLocker volume the key was checked against (device, volume GUID, cipher; none NULL). */
@@ -504,6 +521,28 @@ int db_files_page_not_ok(struct db *db, int64_t job_id, int64_t after_id, size_t
 /* The job's file at rel_path; free its strings with file_row_free_one(). -ENOENT if none. */
 int db_file_by_path(struct db *db, int64_t job_id, const char *rel_path, struct file_row *ret);
 void file_row_free_one(struct file_row *f);
+
+/*
+ * PurgeJob: one short transaction makes a done, failed or cancelled job
+ * disappear for every reader (db_job_get*, db_job_list, the counts), frees
+ * its name and tracking number and deletes its secrets. -ESTALE if the job
+ * is in another state, -ENOENT if there is no such job. Its rows are then
+ * deleted by db_purge_step() in small transactions (the purger thread):
+ * a crash in between resumes with db_purge_next().
+ */
+int db_job_purge(struct db *db, int64_t id, int64_t now);
+/* The oldest purged job whose rows are still there; -ENOENT if none. */
+int db_purge_next(struct db *db, int64_t *ret_id);
+/*
+ * One transaction of the purge of job_id: its next files past *cursor (at
+ * most DB_PURGE_FILES files or about DB_PURGE_BLOCKS blocks) with their
+ * blocks, or once no file is left DB_PURGE_FILES of its events, or last
+ * its row (drives with it). Returns the rows deleted: 0 once the job is
+ * gone. *cursor starts at 0 and is advanced.
+ */
+#define DB_PURGE_FILES 1000
+#define DB_PURGE_BLOCKS 20000
+int db_purge_step(struct db *db, int64_t job_id, int64_t *cursor);
 
 struct job_row *job_row_free(struct job_row *j);
 void job_rows_free(struct job_row **rows, size_t n);

@@ -155,6 +155,18 @@ def vault_lines(blob):
     return "[Vault]\nContainer=vault\nAccessTier=Cool\n" if blob is not None else ""
 
 
+def drive_room(datas):
+    """Capacity a drive needs for these files under the planner's cost
+    (daemon/engine/plan.h, PLAN_COST_DEFAULT): 4 KiB clusters, 8 KiB of
+    filesystem records, 768 bytes of manifest and 200 a 4 MiB block per file,
+    64 KiB per drive; and 1 MiB to spare."""
+    cost = 0
+    for data in datas:
+        blocks = max(1, -(-len(data) // (4 << 20)))
+        cost += -(-len(data) // 4096) * 4096 + 8192 + 768 + 200 * blocks
+    return cost + (64 << 10) + (1 << 20)
+
+
 def prepared_job(d, name, drives=2, key_drives=None, files=None):
     """Create a job over a small staging tree and `drives` directory drives
     with BitLocker keys; return the staging files."""
@@ -176,7 +188,7 @@ def prepared_job(d, name, drives=2, key_drives=None, files=None):
         keyf = os.path.join(d.tmp, "%s-key-%d" % (name, i))
         write_secret(keyf, KEYS[i % len(KEYS)])
         args = ["drive", "add", name, path, "--serial", "%s-SN%d" % (name.upper(), i),
-                "--capacity", str(sum(map(len, files.values())) + (1 << 20) if custom else
+                "--capacity", str(drive_room(files.values()) if custom else
                                   200000 + i * 400000 if drives > 1 else 2000000)]
         if key_drives is None or i in key_drives:
             args += ["--bitlocker-key-file", keyf]

@@ -53,8 +53,16 @@ def test_databox(d, sim):
 
 
 def test_tracking_unique(d, sim):
-    azenv.prepared_job(d, "dbx-two", drives=1)
-    prepcheck.wait_phase(d, "dbx-two", "awaiting-tracking", 90)
+    # Two drives, one file: the drive given nothing ends unused and is not named to Azure.
+    azenv.prepared_job(d, "dbx-two", drives=2, files={"only.bin": os.urandom(4000)})
+    job = prepcheck.wait_phase(d, "dbx-two", "awaiting-tracking", 90)
+    states = sorted((dr["files"], dr["state"]) for dr in job["drives"])
+    check(states == [(0, "unused"), (1, "manifest-written")], "drive states: %r" % states)
+    used = [dr["serial"] for dr in job["drives"] if dr["files"]]
+    puts = azenv.arm_requests(sim, "PUT", "/jobs/dbx-two")
+    check(len(puts) == 1 and sorted(puts[0]["body"]["properties"]["details"]
+                                    ["importDiskDetailsCollection"]) == used,
+          "only the drive with files is in the Azure job: %r" % used)
     p = d.ctl("job", "ship", "dbx-two", "--carrier", "DHL", "--tracking", "TRK-0001",
               check_rc=1)
     check("already used" in p.stderr, "a tracking number of another job is refused: %r" %

@@ -144,7 +144,7 @@ def test_varlink_service(d):
     check(desc.startswith("#") or "interface io.seedd" in desc, "description returned")
     for m in ("GetStatus", "CreateJob", "ListJobs", "GetJob", "PlanJob", "PrepareJob",
               "ShipJob", "CancelJob", "RetryJob", "GetJobLog", "GetJobReport", "AddDrive",
-              "ListDrives", "Watch"):
+              "ListDrives", "Watch", "RemoveDrive", "PurgeJob"):
         check("method %s(" % m in desc, "interface describes %s" % m)
         r = d.call("io.seedd." + m, {})
         check(error_of(r) != "org.varlink.service.MethodNotFound", "%s is answered" % m)

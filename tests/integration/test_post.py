@@ -154,6 +154,12 @@ def test_clean(d, sim, store, store_blob):
     check(any(e["kind"] == "transition" and e["state"] == "done" for e in full["events"]),
           "every transition is in the report")
     check_notified(d, "clean", store_blob)
+    # Purged, the done job leaves the listings; its report file stays and is named.
+    purged = d.ctl_json("job", "purge", "clean")
+    check(purged == {"name": "clean", "report": rep["reportFile"]} and
+          os.path.exists(rep["reportFile"]), "purge keeps the report file: %r" % purged)
+    check("clean" not in [j["name"] for j in d.ctl_json("job", "list", "--all")],
+          "a purged job is not listed")
 
 
 def test_clean_variants(d, sim, store):

@@ -169,11 +169,16 @@ def case_unprivileged(d, before, staging):
         r = d.call("io.seedd.CreateJob", {"name": "sneaky", "stagingPath": staging})
         if error_of(r) != "io.seedd.PermissionDenied":
             return 1
+        for method, params in (("RemoveDrive", {"name": "sneaky", "serial": "S"}),
+                               ("PurgeJob", {"name": "sneaky"})):
+            if error_of(d.call("io.seedd." + method, params)) != "io.seedd.PermissionDenied":
+                return 3
         r = d.call("io.seedd.GetStatus")  # reads stay open
         return 0 if "parameters" in r else 2
 
     rc = as_user(NOBODY, NOGROUP, [], attempt)
-    check(rc == 0, "unprivileged CreateJob refused with PermissionDenied (%d)" % rc)
+    check(rc == 0, "unprivileged CreateJob, RemoveDrive, PurgeJob refused with "
+          "PermissionDenied (%d)" % rc)
     healthy(d, before, "a mutating call from an unprivileged uid")
 
 

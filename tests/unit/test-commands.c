@@ -52,7 +52,14 @@ static const struct build_case build_cases[] = {
 	 "{\"name\":\"backup1\",\"stagingPath\":\"/\",\"container\":\"c1\"}", false},
 	{{"job", "create", "--staging=/", "backup1"}, "io.seedd.CreateJob",
 	 "{\"name\":\"backup1\",\"stagingPath\":\"/\"}", false},
-	{{"job", "list"}, "io.seedd.ListJobs", "{}", false},
+	/* Without --all, seedctl asks to leave out done and cancelled jobs. */
+	{{"job", "list"}, "io.seedd.ListJobs", "{\"hideFinished\":true}", false},
+	{{"job", "list", "--all"}, "io.seedd.ListJobs", "{}", false},
+	{{"drive", "remove", "abc", "WD-1"}, "io.seedd.RemoveDrive",
+	 "{\"name\":\"abc\",\"serial\":\"WD-1\"}", false},
+	{{"drive", "remove", "--force", "abc", "WD-1"}, "io.seedd.RemoveDrive",
+	 "{\"name\":\"abc\",\"serial\":\"WD-1\",\"force\":true}", false},
+	{{"job", "purge", "abc"}, "io.seedd.PurgeJob", "{\"name\":\"abc\"}", false},
 	{{"job", "show", "abc"}, "io.seedd.GetJob", "{\"name\":\"abc\"}", false},
 	{{"job", "log", "a.b-c_d"}, "io.seedd.GetJobLog", "{\"name\":\"a.b-c_d\"}", false},
 	{{"drive", "add", "abc", "/", "--serial", "WD-1", "--capacity", "2G"}, "io.seedd.AddDrive",
@@ -74,7 +81,8 @@ static const struct build_case build_cases[] = {
 	 "{\"name\":\"abc\",\"stagingPath\":\"/\",\"excludes\":[\"**/*.tmp\",\"cache\"]}",
 	 false},
 	{{"job", "report", "abc", "--json"}, "io.seedd.GetJobReport", "{\"name\":\"abc\"}", true},
-	{{"watch"}, "io.seedd.Watch", "{}", false},
+	{{"watch"}, "io.seedd.Watch", "{\"hideFinished\":true}", false},
+	{{"watch", "--all"}, "io.seedd.Watch", "{}", false},
 	{{"watch", "abc"}, "io.seedd.Watch", "{\"name\":\"abc\"}", false},
 	{{"doctor"}, "io.seedd.Doctor", "{}", false},
 	{{"job", "mitigate", "abc", "--action", "Resume", "--serial", "WD-1"}, "io.seedd.MitigateJob",
@@ -231,6 +239,9 @@ static const struct usage_case usage_cases[] = {
 	{{"status", "--frob=1"}, "'--frob'"},
 	{{"-x", "status"}, "'-x'"},
 	{{"--json=yes", "status"}, "--json takes no value"},
+	{{"drive", "remove", "abc", "WD-1", "--force=yes"}, "--force takes no value"},
+	{{"job", "show", "abc", "--all"}, "--all does not apply"},
+	{{"drive", "remove", "abc"}, "missing SERIAL"},
 	{{"status", "--socket"}, "--socket needs a value"},
 	{{"--socket", "", "status"}, "--socket"},
 };
@@ -411,15 +422,15 @@ test_help(void)
 	/* CONTRACT §4, independent of the table. */
 	static const char *const contract[] = {
 		"status", "job create NAME --staging DIR [--container C] [--exclude GLOB ...]",
-		"job list",
+		"job list [--all]",
 		"job show NAME", "job log NAME",
 		("drive add NAME PATH [--serial S] [--capacity BYTES] [--bitlocker-key-file F] "
 		 "[--bitlocker-device DEV]"),
 		"drive list NAME", "job plan NAME", "job prepare NAME",
 		"job ship NAME --carrier C --tracking T", "job cancel NAME",
 		"job retry NAME [--skip-refused]",
-		"job report NAME", "watch [NAME]", "job mitigate NAME --action A [--serial S]",
-		"doctor", "help [COMMAND]",
+		"job report NAME", "watch [NAME] [--all]", "job mitigate NAME --action A [--serial S]",
+		"drive remove NAME SERIAL [--force]", "doctor", "job purge NAME", "help [COMMAND]",
 	};
 	char *text = NULL, *line;
 	size_t len = 0, entries = 0;
@@ -780,13 +791,14 @@ test_run_watch(const char *sock)
 		{WATCH_REPLY(10, ",\"continues\":true"), WATCH_REPLY(50, ",\"continues\":true"),
 		 WATCH_REPLY(100, "")}};
 	static const struct fake closes = {
-		"io.seedd.Watch", "{}", true,
+		"io.seedd.Watch", "{\"hideFinished\":true}", true,
 		{WATCH_REPLY(10, ",\"continues\":true"), WATCH_REPLY(20, ",\"continues\":true")}};
 	static const struct fake fails = {
 		"io.seedd.Watch", "{\"name\":\"abc\"}", true,
 		{WATCH_REPLY(10, ",\"continues\":true"),
 		 "{\"error\":\"io.seedd.JobNotFound\",\"parameters\":{\"name\":\"abc\"}}"}};
-	static const struct fake silent = {"io.seedd.Watch", "{}", true, {NULL}};
+	static const struct fake silent = {"io.seedd.Watch", "{\"hideFinished\":true}", true,
+					   {NULL}};
 	static const struct fake failed_job = {
 		"io.seedd.Watch", "{\"name\":\"abc\"}", true,
 		{WATCH_REPLY(10, ",\"continues\":true"),

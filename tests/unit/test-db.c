@@ -2407,6 +2407,10 @@ test_v4_forgets_old_secrets(void)
 	db_close(db);
 	/* Back to a v3 file whose job is done (as a v3 seedd left it). */
 	raw = raw_open(path);
+	/* -- drives: v5 */
+	raw_exec(raw, "DROP INDEX jobs_purged");
+	raw_exec(raw, "ALTER TABLE jobs DROP COLUMN purged");
+	raw_exec(raw, "ALTER TABLE drives DROP COLUMN unused");
 	raw_exec(raw, "DROP INDEX files_job_linked");
 	raw_exec(raw, "ALTER TABLE files DROP COLUMN links");
 	/* v5 (plan) */
@@ -2427,6 +2431,143 @@ test_v4_forgets_old_secrets(void)
 	check_str(text, "1 BitLocker recovery password(s) deleted from the database");
 	check(secrets_event(db, active) == NULL);
 	db_close(db);
+}
+
+/* How many rows the SQL counts (through the connection: a white-box check). */
+static int64_t
+count_sql(struct db *db, const char *sql, int64_t id)
+{
+	sqlite3_stmt *st;
+	int64_t v;
+
+	check_int(sqlite3_prepare_v2(db->sqlite, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	check_int(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/*
+ * A drive that received nothing is 'unused' until another state is set; a
+ * removed drive's files wait again (verified ones only with force), its key
+ * goes with it, all or nothing.
+ */
+static void
+test_drive_unused_remove(struct db *db)
+{
+	int64_t job = new_job(db, "remove"), a = new_drive(db, job, "RM-A"),
+		b = new_drive(db, job, "RM-B");
+	int64_t p = new_file(db, job, "p", 100), v = new_file(db, job, "v", 200);
+	unsigned char md5[16] = {1};
+	struct drive_held h = {0};
+	struct block_row bl[2];
+	struct drive_row d;
+	char *key = NULL;
+
+	check_int(db_drive_set_state(db, b, "unused"), 0);
+	check_int(db_drive_get(db, b, &d), 0);
+	check_str(d.state, "unused");
+	drive_row_done(&d);
+	check_int(db_drive_set_state(db, b, "copying"), 0);
+	check_int(db_drive_get(db, b, &d), 0);
+	check_str(d.state, "copying");
+	drive_row_done(&d);
+	check_int(db_drive_set_state(db, 999999, "unused"), -ENOENT);
+
+	check_int(db_secret_put(db, job, a, "bitlocker-key", "k-a", 3), 0);
+	check_int(db_files_place(db, (struct placement[]){{p, a}, {v, a}}, 2), 0);
+	make_blocks(bl, 0, 1, 50, 1);
+	check_int(db_file_checkpoint(db, p, 0, bl, 1), 0);
+	make_blocks(bl, 0, 2, 100, 1);
+	check_int(db_file_verified(db, v, a, md5, bl, 2, true, 5), 0);
+	check_int(db_job_set_totals(db, job, 6), 0);
+	check_copied(db, job, 1, 200, 1);
+	/* Without force: refused, nothing changed. */
+	check_int(db_drive_remove(db, job, a, false, 10, &h), -ENOTEMPTY);
+	check_int(h.verified_files, 1);
+	check_file(db, job, v, "verified", a, 2, 2);
+	check_int(db_drive_remove(db, job + 1000, a, true, 10, NULL), -ENOENT);
+	check_int(db_drive_remove(db, job, a, true, 10, &h), 0);
+	check(h.verified_files == 1 && h.verified_bytes == 200 && h.planned_files == 1);
+	check_file(db, job, p, "indexed", 0, 0, 0);
+	check_file(db, job, v, "indexed", 0, 0, 0);
+	check_copied(db, job, 0, 0, 0);
+	check_totals_consistent(db, job);
+	check_int(db_drive_get(db, a, &d), -ENOENT);
+	check_int(db_secret_get(db, a, "bitlocker-key", &key), -ENOENT);
+	check_int(count_sql(db, "SELECT count(*) FROM events WHERE job_id = ?1 AND kind = 'drive' "
+			    "AND text LIKE 'drive RM-A removed; its 1 verified files%'", job), 1);
+	check_int(db_drive_remove(db, job, a, true, 11, NULL), -ENOENT);
+	check_int(db_drive_remove(db, job, b, false, 11, NULL), 0);
+}
+
+/*
+ * A purged job leaves every reader at once (its name free), then its rows go
+ * a window at a time; a purge cut short resumes from cursor 0.
+ */
+static void
+test_purge(struct db *db)
+{
+	int64_t job = new_job(db, "purge-me"), keep = new_job(db, "purge-keep");
+	int64_t d = new_drive(db, job, "PG-1"), cursor = 0, steps = 0, id = 0, other, first;
+	unsigned char md5[16] = {2};
+	static struct file_entry e[DB_PURGE_FILES + 10];
+	static char names[DB_PURGE_FILES + 10][16];
+	static struct placement pl[300];
+	static struct verified_file vf[300];
+	struct block_row bl[8];
+	struct job_row *j = NULL;
+	int64_t counts[_JOB_STATE_MAX], before;
+	int r;
+
+	/* In three transactions, not one per file: the first window is DB_PURGE_FILES files. */
+	for (size_t i = 0; i < ELEMENTSOF(e); i++) {
+		snprintf(names[i], sizeof(names[i]), "f%zu", i);
+		e[i] = entry(names[i], 800, 1);
+	}
+	check_int(db_files_insert_batch(db, job, e, ELEMENTSOF(e)), 0);
+	first = new_file(db, job, "f0", 800); /* known: its id */
+	make_blocks(bl, 0, 8, 100, 1);
+	for (size_t i = 0; i < ELEMENTSOF(pl); i++) {
+		pl[i] = (struct placement){first + (int64_t)i, d};
+		vf[i] = (struct verified_file){.file_id = first + (int64_t)i, .drive_id = d,
+					       .md5 = md5, .blocks = bl, .n = 8, .verified = true};
+	}
+	check_int(db_files_place(db, pl, ELEMENTSOF(pl)), 0);
+	check_int(db_files_verified(db, vf, ELEMENTSOF(vf), 5), 0);
+	check_int(count_sql(db, "SELECT count(*) FROM blocks WHERE file_id IN "
+			    "(SELECT id FROM files WHERE job_id = ?1)", job), 8 * 300);
+	other = new_file(db, keep, "k", 1);
+	check_int(db_secret_put(db, job, d, "bitlocker-key", "k-p", 3), 0);
+	check_int(db_job_purge(db, job, 20), -ESTALE); /* staging */
+	check_int(db_job_cancel(db, job, JOB_STAGING, NULL, 21), 0);
+	check_int(db_purge_next(db, &id), -ENOENT);
+	check_int(db_job_count_by_state(db, counts), 0);
+	before = counts[JOB_CANCELLED];
+	check_int(db_job_purge(db, job, 22), 0);
+	check_int(db_job_purge(db, job, 22), -ENOENT);
+	check_int(db_job_get(db, "purge-me", &j), -ENOENT);
+	check_int(db_job_get_by_id(db, job, &j), -ENOENT);
+	check_int(db_job_count_by_state(db, counts), 0);
+	check_int(counts[JOB_CANCELLED], before - 1);
+	check_int(db_secret_get(db, d, "bitlocker-key", (char **)&j), -ENOENT);
+	check_int(db_purge_next(db, &id), 0);
+	check_int(id, job);
+	/* One step, then "a crash": the next purge starts from cursor 0. */
+	check_int(db_purge_step(db, job, &cursor), DB_PURGE_FILES);
+	check(cursor > 0);
+	cursor = 0;
+	while ((r = db_purge_step(db, job, &cursor)) > 0)
+		steps++;
+	check_int(r, 0);
+	check_int(steps, 2); /* the 10 files left, then the events */
+	check_int(count_sql(db, "SELECT count(*) FROM files WHERE job_id = ?1", job), 0);
+	check_int(count_sql(db, "SELECT count(*) FROM drives WHERE job_id = ?1", job), 0);
+	check_int(count_sql(db, "SELECT count(*) FROM jobs WHERE id = ?1", job), 0);
+	check_int(count_sql(db, "SELECT count(*) FROM files WHERE id = ?1", other), 1);
+	check_int(db_purge_next(db, &id), -ENOENT);
+	check_int(db_job_create(db, "purge-me", "/srv", "vault", 30, &id), 0); /* the name is free */
 }
 
 static void
@@ -2571,6 +2712,8 @@ main(void)
 	test_azure_drives(db);
 	test_query_plans(db);
 	test_counts_and_list(db);
+	test_drive_unused_remove(db);
+	test_purge(db);
 	check(db_close(db) == NULL);
 	check(db_close(NULL) == NULL);
 
