@@ -187,6 +187,7 @@ open_store(struct daemon *d)
 		log_error("cannot open job store %s: %s", path, err ? err : strerror(-r));
 		return r;
 	}
+	db_set_fault_hook(d->db, daemon_store_fault, d);
 	/* The log is copied into the database on a thread, never by a commit of the loop. */
 	if ((d->checkpointer = checkpointer_start(path)) != NULL)
 		(void)db_set_autocheckpoint(d->db, false);
@@ -232,7 +233,7 @@ run(struct daemon *d)
 		log_error("event loop failed");
 		return EXIT_RUNTIME;
 	}
-	return 0;
+	return d->exit_status != 0 ? EXIT_RUNTIME : 0;
 }
 
 int
@@ -288,6 +289,8 @@ main(int argc, char **argv)
 	d.server = server_free(d.server);
 	daemon_free_events(&d);
 	d.checkpointer = checkpointer_stop(d.checkpointer);
+	if (status == 0 && d.exit_status != 0)
+		status = EXIT_RUNTIME; /* the last commits, above, found the database unwritable */
 	d.db = db_close(d.db);
 	if (state_lock_fd >= 0)
 		close(state_lock_fd); /* after the store: the next seedd finds it closed */

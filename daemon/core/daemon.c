@@ -68,6 +68,24 @@ daemon_stop(struct daemon *d, const char *why)
 }
 
 void
+daemon_store_fault(void *arg, int err, const char *msg)
+{
+	struct daemon *d = arg;
+	const char *fix = err == -EROFS ? "make it writable"
+			  : err == -ENOSPC ? "free space on its file system"
+					   : "check the disk it is on";
+
+	if (d->exit_status != 0)
+		return;
+	d->exit_status = 1;
+	log_ctx(LOG_CRIT, NULL, "the job database in %s cannot be written: %s (%s); seedd stops so that no "
+		 "work goes on unrecorded: %s, then start seedd again, and every job resumes "
+		 "from its last recorded step",
+		 d->state_dir, strerror(-err), msg, fix);
+	daemon_stop(d, "the job database cannot be written");
+}
+
+void
 daemon_reload(struct daemon *d)
 {
 	struct config *c = NULL;

@@ -56,6 +56,7 @@ struct daemon {
 	uint64_t watchdog_usec;
 	int64_t started; /* CLOCK_MONOTONIC seconds */
 	bool stopping;
+	int exit_status; /* seedd's exit status once the loop ends: 0, or 1 after a store fault */
 };
 
 /* Wall clock, UNIX seconds. */
@@ -67,6 +68,13 @@ int64_t daemon_uptime(const struct daemon *d);
 int daemon_start(struct daemon *d, const char *listening);
 /* Stop accepting, tell systemd, leave the loop. */
 void daemon_stop(struct daemon *d, const char *why);
+/*
+ * The store's fault hook (db_set_fault_hook, arg: the daemon): the database
+ * cannot be written (file system full or read-only, I/O error). Says so once,
+ * naming the state directory and the way out, and stops seedd with exit
+ * status 1; what was committed stands and every job resumes at the next start.
+ */
+void daemon_store_fault(void *arg, int err, const char *msg);
 /* Re-read the configuration; keep the old one on error. */
 void daemon_reload(struct daemon *d);
 void daemon_free_events(struct daemon *d);

@@ -108,6 +108,8 @@ struct db {
 	bool in_tx;        /* between db_tx_begin() and commit/rollback */
 	bool committing;   /* set only inside db_tx_commit(); checked by the commit hook */
 	char errmsg[256];  /* the last database error, for db_errmsg() */
+	void (*fault_hook)(void *arg, int err, const char *msg); /* db_set_fault_hook() */
+	void *fault_arg;
 };
 
 /*

@@ -238,10 +238,38 @@ const char *const db_statements[_STMT_MAX] = {
 
 /* ---- Errors, statements, binding ------------------------------------------ */
 
+void
+db_set_fault_hook(struct db *db, void (*fn)(void *arg, int err, const char *msg), void *arg)
+{
+	db->fault_hook = fn;
+	db->fault_arg = arg;
+}
+
+/* The file cannot be written at all (not a busy lock, a constraint or a lost race). */
+static int
+write_fault(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		return -EIO;
+	default:
+		return 0;
+	}
+}
+
 int
 db_error(struct db *db, int rc)
 {
+	int fault;
+
 	(void)snprintf(db->errmsg, sizeof(db->errmsg), "%s", sqlite3_errmsg(db->sqlite));
+	if (db->fault_hook != NULL && !db->readonly && (fault = write_fault(rc)) != 0)
+		db->fault_hook(db->fault_arg, fault, db->errmsg);
 	switch (rc) {
 	case SQLITE_CONSTRAINT_UNIQUE:
 	case SQLITE_CONSTRAINT_PRIMARYKEY:
