@@ -4,6 +4,11 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,10 +23,50 @@
 #include "stagetab.h"
 #include "util.h"
 
+/*
+ * Test-only clock hook, off unless the environment names it:
+ * SEEDD_TEST_CLOCK_FILE is a file holding seconds to add to the wall clock,
+ * read again whenever its mtime changes, so an integration test can make the
+ * clock jump forward and back (tests/integration/test_faults_azure.py).
+ * Without it nothing is read and daemon_now() is time(NULL). Only what reads
+ * the wall clock through daemon_now() moves; timers and intervals run on the
+ * monotonic clock and never see a jump.
+ */
+static const char *clock_file;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+static _Atomic int64_t clock_offset, clock_file_mtime = -1;
+
+static void
+clock_file_init(void)
+{
+	clock_file = getenv("SEEDD_TEST_CLOCK_FILE");
+	if (clock_file != NULL && *clock_file == '\0')
+		clock_file = NULL;
+}
+
+static int64_t
+test_clock_offset(void)
+{
+	struct stat st;
+	int64_t mtime, off = 0;
+	FILE *f;
+
+	pthread_once(&clock_once, clock_file_init);
+	if (clock_file == NULL || stat(clock_file, &st) < 0)
+		return 0;
+	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (atomic_exchange(&clock_file_mtime, mtime) != mtime && (f = fopen(clock_file, "re"))) {
+		if (fscanf(f, "%" SCNd64, &off) == 1)
+			atomic_store(&clock_offset, off);
+		fclose(f);
+	}
+	return atomic_load(&clock_offset);
+}
+
 int64_t
 daemon_now(void)
 {
-	return (int64_t)time(NULL);
+	return (int64_t)time(NULL) + test_clock_offset();
 }
 
 static int64_t
