@@ -112,9 +112,17 @@ daemon_stop(struct daemon *d, const char *why)
 	event_base_loopexit(d->base, NULL);
 }
 
+static void
+store_fault_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_stop(arg, "the job database cannot be written");
+}
+
 void
 daemon_store_fault(void *arg, int err, const char *msg)
 {
+	/* A moment for the replies already queued (a call that failed says so) to go out. */
+	static const struct timeval flush = {0, 300000};
 	struct daemon *d = arg;
 	const char *fix = err == -EROFS ? "make it writable"
 			  : err == -ENOSPC ? "free space on its file system"
@@ -127,7 +135,9 @@ daemon_store_fault(void *arg, int err, const char *msg)
 		 "work goes on unrecorded: %s, then start seedd again, and every job resumes "
 		 "from its last recorded step",
 		 d->state_dir, strerror(-err), msg, fix);
-	daemon_stop(d, "the job database cannot be written");
+	if (d->base == NULL || event_base_once(d->base, -1, EV_TIMEOUT, store_fault_stop_cb, d,
+					       &flush) < 0)
+		daemon_stop(d, "the job database cannot be written");
 }
 
 void

@@ -256,7 +256,8 @@ def prepare_refused(d, name, cause):
     log_at = len(d.read_log())
     p = d.ctl("job", "prepare", name)
     print("# prepare: exit %d: %s" % (p.returncode, (p.stderr or p.stdout).strip()), flush=True)
-    check(p.returncode != 0, "prepare reports the failure, not success")
+    check(p.returncode == 1 and "recording the plan failed" in p.stderr,
+          "prepare answers that it failed, and why: %r" % p.stderr)
     check_stopped(d, log_at, cause)
 
 
