@@ -161,41 +161,65 @@ def test_clock(d):
 
 # ---- Resource Manager refusing connections -------------------------------------
 
-def test_rm_down(d, sim, blob):
-    """PollIntervalSec=1 here, so 4 s of refused connections span as many
-    polls as 4 minutes would at PollIntervalSec=60. A poll's HTTP call itself
-    retries 5 times, 1, 2, 4 and 8 s apart, before the stage hears of the
-    failure and the journal says so; SEEDD_LONG_TESTS=1 keeps Resource
-    Manager down 25 s (as long as 25 minutes at PollIntervalSec=60, for the
-    journal's part) and checks that line too."""
-    down = 25 if LONG else 4
-    job = d.ctl_json("job", "show", "clock")
-    sim.ctl("POST", "/jobs/clock/drives",
-            {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
-    d.ctl("job", "ship", "clock", "--carrier", "DHL", "--tracking", "T-CLOCK", check_rc=0)
-    prepcheck.wait_state(d, "clock", "shipped", 60)
-    sim.advance("clock", "AtAzureDC")
-    prepcheck.wait_job(d, "clock", lambda j: "AtAzureDC" in j["phase"], "phase AtAzureDC", 30)
+def outage(d, sim, blob, name, seconds, ok, first=None):
+    """Resource Manager refuses connections for `seconds` (first() runs at its
+    start); ok(job) must hold at every look meanwhile. Returns seedd's log of
+    the outage and the job as last seen."""
     at = len(d.read_log())
     sim_down(sim)
+    if first is not None:
+        first()
     t0 = time.time()
-    while time.time() - t0 < down:
-        job = d.ctl_json("job", "show", "clock")
-        check(job["state"] == "shipped" and job["error"] is None and
-              "AtAzureDC" in job["phase"],
-              "while Resource Manager refuses connections the job waits: %r" %
+    while True:
+        job = d.ctl_json("job", "show", name)
+        check(ok(job), "while Resource Manager refuses connections the job waits: %r" %
               {k: job[k] for k in ("state", "phase", "error")})
-        time.sleep(0.5)
+        if time.time() - t0 >= seconds:
+            break
+        time.sleep(0.25)
     sim_up(sim, blob)
-    log = log_since(d, at)
+    return log_since(d, at), job
+
+
+def test_rm_down(d, sim, blob):
+    """Resource Manager refusing connections while the job is shipped: first
+    while the shipment is sent, then while the shipped job is polled.
+
+    PollIntervalSec=1 here, so an outage of DOWN seconds spans as many polls
+    as DOWN minutes would at PollIntervalSec=60. Each request is itself
+    retried 5 times, 1, 2, 4 and 8 s apart, before the stage hears of the
+    failure: a short outage is bridged there. SEEDD_LONG_TESTS=1 keeps
+    Resource Manager down 25 s, past those retries (25 minutes at
+    PollIntervalSec=60): then the shipment waits in phase `shipping`, naming
+    the outage, and the journal says the poll will try again."""
+    down = 25 if LONG else 2
+    name = "clock"
+    job = d.ctl_json("job", "show", name)
+    sim.ctl("POST", "/jobs/%s/drives" % name,
+            {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
+    log, job = outage(d, sim, blob, name, down, lambda j: j["state"] == "drive_prep" and
+                      j["phase"].startswith("shipping") and j["error"] is None,
+                      lambda: d.ctl("job", "ship", name, "--carrier", "DHL", "--tracking",
+                                    "T-CLOCK", check_rc=0))
+    print("# Resource Manager down %d s while shipping: %s" % (down, job["phase"]), flush=True)
+    if LONG:
+        check("Resource Manager unreachable" in job["phase"] and "trying again" in job["phase"],
+              "the phase says why the shipment waits: %r" % job["phase"])
+        check("sending the shipment: Resource Manager unreachable" in log,
+              "and the journal: %s" % log[-2000:])
+    prepcheck.wait_state(d, name, "shipped", 60)
+    sim.advance(name, "AtAzureDC")
+    prepcheck.wait_job(d, name, lambda j: "AtAzureDC" in j["phase"], "phase AtAzureDC", 30)
+    log, job = outage(d, sim, blob, name, down, lambda j: j["state"] == "shipped" and
+                      "AtAzureDC" in j["phase"] and j["error"] is None)
     check(not LONG or "polling Azure failed, will try again" in log,
           "the journal says seedd will try again:\n%s" % log[-2000:])
     for status in ("DataCopy", "Completed"):
-        sim.advance("clock", status)
-    job = prepcheck.wait_state(d, "clock", "done", 120)
+        sim.advance(name, status)
+    job = prepcheck.wait_state(d, name, "done", 120)
     jobs = sim.ctl("GET", "/jobs")
     jobs = jobs.get("value", jobs.get("jobs", [])) if isinstance(jobs, dict) else jobs
-    check(len([j for j in jobs if j.get("name", "").lower() == "clock"]) == 1,
+    check(len([j for j in jobs if j.get("name", "").lower() == name]) == 1,
           "exactly one Azure job")
     return job
 
