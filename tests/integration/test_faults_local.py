@@ -40,14 +40,7 @@ class FaultDrive:
         os.makedirs(self.path)
         self.stamp = 0
         self.set({"mode": "ok"})
-        self.proc = subprocess.Popen([SYS_PYTHON, FAULTFS, self.backing, self.path,
-                                      self.control, self.log],
-                                     stdout=subprocess.DEVNULL, stderr=open(base + ".err", "w"))
-        deadline = time.time() + 10
-        while not os.path.ismount(self.path):
-            if self.proc.poll() is not None or time.time() > deadline:
-                fail("faultfs did not mount: %s" % open(base + ".err").read())
-            time.sleep(0.02)
+        self.start()
 
     def set(self, mode):
         with open(self.control, "w") as f:
@@ -58,6 +51,23 @@ class FaultDrive:
     def lines(self):
         with open(self.log) as f:
             return f.read().splitlines()
+
+    def start(self):
+        err = self.path + ".err"
+        self.proc = subprocess.Popen([SYS_PYTHON, FAULTFS, self.backing, self.path,
+                                      self.control, self.log],
+                                     stdout=subprocess.DEVNULL, stderr=open(err, "a"))
+        deadline = time.time() + 10
+        while not os.path.ismount(self.path):
+            if self.proc.poll() is not None or time.time() > deadline:
+                fail("faultfs did not mount: %s" % open(err).read())
+            time.sleep(0.02)
+
+    def crash(self):
+        """The FUSE process dies (as dislocker or ntfs-3g might, or when the
+        disk under them is pulled): every call on the mount is ENOTCONN."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def stop(self):
         subprocess.run(["umount", "-l", self.path], capture_output=True)
@@ -143,7 +153,8 @@ def test_drive_eio(d):
     print("# eio: %s" % err, flush=True)
     check(any(l.startswith("fault EIO write") for l in drive.lines()), "the EIO was injected")
     check("Input/output error" in err and "FAULT-EIO" in err and drive.path in err and
-          "copying " in err, "the error names the copy, the drive and EIO: %r" % err)
+          "copying " in err and "seedctl job retry" in err,
+          "the error names the copy, the drive, EIO and the way on: %r" % err)
     check(job["failedState"] == "drive_prep" if "failedState" in job else True,
           "failed in drive_prep: %r" % job)
     text = d.ctl("job", "show", name, check_rc=0).stdout
@@ -172,7 +183,7 @@ def test_drive_vanished(d):
     err = job["error"] or ""
     print("# vanished: %s / %s: %s" % (job["state"], job["phase"], err), flush=True)
     check(job["state"] == "failed", "a vanished drive fails the job: %r" % job)
-    check("FAULT-GONE" in err and "No such device" in err,
+    check("FAULT-GONE" in err and "No such device" in err and "drive is gone" in err,
           "the error names the drive and the cause: %r" % err)
     before = verified_paths(d, name)
     db_intact(d)
@@ -189,6 +200,34 @@ def wait_paused(drive, timeout=30):
         if time.time() > deadline:
             fail("the copy never reached the paused drive")
         time.sleep(0.02)
+
+
+def test_drive_unplugged(d):
+    """The drive's FUSE process dies mid-copy (ENOTCONN); the operator mounts
+    it again at the same path and retries."""
+    name = "unplug"
+    staging, files = staged(d, name, n_small=20, n_mid=6)
+    drive = FaultDrive(d.tmp, name)
+    d.ctl_json("drive", "add", name, drive.path, "--serial", "FAULT-UNPLUG")
+    drive.set({"mode": "pause", "after": 4 * MiB})
+    d.ctl_json("job", "prepare", name)
+    wait_paused(drive)
+    drive.crash()
+    job = prepcheck.wait_state(d, name, "failed", 60)
+    err = job["error"] or ""
+    print("# unplugged: %s" % err, flush=True)
+    check(verified_paths(d, name), "some files were verified before the drive went")
+    check("FAULT-UNPLUG" in err and "not connected" in err and "drive is gone" in err,
+          "the error names the drive and the cause: %r" % err)
+    before = verified_paths(d, name)
+    db_intact(d)
+    subprocess.run(["umount", "-l", drive.path], check=True)
+    mark = len(drive.lines())
+    drive.set({"mode": "ok"})
+    drive.start()
+    d.ctl_json("job", "retry", name)
+    finish_and_check(d, name, staging, files, drive, before, mark)
+    drive.stop()
 
 
 def fill(path):
@@ -335,7 +374,7 @@ def main():
     d.start()
     t0 = time.time()
     try:
-        for t in (test_drive_eio, test_drive_vanished, test_state_full_copy,
+        for t in (test_drive_eio, test_drive_vanished, test_drive_unplugged, test_state_full_copy,
                   test_state_full_transition, test_db_readonly):
             t1 = time.time()
             t(d)
