@@ -6,11 +6,15 @@ for all of them:
   warnings (the test-only clock hook SEEDD_TEST_CLOCK_FILE, core/daemon.c):
   each warning fires once, when its threshold is crossed, never again at a
   later check, and never on a backward jump;
-- Resource Manager refusing connections while the job is shipped: the job
-  stays `shipped` without an error, seedd says in the journal that it will
-  try again, and goes on when Resource Manager is back;
+- Resource Manager refusing connections while the job is shipped, first
+  while the shipment is sent (it waits in phase `shipping`, naming the
+  outage once past the HTTP retries), then while the shipped job is polled
+  (it stays `shipped` without an error, the journal says seedd will try
+  again); either way it goes on when Resource Manager is back, with one
+  Azure job;
 - Azurite stopped and restarted during the repair upload and during the
-  vault copy: the job ends `done` with every file verified in the vault and
+  vault copy (the test checks the job was still in that phase when Azurite
+  was down): the job ends `done` with every file verified in the vault and
   each damaged file repaired exactly once.
 """
 import base64
@@ -244,6 +248,10 @@ def wait_phase_fast(d, name, phase, timeout=120):
 def restart_azurite_in(d, az, name, phase):
     check(wait_phase_fast(d, name, phase), "caught the job in phase %s" % phase)
     az.stop()
+    job = d.ctl_json("job", "show", name)
+    print("# Azurite stopped; the job is in %s / %s" % (job["state"], job["phase"]), flush=True)
+    check(job["phase"] == phase, "Azurite stopped while the job was still in %s: %s" % (
+        phase, job["phase"]))
     time.sleep(1)
     job = d.ctl_json("job", "show", name)
     check(job["state"] != "failed", "Azurite down for a second fails nothing: %r" % job["error"])
@@ -262,7 +270,7 @@ def check_vault(store, name, files):
 
 def test_azurite_restarts(d, sim, az, store):
     name = "azr"
-    files = {"big/b-%d.bak" % i: os.urandom(5 * MiB + i) for i in range(3)}
+    files = {"big/b-%d.bak" % i: os.urandom(8 * MiB + i) for i in range(3)}
     files.update({"docs/f-%03d.txt" % i: os.urandom(100 + i * 37) for i in range(200)})
     azenv.prepared_job(d, name, drives=1, files=files)
     prepcheck.wait_phase(d, name, "awaiting-tracking", 120)
