@@ -952,6 +952,22 @@ apply_status(struct azjob *a, json_t *job)
 	azure_status_done(&st);
 }
 
+/* The phase says a shipped job's polls get no answer; the next answer sets it anew. */
+static void
+poll_unreachable(struct azjob *a, const struct arm_result *r)
+{
+	struct job_row *j = job_load(a);
+	_cleanup_free_ char *detail = NULL;
+
+	if (j == NULL)
+		return;
+	detail = xprintf("%s: Resource Manager unreachable (%s); polling again every %u s",
+			 j->azure_state ? j->azure_state : "status unknown",
+			 r->message ? r->message : "no answer", a->d->config->poll_interval_sec);
+	set_phase(a, JOB_SHIPPED, JOB_PHASE_AZURE, detail);
+	job_row_free(j);
+}
+
 static void
 poll_done(const struct arm_result *r, void *userdata)
 {
@@ -968,6 +984,8 @@ poll_done(const struct arm_result *r, void *userdata)
 		/* Transient trouble was retried already; try again at the next poll. */
 		log_warning("job %s: polling Azure failed, will try again: %s: %s", a->name,
 			    r->code ? r->code : "error", r->message ? r->message : "");
+		if (unreachable(r))
+			poll_unreachable(a, r);
 		return;
 	}
 	apply_status(a, r->body);

@@ -216,8 +216,11 @@ def test_rm_down(d, sim, blob):
     prepcheck.wait_job(d, name, lambda j: "AtAzureDC" in j["phase"], "phase AtAzureDC", 30)
     log, job = outage(d, sim, blob, name, down, lambda j: j["state"] == "shipped" and
                       "AtAzureDC" in j["phase"] and j["error"] is None)
+    print("# Resource Manager down %d s while polling: %s" % (down, job["phase"]), flush=True)
     check(not LONG or "polling Azure failed, will try again" in log,
           "the journal says seedd will try again:\n%s" % log[-2000:])
+    check(not LONG or "AtAzureDC: Resource Manager unreachable" in job["phase"],
+          "the phase says why nothing moves: %r" % job["phase"])
     for status in ("DataCopy", "Completed"):
         sim.advance(name, status)
     job = prepcheck.wait_state(d, name, "done", 120)
