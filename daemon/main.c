@@ -241,6 +241,7 @@ open_store(struct daemon *d)
 		log_error("cannot open job store %s: %s", path, err ? err : strerror(-r));
 		return r;
 	}
+	db_set_fault_hook(d->db, daemon_store_fault, d);
 	/* The log is copied into the database on a thread, never by a commit of the loop. */
 	if ((d->checkpointer = checkpointer_start(path)) != NULL)
 		(void)db_set_autocheckpoint(d->db, false);
@@ -273,6 +274,8 @@ run(struct daemon *d)
 	if ((r = stages_register(d->stages)) < 0)
 		fatalx("the stage table: two stages claim one state and phase");
 	d->queue = worker_queue_new(d->base, stagetab_handle_msg, d->stages);
+	/* The workers' own connections (not the checkpointer's and purger's, opened before). */
+	db_set_default_fault_hook(daemon_store_fault_worker, d);
 	d->notify = notify_new(d->base, watch_job_changed, d);
 	daemon_start(d, server_path(d->server));
 	log_ctx(LOG_INFO, &ctx, "seedd %s started; socket %s, state %s", SEEDD_VERSION,
@@ -287,7 +290,7 @@ run(struct daemon *d)
 		log_error("event loop failed");
 		return EXIT_RUNTIME;
 	}
-	return 0;
+	return d->exit_status != 0 ? EXIT_RUNTIME : 0;
 }
 
 int
@@ -355,6 +358,8 @@ main(int argc, char **argv)
 	daemon_free_events(&d);
 	d.purger = purger_stop(d.purger);
 	d.checkpointer = checkpointer_stop(d.checkpointer);
+	if (status == 0 && d.exit_status != 0)
+		status = EXIT_RUNTIME; /* the last commits, above, found the database unwritable */
 	d.db = db_close(d.db);
 	if (state_lock_fd >= 0)
 		close(state_lock_fd); /* after the store: the next seedd finds it closed */

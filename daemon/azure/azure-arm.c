@@ -212,7 +212,7 @@ token_done_cb(struct http_response *resp, void *userdata)
 	t->fetch = NULL;
 	if (resp->error != 0) {
 		msg = xprintf("cannot reach the Entra ID token endpoint: %s", resp->errmsg);
-		token_finish(t, "TokenEndpointUnreachable", msg);
+		token_finish(t, ARM_CODE_TOKEN_UNREACHABLE, msg);
 		return;
 	}
 	body = json_loadb(resp->body, resp->body_len, 0, NULL);

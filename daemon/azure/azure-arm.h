@@ -32,6 +32,9 @@ struct arm_result {
 
 typedef void (*arm_done_fn)(const struct arm_result *r, void *userdata);
 
+/* The code of a call that got no token because Entra ID did not answer at all (error -EACCES). */
+#define ARM_CODE_TOKEN_UNREACHABLE "TokenEndpointUnreachable"
+
 #define ARM_FOLLOW_LRO 0x1 /* follow 201/202 to the end of the operation */
 /*
  * A create: the request itself is resent only where Azure cannot have acted

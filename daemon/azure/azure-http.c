@@ -291,8 +291,14 @@ call_should_retry(const struct http_call *c, CURLcode result)
 	if (r->attempts >= c->max_attempts)
 		return false;
 	if (r->error != 0) {
-		if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST)
-			return true; /* nothing reached a server */
+		/*
+		 * Nothing reached a server: no connection, or a TLS handshake
+		 * cut short (a server restarting resets it; the request is sent
+		 * only after the handshake, so even a POST is safe to resend).
+		 */
+		if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST ||
+		    result == CURLE_SSL_CONNECT_ERROR)
+			return true;
 		if (post)
 			return false;
 		return r->error == -ETIMEDOUT || r->error == -ECONNRESET;

@@ -4,6 +4,11 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,11 +22,52 @@
 #include "log.h"
 #include "stagetab.h"
 #include "util.h"
+#include "worker.h"
+
+/*
+ * Test-only clock hook, off unless the environment names it:
+ * SEEDD_TEST_CLOCK_FILE is a file holding seconds to add to the wall clock,
+ * read again whenever its mtime changes, so an integration test can make the
+ * clock jump forward and back (tests/integration/test_faults_azure.py).
+ * Without it nothing is read and daemon_now() is time(NULL). Only what reads
+ * the wall clock through daemon_now() moves; timers and intervals run on the
+ * monotonic clock and never see a jump.
+ */
+static const char *clock_file;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+static _Atomic int64_t clock_offset, clock_file_mtime = -1;
+
+static void
+clock_file_init(void)
+{
+	clock_file = getenv("SEEDD_TEST_CLOCK_FILE");
+	if (clock_file != NULL && *clock_file == '\0')
+		clock_file = NULL;
+}
+
+static int64_t
+test_clock_offset(void)
+{
+	struct stat st;
+	int64_t mtime, off = 0;
+	FILE *f;
+
+	pthread_once(&clock_once, clock_file_init);
+	if (clock_file == NULL || stat(clock_file, &st) < 0)
+		return 0;
+	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (atomic_exchange(&clock_file_mtime, mtime) != mtime && (f = fopen(clock_file, "re"))) {
+		if (fscanf(f, "%" SCNd64, &off) == 1)
+			atomic_store(&clock_offset, off);
+		fclose(f);
+	}
+	return atomic_load(&clock_offset);
+}
 
 int64_t
 daemon_now(void)
 {
-	return (int64_t)time(NULL);
+	return (int64_t)time(NULL) + test_clock_offset();
 }
 
 static int64_t
@@ -65,6 +111,67 @@ daemon_stop(struct daemon *d, const char *why)
 	if (d->stop_accepting != NULL)
 		d->stop_accepting(d);
 	event_base_loopexit(d->base, NULL);
+}
+
+static void
+store_fault_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_stop(arg, "the job database cannot be written");
+}
+
+void
+daemon_store_fault(void *arg, int err, const char *msg)
+{
+	/* A moment for the replies already queued (a call that failed says so) to go out. */
+	static const struct timeval flush = {0, 300000};
+	struct daemon *d = arg;
+	const char *fix = err == -EROFS ? "make it writable"
+			  : err == -ENOSPC ? "free space on its file system"
+					   : "check the disk it is on";
+
+	if (d->exit_status != 0)
+		return;
+	d->exit_status = 1;
+	log_ctx(LOG_CRIT, NULL, "the job database in %s cannot be written: %s (%s); seedd stops so that no "
+		 "work goes on unrecorded: %s, then start seedd again, and every job resumes "
+		 "from its last recorded step",
+		 d->state_dir, strerror(-err), msg, fix);
+	if (d->base == NULL || event_base_once(d->base, -1, EV_TIMEOUT, store_fault_stop_cb, d,
+					       &flush) < 0)
+		daemon_stop(d, "the job database cannot be written");
+}
+
+struct store_fault_msg {
+	struct worker_msg m;
+	int err;
+	char text[256];
+};
+
+static void
+store_fault_msg_free(struct worker_msg *m)
+{
+	free(m);
+}
+
+void
+daemon_store_fault_worker(void *arg, int err, const char *msg)
+{
+	struct daemon *d = arg;
+	struct store_fault_msg *fm = xcalloc(1, sizeof(*fm));
+
+	fm->m.kind = MSG_STORE_FAULT;
+	fm->m.free_fn = store_fault_msg_free;
+	fm->err = err;
+	(void)snprintf(fm->text, sizeof(fm->text), "%s", msg);
+	worker_queue_push(d->queue, &fm->m);
+}
+
+void
+daemon_store_fault_msg(struct daemon *d, struct worker_msg *m)
+{
+	struct store_fault_msg *fm = (struct store_fault_msg *)m;
+
+	daemon_store_fault(d, fm->err, fm->text);
 }
 
 void

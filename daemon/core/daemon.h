@@ -15,6 +15,7 @@ struct config;
 struct db;
 struct server;
 struct worker_queue;
+struct worker_msg;
 struct indexer;
 struct prep;
 struct azure;
@@ -60,6 +61,7 @@ struct daemon {
 	uint64_t watchdog_usec;
 	int64_t started; /* CLOCK_MONOTONIC seconds */
 	bool stopping;
+	int exit_status; /* seedd's exit status once the loop ends: 0, or 1 after a store fault */
 };
 
 /* Wall clock, UNIX seconds. */
@@ -71,6 +73,20 @@ int64_t daemon_uptime(const struct daemon *d);
 int daemon_start(struct daemon *d, const char *listening);
 /* Stop accepting, tell systemd, leave the loop. */
 void daemon_stop(struct daemon *d, const char *why);
+/*
+ * The store's fault hook (db_set_fault_hook, arg: the daemon): the database
+ * cannot be written (file system full or read-only, I/O error). Says so once,
+ * naming the state directory and the way out, and stops seedd with exit
+ * status 1; what was committed stands and every job resumes at the next start.
+ */
+void daemon_store_fault(void *arg, int err, const char *msg);
+/*
+ * The same for a worker thread's own connection (db_set_default_fault_hook):
+ * the fault goes to the loop as a message, where daemon_store_fault() runs.
+ */
+void daemon_store_fault_worker(void *arg, int err, const char *msg);
+/* The loop's side of daemon_store_fault_worker()'s message. */
+void daemon_store_fault_msg(struct daemon *d, struct worker_msg *m);
 /* Re-read the configuration; keep the old one on error. */
 void daemon_reload(struct daemon *d);
 void daemon_free_events(struct daemon *d);

@@ -37,6 +37,7 @@ enum stage_msg_kind {
 	MSG_PLAN_DONE,
 	MSG_REPORT_DONE,
 	MSG_DOCTOR_DONE, /* a doctor's look at the drives ended */
+	MSG_STORE_FAULT, /* a worker's connection cannot write the database (core/daemon.c) */
 	_MSG_KIND_MAX,
 };
 

@@ -1128,6 +1128,12 @@ drive_write_hint(int r)
 		return "; the drive refused the write (on a dislocker mount: its NTFS covers "
 		       "BitLocker's metadata blocks, which dislocker never lets anyone overwrite; "
 		       "an NTFS that Windows made does not)";
+	if (r == -EIO)
+		return "; the drive reported an I/O error: check it (the kernel log, smartctl) or "
+		       "use another, then `seedctl job retry`";
+	if (r == -ENODEV || r == -ENOTCONN || r == -ENXIO)
+		return "; the drive is gone (unplugged, or the dislocker or ntfs-3g mount ended): "
+		       "attach and mount it at the same path again, then `seedctl job retry`";
 	return "";
 }
 

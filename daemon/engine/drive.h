@@ -201,6 +201,8 @@ int drive_attach_check(const char *path, const struct drive_attach_args *a,
  * or O_DIRECT) that touches BitLocker's metadata blocks inside the volume;
  * Windows keeps them out of its NTFS (files in System Volume Information),
  * an NTFS made otherwise (mkntfs inside dislocker-file) may cover them.
+ * EIO: the drive's own error. ENODEV, ENOTCONN (a FUSE mount whose process
+ * ended), ENXIO: the drive is gone. Both say how to go on.
  */
 const char *drive_write_hint(int r);
 

@@ -290,7 +290,8 @@ struct planner {
 	int64_t job_id;
 	char *job_name;
 	char *db_path;
-	bool prepare; /* PrepareJob: record the plan, then start drive prep */
+	bool prepare;   /* PrepareJob: record the plan, then start drive prep */
+	bool recording; /* PrepareJob: planned; what failed was recording it */
 	/* Results. */
 	json_t *plan; /* PlanJob's reply; NULL: failed */
 	int r;
@@ -367,8 +368,10 @@ planner_thread(void *arg)
 		pl->in.w = &pl->w;
 		if ((pl->r = plan_run(ro, pl->job_id, &pl->in, &pl->p)) < 0)
 			xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
-		else if (pl->in.nd > 0)
+		else if (pl->in.nd > 0) {
+			pl->recording = true;
 			pl->r = prepare_record(pl);
+		}
 	} else if ((pl->plan = plan_json(ro, pl->job_id, &pl->w.cancel, &pl->r)) == NULL)
 		xasprintf(&pl->err, "%s", pl->r == -EIO ? db_errmsg(ro) : strerror(-pl->r));
 	db_close(ro);
@@ -482,9 +485,14 @@ prepare_planned(struct planner *pl)
 		return;
 	}
 	if (r < 0 || d->stopping) {
+		const char *what = pl->recording ? "recording the plan failed" : "planning failed";
+
 		if (r < 0 && r != -ECANCELED)
-			log_error("job %s: planning failed: %s", pl->job_name, pl->err ? pl->err : "?");
-		pl->done(PLANNER_FAILED, NULL, "planning failed; see the journal", pl->userdata);
+			log_error("job %s: %s: %s", pl->job_name, what, pl->err ? pl->err : "?");
+		pl->done(PLANNER_FAILED, NULL,
+			 pl->recording ? "recording the plan failed; see the journal"
+				       : "planning failed; see the journal",
+			 pl->userdata);
 		planner_free(pl);
 		return;
 	}

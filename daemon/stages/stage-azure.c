@@ -59,6 +59,7 @@ struct azjob {
 	struct arm_call *call;
 	enum job_phase cancel_back; /* the phase to return to if Azure refuses a cancel */
 	struct event *timer;     /* the next confirming GET of a create */
+	struct event *again;     /* the next try of a shipment Resource Manager could not take */
 	unsigned confirm_polls, create_rounds;
 	char *why_confirm;       /* what made the create uncertain, for the log and the error */
 	/* A MitigateJob in flight (beside polling). */
@@ -111,6 +112,8 @@ azjob_free(struct azjob *a)
 	free(a->mitigate_text);
 	if (a->timer != NULL)
 		event_free(a->timer);
+	if (a->again != NULL)
+		event_free(a->again);
 	free(a->why_confirm);
 	free(a->name);
 	free(a);
@@ -120,7 +123,8 @@ azjob_free(struct azjob *a)
 static bool
 busy(const struct azjob *a)
 {
-	return a->call != NULL || (a->timer != NULL && evtimer_pending(a->timer, NULL));
+	return a->call != NULL || (a->timer != NULL && evtimer_pending(a->timer, NULL)) ||
+	       (a->again != NULL && evtimer_pending(a->again, NULL));
 }
 
 static const char *
@@ -546,12 +550,61 @@ ship_get_done(const struct arm_result *r, void *userdata)
 	a->step = STEP_IDLE;
 }
 
+static void ship_start(struct azjob *a);
+
+static void
+ship_again_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ship_start(arg);
+}
+
+/* No answer at all: refused, unreachable, timed out, reset, or no token for want of Entra ID. */
+static bool
+unreachable(const struct arm_result *r)
+{
+	if (r->status != 0)
+		return false;
+	if (r->error == -EACCES)
+		return r->code != NULL && strcmp(r->code, ARM_CODE_TOKEN_UNREACHABLE) == 0;
+	return r->error == -ECONNREFUSED || r->error == -EHOSTUNREACH || r->error == -ETIMEDOUT ||
+	       r->error == -ECONNRESET;
+}
+
+/*
+ * No answer at all from Resource Manager (or Entra ID for its token), after
+ * the HTTP layer's own retries: an outage, not a refusal.
+ * The shipment waits in phase shipping, saying so, and is tried again every
+ * PollIntervalSec= from the GET that finds out whether Azure took it before,
+ * so it is never sent twice. Returns false for an answer that fails the step.
+ */
+static bool
+ship_wait_if_unreachable(struct azjob *a, const struct arm_result *r)
+{
+	struct timeval tv = {(time_t)a->d->config->poll_interval_sec, 0};
+	struct log_ctx ctx = {.job = a->name, .state = "drive_prep"};
+	_cleanup_free_ char *detail = NULL;
+
+	if (!unreachable(r))
+		return false;
+	detail = xprintf("Resource Manager unreachable (%s); trying again every %u s",
+			 r->message ? r->message : "no answer", a->d->config->poll_interval_sec);
+	log_ctx(LOG_WARNING, &ctx, "job %s: sending the shipment: %s", a->name, detail);
+	set_phase(a, JOB_DRIVE_PREP, JOB_PHASE_SHIPPING, detail);
+	if (a->again == NULL)
+		a->again = evtimer_new(a->d->base, ship_again_cb, a);
+	evtimer_add(a->again, &tv);
+	a->step = STEP_IDLE;
+	return true;
+}
+
 static void
 ship_done(const struct arm_result *r, void *userdata)
 {
 	struct azjob *a = userdata;
 
 	a->call = NULL;
+	if (ship_wait_if_unreachable(a, r))
+		return;
 	if (!ok(r)) {
 		fail_job(a, JOB_DRIVE_PREP, "sending the shipment to Azure failed", r);
 		return;
@@ -570,6 +623,8 @@ ship_check_done(const struct arm_result *r, void *userdata)
 	bool shipped;
 
 	a->call = NULL;
+	if (ship_wait_if_unreachable(a, r))
+		return;
 	if (!ok(r) || azure_status_parse(a->api, r->body, &st) < 0) {
 		azure_status_done(&st);
 		fail_job(a, JOB_DRIVE_PREP, "reading the Azure job before shipping failed", r);
@@ -905,6 +960,22 @@ apply_status(struct azjob *a, json_t *job)
 	azure_status_done(&st);
 }
 
+/* The phase says a shipped job's polls get no answer; the next answer sets it anew. */
+static void
+poll_unreachable(struct azjob *a, const struct arm_result *r)
+{
+	struct job_row *j = job_load(a);
+	_cleanup_free_ char *detail = NULL;
+
+	if (j == NULL)
+		return;
+	detail = xprintf("%s: Resource Manager unreachable (%s); polling again every %u s",
+			 j->azure_state ? j->azure_state : "status unknown",
+			 r->message ? r->message : "no answer", a->d->config->poll_interval_sec);
+	set_phase(a, JOB_SHIPPED, JOB_PHASE_AZURE, detail);
+	job_row_free(j);
+}
+
 static void
 poll_done(const struct arm_result *r, void *userdata)
 {
@@ -921,6 +992,8 @@ poll_done(const struct arm_result *r, void *userdata)
 		/* Transient trouble was retried already; try again at the next poll. */
 		log_warning("job %s: polling Azure failed, will try again: %s: %s", a->name,
 			    r->code ? r->code : "error", r->message ? r->message : "");
+		if (unreachable(r))
+			poll_unreachable(a, r);
 		return;
 	}
 	apply_status(a, r->body);
@@ -1189,6 +1262,8 @@ azure_cancel(struct daemon *d, const struct job_row *j)
 	a->call = NULL;
 	if (a->timer != NULL)
 		evtimer_del(a->timer);
+	if (a->again != NULL)
+		evtimer_del(a->again);
 	a->cancel_back = job_phase_from_text(j->phase);
 	if (a->cancel_back < 0 || a->cancel_back == JOB_PHASE_CANCELLING)
 		a->cancel_back = JOB_PHASE_AWAITING_TRACKING;

@@ -1286,7 +1286,10 @@ manifest_done(struct prep *p, struct prep_drive *dr, struct manifest_msg *mm)
 	_cleanup_free_ char *text = NULL;
 
 	if (mm->status < 0) {
-		job_fail(p, mm->error);
+		_cleanup_free_ char *e = xprintf("drive %s: %s%s", dr->serial,
+						 mm->error ? mm->error : strerror(-mm->status),
+						 drive_write_hint(mm->status));
+		job_fail(p, e);
 		return;
 	}
 	if (db_drive_set_manifest(p->d->db, dr->drive_id, mm->hash) < 0 ||

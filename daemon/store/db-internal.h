@@ -129,6 +129,8 @@ struct db {
 	char errmsg[256];  /* the last database error, for db_errmsg() */
 	int busy_ms;       /* how long a statement waits for another connection's lock */
 	int64_t busy_since; /* CLOCK_MONOTONIC µs of the first try of the current wait */
+	void (*fault_hook)(void *arg, int err, const char *msg); /* db_set_fault_hook() */
+	void *fault_arg;
 };
 
 /*

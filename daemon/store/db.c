@@ -289,10 +289,49 @@ const char *const db_statements[_STMT_MAX] = {
 
 /* ---- Errors, statements, binding ------------------------------------------ */
 
+/* Written once at start, before any worker thread opens a connection. */
+static void (*default_fault_hook)(void *arg, int err, const char *msg);
+static void *default_fault_arg;
+
+void
+db_set_default_fault_hook(void (*fn)(void *arg, int err, const char *msg), void *arg)
+{
+	default_fault_hook = fn;
+	default_fault_arg = arg;
+}
+
+void
+db_set_fault_hook(struct db *db, void (*fn)(void *arg, int err, const char *msg), void *arg)
+{
+	db->fault_hook = fn;
+	db->fault_arg = arg;
+}
+
+/* The file cannot be written at all (not a busy lock, a constraint or a lost race). */
+static int
+write_fault(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		return -EIO;
+	default:
+		return 0;
+	}
+}
+
 int
 db_error(struct db *db, int rc)
 {
+	int fault;
+
 	(void)snprintf(db->errmsg, sizeof(db->errmsg), "%s", sqlite3_errmsg(db->sqlite));
+	if (db->fault_hook != NULL && !db->readonly && (fault = write_fault(rc)) != 0)
+		db->fault_hook(db->fault_arg, fault, db->errmsg);
 	switch (rc) {
 	case SQLITE_CONSTRAINT_UNIQUE:
 	case SQLITE_CONSTRAINT_PRIMARYKEY:
@@ -739,6 +778,8 @@ db_open(const char *path, struct db **ret, char **ret_err)
 		return r;
 	}
 	db = xcalloc(1, sizeof(*db));
+	db->fault_hook = default_fault_hook;
+	db->fault_arg = default_fault_arg;
 	rc = sqlite3_open_v2(path, &db->sqlite, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		r = db->sqlite != NULL ? db_error(db, rc) : -ENOMEM;

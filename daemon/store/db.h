@@ -161,6 +161,20 @@ struct db *db_close(struct db *db);
  * frames and those copied.
  */
 int db_set_autocheckpoint(struct db *db, bool on);
+/*
+ * fn(arg, -errno, message) whenever a statement on db fails because the
+ * database cannot be written at all: its file system is full (-ENOSPC) or
+ * read-only (-EROFS), or an I/O error (-EIO). Any thread that uses db; NULL
+ * removes it. The loop's connection has one: seedd stops rather than go on
+ * with work it cannot record (core/daemon.c).
+ */
+void db_set_fault_hook(struct db *db, void (*fn)(void *arg, int err, const char *msg),
+		       void *arg);
+/*
+ * The hook every later db_open() installs on its connection (the workers'
+ * own connections), set once before any thread opens one; NULL: none.
+ */
+void db_set_default_fault_hook(void (*fn)(void *arg, int err, const char *msg), void *arg);
 int db_checkpoint(struct db *db, int64_t *ret_log, int64_t *ret_done);
 const char *db_errmsg(struct db *db);
 
