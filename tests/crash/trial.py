@@ -84,7 +84,7 @@ class Plan:
         # One file of several 4 MiB blocks (its copy and read-back take a
         # while) and many small ones (the per-file steps after the import).
         self.files = {BIG: rng.randbytes(rng.randrange(12 << 20, 20 << 20))}
-        for i in range(rng.randrange(30, 60)):
+        for i in range(rng.randrange(80, 140)):
             self.files["docs/%02d/f-%03d.txt" % (i % 6, i)] = rng.randbytes(rng.randrange(0, 9000))
         self.drives = rng.choice((1, 2))
         paths = sorted(p for p in self.files if p.startswith("docs/"))
@@ -93,15 +93,15 @@ class Plan:
             for kind in rng.sample(IMPORT_FAULTS, rng.randint(1, 2)):
                 self.faults.setdefault(kind, []).append(paths.pop(rng.randrange(len(paths))))
         # Each kill aims at a point of the life; the kills go in that order.
-        # A "phase" kill fires at the first look at that point or later (a
-        # few ms after); a "delay" kill a random time after the last start,
-        # wherever the job is then.
+        # A "phase" kill fires at the first look at that point or a later
+        # one (up to 80 ms after it); a "delay" kill a random time up to
+        # 1 s after that look, wherever the job is then.
         self.kills = []
         for target in sorted(rng.randrange(len(LIFE) - 1) for _ in range(kills)):
             if rng.random() < 0.3:
-                self.kills.append(("delay", round(rng.uniform(0.0, 1.5), 3)))
+                self.kills.append(("delay", target, round(rng.uniform(0.0, 1.0), 3)))
             else:
-                self.kills.append(("phase", target, round(rng.uniform(0.0, 0.02), 3)))
+                self.kills.append(("phase", target, round(rng.uniform(0.0, 0.08), 3)))
         self.restart_pause = [round(rng.uniform(0.0, 0.3), 3) for _ in range(kills)]
         self.azure_pause = [round(rng.uniform(0.1, 1.2), 3) for _ in AZURE_STEPS]
 
@@ -123,6 +123,7 @@ class Trial:
         self.killer_error = None
         self.staging = os.path.join(self.tmp, "staging")
         self.con = None
+        self.seen = None
 
     # -- the daemon, started again after each kill -------------------------
 
@@ -220,15 +221,17 @@ class Trial:
 
     def wait_trigger(self, kill):
         """Until the kill is due; False once the job is done or the trial stops."""
-        started = time.monotonic()
+        reached = None
         while not self.stop.is_set():
             pos = position(self.db_state())
+            if pos != self.seen:
+                self.seen = pos
+                self.note("at %s/%s" % pos)
             if pos[0] in ("done", "failed", "cancelled"):
                 return False
-            if kill[0] == "delay" and time.monotonic() - started >= kill[1]:
-                return True
-            if kill[0] == "phase" and position_index(pos) >= kill[1]:
-                time.sleep(kill[2])
+            if reached is None and position_index(pos) >= kill[1]:
+                reached = time.monotonic()
+            if reached is not None and time.monotonic() - reached >= kill[2]:
                 return True
             time.sleep(0.001)
         return False
@@ -241,8 +244,7 @@ class Trial:
         # exactly where the next start resumes.
         row = self.db_row()
         pos = position(row)
-        trigger = ("after %.2f s" % kill[1] if kill[0] == "delay" else
-                   "at %s/%s" % LIFE[kill[1]])
+        trigger = "%.3f s after %s/%s" % ((kill[2],) + LIFE[kill[1]])
         self.kills.append({"trigger": kill[0], "target": trigger, "state": pos[0], "phase": pos[1],
                            "raw": row[1] if row else "", "detail": row[2] if row else ""})
         self.note("kill %d (%s): %s/%s (%s) %s" % (i + 1, trigger, pos[0], pos[1],
@@ -400,43 +402,43 @@ class Trial:
     def check_end(self):
         self.stop.set()
         job, err = self.show()
-        check(job is not None and job["state"] == "done", "the job is done: %s" % err)
+        check(job is not None and job["state"] == "done", "the job is not done at the end: %s" % err)
         store = blobstore.BlobClient(self.blob["url"], self.blob["account"], self.blob["key"],
                                      self.blob.get("ca"))
         self.check_vault(store)
         jobs = self.sim_ctl("GET", "/jobs")
         check(len(jobs) == 1 and jobs[0]["name"] == self.plan.name,
-              "exactly one Azure job: %r" % [j["name"] for j in jobs])
+              "not exactly one Azure job: %r" % [j["name"] for j in jobs])
         ships = [r for r in self.sim_ctl("GET", "/requests") if r.get("method") == "POST" and
                  r.get("path", "").split("?")[0].endswith("/markDevicesShipped")]
-        check(len(ships) == 1, "the shipment was sent to Azure once: %d times" % len(ships))
+        check(len(ships) == 1, "the shipment was sent to Azure %d times" % len(ships))
         left = [os.path.join(r, f) for r, _, fs in os.walk(self.staging) for f in fs]
-        check(not left, "staging is emptied: %r" % left[:3])
+        check(not left, "staging files left: %r" % left[:3])
         con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.d.state, "seedd.db"),
                               uri=True)
         ok = con.execute("PRAGMA integrity_check").fetchone()[0]
         con.close()
-        check(ok == "ok", "the database is intact: %s" % ok)
+        check(ok == "ok", "the database is damaged: %s" % ok)
         log = self.d.read_log()
         for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
-            check(bad not in log, "seedd's log has no %s report" % bad)
+            check(bad not in log, "seedd's log has an %s report" % bad)
         for secret in [azenv.SECRET, azenv.CARRIER_ACCOUNT, self.blob["key"]] + azenv.KEYS:
-            check(secret not in log, "no secret in seedd's log")
+            check(secret not in log, "a secret is in seedd's log")
 
     def check_vault(self, store):
         name = self.plan.name
         vault = {b["name"]: b for b in listing(store, "vault", name + "/")}
         for rel, data in self.plan.files.items():
             b = vault.get("%s/%s" % (name, rel))
-            check(b is not None, "%s is in the vault" % rel)
+            check(b is not None, "%s is not in the vault" % rel)
             md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
             check(b["length"] == len(data) and b.get("contentMD5") == md5,
-                  "vault length and Content-MD5 of %s: %r" % (rel, b))
-            check(store.get("vault", "%s/%s" % (name, rel)) == data, "vault bytes of %s" % rel)
+                  "wrong vault length or Content-MD5 of %s: %r" % (rel, b))
+            check(store.get("vault", "%s/%s" % (name, rel)) == data, "wrong bytes in the vault copy of %s" % rel)
         extra = set(vault) - {"%s/%s" % (name, r) for r in self.plan.files}
-        check(not extra, "nothing else in the vault: %r" % sorted(extra)[:3])
+        check(not extra, "other blobs in the vault: %r" % sorted(extra)[:3])
         left = listing(store, "seedd-import", name + "/")
-        check(not left, "the import blobs are deleted: %r" % [b["name"] for b in left][:3])
+        check(not left, "import blobs left: %r" % [b["name"] for b in left][:3])
 
     def teardown(self):
         if self.d.proc is not None and self.d.proc.poll() is None:
@@ -453,6 +455,7 @@ class Trial:
 
 
 def check(cond, msg):
+    """msg says what is wrong when cond is false."""
     if not cond:
         raise TrialFailure(msg)
 
