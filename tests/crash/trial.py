@@ -45,8 +45,10 @@ LIFE = [
 ORDER = {p: i for i, p in enumerate(LIFE)}
 ORDER[("drive_prep", "copying (verifying)")] = ORDER[("drive_prep", "copying")]
 # Azure's statuses after the shipment, each set by the "datacenter" (the
-# simulator's control API) a random moment after the previous one.
-AZURE_STEPS = ("AtAzureDC", "DataCopy", "Completed")
+# simulator's control API) a random moment after the previous one, per API.
+AZURE_STEPS = {"DataBox": ("AtAzureDC", "DataCopy", "Completed"),
+               "ImportExport": ("Received", "Transferring", "Completed")}
+SIM_KIND = {"DataBox": "databox", "ImportExport": "importexport"}
 BIG = "big/full.bak"
 IMPORT_FAULTS = ("drop", "corrupt", "length", "failed", "blocklist", "rename")
 
@@ -87,6 +89,7 @@ class Plan:
         for i in range(rng.randrange(80, 140)):
             self.files["docs/%02d/f-%03d.txt" % (i % 6, i)] = rng.randbytes(rng.randrange(0, 9000))
         self.drives = rng.choice((1, 2))
+        self.api = rng.choice(("DataBox", "DataBox", "ImportExport"))
         paths = sorted(p for p in self.files if p.startswith("docs/"))
         self.faults = {}
         if rng.random() < 0.5:  # some trials repair files from staging
@@ -103,7 +106,7 @@ class Plan:
             else:
                 self.kills.append(("phase", target, round(rng.uniform(0.0, 0.08), 3)))
         self.restart_pause = [round(rng.uniform(0.0, 0.3), 3) for _ in range(kills)]
-        self.azure_pause = [round(rng.uniform(0.1, 1.2), 3) for _ in AZURE_STEPS]
+        self.azure_pause = [round(rng.uniform(0.1, 1.2), 3) for _ in range(3)]
 
 
 class Trial:
@@ -315,26 +318,30 @@ class Trial:
 
     def ship(self, job, st):
         if not st.get("drives_told"):
-            self.sim_ctl("POST", "/jobs/%s/drives" % self.plan.name,
+            self.sim_ctl("POST", self.sim_job("drives"),
                          {dr["serial"]: dr["path"] for dr in job["drives"] if dr["files"]})
             if self.plan.faults:
-                self.sim_ctl("POST", "/jobs/%s/import-faults" % self.plan.name, self.plan.faults)
+                self.sim_ctl("POST", self.sim_job("import-faults"), self.plan.faults)
             st["drives_told"] = True
         self.act("ship", "job", "ship", self.plan.name, "--carrier", "DHL",
                  "--tracking", "T-" + self.plan.name)
 
+    def sim_job(self, action):
+        return "/jobs/%s/%s?kind=%s" % (self.plan.name, action, SIM_KIND[self.plan.api])
+
     def datacenter(self, st):
+        steps = AZURE_STEPS[self.plan.api]
         step = st.setdefault("azure_step", 0)
-        if step >= len(AZURE_STEPS):
+        if step >= len(steps):
             return
         now = time.monotonic()
         due = st.setdefault("azure_due", now + self.plan.azure_pause[step])
         if now < due:
             return
-        self.sim_ctl("POST", "/jobs/%s/advance" % self.plan.name, {"status": AZURE_STEPS[step]})
-        self.note("azure: %s" % AZURE_STEPS[step])
+        self.sim_ctl("POST", self.sim_job("advance"), {"status": steps[step]})
+        self.note("azure: %s" % steps[step])
         st["azure_step"] = step + 1
-        if step + 1 < len(AZURE_STEPS):
+        if step + 1 < len(steps):
             st["azure_due"] = now + self.plan.azure_pause[step + 1]
 
     def sim_ctl(self, method, path, body=None):
@@ -353,7 +360,7 @@ class Trial:
     def setup(self):
         self.sim = azenv.Sim(self.tmp, blob=self.blob)
         with open(self.d.config, "w") as f:
-            f.write(azenv.config(self.tmp, self.sim, blob=self.blob))
+            f.write(azenv.config(self.tmp, self.sim, api=self.plan.api, blob=self.blob))
         for rel, data in self.plan.files.items():
             p = os.path.join(self.staging, rel)
             os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -409,8 +416,7 @@ class Trial:
         jobs = self.sim_ctl("GET", "/jobs")
         check(len(jobs) == 1 and jobs[0]["name"] == self.plan.name,
               "not exactly one Azure job: %r" % [j["name"] for j in jobs])
-        ships = [r for r in self.sim_ctl("GET", "/requests") if r.get("method") == "POST" and
-                 r.get("path", "").split("?")[0].endswith("/markDevicesShipped")]
+        ships = [r for r in self.sim_ctl("GET", "/requests") if is_shipment(r)]
         check(len(ships) == 1, "the shipment was sent to Azure %d times" % len(ships))
         left = [os.path.join(r, f) for r, _, fs in os.walk(self.staging) for f in fs]
         check(not left, "staging files left: %r" % left[:3])
@@ -452,6 +458,16 @@ class Trial:
     def cleanup(self, passed):
         if passed and not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def is_shipment(r):
+    """A request that tells Azure the drives are shipped (either API)."""
+    path = r.get("path", "").split("?")[0]
+    if r.get("method") == "POST" and path.endswith("/markDevicesShipped"):
+        return True
+    props = (r.get("body") or {}).get("properties") if isinstance(r.get("body"), dict) else None
+    return r.get("method") == "PATCH" and isinstance(props, dict) and \
+        props.get("state") == "Shipping"
 
 
 def check(cond, msg):
