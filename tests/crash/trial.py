@@ -5,10 +5,11 @@ main loop) repeats its commands until the job is done, then the end state
 is checked: `done`, every staged byte in the vault with its Content-MD5, one
 Azure job, no import blobs, staging emptied, the database intact.
 
-Everything random comes from the trial's seed (data, drives, import faults,
-kill plan), so `run --seed SEED --trials 1` replays a trial's plan; the
-moments the kills land still depend on timing, which is why each kill's
-position is read from the database just before it is sent."""
+Everything random comes from the trial's seed (data, drives, job API,
+import faults, kill plan), so `run --seed SEED --trials 1` replays a trial's
+plan; the moments the kills land still depend on timing, which is why each
+kill's position is read from the database as the kill left it (what was
+committed when seedd died, where the next start resumes)."""
 import base64
 import hashlib
 import json
@@ -79,7 +80,7 @@ def position_index(pos):
 class Plan:
     """What a trial does, all drawn from its seed."""
 
-    def __init__(self, seed, kills):
+    def __init__(self, seed, kills, aim=None):
         rng = random.Random(seed)
         self.seed = seed
         self.name = "crash-%08x" % (seed & 0xffffffff)
@@ -98,13 +99,18 @@ class Plan:
         # Each kill aims at a point of the life; the kills go in that order.
         # A "phase" kill fires at the first look at that point or a later
         # one (up to 80 ms after it); a "delay" kill a random time up to
-        # 1 s after that look, wherever the job is then.
+        # 1 s after that look, wherever the job is then. aim (`run --aim`):
+        # every kill a "phase" kill at that LIFE index, only while the job is there.
         self.kills = []
         for target in sorted(rng.randrange(len(LIFE) - 1) for _ in range(kills)):
-            if rng.random() < 0.3:
+            target = target if aim is None else aim
+            if rng.random() < 0.3 and aim is None:
                 self.kills.append(("delay", target, round(rng.uniform(0.0, 1.0), 3)))
             else:
-                self.kills.append(("phase", target, round(rng.uniform(0.0, 0.08), 3)))
+                # Aimed kills come at once: some phases last a few ms.
+                late = 0.08 if aim is None else 0.0
+                self.kills.append(("phase", target, round(rng.uniform(0.0, late), 3)))
+        self.exact = aim is not None
         self.restart_pause = [round(rng.uniform(0.0, 0.3), 3) for _ in range(kills)]
         self.azure_pause = [round(rng.uniform(0.1, 1.2), 3) for _ in range(3)]
 
@@ -196,14 +202,15 @@ class Trial:
         return (row[1], row[2], extra, big_planned and self.big_written())
 
     def big_written(self):
-        """The big file is on a drive at its full length, not yet recorded as verified:
-        its read-back (or the sync before it) is under way."""
+        """The big file is on a drive at its full length (the temporary file is
+        written in whole blocks, cut to length just before its rename), not yet
+        recorded as verified: its sync and read-back are under way."""
         want = len(self.plan.files[BIG])
         for i in range(self.plan.drives):
             base = os.path.join(self.tmp, "drive-%d" % i, self.plan.name, BIG)
             for p in (base, base + ".seedd-tmp"):
                 try:
-                    if os.stat(p).st_size == want:
+                    if os.stat(p).st_size >= want:
                         return True
                 except OSError:
                     pass
@@ -232,7 +239,8 @@ class Trial:
                 self.note("at %s/%s" % pos)
             if pos[0] in ("done", "failed", "cancelled"):
                 return False
-            if reached is None and position_index(pos) >= kill[1]:
+            at = position_index(pos)
+            if reached is None and (at == kill[1] if self.plan.exact else at >= kill[1]):
                 reached = time.monotonic()
             if reached is not None and time.monotonic() - reached >= kill[2]:
                 return True
