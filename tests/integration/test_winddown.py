@@ -1,13 +1,15 @@
-"""The loop never waits for a thread of the stages after the import that
-hangs in a staging file system (the slowdrive.c shim holds every stat and
-read below the slow directory while a gate file exists, as a hung NFS or
-FUSE mount would). A reload while the staging cleaner is stuck in a stat
-answers, and the job goes on once the cleaner wakes (its post is resumed
-then, so no two cleaners race). A cancel while a repair reader is stuck in
-a read of a staging file answers at once, seedctl status answers while the
-reader is still stuck, the job is cancelled, and SIGTERM with the reader
-still stuck joins it when it wakes and exits 0. Before, the loop joined
-both threads: the reload and the cancel (and every call behind them) waited
+"""The loop never waits for a thread that hangs in a staging file system
+(the slowdrive.c shim holds every stat and read below the slow directory
+while a gate file exists, as a hung NFS or FUSE mount would). A reload
+while the staging cleaner is stuck in a stat answers, and the job goes on
+once the cleaner wakes (its post is resumed then, so no two cleaners race).
+Every job resumed once more (72 jobs created in one loop turn overflow the
+hand-offs) while its indexer is stuck answers too, and each walk goes on
+and indexes once. A cancel while a repair reader is stuck in a read of a
+staging file answers at once, seedctl status answers while the reader is
+still stuck, the job is cancelled, and SIGTERM with the reader still stuck
+joins it when it wakes and exits 0. Before, the loop joined these threads:
+the reload, the resume and the cancel (and every call behind them) waited
 for as long as the file system hung.
 
 No Azure service is needed: two jobs are indexed, then put straight into
@@ -26,7 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SEEDD, Daemon, check, fail, skip  # noqa: E402
+from harness import SEEDD, Conn, Daemon, check, fail, skip  # noqa: E402
 import azenv  # noqa: E402
 
 LIMIT = 1.0  # seconds seedctl may take to answer
@@ -158,6 +160,43 @@ def reload_with_cleaner_stuck(d, gate, staging):
     check(not left, "the resumed cleanup deleted every staging file: %r" % left)
 
 
+def resume_storm(d, slow, gate):
+    """72 jobs created in one loop turn (9 connections of 8 calls, written
+    while seedd is stopped) overflow the hand-offs, so every job is resumed
+    once more while its indexer is stuck in a stat: the resume must leave the
+    walk going, not join it."""
+    held = gate + ".held"
+    open(gate, "w").close()
+    names = ["storm%02d" % i for i in range(72)]
+    for name in names:
+        os.makedirs(os.path.join(slow, "storm", name))
+        open(os.path.join(slow, "storm", name, "a.txt"), "w").close()
+    conns = [Conn(d.sock) for _ in range(9)]
+    d.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i, c in enumerate(conns):
+            for name in names[8 * i:8 * i + 8]:
+                c.send({"method": "io.seedd.CreateJob", "parameters": {
+                    "name": name, "stagingPath": os.path.join(slow, "storm", name)}})
+    finally:
+        d.proc.send_signal(signal.SIGCONT)
+    for c in conns:
+        for _ in range(8):
+            r = c.recv()
+            check(r is not None and "parameters" in r, "CreateJob: %r" % r)
+        c.close()
+    wait_for("an indexer is stuck in a stat", lambda: os.path.exists(held))
+    worst = status_answers(d, "every job resumed again while its indexer is stuck")
+    check(os.path.exists(gate), "the indexers are still stuck")
+    print("resume storm, indexers stuck: seedctl status worst %.0f ms" % (worst * 1e3),
+          flush=True)
+    os.unlink(gate)
+    os.unlink(held)
+    for name in names:
+        wait_for("%s indexed" % name, lambda: job(d, name)["phase"] == "indexed")
+        check(job(d, name)["files"] == 1, "%s indexed once: %r" % (name, job(d, name)))
+
+
 def cancel_with_reader_stuck(d, srv, gate):
     held = gate + ".held"
     open(gate, "w").close()
@@ -213,6 +252,7 @@ def main():
         open(gate, "w").close()  # the cleaner sticks in its first stat
         d.start()
         reload_with_cleaner_stuck(d, gate, staging["cln"])
+        resume_storm(d, slow, gate)
         cancel_with_reader_stuck(d, srv, gate)
         # SIGTERM with the reader still stuck: shutdown joins it once it wakes.
         threading.Timer(0.5, os.unlink, [gate]).start()
