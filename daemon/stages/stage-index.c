@@ -28,6 +28,7 @@
 #include "log.h"
 #include "scan.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "util.h"
 
 #define INDEX_BATCH 2000 /* entries the walk hands over at a time */
@@ -47,6 +48,7 @@ struct indexer {
 	struct worker_thread w;
 	struct db *db; /* the thread's own write connection */
 	bool stopping; /* cancelled: freed when its MSG_INDEX_DONE arrives */
+	bool restart;  /* stopping: index the job again then (index_start() was asked meanwhile) */
 	/* Thread-side counts. */
 	int64_t files, bytes, invalid, skipped, excluded;
 	/* Files and bytes the walk found so far (the count a watcher sees while indexing). */
@@ -287,20 +289,34 @@ index_stop(struct daemon *d, int64_t job_id)
 	indexer_cancel(ix);
 }
 
-/* Shutdown and a restart of the scan: cancel and join every indexer of the job now. */
-static void
-index_stop_now(struct daemon *d, int64_t job_id)
+/* Shutdown: cancel and join every indexer (stopping ones too). */
+void
+index_stop_all(struct daemon *d)
 {
-	struct indexer *ix, *next;
-
-	for (ix = LIST_FIRST(&d->indexers); ix != NULL; ix = next) {
-		next = LIST_NEXT(ix, link);
-		if (job_id != 0 && ix->job_id != job_id)
-			continue;
+	while (!LIST_EMPTY(&d->indexers)) {
+		struct indexer *ix = LIST_FIRST(&d->indexers);
 		indexer_cancel(ix);
 		worker_thread_stop(&ix->w);
 		indexer_free(ix);
 	}
+}
+
+/*
+ * The job's indexer still winds down after a cancel: a second walk must
+ * not write beside it (its transactions check only that the job is
+ * indexing), and joining it here could hold the loop for a stat on a slow
+ * share. It indexes the job again when its last message arrives.
+ */
+static bool
+index_restart_later(struct daemon *d, int64_t job_id)
+{
+	struct indexer *ix;
+	bool waiting = false;
+
+	LIST_FOREACH(ix, &d->indexers, link)
+		if (ix->job_id == job_id && ix->stopping)
+			ix->restart = waiting = true;
+	return waiting;
 }
 
 /* Each second of a walk: watchers hear of a new count (batches are far apart on a slow share). */
@@ -349,7 +365,10 @@ index_start(struct daemon *d, const struct job_row *j)
 	struct indexer *ix;
 	int r;
 
-	index_stop_now(d, j->id);
+	if (indexer_find(d, j->id) != NULL)
+		return 0; /* resumes are idempotent: the walk goes on */
+	if (index_restart_later(d, j->id))
+		return 0;
 	if ((r = db_files_clear(d->db, j->id)) < 0 ||
 	    (r = jobctl_phase(d, j->id, JOB_STAGING, JOB_PHASE_INDEXING, NULL)) < 0)
 		return r;
@@ -500,6 +519,29 @@ index_progress(struct daemon *d, int64_t job_id, int64_t *ret_files, int64_t *re
 }
 
 
+/* Free a cancelled indexer whose walk ended; index its job again if that was asked meanwhile. */
+static void
+index_reap(struct daemon *d, struct indexer *ix)
+{
+	_cleanup_free_ char *name = xstrdup(ix->job_name), *err = NULL;
+	int64_t job_id = ix->job_id;
+	bool restart = ix->restart;
+	struct indexer *other;
+	int r;
+
+	indexer_free(ix);
+	if (!restart || d->stopping)
+		return;
+	LIST_FOREACH(other, &d->indexers, link)
+		if (other->job_id == job_id)
+			return; /* the last of them restarts */
+	if ((r = stagetab_resume_job(d->stages, job_id, &err)) < 0) {
+		_cleanup_free_ char *why = xprintf("cannot index again: %s",
+						   err ? err : strerror(-r));
+		(void)jobctl_fail(d, job_id, name, JOB_STAGING, why);
+	}
+}
+
 void
 index_handle_msg(struct daemon *d, struct worker_msg *m)
 {
@@ -511,7 +553,7 @@ index_handle_msg(struct daemon *d, struct worker_msg *m)
 		return; /* a stopped scan's leftovers */
 	if (ix->stopping) { /* cancelled */
 		worker_thread_stop(&ix->w); /* it has pushed its last message */
-		indexer_free(ix);
+		index_reap(d, ix);
 		return;
 	}
 	index_done(d, ix, dm);
@@ -523,16 +565,11 @@ index_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
 	struct indexer *ix;
 
+	/* Stopping indexers too: a walk winding down is still watched. */
 	LIST_FOREACH(ix, &d->indexers, link)
 		if (!worker_thread_healthy(&ix->w, max_age)) {
 			*ret_what = "the staging indexer";
 			return false;
 		}
 	return true;
-}
-
-void
-index_stop_all(struct daemon *d)
-{
-	index_stop_now(d, 0);
 }

@@ -193,6 +193,7 @@ repair_thread(void *arg)
 	struct reader_args *a = arg;
 	struct repair *rp = a->rp;
 	struct read_done_msg *dm = xcalloc(1, sizeof(*dm));
+	struct worker_queue *q;
 	const char *name;
 	struct stat st;
 	int dirfd, fd = -1, r;
@@ -223,12 +224,11 @@ repair_thread(void *arg)
 		 r == -ESTALE ? "it changed in staging since it was copied to the drive"
 			      : strerror(-r));
 	close(a->rootfd);
-	atomic_store(&rp->w.busy, false);
-	if (r != -ECANCELED)
-		worker_queue_push(a->q, &dm->m);
-	else
-		free(dm);
+	q = a->q;
 	free(a);
+	atomic_store(&rp->w.busy, false);
+	/* Last, even when cancelled: the loop joins (at once) and frees rp when it arrives. */
+	worker_queue_push(q, &dm->m);
 	return NULL;
 }
 
@@ -259,12 +259,19 @@ post_repair_start(struct post *p, struct repair *rp)
 }
 
 void
-post_repair_stop(struct repair *rp)
+post_repair_cancel(struct repair *rp)
 {
 	pthread_mutex_lock(&rp->lock);
 	atomic_store(&rp->w.cancel, true);
 	pthread_cond_broadcast(&rp->cond);
 	pthread_mutex_unlock(&rp->lock);
+}
+
+/* Immediate once its last message arrived; otherwise only at shutdown. */
+void
+post_repair_stop(struct repair *rp)
+{
+	post_repair_cancel(rp);
 	worker_thread_stop(&rp->w);
 	pthread_mutex_destroy(&rp->lock);
 	pthread_cond_destroy(&rp->cond);
@@ -399,7 +406,7 @@ clean_all(struct cleaner *c, struct db *ro, int rootfd)
 			return 0;
 		}
 		cm = cleaned_new(c);
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n && !atomic_load(&c->w->cancel); i++) {
 			after = rows[i].id;
 			if (rows[i].cleanup_state && strcmp(rows[i].cleanup_state, "blob-deleted") == 0)
 				clean_one(c, rootfd, &rows[i], cm);
@@ -415,6 +422,7 @@ cleaner_thread(void *arg)
 {
 	struct cleaner *c = arg;
 	struct cleaned_msg *last = cleaned_new(c);
+	struct worker_queue *last_q = c->q;
 	_cleanup_free_ char *err = NULL;
 	struct db *ro = NULL;
 	int rootfd, r;
@@ -428,7 +436,7 @@ cleaner_thread(void *arg)
 		last->error = xprintf("opening the store: %s", err ? err : strerror(-r));
 	else if ((r = clean_all(c, ro, rootfd)) < 0)
 		last->error = r == -ECANCELED ? NULL : xprintf("cleaning staging: %s", strerror(-r));
-	if (rootfd >= 0 && last->error == NULL)
+	if (rootfd >= 0 && last->error == NULL && !atomic_load(&c->w->cancel))
 		remove_dirs(c, rootfd);
 	for (size_t i = 0; i < c->n_dirs; i++)
 		free(c->dirs[i]);
@@ -438,13 +446,11 @@ cleaner_thread(void *arg)
 	db_close(ro);
 	last->last = true;
 	atomic_store(&c->w->busy, false);
-	if (!atomic_load(&c->w->cancel))
-		worker_queue_push(c->q, &last->m);
-	else
-		cleaned_msg_free(&last->m);
 	free(c->db_path);
 	free(c->staging_path);
 	free(c);
+	/* Last, even when cancelled: the loop joins (at once) when it arrives. */
+	worker_queue_push(last_q, &last->m);
 	return NULL;
 }
 
@@ -471,6 +477,14 @@ post_cleaner_start(struct post *p)
 }
 
 void
+post_cleaner_cancel(struct post *p)
+{
+	if (p->cleaner_running)
+		atomic_store(&p->cleaner.cancel, true);
+}
+
+/* Immediate once the cleaner's last message arrived; otherwise only at shutdown. */
+void
 post_io_stop(struct post *p)
 {
 	if (p->cleaner_running) {
@@ -493,14 +507,17 @@ post_io_handle_msg(struct daemon *d, struct worker_msg *m)
 
 	if (p == NULL)
 		return;
-	if (m->kind == MSG_POST_BLOCK)
+	/* A thread's last message: it has ended (or is about to), so the join is immediate. */
+	if (m->kind == MSG_POST_READ_DONE && p->repair != NULL && p->repair->file_id == dm->file_id)
+		worker_thread_stop(&p->repair->w);
+	else if (m->kind == MSG_POST_CLEANED && cm->last && p->cleaner_running)
+		p->cleaner_running = false, worker_thread_stop(&p->cleaner);
+	if (p->stopping)
+		post_reap(p); /* a stopped post's: nothing else counts */
+	else if (m->kind == MSG_POST_BLOCK)
 		post_block_read(p, bm->file_id, bm->idx, bm->data, bm->len, bm->md5);
 	else if (m->kind == MSG_POST_READ_DONE)
 		post_read_done(p, dm->file_id, dm->status, dm->error);
-	else {
-		bool last = cm->last;
-		if (last)
-			p->cleaner_running = false, worker_thread_stop(&p->cleaner);
-		post_cleaned(p, cm->marks, cm->n, last, cm->error);
-	}
+	else
+		post_cleaned(p, cm->marks, cm->n, cm->last, cm->error);
 }

@@ -45,6 +45,7 @@
 #include "report.h"
 #include "stage-post.h"
 #include "stage.h"
+#include "stagetab.h"
 #include "util.h"
 
 #define LIST_PAGE 5000
@@ -71,6 +72,7 @@
 #define IMPORTED_CONTENT_TYPE "application/octet-stream"
 
 static void post_next(struct post *p);
+static void post_drop(struct post *p);
 static void repair_free(struct post *p);
 
 /* ---- bookkeeping -------------------------------------------------------- */
@@ -81,11 +83,23 @@ post_find(struct daemon *d, int64_t job_id)
 	struct post *p;
 
 	LIST_FOREACH(p, &d->posts, link)
-		if (p->job_id == job_id)
+		if (p->job_id == job_id && !p->stopping)
 			return p;
 	return NULL;
 }
 
+static struct post *
+stopping_find(struct daemon *d, int64_t job_id)
+{
+	struct post *p;
+
+	LIST_FOREACH(p, &d->posts, link)
+		if (p->job_id == job_id && p->stopping)
+			return p;
+	return NULL;
+}
+
+/* Joins the threads: immediate once their last messages arrived (post_reap), else shutdown only. */
 void
 post_free(struct post *p)
 {
@@ -149,7 +163,7 @@ post_fail(struct post *p, const char *what, const struct blob_result *r)
 	else
 		err = xstrdup(what);
 	(void)jobctl_fail(p->d, p->job_id, p->name, p->state, err);
-	post_free(p);
+	post_drop(p);
 }
 
 /* post_fail() of one file's operation: the error names the file (its blob). */
@@ -177,7 +191,7 @@ note(struct post *p, const char *text)
 	log_ctx(LOG_INFO, &ctx, "job %s: %s", p->name, text);
 }
 
-/* Move on to the next state; false if that failed (then p is freed). */
+/* Move on to the next state; false if that failed (then p is stopped). */
 static bool
 advance(struct post *p, enum job_state to, enum job_phase ph, const char *text)
 {
@@ -1223,7 +1237,7 @@ write_report(struct post *p)
 		       kept.files);
 	if (!advance(p, JOB_DONE, JOB_PHASE_DONE, text))
 		return;
-	post_free(p);
+	post_drop(p); /* the cleaner has ended: freed at once */
 	report_file_start(d, id); /* on a thread; notes "audit report written" */
 }
 
@@ -1322,6 +1336,12 @@ post_resume(struct daemon *d, const struct job_row *j)
 		return;
 	if (post_find(d, j->id) != NULL)
 		return;
+	/* Its last post still winds down: two cleaners must not race; the last thread resumes it. */
+	LIST_FOREACH(p, &d->posts, link)
+		if (p->job_id == j->id && p->stopping) {
+			p->restart = true;
+			return;
+		}
 	if (d->blob == NULL) {
 		struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state)};
 		log_ctx(LOG_WARNING, &ctx,
@@ -1346,6 +1366,7 @@ post_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 {
 	struct post *p;
 
+	/* Stopping posts too: their threads are still watched while they wind down. */
 	LIST_FOREACH(p, &d->posts, link) {
 		if (p->repair != NULL && !worker_thread_healthy(&p->repair->w, max_age)) {
 			*ret_what = "a repair reader";
@@ -1359,26 +1380,92 @@ post_healthy(struct daemon *d, int64_t max_age, const char **ret_what)
 	return true;
 }
 
+static bool
+threads_ended(const struct post *p)
+{
+	return (p->repair == NULL || !p->repair->w.running) && !p->cleaner_running;
+}
+
+/*
+ * Stop a post without joining on the loop: its repair reader may be inside
+ * a read of a slow staging file system, its cleaner inside an unlink. Its
+ * requests end now and its threads are told to stop; it stays listed,
+ * stopping (late results are dropped), until each thread's last message
+ * arrived, then post_reap() frees it and the joins return at once.
+ * Shutdown joins instead (post_stop_all).
+ */
+static void
+post_drop(struct post *p)
+{
+	struct post_op *op;
+
+	while ((op = LIST_FIRST(&p->ops)) != NULL)
+		post_op_free(op);
+	if (p->timer) {
+		event_free(p->timer);
+		p->timer = NULL;
+	}
+	p->stopping = true;
+	if (p->repair != NULL)
+		post_repair_cancel(p->repair);
+	post_cleaner_cancel(p);
+	post_reap(p);
+}
+
+/* Free a stopping post once its threads ended; resume its job if that was asked meanwhile. */
+void
+post_reap(struct post *p)
+{
+	_cleanup_free_ char *err = NULL;
+	struct daemon *d = p->d;
+	int64_t job_id = p->job_id;
+	bool restart = p->restart;
+
+	if (!threads_ended(p))
+		return;
+	post_free(p);
+	if (restart && !d->stopping && stopping_find(d, job_id) == NULL &&
+	    stagetab_resume_job(d->stages, job_id, &err) < 0)
+		log_error("job %" PRId64 ": cannot resume after the import: %s", job_id,
+			  err ? err : "reading the job failed");
+}
+
 void
 post_stop(struct daemon *d, int64_t job_id)
 {
 	struct post *p = post_find(d, job_id);
 
 	if (p != NULL)
-		post_free(p);
+		post_drop(p);
 }
 
+/*
+ * Shutdown joins every thread. A reload (the blob client is made again)
+ * stops each post like a cancel; the stage table resumes its job at once,
+ * or post_reap() does once its threads ended.
+ */
 void
 post_stop_all(struct daemon *d)
 {
-	while (!LIST_EMPTY(&d->posts))
-		post_free(LIST_FIRST(&d->posts));
+	struct post *p, *next;
+
+	for (p = LIST_FIRST(&d->posts); p != NULL; p = next) {
+		next = LIST_NEXT(p, link);
+		if (d->stopping)
+			post_free(p);
+		else if (!p->stopping)
+			post_drop(p);
+	}
 }
 
+/* The post a thread's message is from, stopping or not. */
 struct post *
 post_lookup(struct daemon *d, int64_t job_id, uint64_t gen)
 {
-	struct post *p = post_find(d, job_id);
+	struct post *p;
 
-	return p != NULL && p->gen == gen ? p : NULL;
+	LIST_FOREACH(p, &d->posts, link)
+		if (p->job_id == job_id && p->gen == gen)
+			return p;
+	return NULL;
 }

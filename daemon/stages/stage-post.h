@@ -73,6 +73,12 @@ struct post {
 	struct daemon *d;
 	int64_t job_id;
 	uint64_t gen;
+	/*
+	 * Stopped (cancel, failure, reload) while a thread still ran: the post
+	 * stays listed, inert, until each thread's last message arrives, then
+	 * is freed (post_reap); restart: resume the job then (asked meanwhile).
+	 */
+	bool stopping, restart;
 	char *name, *container, *staging_path;
 	enum job_state state;
 	enum post_step step;
@@ -106,11 +112,16 @@ struct post {
 struct post_op *post_op_new(struct post *p, int64_t file_id);
 void post_op_free(struct post_op *op);
 void post_free(struct post *p);
+void post_reap(struct post *p);
 
 /* stage-post-io.c: worker threads. */
 int post_repair_start(struct post *p, struct repair *rp);
+/* Raise the reader's cancel flag; it still sends its last message (MSG_POST_READ_DONE). */
+void post_repair_cancel(struct repair *rp);
 void post_repair_stop(struct repair *rp);
 int post_cleaner_start(struct post *p);
+/* Raise the cleaner's cancel flag; it still sends its last message. */
+void post_cleaner_cancel(struct post *p);
 void post_io_stop(struct post *p);
 void post_io_handle_msg(struct daemon *d, struct worker_msg *m);
 
