@@ -1,5 +1,5 @@
 /*
- * Private to db.c and db-migrate.c (and the white-box test-db.c): the
+ * Private to the store's db*.c files (and the white-box test-db.c): the
  * connection struct, the statement table and the transaction helper. Nothing
  * else may include this header, because it pulls in sqlite3.h.
  */
