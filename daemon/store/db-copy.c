@@ -77,28 +77,6 @@ db_files_place(struct db *db, const struct placement *p, size_t n)
 	return tx_end(db, r);
 }
 
-/* Inside the transaction: 0 if the job is in state (and phase, unless _JOB_PHASE_INVALID), else -ESTALE. */
-int
-job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase)
-{
-	_cleanup_reset_ sqlite3_stmt *st = db->stmts[STMT_JOB_STATE_PHASE];
-	const char *have;
-	int r, rc;
-
-	if ((r = db_bind(db, st, "i", job_id)) < 0)
-		return r;
-	if ((rc = sqlite3_step(st)) == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return db_error(db, rc);
-	if (col_state(st, 0) != state)
-		return -ESTALE;
-	if (phase == _JOB_PHASE_INVALID)
-		return 0;
-	have = (const char *)sqlite3_column_text(st, 1);
-	return have != NULL && job_phase_from_text(have) == phase ? 0 : -ESTALE;
-}
-
 int
 db_files_place_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase,
 		  const struct placement *p, size_t n)

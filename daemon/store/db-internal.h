@@ -172,6 +172,7 @@ int set_busy(struct db *db, int ms);
 /* db-jobs.c: job rows and events */
 void drive_row_read(sqlite3_stmt *st, struct drive_row *d);
 int job_update(struct db *db, enum db_stmt s, int64_t id, const char *types, ...);
+int job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase);
 int event_insert(struct db *db, int64_t job_id, const char *kind, const char *text, int64_t now);
 void wal_scrub(struct db *db);
 
@@ -203,7 +204,6 @@ int blocks_put(struct db *db, int64_t file_id, size_t first, const struct block_
 int file_leave_drive(struct db *db, const struct file_info *f, int64_t now);
 
 /* db-copy.c: placing, copying, verifying */
-int job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase);
 int blocks_read(struct db *db, int64_t file_id, struct block_row **buf, size_t *cap, size_t *ret_n);
 
 #endif
