@@ -1,5 +1,5 @@
 /*
- * Private to db.c and db-migrate.c (and the white-box test-db.c): the
+ * Private to the store's db*.c files (and the white-box test-db.c): the
  * connection struct, the statement table and the transaction helper. Nothing
  * else may include this header, because it pulls in sqlite3.h.
  */
@@ -7,6 +7,7 @@
 #define SEEDD_DB_INTERNAL_H
 
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "db.h"
@@ -150,5 +151,61 @@ int db_pragma_int(struct db *db, const char *name, int64_t *ret);
 
 /* Apply every migration step above the file's user_version (db-migrate.c). */
 int db_migrate(struct db *db, char **ret_err);
+
+/*
+ * Helpers shared by the store's db*.c files; not part of db.h. Each runs on
+ * the caller's connection, inside the caller's transaction where it writes.
+ */
+
+/* db.c: statements, binding, columns, transactions */
+#define DB_BUSY_TIMEOUT_MS 5000
+void stmt_resetp(sqlite3_stmt **st);
+#define _cleanup_reset_ _cleanup_(stmt_resetp)
+int db_bind_va(struct db *db, sqlite3_stmt *st, int first, const char *types, va_list ap);
+int db_bind(struct db *db, sqlite3_stmt *st, const char *types, ...);
+int db_bind_at(struct db *db, sqlite3_stmt *st, int first, const char *types, ...);
+int step_done(struct db *db, sqlite3_stmt *st);
+int db_run(struct db *db, enum db_stmt s, int64_t id, const char *types, ...);
+char *col_str(sqlite3_stmt *st, int i);
+enum job_state col_state(sqlite3_stmt *st, int i);
+int tx_end(struct db *db, int r);
+int set_busy(struct db *db, int ms);
+
+/* db-jobs.c: job rows and events */
+void drive_row_read(sqlite3_stmt *st, struct drive_row *d);
+int job_update(struct db *db, enum db_stmt s, int64_t id, const char *types, ...);
+int job_in(struct db *db, int64_t job_id, enum job_state state, enum job_phase phase);
+int event_insert(struct db *db, int64_t job_id, const char *kind, const char *text, int64_t now);
+void wal_scrub(struct db *db);
+
+/* db-files.c: file rows, blocks, counters */
+enum file_state {
+	FILE_INDEXED,
+	FILE_INVALID,
+	FILE_SKIPPED,
+	FILE_PLANNED,
+	FILE_VERIFIED,
+	_FILE_STATE_MAX,
+	_FILE_STATE_INVALID = -1,
+};
+
+/* What the write functions need to know of a file (INFO_COLUMNS). */
+struct file_info {
+	int64_t id, job_id, size, mtime_ns, drive_id, checkpoint;
+	enum file_state state;
+	bool reread;
+};
+
+int file_info_get(struct db *db, int64_t file_id, struct file_info *ret);
+void file_row_read(sqlite3_stmt *st, struct file_row *f);
+void file_row_done(struct file_row *f);
+int job_add_copied(struct db *db, int64_t job_id, int64_t files, int64_t bytes, int64_t verified,
+                   int64_t now);
+int blocks_trim(struct db *db, int64_t file_id, int64_t idx);
+int blocks_put(struct db *db, int64_t file_id, size_t first, const struct block_row *b, size_t n);
+int file_leave_drive(struct db *db, const struct file_info *f, int64_t now);
+
+/* db-copy.c: placing, copying, verifying */
+int blocks_read(struct db *db, int64_t file_id, struct block_row **buf, size_t *cap, size_t *ret_n);
 
 #endif

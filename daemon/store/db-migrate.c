@@ -234,7 +234,7 @@ static const char schema_v5_operator[] =
 	 * A drive that received nothing ends 'unused'. A flag, not a new value
 	 * in the CHECK of drives.state: changing that CHECK means rebuilding
 	 * the table, and dropping the old one would fire the foreign keys of
-	 * files and secrets. DRIVE_COLUMNS (db.c) shows it as the state.
+	 * files and secrets. DRIVE_COLUMNS (db-stmts.c) shows it as the state.
 	 */
 	"ALTER TABLE drives ADD COLUMN unused INTEGER NOT NULL DEFAULT 0 CHECK (unused IN (0, 1));"
 	/*
