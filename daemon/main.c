@@ -224,6 +224,18 @@ lock_state_dir(struct daemon *d)
 	return 0;
 }
 
+/* Worker messages: a store fault is the daemon's; the rest go to their stage. */
+static void
+loop_handle_msg(struct worker_msg *m, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	if (m->kind == MSG_STORE_FAULT)
+		daemon_store_fault_msg(d, m);
+	else
+		stagetab_handle_msg(m, d->stages);
+}
+
 static int
 open_store(struct daemon *d)
 {
@@ -273,7 +285,7 @@ run(struct daemon *d)
 	d->stages = stagetab_new(d);
 	if ((r = stages_register(d->stages)) < 0)
 		fatalx("the stage table: two stages claim one state and phase");
-	d->queue = worker_queue_new(d->base, stagetab_handle_msg, d->stages);
+	d->queue = worker_queue_new(d->base, loop_handle_msg, d);
 	/* The workers' own connections (not the checkpointer's and purger's, opened before). */
 	db_set_default_fault_hook(daemon_store_fault_worker, d);
 	d->notify = notify_new(d->base, watch_job_changed, d);

@@ -229,10 +229,6 @@ stagetab_handle_msg(struct worker_msg *m, void *userdata)
 	struct stagetab *t = userdata;
 	const struct stage *st = m->kind >= 0 && m->kind < _MSG_KIND_MAX ? t->by_msg[m->kind] : NULL;
 
-	if (m->kind == MSG_STORE_FAULT) {
-		daemon_store_fault_msg(t->d, m);
-		return;
-	}
 	if (st == NULL)
 		fatalx("worker message of kind %d has no stage", m->kind);
 	st->handle_msg(t->d, m);
