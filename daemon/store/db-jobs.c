@@ -494,7 +494,7 @@ db_job_fail(struct db *db, int64_t id, enum job_state from, const char *error, i
 static int
 retry_step(struct db *db, int64_t id, enum job_state *ret)
 {
-	enum job_state state, step;
+	enum job_state state = JOB_FAILED, step = JOB_FAILED; /* set when r == 0; -O3 cannot tell */
 	int r;
 
 	if ((r = job_state_get(db, id, &state, &step)) < 0)
