@@ -203,6 +203,11 @@ index_walk(struct indexer *ix, struct index_done_msg *dm)
 					    strerror(-dm->status));
 		close(fd);
 	}
+	/* The job's totals sum every row: here, not on the loop (0.3 s at 200 000 files). */
+	if (dm->status == 0 && (dm->status = db_job_set_totals(ix->db, ix->job_id,
+								daemon_now())) < 0)
+		dm->error = xprintf("recording the totals of %s: %s", ix->staging_path,
+				    db_errmsg(ix->db));
 	db_close(ix->db);
 	ix->db = NULL;
 }
@@ -477,7 +482,6 @@ index_done(struct daemon *d, struct indexer *ix, struct index_done_msg *dm)
 		(void)jobctl_fail(d, id, name, JOB_STAGING, dm->error);
 		return;
 	}
-	(void)db_job_set_totals(d->db, id, daemon_now());
 	format_iec(dm->bytes, size);
 	if (excludes)
 		excl = xprintf("; %" PRId64 " entries excluded (--exclude)", dm->excluded);
