@@ -28,7 +28,8 @@ enum stage_msg_kind {
 	MSG_PREP_CHECKPOINT,
 	MSG_PREP_IDLE,
 	MSG_PREP_MANIFEST,
-	MSG_PREP_PLACED, /* the placer placed what waited */
+	MSG_PREP_PLACED,  /* the placer placed what waited */
+	MSG_PREP_COUNTED, /* a drive thread summed what its drive holds */
 	MSG_PREP_EXITED, /* a drive thread ended */
 	MSG_POST_BLOCK,
 	MSG_POST_READ_DONE,

@@ -130,6 +130,7 @@ struct prep_drive {
 	bool exhausted;             /* no planned file left past the cursor */
 	bool full;                  /* ENOSPC seen: place nothing more here */
 	bool manifest_pending;      /* a manifest task is queued or running */
+	bool counted;               /* its thread's MSG_PREP_COUNTED arrived */
 	int64_t capacity;           /* bytes seedd may use */
 	int64_t committed;          /* bytes verified on the drive */
 	int64_t planned;            /* bytes planned or verified on the drive */
@@ -207,6 +208,16 @@ struct exited_msg {
 	struct worker_msg m;
 	int64_t job_id, drive_id;
 	uint64_t gen;
+};
+
+/* What the drive held when its thread started: planned or verified, and verified. */
+struct counted_msg {
+	struct worker_msg m;
+	int64_t job_id, drive_id;
+	uint64_t gen;
+	int r;
+	char *err;
+	struct file_count held, verified;
 };
 
 static uint64_t prep_gen;
@@ -891,6 +902,37 @@ drive_exited(struct prep_drive *dr)
 	worker_queue_push(dr->p->queue, &em->m);
 }
 
+static void
+counted_msg_free(struct worker_msg *m)
+{
+	free(((struct counted_msg *)m)->err);
+	free(m);
+}
+
+/*
+ * Sum what the drive holds on a connection of the thread's own (two scans of
+ * its rows: 0.3 s on the loop at 100 000 files). It runs before the thread
+ * copies anything, so every commit the loop hears of comes after the sums.
+ */
+static void
+drive_count(struct prep_drive *dr)
+{
+	struct counted_msg *cm = xcalloc(1, sizeof(*cm));
+	struct db *db = NULL;
+
+	cm->m.kind = MSG_PREP_COUNTED;
+	cm->m.free_fn = counted_msg_free;
+	cm->job_id = dr->p->job_id;
+	cm->drive_id = dr->drive_id;
+	cm->gen = dr->p->gen;
+	if ((cm->r = db_open_readonly(dr->p->db_path, &db, &cm->err)) == 0 &&
+	    ((cm->r = db_drive_file_count(db, dr->drive_id, &cm->held)) < 0 ||
+	     (cm->r = db_drive_verified_count(db, dr->drive_id, &cm->verified)) < 0))
+		cm->err = xstrdup(db_errmsg(db));
+	db_close(db);
+	worker_queue_push(dr->p->queue, &cm->m);
+}
+
 static void *
 drive_thread(void *arg)
 {
@@ -902,6 +944,7 @@ drive_thread(void *arg)
 		fatalx("drive %s: starting the copy threads", dr->serial);
 	/* The copier lowers these itself when the drive refuses O_DIRECT (direct_lost()). */
 	copier_set_direct(cp, dr->direct);
+	drive_count(dr);
 
 	while ((t = next_task(dr, true)) != NULL) {
 		if (t->kind == TASK_MANIFEST) {
@@ -1306,7 +1349,7 @@ manifest_done(struct prep *p, struct prep_drive *dr, struct manifest_msg *mm)
 static bool
 drive_idle(const struct prep_drive *dr)
 {
-	return dr->exhausted && dr->n_inflight == 0 && !dr->manifest_pending;
+	return dr->counted && dr->exhausted && dr->n_inflight == 0 && !dr->manifest_pending;
 }
 
 /*
@@ -1543,7 +1586,6 @@ static int
 drive_attach(struct prep *p, const struct drive_row *row, char **ret_err)
 {
 	struct prep_drive *dr;
-	struct file_count fc = {0}, vc = {0};
 	int r;
 
 	if (drive_find(p, row->id) != NULL)
@@ -1566,15 +1608,7 @@ drive_attach(struct prep *p, const struct drive_row *row, char **ret_err)
 		drive_free(dr);
 		return -errno;
 	}
-	if ((r = db_drive_file_count(p->d->db, row->id, &fc)) < 0 ||
-	    (r = db_drive_verified_count(p->d->db, row->id, &vc)) < 0) {
-		xasprintf(ret_err, "reading drive %s: %s", row->serial, db_errmsg(p->d->db));
-		drive_free(dr);
-		return r;
-	}
-	dr->planned = fc.bytes;
-	dr->committed = vc.bytes;
-	dr->last_done = vc.bytes;
+	/* planned, committed and last_done: from its thread's MSG_PREP_COUNTED. */
 	if ((r = worker_thread_start(&dr->w, drive_thread, dr)) < 0) {
 		xasprintf(ret_err, "cannot start a worker for drive %s: %s", row->serial,
 			  strerror(-r));
@@ -1866,10 +1900,37 @@ work_msg(struct daemon *d, struct worker_msg *m)
 	prep_check_done(p);
 }
 
+/* A drive thread's sums of what its drive holds: progress starts from them. */
+static void
+counted_handle(struct daemon *d, const struct counted_msg *cm)
+{
+	struct prep *p = prep_find(d, cm->job_id);
+	struct prep_drive *dr = p != NULL && p->gen == cm->gen ? drive_find(p, cm->drive_id) : NULL;
+
+	if (dr == NULL)
+		return; /* a stopped prep's */
+	if (cm->r < 0) {
+		_cleanup_free_ char *e = xprintf("reading drive %s: %s", dr->serial,
+						 cm->err ? cm->err : strerror(-cm->r));
+		job_fail(p, e);
+		prep_stop_async(p);
+		jobctl_changed(d, p->job_id);
+		return;
+	}
+	/* Added to, not set: nothing should have moved them yet (no placer knows the drive). */
+	dr->planned += cm->held.bytes;
+	dr->committed += cm->verified.bytes;
+	dr->last_done += cm->verified.bytes;
+	dr->counted = true;
+	prep_check_done(p);
+}
+
 void
 prep_handle_msg(struct daemon *d, struct worker_msg *m)
 {
-	if (m->kind == MSG_PREP_EXITED)
+	if (m->kind == MSG_PREP_COUNTED)
+		counted_handle(d, (const struct counted_msg *)m);
+	else if (m->kind == MSG_PREP_EXITED)
 		drive_exited_handle(d, (struct exited_msg *)m);
 	else if (m->kind == MSG_PREP_PLACED)
 		placed_handle(d, (struct placer_msg *)m);
