@@ -2664,6 +2664,23 @@ test_busy_wait(struct db *db, const char *path)
 	pthread_cond_destroy(&h.cond);
 }
 
+/*
+ * No memory statistics once a connection is open: with them every SQLite
+ * allocation in any thread takes one global mutex, which the loop then waits
+ * on behind a preempted worker (bench/control-plane).
+ */
+static void
+test_no_memstatus(struct db *db)
+{
+	void *p;
+
+	check(db != NULL);
+	p = sqlite3_malloc(1 << 20);
+	check(p != NULL);
+	check_int((int)(sqlite3_memory_used() > 0), 0);
+	sqlite3_free(p);
+}
+
 int
 main(void)
 {
@@ -2697,6 +2714,7 @@ main(void)
 	test_place(db);
 	test_place_in(db);
 	test_busy_wait(db, path);
+	test_no_memstatus(db);
 	test_checkpoint_verified(db);
 	test_reindex_unplace(db);
 	test_waiting_counts_clear(db);
