@@ -14,7 +14,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <grp.h>
-#include <malloc.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -172,6 +171,8 @@ void
 conn_free(struct conn *c)
 {
 	struct conn_ref *ref;
+	struct server *s;
+	size_t held;
 
 	if (c == NULL)
 		return;
@@ -179,20 +180,17 @@ conn_free(struct conn *c)
 		LIST_REMOVE(ref, link);
 		ref->conn = NULL;
 	}
-	server_conn_gone(c->server, c);
-	size_t held = evbuffer_get_length(bufferevent_get_output(c->bev)) +
-		      evbuffer_get_length(bufferevent_get_input(c->bev));
+	s = c->server;
+	server_conn_gone(s, c);
+	held = evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	       evbuffer_get_length(bufferevent_get_input(c->bev));
 	event_free(c->ev_more);
 	bufferevent_free(c->bev);
 	vl_reader_done(&c->reader);
 	free(c->watch_name);
 	free(c);
-	/*
-	 * A dropped peer may leave megabytes of freed chunks between live ones,
-	 * which malloc keeps; give them back so its memory really returns.
-	 */
 	if (held >= CONN_TRIM_MIN)
-		(void)malloc_trim(0);
+		server_trim_later(s); /* its memory really returns to the OS */
 }
 
 bool

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -54,11 +55,33 @@ struct server {
 	TAILQ_HEAD(, heavy_call) heavy; /* oldest first */
 	LIST_HEAD(, heavy_uid) heavy_busy;
 	struct event *ev_heavy; /* starts the next heavy calls, one per uid */
+	struct event *ev_trim;  /* gives freed connection buffers back to the OS */
 	server_dispatch_fn dispatch;
 };
 
 static void server_accept_cb(evutil_socket_t fd, short what, void *arg);
 static void heavy_run_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)malloc_trim(0);
+}
+
+/*
+ * A dropped peer may leave megabytes of freed chunks between live ones,
+ * which malloc keeps: give them back a moment later, once libevent has run
+ * the finalizers that free a bufferevent's buffers (bufferevent_free() only
+ * schedules them, so a trim right after it found them still in use).
+ */
+void
+server_trim_later(struct server *s)
+{
+	static const struct timeval later = {0, 100000};
+
+	if (!evtimer_pending(s->ev_trim, NULL))
+		ev_check(evtimer_add(s->ev_trim, &later), "evtimer_add");
+}
 
 /* The first socket passed by systemd, or -1. */
 static int
@@ -171,7 +194,8 @@ server_new(struct daemon *d, const char *path, const char *default_path,
 	TAILQ_INIT(&s->heavy);
 	LIST_INIT(&s->heavy_busy);
 	s->d = d;
-	if ((s->ev_heavy = evtimer_new(d->base, heavy_run_cb, s)) == NULL)
+	if ((s->ev_heavy = evtimer_new(d->base, heavy_run_cb, s)) == NULL ||
+	    (s->ev_trim = evtimer_new(d->base, trim_cb, s)) == NULL)
 		fatalx("evtimer_new failed");
 	if (path == NULL && (fd = listen_fd_from_systemd()) >= 0) {
 		s->activated = true;
@@ -184,6 +208,7 @@ server_new(struct daemon *d, const char *path, const char *default_path,
 		fd = bind_socket(s->path, c->admin_gid, c->admin_group != NULL, ret_err);
 		if (fd < 0) {
 			event_free(s->ev_heavy);
+			event_free(s->ev_trim);
 			free(s->path);
 			free(s);
 			return fd;
@@ -249,6 +274,7 @@ server_free(struct server *s)
 	while ((c = LIST_FIRST(&s->conns)) != NULL)
 		conn_free(c);
 	heavy_free_all(s);
+	event_free(s->ev_trim);
 	if (s->ev_accept)
 		event_free(s->ev_accept);
 	if (s->ev_resume)

@@ -48,6 +48,8 @@ bool server_activated(const struct server *s);
 
 /* Connection bookkeeping, called by conn.c. */
 void server_conn_gone(struct server *s, struct conn *c);
+/* After freeing a connection that held much: malloc_trim(0) on a later loop turn. */
+void server_trim_later(struct server *s);
 struct daemon *server_daemon(const struct server *s);
 
 /*
