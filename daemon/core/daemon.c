@@ -6,13 +6,13 @@
 #include <event2/event.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 

@@ -486,13 +486,11 @@ prepare_planned(struct planner *pl)
 	}
 	if (r < 0 || d->stopping) {
 		const char *what = pl->recording ? "recording the plan failed" : "planning failed";
+		_cleanup_free_ char *reply = xprintf("%s; see the journal", what);
 
 		if (r < 0 && r != -ECANCELED)
 			log_error("job %s: %s: %s", pl->job_name, what, pl->err ? pl->err : "?");
-		pl->done(PLANNER_FAILED, NULL,
-			 pl->recording ? "recording the plan failed; see the journal"
-				       : "planning failed; see the journal",
-			 pl->userdata);
+		pl->done(PLANNER_FAILED, NULL, reply, pl->userdata);
 		planner_free(pl);
 		return;
 	}

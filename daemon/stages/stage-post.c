@@ -1337,11 +1337,10 @@ post_resume(struct daemon *d, const struct job_row *j)
 	if (post_find(d, j->id) != NULL)
 		return;
 	/* Its last post still winds down: two cleaners must not race; the last thread resumes it. */
-	LIST_FOREACH(p, &d->posts, link)
-		if (p->job_id == j->id && p->stopping) {
-			p->restart = true;
-			return;
-		}
+	if ((p = stopping_find(d, j->id)) != NULL) {
+		p->restart = true;
+		return;
+	}
 	if (d->blob == NULL) {
 		struct log_ctx ctx = {.job = j->name, .state = job_state_to_string(j->state)};
 		log_ctx(LOG_WARNING, &ctx,
